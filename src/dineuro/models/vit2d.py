@@ -1,0 +1,71 @@
+"""The 2D DINO Vision Transformer, parameter-for-parameter in the official checkpoint layout.
+
+Its ``state_dict()`` has exactly the keys and shapes of an official DINO backbone file
+(``cls_token``, ``pos_embed``, ``patch_embed.proj.*``, ``blocks.N.*``, ``norm.*``), so it is the
+teacher that checkpoints load into, and the way tests make small checkpoints in that layout.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from dineuro.models.blocks import LAYER_NORM_EPS, Block
+
+
+class PatchEmbed2d(nn.Module):
+    """Non-overlapping ``patch x patch`` convolution from image channels to tokens."""
+
+    def __init__(self, patch_size: int, in_chans: int, embed_dim: int):
+        super().__init__()
+        self.proj = nn.Conv2d(in_chans, embed_dim, kernel_size=patch_size, stride=patch_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(x).flatten(2).transpose(1, 2)
+
+
+class VisionTransformer2d(nn.Module):
+    """DINO's ViT backbone (no classification head).
+
+    Args:
+        img_size: training image side; sets the position-embedding grid (224 -> 14 x 14 at /16).
+        patch_size: patch side in pixels (DINO: 16 or 8).
+        in_chans: image channels (DINO: 3).
+        embed_dim: token width (ViT-S: 384, ViT-B: 768).
+        depth: number of blocks.
+        num_heads: attention heads.
+        mlp_ratio: MLP hidden width as a multiple of ``embed_dim``.
+
+    Examples::
+
+        >>> vit = VisionTransformer2d(img_size=32, patch_size=16, embed_dim=48, depth=2,
+        ...                           num_heads=3)
+        >>> vit(torch.zeros(1, 3, 32, 32)).shape  # CLS + 2 x 2 patch tokens
+        torch.Size([1, 5, 48])
+    """
+
+    def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3,
+                 embed_dim: int = 384, depth: int = 12, num_heads: int = 6,
+                 mlp_ratio: float = 4.0):
+        super().__init__()
+        if img_size % patch_size:
+            raise ValueError("img_size should be divisible by patch_size.")
+        self.patch_size = patch_size
+        self.patch_embed = PatchEmbed2d(patch_size, in_chans, embed_dim)
+        n_patches = (img_size // patch_size) ** 2
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim))
+        self.pos_embed = nn.Parameter(torch.zeros(1, 1 + n_patches, embed_dim))
+        self.blocks = nn.ModuleList(
+            Block(embed_dim, num_heads, mlp_ratio=mlp_ratio) for _ in range(depth))
+        self.norm = nn.LayerNorm(embed_dim, eps=LAYER_NORM_EPS)
+        nn.init.trunc_normal_(self.pos_embed, std=0.02)
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map images (B, C, H, W) at the training size to normalised tokens (B, 1 + N, D)."""
+        tokens = self.patch_embed(x)
+        tokens = torch.cat([self.cls_token.expand(len(tokens), -1, -1), tokens], dim=1)
+        tokens = tokens + self.pos_embed
+        for block in self.blocks:
+            tokens = block(tokens)
+        return self.norm(tokens)
