@@ -1,4 +1,4 @@
-"""The ``dineuro`` command line: parses arguments, shows progress, calls one library function a verb.
+"""The ``dineuro`` command line: parses arguments, shows progress, calls one function per verb.
 
 Library code never prints; this module does. Bad input (:class:`dineuro.errors.InputError`)
 becomes one sentence on stderr and exit code 2, without a traceback.
@@ -7,9 +7,22 @@ becomes one sentence on stderr and exit code 2, without a traceback.
 from __future__ import annotations
 
 import sys
+import warnings
+from dataclasses import replace
+from pathlib import Path
+from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 from dineuro.errors import InputError
 
@@ -19,7 +32,14 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+weights_app = typer.Typer(help="DINO teacher checkpoints: list the known ones, download them.",
+                          no_args_is_help=True)
+app.add_typer(weights_app, name="weights")
 err = Console(stderr=True)
+
+STACK_FORMATS = ".tif/.tiff, a folder of 2D TIFF slices, .v3draw, .nii/.nii.gz"
+Channel = Annotated[int | None, typer.Option(
+    help="Channel to take from a multi-channel stack (0-based).")]
 
 
 def main() -> None:
@@ -27,5 +47,192 @@ def main() -> None:
     try:
         app()
     except InputError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
         sys.exit(2)
+
+
+def _progress(*columns) -> Progress:
+    columns = columns or (MofNCompleteColumn(),)
+    return Progress(TextColumn("{task.description}"), BarColumn(), *columns,
+                    TimeElapsedColumn(), TimeRemainingColumn(), console=err)
+
+
+def _parse_triple(text: str | None, what: str, kind=float):
+    """``"64,256,256"`` -> (64, 256, 256); a clear error for anything else."""
+    if text is None:
+        return None
+    try:
+        values = tuple(kind(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise InputError(f"{what} should be three comma-separated numbers z,y,x, not {text!r}.")
+    return values
+
+
+@app.command()
+def convert(
+    src: Annotated[Path, typer.Argument(help=f"Input stack: {STACK_FORMATS}.")],
+    dst: Annotated[Path, typer.Argument(
+        help="Output stack: .tif, .v3draw or .nii/.nii.gz; must not exist.")],
+    channel: Channel = None,
+) -> None:
+    """Convert a stack between formats, keeping dtype and voxel spacing.
+
+    v3draw files carry no voxel spacing: converting to .v3draw drops it, from .v3draw gives 1.
+    """
+    from dineuro.io.volume import convert_volume
+
+    volume = convert_volume(src, dst, channel=channel)
+    z, y, x = volume.array.shape
+    err.print(f"wrote {dst}: {z} x {y} x {x} (z, y, x), {volume.array.dtype}, "
+              f"spacing {volume.spacing}")
+
+
+@app.command()
+def synth(
+    out: Annotated[Path, typer.Option("-o", "--out",
+                                      help="Dataset folder to create (must not exist).")],
+    preset: Annotated[str, typer.Option(
+        help="small: 6 stacks of 48x128x128 (seconds); bench: 42 stacks of 64x256x256 "
+             "(the size of BigNeuron's Janelia set).")] = "small",
+    difficulty: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="0 = bright and clean ... 1 = dim, gappy, cluttered.")] = 0.5,
+    seed: Annotated[int, typer.Option(
+        help="Master seed; the same seed gives the same voxels.")] = 0,
+    n: Annotated[int | None, typer.Option(
+        "--n", help="Number of stacks (default: the preset's).")] = None,
+    shape: Annotated[str | None, typer.Option(
+        help="Stack shape z,y,x in voxels (default: the preset's).")] = None,
+    spacing: Annotated[str | None, typer.Option(
+        help="Voxel size z,y,x in micrometres (default 1,0.5,0.5).")] = None,
+    dtype: Annotated[str, typer.Option(
+        help="uint8, or uint16 (values in a 12-bit camera's range).")] = "uint8",
+) -> None:
+    """Generate a synthetic benchmark: stacks, label masks, gold SWCs, split.json, meta.json.
+
+    Neurons are real fly neurons (navis' examples) and procedurally grown trees; the image
+    model has PSF blur (worse in z), shot and read noise, uneven background, dim stretches,
+    out-of-focus blobs and fragments of other neurons. meta.json records the full generator
+    configuration, so the folder can be regenerated exactly.
+    """
+    from dineuro.data.synth import PRESETS
+
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
+    changes = {"difficulty": difficulty, "seed": seed, "dtype": dtype}
+    if n is not None:
+        changes["n_stacks"] = n
+    if shape is not None:
+        changes["shape"] = _parse_triple(shape, "--shape", int)
+    if spacing is not None:
+        changes["spacing"] = _parse_triple(spacing, "--spacing")
+    try:
+        config = replace(PRESETS[preset], **changes)
+    except ValueError as exc:
+        raise InputError(str(exc)) from exc
+    _write_synthetic(out, config, "synthesising stacks")
+    err.print(f"wrote {config.n_stacks} stacks to {out}/ (images/, labels/, swc/, split.json, "
+              "meta.json)")
+
+
+def _write_synthetic(out: Path, config, description: str) -> None:
+    from dineuro.data.synth import write_synthetic_dataset
+
+    with _progress() as progress:
+        task = progress.add_task(description, total=config.n_stacks)
+        write_synthetic_dataset(out, config, on_stack=lambda _: progress.advance(task))
+
+
+@app.command()
+def show(
+    stack: Annotated[Path, typer.Argument(help=f"The stack: {STACK_FORMATS}.")],
+    out: Annotated[Path, typer.Option("-o", "--out",
+                                      help="Picture to write (.png, .pdf or .svg).")],
+    swc: Annotated[Path | None, typer.Option(
+        help="SWC to draw over the projections.")] = None,
+    mask: Annotated[Path | None, typer.Option(
+        help="Label-mask stack to tint over the projections.")] = None,
+    channel: Channel = None,
+) -> None:
+    """Draw maximum-intensity projections (x-y, x-z, z-y) with an SWC and/or a mask overlaid.
+
+    With an overlay, the projections appear twice: plain, and with the overlay, side by side.
+    """
+    from dineuro.io._atomic import refuse_existing
+    from dineuro.io.swc import read_swc
+    from dineuro.io.volume import read_volume
+    from dineuro.report import mip_figure, save_figure
+
+    refuse_existing(out)
+    volume = read_volume(stack, channel=channel)
+    tree = read_swc(swc) if swc is not None else None
+    label = read_volume(mask).array > 0 if mask is not None else None
+    if label is not None and label.shape != volume.array.shape:
+        raise InputError(f"has shape {label.shape} but the stack has shape "
+                         f"{volume.array.shape}.", mask)
+    save_figure(mip_figure(volume.array, volume.spacing, tree, label, title=stack.name), out)
+    err.print(f"wrote {out}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("-o", "--out",
+                                      help="Folder for everything the demo writes.")]
+    = Path("dineuro-demo"),
+) -> None:
+    """The main job on an embedded default: build the small synthetic set and picture it.
+
+    Reuses OUT/data when it exists, so running the demo again is quick.
+    """
+    from dineuro.data.dataset import open_dataset
+    from dineuro.data.synth import PRESETS
+    from dineuro.report import mip_figure, save_figure
+
+    data_dir = out / "data"
+    if not data_dir.exists():
+        _write_synthetic(data_dir, PRESETS["small"], "synthesising the small benchmark")
+    dataset = open_dataset(data_dir)
+    name = dataset.split["test"][0]
+    image = dataset.image(name)
+    picture = out / f"{name}_overview.png"
+    save_figure(mip_figure(image.array, image.spacing, dataset.tree(name),
+                           dataset.label(name, image), title=f"{name} (test split)"), picture)
+    err.print(f"dataset: {data_dir}/  picture: {picture}")
+
+
+@weights_app.command("list")
+def weights_list() -> None:
+    """Show the known DINO checkpoints, their URLs and checksums, and where files are looked for.
+
+    Files are looked for in $DINEURO_CACHE, else ~/.cache/dineuro/weights; any other copy can
+    be given directly as --teacher PATH.
+    """
+    from dineuro.models.weights import cache_dir, list_weights
+
+    out = Console(soft_wrap=True, highlight=False)
+    out.print(f"cache folder: {cache_dir()} (set $DINEURO_CACHE to move it)")
+    for info in list_weights():
+        status = "[green]present[/]" if info.present else "not downloaded"
+        out.print(f"\n[bold]{info.name}[/]  {info.arch}  {status}\n  url:    {info.url}\n"
+                  f"  sha256: {info.sha256 or 'not published; the size is checked when known'}")
+
+
+@weights_app.command("fetch")
+def weights_fetch(
+    name: Annotated[str, typer.Argument(help="A name from `dineuro weights list`.")],
+    to: Annotated[Path | None, typer.Option(
+        help="Folder to put the file in (default: the cache folder).")] = None,
+) -> None:
+    """Download a DINO checkpoint, check its checksum, and put it where dineuro looks for it."""
+    from dineuro.models.weights import UnverifiedWeightsWarning, fetch
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UnverifiedWeightsWarning)
+        with _progress(DownloadColumn()) as progress:
+            task = progress.add_task(f"downloading {name}", total=None)
+            path = fetch(name, to, progress=lambda done, total: progress.update(
+                task, completed=done, total=total))
+    for warning in caught:
+        err.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
+    err.print(f"weights ready: {path}")

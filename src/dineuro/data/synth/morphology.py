@@ -1,0 +1,240 @@
+"""Neuron morphologies for synthetic stacks: procedurally grown trees and real fly neurons.
+
+Everything here returns an :class:`~dineuro.io.swc.SwcTree` in voxel coordinates (x, y, z) of
+the target stack, radii in x/y voxels. Growth happens in an isotropic space measured in x/y
+voxels (z scaled by the z/xy spacing ratio) so that tortuosity and branch angles look the same
+in every direction, and is converted to voxel indices at the end.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from dineuro.io.swc import SwcTree
+
+SOMA, NEURITE = 1, 3
+
+
+@dataclass(frozen=True)
+class GrowthConfig:
+    """How procedural neurons grow. Lengths and radii are in x/y voxels.
+
+    Args:
+        n_primary: range of primary neurites leaving the soma.
+        step: distance between consecutive nodes.
+        tortuosity: standard deviation of the random change of the unit direction per step
+            (0 = straight lines).
+        branch_prob: probability that a tip branches at a step.
+        stop_prob: probability that a tip stops at a step (besides the length budget).
+        branch_angle: range of angles (radians) between a daughter and its parent branch.
+        soma_radius: range of soma radii.
+        root_radius: range of radii where primary neurites leave the soma.
+        taper: radius factor per step along a branch.
+        child_radius_ratio: radius factor from parent to daughter branch.
+        min_radius: no neurite gets thinner than this.
+        z_flatten: shrink of the z component of new directions; single neurons in a stack
+            spread mostly in the imaging plane.
+        bounce_prob: probability that a tip hitting the stack border turns back instead of
+            stopping there.
+    """
+
+    n_primary: tuple[int, int] = (3, 6)
+    step: float = 1.5
+    tortuosity: float = 0.12
+    branch_prob: float = 0.015
+    stop_prob: float = 0.003
+    branch_angle: tuple[float, float] = (0.4, 1.2)
+    soma_radius: tuple[float, float] = (2.5, 4.5)
+    root_radius: tuple[float, float] = (1.2, 2.2)
+    taper: float = 0.996
+    child_radius_ratio: float = 0.8
+    min_radius: float = 0.5
+    z_flatten: float = 0.5
+    bounce_prob: float = 0.7
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.linalg.norm(v)
+
+
+def _random_direction(rng: np.random.Generator, z_flatten: float) -> np.ndarray:
+    d = rng.normal(size=3)
+    d[2] *= z_flatten
+    return _unit(d)
+
+
+def _deflect(rng: np.random.Generator, direction: np.ndarray, angle: float) -> np.ndarray:
+    """Rotate ``direction`` by ``angle`` about a random axis perpendicular to it."""
+    axis = _unit(np.cross(direction, rng.normal(size=3)))
+    return _unit(np.cos(angle) * direction + np.sin(angle) * axis)
+
+
+def _extent(shape: tuple[int, int, int], z_ratio: float) -> np.ndarray:
+    """(x, y, z) size of the stack in isotropic x/y-voxel units."""
+    return np.array([shape[2], shape[1], shape[0] * z_ratio], dtype=float)
+
+
+def _to_voxels(points: np.ndarray, z_ratio: float) -> np.ndarray:
+    """Isotropic (x, y, z) coordinates in x/y voxels -> voxel indices (x, y, z), centre-based."""
+    out = points - 0.5
+    out[:, 2] = points[:, 2] / z_ratio - 0.5
+    return out
+
+
+def grow_neuron(rng: np.random.Generator, shape: tuple[int, int, int], z_ratio: float,
+                total_length: float, config: GrowthConfig = GrowthConfig(),
+                soma: bool = True) -> SwcTree:
+    """Grow one neuron inside a stack until its cable reaches ``total_length`` x/y voxels.
+
+    Tips grow round-robin, one step each, so all branches get their share of the budget; a
+    tip that reaches the border bounces back or stops there, so the tree stays in the stack.
+
+    Args:
+        rng: the random generator (all randomness comes from it).
+        shape: (z, y, x) stack shape in voxels.
+        z_ratio: z spacing divided by x/y spacing.
+        total_length: cable length budget, in x/y voxels.
+        config: growth parameters.
+        soma: start with a soma node (type 1); fragments of other neurons have none.
+
+    Returns:
+        The tree in voxel coordinates; node 1 is the root.
+    """
+    c = config
+    extent = _extent(shape, z_ratio)
+    margin = 2.0
+    start = extent * rng.uniform(0.3, 0.7, size=3)
+    points, radii, parents, types = [start], [0.0], [-1], [SOMA if soma else NEURITE]
+    radii[0] = rng.uniform(*c.soma_radius) if soma else rng.uniform(*c.root_radius)
+    tips: deque = deque()
+    for _ in range(rng.integers(c.n_primary[0], c.n_primary[1] + 1) if soma else 2):
+        tips.append((0, start, _random_direction(rng, c.z_flatten), rng.uniform(*c.root_radius)))
+    grown = 0.0
+    while tips and grown < total_length:
+        parent, pos, direction, radius = tips.popleft()
+        noise = rng.normal(scale=c.tortuosity, size=3)
+        noise[2] *= c.z_flatten
+        direction = _unit(direction + noise)
+        new = pos + c.step * direction
+        outside = (new < margin) | (new > extent - margin)
+        if outside.any():
+            if rng.random() > c.bounce_prob:
+                continue
+            direction = direction.copy()
+            direction[outside] *= -1
+            new = np.clip(pos + c.step * direction, margin, extent - margin)
+        points.append(new)
+        radii.append(radius)
+        parents.append(parent)
+        types.append(NEURITE)
+        grown += float(np.linalg.norm(new - pos))
+        index = len(points) - 1
+        radius = max(c.min_radius, radius * c.taper)
+        if rng.random() < c.branch_prob:
+            angle = rng.uniform(*c.branch_angle)
+            child_radius = max(c.min_radius, radius * c.child_radius_ratio)
+            tips.append((index, new, _deflect(rng, direction, angle), child_radius))
+            direction = _deflect(rng, direction, -0.3 * angle)
+        if rng.random() >= c.stop_prob:
+            tips.append((index, new, direction, radius))
+    xyz = _to_voxels(np.array(points), z_ratio)
+    ids = np.arange(1, len(points) + 1)
+    return SwcTree(ids=ids, types=np.array(types), xyz=xyz, radius=np.array(radii),
+                   parents=np.where(np.array(parents) >= 0, np.array(parents) + 1, -1),
+                   comments=[])
+
+
+@functools.lru_cache(maxsize=1)
+def _navis_neurons() -> tuple[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int], ...]:
+    """The real Drosophila DA1 projection neurons shipped with navis (loaded once, offline).
+
+    Returns per neuron: node ids, parent ids, (x, y, z) in 8 nm units, radii, soma node id
+    (-1 when the neuron has none).
+    """
+    import navis  # heavy import (pandas, numba): only when real morphologies are asked for
+
+    out = []
+    for neuron in navis.example_neurons(5, kind="skeleton"):
+        nodes = neuron.nodes
+        soma = neuron.soma
+        soma_id = int(np.atleast_1d(soma)[0]) if soma is not None else -1
+        out.append((nodes.node_id.to_numpy(np.int64), nodes.parent_id.to_numpy(np.int64),
+                    nodes[["x", "y", "z"]].to_numpy(float), nodes.radius.to_numpy(float),
+                    soma_id))
+    return tuple(out)
+
+
+NAVIS_NEURON_COUNT = 5
+
+
+def _principal_axes_rotation(points: np.ndarray) -> np.ndarray:
+    """Rotation whose last row is the direction of least spread (that axis becomes z)."""
+    _, _, vt = np.linalg.svd(points - points.mean(axis=0), full_matrices=False)
+    if np.linalg.det(vt) < 0:
+        vt[2] *= -1
+    return vt
+
+
+#: navis example neurons are in units of 8 nm.
+NAVIS_UNIT_UM = 0.008
+
+
+#: Radius (micrometres) of the neighbourhood whose node count measures a node's density.
+DENSITY_RADIUS_UM = 10.0
+
+
+@functools.lru_cache(maxsize=NAVIS_NEURON_COUNT)
+def _dense_nodes(index: int) -> np.ndarray:
+    """Rows of the navis neuron's nodes in the densest third (most neighbours nearby)."""
+    points = _navis_neurons()[index][2]
+    counts = cKDTree(points).query_ball_point(points, DENSITY_RADIUS_UM / NAVIS_UNIT_UM,
+                                              return_length=True)
+    return np.flatnonzero(counts >= np.quantile(counts, 2 / 3))
+
+
+def navis_neuron(rng: np.random.Generator, shape: tuple[int, int, int],
+                 spacing: tuple[float, float, float], index: int, zoom: float = 1.0,
+                 radius_range: tuple[float, float] = (0.5, 3.0),
+                 soma_radius_range: tuple[float, float] = (2.5, 6.0)) -> SwcTree:
+    """One of navis' real fly neurons, posed, scaled and cropped to the stack.
+
+    The neuron is laid flat (its direction of least spread along z, as a mounted specimen),
+    turned by a random angle about z, mirrored at random and scaled to ``zoom`` times its
+    physical size in the stack's voxels. The stack looks at the neighbourhood of a random node
+    among the densest third (so at arbors, not along a lone fibre), a field of view that need
+    not hold the whole cell. Nodes outside the stack are dropped; their children become roots.
+    Radii are scaled too, then clipped to what gold SWCs of confocal stacks show. The pose
+    comes from ``rng`` alone, so the same generator state with another ``zoom`` gives the same
+    view, larger.
+
+    Args:
+        rng: the random generator.
+        shape: (z, y, x) stack shape.
+        spacing: (z, y, x) voxel size in micrometres.
+        index: which of the navis neurons (0 to 4).
+        zoom: scale relative to the physical size.
+        radius_range: neurite radii are clipped to this, in x/y voxels.
+        soma_radius_range: the soma radius is clipped to this.
+    """
+    z_ratio = spacing[0] / spacing[2]
+    ids, parent_ids, points, radii, soma_id = _navis_neurons()[index % NAVIS_NEURON_COUNT]
+    rotated = (points - points.mean(axis=0)) @ _principal_axes_rotation(points).T
+    theta = rng.uniform(0, 2 * np.pi)
+    turn = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0],
+                     [0, 0, 1]])
+    rotated = rotated @ turn.T * rng.choice([-1.0, 1.0], size=3)
+    centre = rotated[rng.choice(_dense_nodes(index))]
+    scale = zoom * NAVIS_UNIT_UM / spacing[2]
+    placed = (rotated - centre) * scale + _extent(shape, z_ratio) / 2
+    xyz = _to_voxels(placed, z_ratio)
+    is_soma = ids == soma_id
+    radius = np.where(is_soma, np.clip(radii * scale, *soma_radius_range),
+                      np.clip(radii * scale, *radius_range))
+    tree = SwcTree(ids=ids, types=np.where(is_soma, SOMA, NEURITE), xyz=xyz, radius=radius,
+                   parents=parent_ids, comments=[])
+    return tree.crop(shape).renumbered()

@@ -1,0 +1,139 @@
+"""Multi-page TIFF and ImageJ hyperstacks, through tifffile.
+
+Voxel spacing lives in two places in a TIFF: the x and y pixel sizes are the inverse of the
+XResolution and YResolution tags (pixels per unit), and the z step is the ``spacing`` entry of the
+ImageJ description. The unit is the ImageJ ``unit`` entry when there is one, else the
+ResolutionUnit tag; we convert to micrometres when the unit is known and keep the numbers as they
+are otherwise (1.0 for anything the file does not give).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+from dineuro.errors import InputError
+
+# What ImageJ hyperstacks can hold (tifffile refuses anything else with imagej=True).
+DTYPES = tuple(np.dtype(name) for name in ("uint8", "uint16", "int16", "float32"))
+# ImageJ writes its unit as free text; these are the spellings of lengths we have seen.
+_UM_PER_IMAGEJ_UNIT = {"micron": 1.0, "microns": 1.0, "um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0,
+                       "\\u00b5m": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6,
+                       "inch": 25400.0}
+# TIFF ResolutionUnit codes (4 and 5 are tifffile extensions); 1 (none) keeps numbers as they are.
+_UM_PER_RESOLUTION_UNIT = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}
+# Exceptions tifffile and imagecodecs raise on files they cannot parse or decode.
+_READ_ERRORS = (ValueError, OSError, EOFError, struct.error, RuntimeError)
+
+
+def read(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:
+    """Read the one image series of a TIFF file.
+
+    Returns
+    -------
+    array, axes, spacing
+        The voxels; tifffile's axis names, with the stack axis called Z and samples (RGB) called
+        C; and the (z, y, x) voxel spacing (see the module docstring for units).
+    """
+    with _tifffile_errors() as errors:
+        try:
+            with tifffile.TiffFile(path) as tif:
+                n_series = len(tif.series)
+                series = tif.series[0]
+                array, axes, spacing = series.asarray(), series.axes, _spacing(tif)
+        except _READ_ERRORS as exc:
+            raise InputError(f"cannot be read as a TIFF file ({exc}).", path) from exc
+    if errors:
+        raise InputError(f"is corrupt or truncated (tifffile: {errors[0]}).", path)
+    if n_series != 1:
+        raise InputError(f"holds {n_series} image series of different shapes; one stack is "
+                         f"expected.", path)
+    return array, _canonical_axes(axes), spacing
+
+
+@contextlib.contextmanager
+def _tifffile_errors() -> Iterator[list[str]]:
+    """Collect the errors tifffile logs instead of raising, e.g. on a truncated file.
+
+    tifffile recovers from a missing page or a failed reshape by logging and returning less data;
+    we refuse such files rather than segment part of a stack. The handler also keeps tifffile's
+    warnings off stderr, since library code never prints.
+    """
+    handler = _ErrorCollector()
+    logger = logging.getLogger("tifffile")
+    logger.addHandler(handler)
+    try:
+        yield handler.messages
+    finally:
+        logger.removeHandler(handler)
+
+
+class _ErrorCollector(logging.Handler):
+    """A logging handler that keeps the text of ERROR records."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # tifffile prefixes its messages with the repr of the object that failed: drop it.
+        self.messages.append(re.sub(r"^<[^>]*>\s*", "", record.getMessage()))
+
+
+def _canonical_axes(axes: str) -> str:
+    """Name the stack axis Z and the samples axis C, whatever tifffile called them.
+
+    A plain multi-page TIFF has axes IYX (image sequence), one written by tifffile without
+    metadata QYX (unknown); ImageJ and OME files already say Z. RGB samples (S) are channels.
+    """
+    if "C" not in axes:
+        axes = axes.replace("S", "C")
+    if "Z" not in axes and axes.count("I") + axes.count("Q") == 1:
+        axes = axes.replace("I", "Z").replace("Q", "Z")
+    return axes
+
+
+def _spacing(tif: tifffile.TiffFile) -> tuple[float, float, float]:
+    """The (z, y, x) voxel spacing, in micrometres when the file names its unit."""
+    tags = tif.pages[0].tags
+    imagej = tif.imagej_metadata or {}
+    if "unit" in imagej:
+        um_per_unit = _UM_PER_IMAGEJ_UNIT.get(str(imagej["unit"]).lower(), 1.0)
+    elif "ResolutionUnit" in tags:
+        um_per_unit = _UM_PER_RESOLUTION_UNIT.get(int(tags["ResolutionUnit"].value), 1.0)
+    else:
+        um_per_unit = 1.0
+    sizes = (imagej.get("spacing"), _pixel_size(tags.get("YResolution")),
+             _pixel_size(tags.get("XResolution")))
+    return tuple(1.0 if size is None else float(size) * um_per_unit for size in sizes)
+
+
+def _pixel_size(tag: tifffile.TiffTag | None) -> float | None:
+    """The pixel size of a resolution tag (a rational, pixels per unit), or None if unset."""
+    if tag is None:
+        return None
+    numerator, denominator = tag.value
+    return denominator / numerator if numerator else None
+
+
+def write(path: Path, array: np.ndarray, spacing: tuple[float, float, float]) -> None:
+    """Write a (z, y, x) array as an ImageJ hyperstack that Fiji opens with the right voxel size.
+
+    ImageJ reads the x/y pixel size from the resolution tags and the z step and unit from its
+    description, so both are written, in micrometres. A single-slice stack reads back as a 2D
+    image, like any one-page TIFF.
+    """
+    z, y, x = spacing
+    # Given ZYX, tifffile takes a trailing size-1 axis for RGB samples; the full ImageJ
+    # TZCYXS shape leaves it nothing to guess.
+    hyperstack = array[np.newaxis, :, np.newaxis, :, :, np.newaxis]
+    tifffile.imwrite(path, hyperstack, imagej=True, photometric="minisblack",
+                     resolution=(1.0 / x, 1.0 / y),
+                     metadata={"axes": "TZCYXS", "spacing": z, "unit": "micron"})

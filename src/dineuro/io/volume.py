@@ -1,0 +1,239 @@
+"""Read and write 3D light-microscopy stacks as (z, y, x) arrays with their voxel spacing.
+
+Every format comes in as a :class:`Volume`: a numpy array in (z, y, x) order, in the file's own
+dtype (8- and 16-bit data are never rescaled), and the (z, y, x) voxel spacing, in micrometres
+when the file names its unit and 1.0 where it gives none. Supported:
+
+- ``.tif``/``.tiff``: multi-page TIFF and ImageJ hyperstacks (tifffile);
+- a folder of 2D TIFF slices, in natural order of their names;
+- ``.v3draw``: Vaa3D's raw format, which stores no spacing;
+- ``.nii``/``.nii.gz``: NIfTI (nibabel), axes reversed from nibabel's (x, y, z).
+
+Multi-channel files need a channel index. Anything that is not one readable 3D stack raises
+:class:`~dineuro.errors.InputError` with one sentence naming the file. Writing goes through a
+temporary file renamed into place and never replaces an existing file.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from types import ModuleType
+from typing import NamedTuple
+
+import numpy as np
+
+from dineuro.errors import InputError
+from dineuro.io import _nifti, _slices, _tiff, _v3draw
+from dineuro.io._atomic import atomic_file, refuse_existing
+
+_FORMATS: dict[str, ModuleType] = {".tif": _tiff, ".tiff": _tiff, ".v3draw": _v3draw,
+                                   ".nii": _nifti, ".nii.gz": _nifti}
+SUPPORTED_EXTENSIONS = tuple(_FORMATS)
+_WRITABLE = ", ".join(SUPPORTED_EXTENSIONS)
+_READABLE = f"{_WRITABLE} or a folder of 2D TIFF slices"
+_UNIT_SPACING = (1.0, 1.0, 1.0)
+
+
+class Volume(NamedTuple):
+    """A 3D stack and its voxel size.
+
+    Attributes
+    ----------
+    array : numpy.ndarray
+        Voxels in (z, y, x) order, in the dtype of the file.
+    spacing : tuple of float
+        Voxel size along (z, y, x), in micrometres when the file says so, else 1.0.
+    """
+
+    array: np.ndarray
+    spacing: tuple[float, float, float]
+
+
+def read_volume(path: str | os.PathLike, channel: int | None = None) -> Volume:
+    """Read a 3D stack from a TIFF, v3draw or NIfTI file, or from a folder of TIFF slices.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file with one of :data:`SUPPORTED_EXTENSIONS`, or a folder of 2D TIFF slices.
+    channel : int, optional
+        Which channel (0-based) to take from a multi-channel file; required when there are
+        several, optional (must be 0) otherwise.
+
+    Returns
+    -------
+    Volume
+        The (z, y, x) array in the file's dtype and native byte order, C-contiguous, and the
+        (z, y, x) spacing.
+
+    Raises
+    ------
+    InputError
+        The path does not exist, has an unknown extension, cannot be parsed, is not 3D, is empty,
+        or the channel is missing or out of range.
+
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> path = Path(tempfile.mkdtemp()) / "stack.tif"
+    >>> _ = write_volume(path, np.zeros((5, 7, 9), np.uint16), spacing=(2.0, 0.5, 0.5))
+    >>> volume = read_volume(path)
+    >>> volume.array.shape, volume.array.dtype, volume.spacing
+    ((5, 7, 9), dtype('uint16'), (2.0, 0.5, 0.5))
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError("does not exist.", path)
+    if path.is_dir():
+        array, axes, spacing = _slices.read(path)
+    else:
+        _, module = _format_of(path, supported=_READABLE)
+        array, axes, spacing = module.read(path)
+    return Volume(_as_zyx(array, axes, channel, path), _checked_spacing(spacing, path))
+
+
+def write_volume(path: str | os.PathLike, volume_or_array: Volume | np.ndarray,
+                 spacing: tuple[float, float, float] | None = None) -> Path:
+    """Write a (z, y, x) stack as TIFF, v3draw or NIfTI, chosen by the extension of ``path``.
+
+    TIFF files are ImageJ hyperstacks whose calibration Fiji shows in micrometres; NIfTI files
+    carry the spacing in their affine and pixdim, in micrometres; v3draw cannot store spacing and
+    drops it. The dtype is kept: a format that cannot hold it is an error, never a conversion.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        Output file; must not exist yet. Written to a temporary name and renamed when complete.
+    volume_or_array : Volume or numpy.ndarray
+        The stack, in (z, y, x) order.
+    spacing : tuple of 3 float, optional
+        (z, y, x) voxel size in micrometres; defaults to the Volume's spacing, or 1.0 for a bare
+        array. Given together with a Volume, it replaces the Volume's spacing.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+
+    Raises
+    ------
+    InputError
+        ``path`` exists, has an unknown extension, or its format cannot hold the dtype.
+    ValueError
+        The array is not 3D or is empty, or the spacing is not 3 positive finite numbers.
+    """
+    path = Path(path)
+    extension, module = _format_of(path, supported=_WRITABLE)
+    array, spacing = _array_and_spacing(volume_or_array, spacing)
+    if array.dtype not in module.DTYPES:
+        raise InputError(f"cannot hold {array.dtype} voxels as {extension}; it holds "
+                         f"{', '.join(str(dtype) for dtype in module.DTYPES)}.", path)
+    refuse_existing(path)
+    with atomic_file(path) as tmp:
+        module.write(tmp, array, spacing)
+    return path
+
+
+def convert_volume(src: str | os.PathLike, dst: str | os.PathLike,
+                   channel: int | None = None) -> Volume:
+    """Copy a stack from one supported format to another, keeping dtype and spacing.
+
+    The output's format is checked before the input is read, so a bad output name fails fast.
+    Spacing is lost when ``dst`` is a v3draw file (the format has no field for it).
+
+    Parameters
+    ----------
+    src : str or os.PathLike
+        Input file or slice folder (see :func:`read_volume`).
+    dst : str or os.PathLike
+        Output file (see :func:`write_volume`); must not exist and must differ from ``src``.
+    channel : int, optional
+        Channel to take from a multi-channel input.
+
+    Returns
+    -------
+    Volume
+        What was read from ``src`` (and written to ``dst``).
+    """
+    src, dst = Path(src), Path(dst)
+    if dst.resolve() == src.resolve():
+        raise InputError("is both the input and the output; choose another output path.", dst)
+    _format_of(dst, supported=_WRITABLE)
+    refuse_existing(dst)
+    volume = read_volume(src, channel)
+    write_volume(dst, volume)
+    return volume
+
+
+def _format_of(path: Path, supported: str) -> tuple[str, ModuleType]:
+    """The extension of ``path`` and the module that reads and writes it."""
+    name = path.name.lower()
+    for extension, module in _FORMATS.items():
+        if name.endswith(extension):
+            return extension, module
+    raise InputError(f"has an unsupported file type; supported: {supported}.", path)
+
+
+def _as_zyx(array: np.ndarray, axes: str, channel: int | None, path: Path) -> np.ndarray:
+    """Pick the channel, check the result is a non-empty (z, y, x) stack, make it C-contiguous.
+
+    ``axes`` names the axes of ``array`` with tifffile's letters (Z, Y, X, C, T, ...).
+    """
+    if array.size == 0:
+        raise InputError(f"is empty: its shape is {array.shape} ({axes}).", path)
+    if "C" not in axes:
+        array, axes = array[np.newaxis], "C" + axes
+    array = _pick_channel(np.moveaxis(array, axes.index("C"), 0), channel, path)
+    axes = axes.replace("C", "")
+    if axes == "YX":
+        raise InputError(f"is 2D (Y x X, shape {array.shape}); a 3D stack is needed.", path)
+    if axes != "ZYX":
+        raise InputError(f"has axes {axes} (shape {array.shape}); a 3D (Z, Y, X) stack, "
+                         f"optionally with channels, is needed.", path)
+    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+
+
+def _pick_channel(channels: np.ndarray, channel: int | None, path: Path) -> np.ndarray:
+    """``channels[channel]``, with the checks a user needs when a file holds several channels."""
+    count = len(channels)
+    if channel is None:
+        if count > 1:
+            raise InputError(f"has {count} channels; pass --channel (0 to {count - 1}) to pick "
+                             f"one.", path)
+        channel = 0
+    if not 0 <= channel < count:
+        raise InputError(f"has {count} channel(s); channel {channel} is out of range "
+                         f"(0 to {count - 1}).", path)
+    return channels[channel]
+
+
+def _checked_spacing(spacing: tuple[float, ...], path: Path) -> tuple[float, float, float]:
+    """The spacing a file gave, refused when it cannot be a voxel size."""
+    if not _is_voxel_size(spacing):
+        raise InputError(f"records voxel spacing {spacing} (z, y, x); sizes must be positive "
+                         f"numbers.", path)
+    return spacing
+
+
+def _is_voxel_size(spacing: tuple[float, ...]) -> bool:
+    return len(spacing) == 3 and all(math.isfinite(size) and size > 0 for size in spacing)
+
+
+def _array_and_spacing(volume_or_array: Volume | np.ndarray,
+                       spacing: tuple[float, float, float] | None
+                       ) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Unpack what :func:`write_volume` was given into a checked array and spacing."""
+    if isinstance(volume_or_array, Volume):
+        array, stored = volume_or_array
+        spacing = stored if spacing is None else spacing
+    else:
+        array = np.asarray(volume_or_array)
+    spacing = _UNIT_SPACING if spacing is None else tuple(float(size) for size in spacing)
+    if array.ndim != 3 or array.size == 0:
+        raise ValueError(f"array should be a non-empty 3D (z, y, x) stack, got shape "
+                         f"{array.shape}.")
+    if not _is_voxel_size(spacing):
+        raise ValueError(f"spacing should be 3 positive (z, y, x) sizes, got {spacing}.")
+    return array.astype(array.dtype.newbyteorder("="), copy=False), spacing

@@ -1,0 +1,127 @@
+"""The synthetic benchmark: alignment of image, mask and SWC; realism bounds; reproducibility;
+and the image model against closed forms."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from dineuro.data.synth import (
+    FOREGROUND_BOUNDS,
+    PRESETS,
+    SynthConfig,
+    imaging_for_difficulty,
+    synthesize_stack,
+)
+from dineuro.data.synth.imaging import FULL_SCALE, camera, expected_photons
+from dineuro.io.swc import swc_to_zyx
+
+SMALL = PRESETS["small"]
+#: Alignment margin at the default difficulty: the median grey value on the label is at
+#: least this many times the median of the background far from the neuron.
+ALIGNMENT_RATIO = 3.0
+
+
+@pytest.fixture(scope="module")
+def small_stacks():
+    return [synthesize_stack(SMALL, i) for i in range(SMALL.n_stacks)]
+
+
+def _background(stack, distance=5):
+    far = ndimage.distance_transform_edt(~stack.label) > distance
+    return stack.image[far]
+
+
+def test_image_is_bright_on_the_label(small_stacks):
+    for stack in small_stacks:
+        on = np.median(stack.image[stack.label].astype(float))
+        off = np.median(_background(stack).astype(float))
+        assert on >= ALIGNMENT_RATIO * max(off, 1.0), (stack.name, on, off)
+
+
+def test_swc_nodes_fall_inside_the_label(small_stacks):
+    for stack in small_stacks:
+        zyx = np.rint(swc_to_zyx(stack.tree.xyz)).astype(int)
+        assert np.all(zyx >= 0) and np.all(zyx < stack.label.shape)
+        assert stack.label[tuple(zyx.T)].all(), stack.name
+
+
+def test_foreground_fraction_is_realistic(small_stacks):
+    low, high = FOREGROUND_BOUNDS
+    for stack in small_stacks:
+        assert low <= stack.foreground_fraction <= high, (stack.name, stack.foreground_fraction)
+
+
+def test_bench_sized_stacks_are_realistic():
+    config = PRESETS["bench"]
+    for index in (0, 1):  # a navis neuron and a grown one
+        stack = synthesize_stack(config, index)
+        assert stack.image.shape == config.shape
+        assert FOREGROUND_BOUNDS[0] <= stack.foreground_fraction <= FOREGROUND_BOUNDS[1]
+
+
+def test_small_preset_mixes_real_and_grown_neurons(small_stacks):
+    sources = {s.source.split()[0] for s in small_stacks}
+    assert sources == {"navis", "grown"}
+    navis = next(s for s in small_stacks if s.source.startswith("navis"))
+    assert (navis.tree.types == 1).sum() <= 1
+    assert len(navis.tree) > 500  # a real neuron, not a stub
+
+
+def test_same_seed_same_voxels_and_index_independent_of_count():
+    a = synthesize_stack(SMALL, 1)
+    b = synthesize_stack(replace(SMALL, n_stacks=2), 1)
+    assert np.array_equal(a.image, b.image) and np.array_equal(a.label, b.label)
+    c = synthesize_stack(replace(SMALL, seed=1), 1)
+    assert not np.array_equal(a.image, c.image)
+
+
+def test_difficulty_lowers_contrast():
+    ratios = []
+    for difficulty in (0.0, 0.5, 1.0):
+        stack = synthesize_stack(replace(SMALL, difficulty=difficulty), 1)
+        on = np.median(stack.image[stack.label].astype(float))
+        ratios.append(on / max(np.median(_background(stack).astype(float)), 1.0))
+    assert ratios[0] > ratios[1] > ratios[2]
+
+
+def test_uint16_output_uses_a_12_bit_range():
+    stack = synthesize_stack(replace(SMALL, dtype="uint16", shape=(16, 64, 64)), 1)
+    assert stack.image.dtype == np.uint16
+    assert stack.image.max() <= FULL_SCALE["uint16"]
+    assert stack.image.max() > FULL_SCALE["uint8"]
+
+
+def test_psf_blur_of_a_point_has_the_configured_sigmas():
+    # Closed form: a Gaussian-blurred point has variance sigma^2 along each axis.
+    config = imaging_for_difficulty(0.5, blob_count=0, background_photons=0.0,
+                                    depth_attenuation=0.0, psf_sigma_z=2.0, psf_sigma_xy=0.8)
+    fluor = np.zeros((41, 41, 41), np.float32)
+    fluor[20, 20, 20] = 1.0
+    photons = expected_photons(fluor, (1.0, 1.0, 1.0), config, np.random.default_rng(0))
+    grid = np.arange(41) - 20
+    for axis, sigma in zip(range(3), (2.0, 0.8, 0.8), strict=True):
+        profile = photons.sum(axis=tuple(a for a in range(3) if a != axis))
+        variance = (profile * grid**2).sum() / profile.sum()
+        assert variance == pytest.approx(sigma**2, rel=0.02)
+    assert photons.sum() == pytest.approx(config.signal_photons, rel=1e-3)
+
+
+def test_camera_noise_follows_poisson_plus_read_noise():
+    config = imaging_for_difficulty(0.5, read_noise=2.0, offset=10.0, dtype="uint16")
+    photons = np.full((20, 50, 50), 40.0, np.float32)
+    grey = camera(photons, config, np.random.default_rng(0)).astype(float)
+    gain = config.median_level * FULL_SCALE["uint16"] / config.signal_photons
+    assert grey.mean() == pytest.approx(gain * 40.0 + 10.0, rel=0.01)
+    # Variance of gain * (Poisson(40) + N(0, 2^2)), plus 1/12 from rounding.
+    assert grey.var() == pytest.approx(gain**2 * (40.0 + 4.0) + 1 / 12, rel=0.05)
+
+
+def test_config_rejects_nonsense():
+    with pytest.raises(ValueError, match="split"):
+        SynthConfig(split=(0.5, 0.5, 0.5))
+    with pytest.raises(ValueError, match="difficulty"):
+        imaging_for_difficulty(1.5)
+    with pytest.raises(ValueError, match="dtype"):
+        imaging_for_difficulty(0.5, dtype="float64")
