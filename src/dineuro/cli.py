@@ -159,6 +159,7 @@ def show(
 
     With an overlay, the projections appear twice: plain, and with the overlay, side by side.
     """
+    from dineuro.data.render import check_tree_in_stack
     from dineuro.io._atomic import refuse_existing
     from dineuro.io.swc import read_swc
     from dineuro.io.volume import read_volume
@@ -167,6 +168,8 @@ def show(
     refuse_existing(out)
     volume = read_volume(stack, channel=channel)
     tree = read_swc(swc) if swc is not None else None
+    if tree is not None:
+        check_tree_in_stack(tree, volume.array.shape, swc)
     label = read_volume(mask).array > 0 if mask is not None else None
     if label is not None and label.shape != volume.array.shape:
         raise InputError(f"has shape {label.shape} but the stack has shape "

@@ -125,3 +125,42 @@ def test_config_rejects_nonsense():
         imaging_for_difficulty(1.5)
     with pytest.raises(ValueError, match="dtype"):
         imaging_for_difficulty(0.5, dtype="float64")
+
+
+def test_grown_neurons_stay_in_the_stack_and_meet_their_budget():
+    from dineuro.data.synth.morphology import GrowthConfig, grow_neuron
+
+    shape, z_ratio = (20, 60, 80), 2.0
+    config = GrowthConfig(min_radius=0.6)
+    tree = grow_neuron(np.random.default_rng(3), shape, z_ratio, 400.0, config)
+    zyx = swc_to_zyx(tree.xyz)
+    assert np.all(zyx >= -0.5) and np.all(zyx < np.array(shape) - 0.5)
+    assert tree.types[0] == 1 and (tree.types[1:] == 3).all()
+    assert tree.radius[1:].min() >= config.min_radius
+    child, parent = tree.edges()
+    assert np.all(parent < child)  # parents first, one root
+    steps = np.linalg.norm((tree.xyz[child] - tree.xyz[parent]) * [1, 1, z_ratio], axis=1)
+    assert 400.0 <= steps.sum() <= 400.0 + config.step + 1e-6
+
+
+def test_straight_growth_without_tortuosity():
+    from dineuro.data.synth.morphology import GrowthConfig, grow_neuron
+
+    config = GrowthConfig(tortuosity=0.0, branch_prob=0.0, stop_prob=0.0, n_primary=(1, 1))
+    tree = grow_neuron(np.random.default_rng(0), (64, 64, 64), 1.0, 20.0, config)
+    points = tree.xyz[1:]  # the primary neurite, away from the soma centre
+    _, singular, _ = np.linalg.svd(points - points.mean(axis=0))
+    assert singular[1] < 1e-2 * singular[0]  # collinear up to the stored rounding
+
+
+def test_navis_neuron_is_cropped_to_the_stack_and_zoom_scales_it():
+    from dineuro.data.synth.morphology import navis_neuron
+
+    shape, spacing = (32, 96, 96), (1.0, 0.5, 0.5)
+    near = navis_neuron(np.random.default_rng(5), shape, spacing, 2, zoom=1.0)
+    far = navis_neuron(np.random.default_rng(5), shape, spacing, 2, zoom=0.25)
+    for tree in (near, far):
+        zyx = swc_to_zyx(tree.xyz)
+        assert np.all(zyx >= -0.5) and np.all(zyx < np.array(shape) - 0.5)
+    # Zooming out brings more of the cell, hence more nodes, into the same field of view.
+    assert len(far) > len(near)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dineuro.data.render import render_mask
+from dineuro.data.render import check_tree_in_stack, render_mask
 from dineuro.errors import InputError
 from dineuro.io._atomic import atomic_file
 from dineuro.io.swc import SwcTree, read_swc, write_swc
@@ -125,6 +125,7 @@ class Dataset:
         tree = self.tree(name)
         if tree is None:
             raise InputError(f"has neither {LABELS}/{name}.tif nor {SWC}/{name}.swc.", self.root)
+        check_tree_in_stack(tree, image.array.shape, self.root / SWC / f"{name}.swc")
         return render_mask(tree, image.array.shape, image.spacing)
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 import operator
+import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -268,3 +269,18 @@ def _bound_box_volume(seg, lo, hi):
         lo[:, axis] += j * max_len[rep]
         hi[:, axis] = np.minimum(lo[:, axis] + max_len[rep] - 1, hi[:, axis])
     return seg, lo, hi
+
+
+def check_tree_in_stack(tree: SwcTree, shape: Sequence[int],
+                        path: str | os.PathLike | None = None) -> None:
+    """Raise if no node of ``tree`` lies inside a (z, y, x) stack of ``shape``.
+
+    An SWC whose nodes all fall outside the stack is almost always the wrong file, or one in
+    physical units rather than voxels; drawing it would silently give an empty mask.
+    """
+    if len(tree) and not len(tree.crop(shape)):
+        lo, hi = tree.xyz.min(axis=0), tree.xyz.max(axis=0)
+        raise InputError(
+            f"lies entirely outside the stack of shape {tuple(shape)} (z, y, x): its nodes span "
+            f"x {lo[0]:g}..{hi[0]:g}, y {lo[1]:g}..{hi[1]:g}, z {lo[2]:g}..{hi[2]:g}, but SWC "
+            "coordinates should be voxel indices.", path)

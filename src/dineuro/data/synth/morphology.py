@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import functools
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from scipy.spatial import cKDTree
 
-from dineuro.io.swc import SwcTree
+from dineuro.io.swc import WRITE_DECIMALS, SwcTree
 
 SOMA, NEURITE = 1, 3
 
@@ -56,6 +56,13 @@ class GrowthConfig:
     min_radius: float = 0.5
     z_flatten: float = 0.5
     bounce_prob: float = 0.7
+
+
+def _as_stored(tree: SwcTree) -> SwcTree:
+    """Round coordinates and radii to what an SWC file keeps, so that a mask rendered from the
+    tree in memory equals the one rendered from its file."""
+    return replace(tree, xyz=np.round(tree.xyz, WRITE_DECIMALS),
+                   radius=np.round(tree.radius, WRITE_DECIMALS))
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
@@ -144,9 +151,9 @@ def grow_neuron(rng: np.random.Generator, shape: tuple[int, int, int], z_ratio: 
             tips.append((index, new, direction, radius))
     xyz = _to_voxels(np.array(points), z_ratio)
     ids = np.arange(1, len(points) + 1)
-    return SwcTree(ids=ids, types=np.array(types), xyz=xyz, radius=np.array(radii),
-                   parents=np.where(np.array(parents) >= 0, np.array(parents) + 1, -1),
-                   comments=[])
+    return _as_stored(SwcTree(
+        ids=ids, types=np.array(types), xyz=xyz, radius=np.array(radii),
+        parents=np.where(np.array(parents) >= 0, np.array(parents) + 1, -1)))
 
 
 @functools.lru_cache(maxsize=1)
@@ -236,5 +243,5 @@ def navis_neuron(rng: np.random.Generator, shape: tuple[int, int, int],
     radius = np.where(is_soma, np.clip(radii * scale, *soma_radius_range),
                       np.clip(radii * scale, *radius_range))
     tree = SwcTree(ids=ids, types=np.where(is_soma, SOMA, NEURITE), xyz=xyz, radius=radius,
-                   parents=parent_ids, comments=[])
-    return tree.crop(shape).renumbered()
+                   parents=parent_ids)
+    return _as_stored(tree.crop(shape).renumbered())
