@@ -196,7 +196,7 @@ def demo(
     if not data_dir.exists():
         _write_synthetic(data_dir, PRESETS["small"], "synthesising the small benchmark")
     dataset = open_dataset(data_dir)
-    name = dataset.split["test"][0]
+    name = dataset.split()["test"][0]
     image = dataset.image(name)
     picture = out / f"{name}_overview.png"
     save_figure(mip_figure(image.array, image.spacing, dataset.tree(name),

@@ -67,7 +67,7 @@ def test_users_own_stacks_in_other_formats(tmp_path):
     with pytest.raises(InputError, match="neither"):
         dataset.label("b")
     with pytest.raises(InputError, match="split.json"):
-        dataset.split
+        dataset.split()
 
 
 def test_swc_outside_the_stack_is_an_error(tmp_path):
@@ -87,10 +87,10 @@ def test_bad_folders(tmp_path):
     write_volume(tmp_path / "images" / "a.tif", np.zeros((4, 8, 8), np.uint8))
     (tmp_path / "split.json").write_text(json.dumps({"train": ["a", "zz"]}))
     with pytest.raises(InputError, match="zz"):
-        open_dataset(tmp_path).split
+        open_dataset(tmp_path).split()
     (tmp_path / "split.json").write_text("{not json")
     with pytest.raises(InputError, match="split.json"):
-        open_dataset(tmp_path).split
+        open_dataset(tmp_path).split()
     write_volume(tmp_path / "labels" / "a.tif", np.zeros((4, 8, 9), np.uint8))
     with pytest.raises(InputError, match="shape"):
         open_dataset(tmp_path).label("a")

@@ -83,7 +83,6 @@ class Dataset:
         path = self.root / META_FILE
         return _read_json(path) if path.exists() else {}
 
-    @property
     def split(self) -> dict[str, list[str]]:
         """The train/val/test names from ``split.json``, checked against ``images/``."""
         path = self.root / SPLIT_FILE
