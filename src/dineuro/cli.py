@@ -14,6 +14,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -25,15 +26,17 @@ from rich.progress import (
 )
 
 from dineuro.errors import InputError
+from dineuro.io._atomic import refuse_existing
 
 app = typer.Typer(
     help="dineuro: segment 3D light-microscopy stacks of single neurons and trace them into SWC.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    rich_markup_mode="markdown",  # docstring paragraphs re-flow to the terminal width
 )
 weights_app = typer.Typer(help="DINO teacher checkpoints: list the known ones, download them.",
-                          no_args_is_help=True)
+                          no_args_is_help=True, rich_markup_mode="markdown")
 app.add_typer(weights_app, name="weights")
 err = Console(stderr=True)
 
@@ -47,7 +50,7 @@ def main() -> None:
     try:
         app()
     except InputError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(2)
 
 
@@ -131,6 +134,7 @@ def synth(
         config = replace(PRESETS[preset], **changes)
     except ValueError as exc:
         raise InputError(str(exc)) from exc
+    refuse_existing(out)
     _write_synthetic(out, config, "synthesising stacks")
     err.print(f"wrote {config.n_stacks} stacks to {out}/ (images/, labels/, swc/, split.json, "
               "meta.json)")
@@ -160,11 +164,12 @@ def show(
     With an overlay, the projections appear twice: plain, and with the overlay, side by side.
     """
     from dineuro.data.render import check_tree_in_stack
-    from dineuro.io._atomic import refuse_existing
     from dineuro.io.swc import read_swc
     from dineuro.io.volume import read_volume
-    from dineuro.report import mip_figure, save_figure
+    from dineuro.report import FIGURE_FORMATS, mip_figure, save_figure
 
+    if out.suffix.lower() not in FIGURE_FORMATS:
+        raise InputError(f"should end in one of {', '.join(FIGURE_FORMATS)}.", out)
     refuse_existing(out)
     volume = read_volume(stack, channel=channel)
     tree = read_swc(swc) if swc is not None else None
@@ -196,11 +201,12 @@ def demo(
     if not data_dir.exists():
         _write_synthetic(data_dir, PRESETS["small"], "synthesising the small benchmark")
     dataset = open_dataset(data_dir)
-    name = dataset.split()["test"][0]
+    split = dataset.split()
+    name = (split["test"] or split["val"] or split["train"] or dataset.names)[0]
     image = dataset.image(name)
     picture = out / f"{name}_overview.png"
     save_figure(mip_figure(image.array, image.spacing, dataset.tree(name),
-                           dataset.label(name, image), title=f"{name} (test split)"), picture)
+                           dataset.label(name, image), title=name), picture)
     err.print(f"dataset: {data_dir}/  picture: {picture}")
 
 

@@ -8,6 +8,7 @@ image, mask and reconstruction agree.
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import matplotlib
 
@@ -21,6 +22,7 @@ from matplotlib.figure import Figure  # noqa: E402
 from dineuro.io._atomic import atomic_file  # noqa: E402
 from dineuro.io.swc import SwcTree  # noqa: E402
 
+FIGURE_FORMATS = (".png", ".pdf", ".svg")
 MASK_RGBA = (1.0, 0.1, 0.8, 0.4)
 SWC_COLOR = "#ffd400"
 #: Display range: these percentiles of a projection map to black and white.
@@ -107,8 +109,10 @@ def mip_figure(image: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.
     Returns:
         The figure; each set of views has x-y top-left, x-z below it and z-y to its right.
     """
-    if mask is not None and mask.shape != image.shape:
-        raise ValueError(f"mask shape {mask.shape} differs from image shape {image.shape}.")
+    if mask is not None:
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != image.shape:
+            raise ValueError(f"mask shape {mask.shape} differs from image shape {image.shape}.")
     z, y, x = (n * s for n, s in zip(image.shape, spacing, strict=True))
     overlays = tree is not None or mask is not None
     width = 14.0 if overlays else 7.5
@@ -130,6 +134,11 @@ def mip_figure(image: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> None:
     """Save atomically (PNG, PDF or SVG by extension) and release the figure's memory."""
-    with atomic_file(path) as tmp:
-        fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
+    path = Path(path)
+    if path.suffix.lower() not in FIGURE_FORMATS:
+        raise ValueError(f"figure files should end in one of {FIGURE_FORMATS}, not {path.name}.")
+    try:
+        with atomic_file(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, format=path.suffix[1:].lower())
+    finally:
+        plt.close(fig)

@@ -157,10 +157,11 @@ def test_navis_neuron_is_cropped_to_the_stack_and_zoom_scales_it():
     from dineuro.data.synth.morphology import navis_neuron
 
     shape, spacing = (32, 96, 96), (1.0, 0.5, 0.5)
-    near = navis_neuron(np.random.default_rng(5), shape, spacing, 2, zoom=1.0)
+    near = navis_neuron(np.random.default_rng(5), shape, spacing, 7, zoom=1.0)
     far = navis_neuron(np.random.default_rng(5), shape, spacing, 2, zoom=0.25)
     for tree in (near, far):
         zyx = swc_to_zyx(tree.xyz)
         assert np.all(zyx >= -0.5) and np.all(zyx < np.array(shape) - 0.5)
-    # Zooming out brings more of the cell, hence more nodes, into the same field of view.
+    # Zooming out brings more of the cell, hence more nodes, into the same field of view
+    # (index 7 is neuron 7 % 5 = 2, seen from the same pose).
     assert len(far) > len(near)

@@ -46,6 +46,8 @@ def read(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:
         try:
             with tifffile.TiffFile(path) as tif:
                 n_series = len(tif.series)
+                if not n_series:
+                    raise InputError("holds no image data; it is truncated or empty.", path)
                 series = tif.series[0]
                 array, axes, spacing = series.asarray(), series.axes, _spacing(tif)
         except _READ_ERRORS as exc:

@@ -25,7 +25,12 @@ from dineuro.data.dataset import (
     write_sample,
 )
 from dineuro.data.render import render_mask
-from dineuro.data.synth.imaging import ImagingConfig, imaging_for_difficulty, render_image
+from dineuro.data.synth.imaging import (
+    FULL_SCALE,
+    ImagingConfig,
+    imaging_for_difficulty,
+    render_image,
+)
 from dineuro.data.synth.morphology import (
     NAVIS_NEURON_COUNT,
     GrowthConfig,
@@ -85,8 +90,14 @@ class SynthConfig:
             raise ValueError("n_stacks should be at least 1.")
         if len(self.shape) != 3 or min(self.shape) < 8:
             raise ValueError("shape should be three sizes (z, y, x) of at least 8 voxels.")
-        if len(self.spacing) != 3 or min(self.spacing) <= 0:
+        if len(self.spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in self.spacing):
             raise ValueError("spacing should be three positive sizes (z, y, x).")
+        if self.seed < 0:
+            raise ValueError("seed should be a non-negative integer.")
+        if not 0.0 <= self.difficulty <= 1.0:
+            raise ValueError("difficulty should be between 0 and 1.")
+        if self.dtype not in FULL_SCALE:
+            raise ValueError(f"dtype should be one of {sorted(FULL_SCALE)}, not {self.dtype!r}.")
         if not 0 <= self.navis_fraction <= 1:
             raise ValueError("navis_fraction should be between 0 and 1.")
         if len(self.split) != 3 or min(self.split) < 0 or not math.isclose(sum(self.split), 1):

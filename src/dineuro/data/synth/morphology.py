@@ -223,13 +223,14 @@ def navis_neuron(rng: np.random.Generator, shape: tuple[int, int, int],
         rng: the random generator.
         shape: (z, y, x) stack shape.
         spacing: (z, y, x) voxel size in micrometres.
-        index: which of the navis neurons (0 to 4).
+        index: which of the navis neurons (taken modulo their number, 5).
         zoom: scale relative to the physical size.
         radius_range: neurite radii are clipped to this, in x/y voxels.
         soma_radius_range: the soma radius is clipped to this.
     """
     z_ratio = spacing[0] / spacing[2]
-    ids, parent_ids, points, radii, soma_id = _navis_neurons()[index % NAVIS_NEURON_COUNT]
+    index %= NAVIS_NEURON_COUNT
+    ids, parent_ids, points, radii, soma_id = _navis_neurons()[index]
     rotated = (points - points.mean(axis=0)) @ _principal_axes_rotation(points).T
     theta = rng.uniform(0, 2 * np.pi)
     turn = np.array([[np.cos(theta), -np.sin(theta), 0], [np.sin(theta), np.cos(theta), 0],
