@@ -131,7 +131,8 @@ def test_grown_neurons_stay_in_the_stack_and_meet_their_budget():
     from dineuro.data.synth.morphology import GrowthConfig, grow_neuron
 
     shape, z_ratio = (20, 60, 80), 2.0
-    config = GrowthConfig(min_radius=0.6)
+    # Tips that never stop or leave grow until the budget is spent, and not further.
+    config = GrowthConfig(min_radius=0.6, bounce_prob=1.0, stop_prob=0.0)
     tree = grow_neuron(np.random.default_rng(3), shape, z_ratio, 400.0, config)
     zyx = swc_to_zyx(tree.xyz)
     assert np.all(zyx >= -0.5) and np.all(zyx < np.array(shape) - 0.5)

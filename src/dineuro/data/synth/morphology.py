@@ -55,7 +55,7 @@ class GrowthConfig:
     child_radius_ratio: float = 0.8
     min_radius: float = 0.5
     z_flatten: float = 0.5
-    bounce_prob: float = 0.7
+    bounce_prob: float = 0.3
 
 
 def _as_stored(tree: SwcTree) -> SwcTree:
