@@ -13,6 +13,7 @@ import contextlib
 import logging
 import re
 import struct
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -30,7 +31,8 @@ _UM_PER_IMAGEJ_UNIT = {"micron": 1.0, "microns": 1.0, "um": 1.0, "\u00b5m": 1.0,
 # TIFF ResolutionUnit codes (4 and 5 are tifffile extensions); 1 (none) keeps numbers as they are.
 _UM_PER_RESOLUTION_UNIT = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}
 # Exceptions tifffile and imagecodecs raise on files they cannot parse or decode.
-_READ_ERRORS = (ValueError, OSError, EOFError, struct.error, RuntimeError)
+# zlib.error: tifffile decodes deflate with the standard library when imagecodecs is absent.
+_READ_ERRORS = (ValueError, OSError, EOFError, struct.error, RuntimeError, zlib.error)
 
 
 def read(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:
