@@ -1,0 +1,405 @@
+"""Score a folder of predicted masks against gold masks: one row per stack, a summary, tables.
+
+Predictions are what ``predict`` writes, per stack ``NAME``:
+
+- ``NAME_mask.tif``: a binary mask (0 and one positive value);
+- ``NAME_prob.tif``: a probability map, float in [0, 1] or uint8 meaning round(p x 255); a
+  voxel is foreground when p > threshold, as in ``predict``.
+
+Without a threshold the mask is scored as written (the map, at 0.5, only where there is no
+mask); with one, the map is re-thresholded (the mask only where there is no map). Each row
+names the file it scored.
+
+Gold is either a dataset folder (see :mod:`dineuro.data.dataset`; masks from ``labels/`` or
+rendered from ``swc/``) or a plain folder of ``NAME.tif`` masks. Spacing comes from the gold
+(the dataset's stack, or the mask file), so HD95 is in micrometres where the gold file records
+them and in voxels otherwise. A stack with a prediction but no gold, or gold but no prediction,
+is kept as a row marked missing; an empty prediction is scored (Dice 0, HD95 inf) and noted.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from dineuro import metrics
+from dineuro.data.dataset import IMAGES, LABELS, SWC, open_dataset
+from dineuro.errors import InputError
+from dineuro.io._atomic import atomic_file, refuse_existing
+from dineuro.io.volume import Volume, read_volume
+
+MASK_SUFFIX, PROB_SUFFIX = "_mask.tif", "_prob.tif"
+GOLD_EXTENSIONS = (".tif", ".tiff")
+CSV_NAME, MARKDOWN_NAME = "metrics.csv", "metrics.md"
+CSV_COLUMNS = ("name", "prediction", "dice", "hd95", "precision", "recall", "pred_voxels",
+               "gold_voxels", "spacing_z", "spacing_y", "spacing_x", "note")
+DEFAULT_THRESHOLD = 0.5
+UINT8_FULL_SCALE = 255  # a uint8 probability map stores round(p * 255)
+
+#: Reads one stack's gold: ((boolean mask, (z, y, x) spacing), the file to name in errors).
+GoldReader = Callable[[], tuple[Volume, Path]]
+
+NO_GOLD, NO_PREDICTION = "no gold", "no prediction"
+EMPTY_PREDICTION, EMPTY_GOLD = "empty prediction", "empty gold"
+
+
+@dataclass(frozen=True)
+class StackScore:
+    """The scores of one stack; the metric fields are None when the stack is missing.
+
+    Args:
+        name: the stack's name.
+        prediction: file name of the prediction used ("" when there is none).
+        dice, hd95, precision, recall: see :mod:`dineuro.metrics`; hd95 in spacing units.
+        pred_voxels, gold_voxels: foreground voxel counts.
+        spacing: (z, y, x) voxel size the HD95 was measured with.
+        note: "" or what is special: empty prediction/gold, no gold, no prediction.
+    """
+
+    name: str
+    prediction: str
+    dice: float | None
+    hd95: float | None
+    precision: float | None
+    recall: float | None
+    pred_voxels: int | None
+    gold_voxels: int | None
+    spacing: tuple[float, float, float] | None
+    note: str
+
+    @property
+    def scored(self) -> bool:
+        return self.dice is not None
+
+
+class MeanStd(NamedTuple):
+    """Mean and population standard deviation (ddof=0) over stacks; nan when there are none."""
+
+    mean: float
+    std: float
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Aggregates over the scored stacks.
+
+    Args:
+        n_scored: stacks with both prediction and gold.
+        n_missing: stacks with only one of them (not in any mean).
+        n_empty_prediction: scored stacks whose prediction is empty (in every mean: Dice 0).
+        dice, precision, recall: over all scored stacks.
+        hd95: over the scored stacks with a finite HD95 only.
+        n_hd95_infinite: scored stacks left out of ``hd95`` (one mask empty).
+    """
+
+    n_scored: int
+    n_missing: int
+    n_empty_prediction: int
+    dice: MeanStd
+    hd95: MeanStd
+    n_hd95_infinite: int
+    precision: MeanStd
+    recall: MeanStd
+
+
+@dataclass(frozen=True)
+class EvaluationTable:
+    """Per-stack scores in name order, and the threshold :func:`evaluate_folder` was given."""
+
+    rows: tuple[StackScore, ...]
+    threshold: float | None
+
+    @property
+    def scored(self) -> list[StackScore]:
+        return [row for row in self.rows if row.scored]
+
+    @property
+    def missing(self) -> list[StackScore]:
+        return [row for row in self.rows if not row.scored]
+
+    def summary(self) -> Summary:
+        scored = self.scored
+        hd = [row.hd95 for row in scored]
+        return Summary(
+            n_scored=len(scored), n_missing=len(self.missing),
+            n_empty_prediction=sum(row.pred_voxels == 0 for row in scored),
+            dice=_mean_std(row.dice for row in scored),
+            hd95=_mean_std(d for d in hd if math.isfinite(d)),
+            n_hd95_infinite=sum(not math.isfinite(d) for d in hd),
+            precision=_mean_std(row.precision for row in scored),
+            recall=_mean_std(row.recall for row in scored))
+
+
+def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
+                    threshold: float | None = None, names: Sequence[str] | None = None,
+                    on_stack: Callable[[str], None] | None = None) -> EvaluationTable:
+    """Score every prediction in ``pred_dir`` against its gold mask.
+
+    Args:
+        pred_dir: folder of ``NAME_mask.tif`` and/or ``NAME_prob.tif`` files.
+        gold: a dataset folder (has ``images/``) or a folder of ``NAME.tif`` masks.
+        threshold: None to score each ``_mask.tif`` as written (a ``_prob.tif`` only where
+            there is no mask, at p > 0.5); a number in [0, 1] to score each ``_prob.tif`` at
+            p > threshold instead (a ``_mask.tif`` only where there is no map).
+        names: the stacks to evaluate (e.g. a dataset's test split); by default every name
+            that has a prediction or a gold mask. Listed names lacking either are missing rows.
+        on_stack: called with each name once its row is done (for progress display).
+
+    Returns:
+        The table, one row per name, sorted by name.
+
+    Raises:
+        InputError: a folder is missing or holds nothing usable, no name has both prediction
+            and gold, a prediction is not a binary mask or probability map, or its shape
+            differs from its gold.
+
+    Examples::
+
+        table = evaluate_folder("runs/tubular/predictions", "data/synth")
+        csv_path, md_path = write_tables(table, "runs/tubular/eval")
+    """
+    if threshold is not None and not 0 <= threshold <= 1:
+        raise InputError(f"threshold should be in [0, 1], got {threshold}.")
+    pred_dir, gold = Path(pred_dir), Path(gold)
+    predictions = find_predictions(pred_dir, prefer_prob=threshold is not None)
+    gold_readers = _gold_readers(gold)
+    wanted = sorted(set(predictions) | set(gold_readers) if names is None else set(names))
+    if not any(name in predictions and name in gold_readers for name in wanted):
+        raise InputError(f"has no prediction whose name matches a gold mask in {gold} (e.g. "
+                         f"{_examples(predictions)} vs {_examples(gold_readers)}).", pred_dir)
+    rows = []
+    for name in wanted:
+        if name in predictions and name in gold_readers:
+            rows.append(_score_files(name, predictions[name], gold_readers[name],
+                                     DEFAULT_THRESHOLD if threshold is None else threshold))
+        else:
+            rows.append(_missing_row(name, predictions.get(name), name in gold_readers))
+        if on_stack is not None:
+            on_stack(name)
+    return EvaluationTable(rows=tuple(rows),
+                           threshold=None if threshold is None else float(threshold))
+
+
+def _score_files(name: str, prediction: Path, read_gold: GoldReader,
+                 threshold: float) -> StackScore:
+    (gold_mask, spacing), gold_path = read_gold()
+    pred_mask = read_prediction(prediction, threshold)
+    if pred_mask.shape != gold_mask.shape:
+        raise InputError(f"has shape {pred_mask.shape} but its gold {gold_path} has shape "
+                         f"{gold_mask.shape}.", prediction)
+    return score_stack(name, prediction.name, pred_mask, gold_mask, spacing)
+
+
+def score_stack(name: str, prediction: str, pred: np.ndarray, gold: np.ndarray,
+                spacing: tuple[float, float, float]) -> StackScore:
+    """One row of the table from two boolean (z, y, x) masks and the (z, y, x) spacing."""
+    pred_voxels, gold_voxels = int(np.count_nonzero(pred)), int(np.count_nonzero(gold))
+    empty = [label for label, count in ((EMPTY_PREDICTION, pred_voxels),
+                                        (EMPTY_GOLD, gold_voxels)) if count == 0]
+    return StackScore(
+        name=name, prediction=prediction, dice=metrics.dice(pred, gold),
+        hd95=metrics.hd95(pred, gold, spacing), precision=metrics.precision(pred, gold),
+        recall=metrics.recall(pred, gold), pred_voxels=pred_voxels, gold_voxels=gold_voxels,
+        spacing=tuple(float(s) for s in spacing), note=", ".join(empty))
+
+
+def find_predictions(pred_dir: str | os.PathLike, prefer_prob: bool = False) -> dict[str, Path]:
+    """Prediction file per stack name: ``NAME_mask.tif`` or ``NAME_prob.tif``.
+
+    Where a stack has both, the mask is chosen, or the probability map if ``prefer_prob``.
+    """
+    pred_dir = Path(pred_dir)
+    if not pred_dir.is_dir():
+        raise InputError("is not a folder of predictions.", pred_dir)
+    masks, probs = {}, {}
+    for path in sorted(pred_dir.iterdir()):
+        if path.name.startswith(".") or not path.is_file():
+            continue  # hidden files include half-written ``.NAME.partial.tif`` outputs
+        for suffix, found in ((MASK_SUFFIX, masks), (PROB_SUFFIX, probs)):
+            if path.name.endswith(suffix) and len(path.name) > len(suffix):
+                found[path.name[: -len(suffix)]] = path
+    predictions = masks | probs if prefer_prob else probs | masks
+    if not predictions:
+        raise InputError(f"has no NAME{MASK_SUFFIX} or NAME{PROB_SUFFIX} files.", pred_dir)
+    return predictions
+
+
+def read_prediction(path: str | os.PathLike, threshold: float = DEFAULT_THRESHOLD
+                    ) -> np.ndarray:
+    """A prediction file as a boolean (z, y, x) mask; a ``_prob.tif`` map is p > threshold."""
+    path = Path(path)
+    array = read_volume(path).array
+    if path.name.endswith(PROB_SUFFIX):
+        return _thresholded(array, threshold, path)
+    return _binary(array, path)
+
+
+def write_tables(table: EvaluationTable, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """Write ``metrics.csv`` (one row per stack) and ``metrics.md`` (with a summary row).
+
+    Both files are written atomically; neither may exist yet (checked before writing either).
+
+    Returns:
+        The CSV and Markdown paths.
+    """
+    out_dir = Path(out_dir)
+    csv_path, md_path = (refuse_existing(out_dir / name) for name in (CSV_NAME, MARKDOWN_NAME))
+    with atomic_file(csv_path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows(_csv_row(row) for row in table.rows)
+    with atomic_file(md_path) as tmp:
+        tmp.write_text(markdown_table(table))
+    return csv_path, md_path
+
+
+
+def markdown_table(table: EvaluationTable) -> str:
+    """The table as Markdown: one row per stack, then a mean ± std row, then notes."""
+    s = table.summary()
+    lines = [
+        "| stack | prediction | Dice | HD95 | precision | recall | pred voxels | gold voxels "
+        "| note |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---|",
+        *(_markdown_row(row) for row in table.rows),
+        f"| **mean ± std** ({s.n_scored} stacks) | | {_pm(s.dice, 3)} | {_pm(s.hd95, 2)} "
+        f"| {_pm(s.precision, 3)} | {_pm(s.recall, 3)} | | | {_summary_note(s)} |",
+        "",
+        f"HD95 is in the units of each stack's spacing (micrometres where the gold file records "
+        f"them, else voxels); its mean and std leave out the {s.n_hd95_infinite} infinite "
+        f"value(s). {_threshold_note(table.threshold)}",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _threshold_note(threshold: float | None) -> str:
+    if threshold is None:
+        return (f"Masks scored as written; probability maps (only where there is no mask) at "
+                f"p > {DEFAULT_THRESHOLD:g}.")
+    return (f"Probability maps scored at p > {threshold:g}; masks only where there is no "
+            f"map.")
+
+
+def _csv_row(row: StackScore) -> list:
+    values = {f.name: getattr(row, f.name) for f in fields(row)}
+    spacing = values.pop("spacing") or (None, None, None)
+    values.update(spacing_z=spacing[0], spacing_y=spacing[1], spacing_x=spacing[2])
+    return ["" if values[c] is None else values[c] for c in CSV_COLUMNS]
+
+
+def _markdown_row(row: StackScore) -> str:
+    cells = [row.name, row.prediction, _fmt(row.dice, 3), _fmt(row.hd95, 2),
+             _fmt(row.precision, 3), _fmt(row.recall, 3), _fmt(row.pred_voxels),
+             _fmt(row.gold_voxels), row.note]
+    return "| " + " | ".join(cell.replace("|", r"\|") for cell in cells) + " |"
+
+
+def _summary_note(s: Summary) -> str:
+    notes = [f"{count} {what}" for count, what in (
+        (s.n_empty_prediction, "empty prediction(s)"), (s.n_hd95_infinite, "infinite HD95"),
+        (s.n_missing, "missing")) if count]
+    return ", ".join(notes)
+
+
+def _fmt(value: float | int | None, decimals: int = 0) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, int):
+        return str(value)
+    return "inf" if math.isinf(value) else f"{value:.{decimals}f}"
+
+
+def _pm(value: MeanStd, decimals: int) -> str:
+    if math.isnan(value.mean):
+        return "n/a"
+    return f"{value.mean:.{decimals}f} ± {value.std:.{decimals}f}"
+
+
+def _mean_std(values: Iterable[float]) -> MeanStd:
+    values = np.fromiter(values, dtype=float)
+    if values.size == 0:
+        return MeanStd(math.nan, math.nan)
+    return MeanStd(float(values.mean()), float(values.std()))
+
+
+def _missing_row(name: str, prediction: Path | None, has_gold: bool) -> StackScore:
+    note = ", ".join(what for what, missing in ((NO_PREDICTION, prediction is None),
+                                                (NO_GOLD, not has_gold)) if missing)
+    return StackScore(name=name, prediction="" if prediction is None else prediction.name,
+                      dice=None, hd95=None, precision=None, recall=None, pred_voxels=None,
+                      gold_voxels=None, spacing=None, note=note)
+
+
+def _gold_readers(gold: Path) -> dict[str, GoldReader]:
+    """A reader per stack name of the gold at ``gold`` (dataset or folder of masks)."""
+    if (gold / IMAGES).is_dir():
+        return _dataset_readers(gold)
+    if not gold.is_dir():
+        raise InputError("is neither a dataset folder nor a folder of NAME.tif gold masks.",
+                         gold)
+    paths = {_stem(p): p for p in sorted(gold.iterdir())
+             if p.is_file() and not p.name.startswith(".")
+             and p.suffix.lower() in GOLD_EXTENSIONS}
+    if not paths:
+        raise InputError("has no NAME.tif gold masks (and no images/ folder of a dataset).",
+                         gold)
+
+    def read(path: Path) -> tuple[Volume, Path]:
+        volume = read_volume(path)
+        return Volume(volume.array != 0, volume.spacing), path
+
+    return {name: (lambda path=path: read(path)) for name, path in paths.items()}
+
+
+def _dataset_readers(root: Path) -> dict[str, GoldReader]:
+    """Stacks of a dataset folder that have a label mask or an SWC to render one from."""
+    dataset = open_dataset(root)
+
+    def read(name: str) -> tuple[Volume, Path]:
+        image = dataset.image(name)
+        return Volume(dataset.label(name, image), image.spacing), dataset.images[name]
+
+    def has_gold(name: str) -> bool:
+        return ((root / LABELS / f"{name}.tif").exists()
+                or (root / SWC / f"{name}.swc").exists())
+
+    return {name: (lambda name=name: read(name)) for name in dataset.names if has_gold(name)}
+
+
+def _thresholded(array: np.ndarray, threshold: float, path: Path) -> np.ndarray:
+    if array.dtype == np.uint8:
+        return array > np.float64(threshold) * UINT8_FULL_SCALE
+    if not np.issubdtype(array.dtype, np.floating):
+        raise InputError(f"holds {array.dtype} voxels; a probability map is float in [0, 1] "
+                         f"or uint8 (p x {UINT8_FULL_SCALE}).", path)
+    low, high = float(array.min()), float(array.max())
+    if not 0 <= low <= high <= 1:  # also false for NaN
+        raise InputError(f"holds values from {low} to {high}; a float probability map must "
+                         f"lie in [0, 1].", path)
+    return array > np.float64(threshold)  # in float64: a float16 threshold would round
+
+
+def _binary(array: np.ndarray, path: Path) -> np.ndarray:
+    mask = array != 0
+    if mask.any():
+        values = array[mask]
+        low, high = values.min(), values.max()
+        if low != high or low < 0:
+            raise InputError(f"is not a binary mask: its non-zero values range from {low} to "
+                             f"{high}; name a probability map NAME{PROB_SUFFIX}.", path)
+    return mask
+
+
+def _stem(path: Path) -> str:
+    return path.name[: -len(path.suffix)]
+
+
+def _examples(names: Iterable[str], count: int = 3) -> str:
+    return ", ".join(sorted(names)[:count]) or "none"
