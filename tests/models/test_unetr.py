@@ -1,0 +1,125 @@
+"""The UNETR decoder: skip indices from the depth, per-axis up-sampling, MONAI cross-check, and
+the public ``build_model``."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from monai.networks.nets import UNETR
+
+from dineuro.errors import InputError
+from dineuro.models.build import build_model
+from dineuro.models.presets import PRESETS, get_preset
+from dineuro.models.unetr import ViTUNETR, decoder_levels, level_strides, skip_blocks
+from dineuro.models.vit2d import VisionTransformer2d
+
+TINY = dict(embed_dim=48, depth=4, num_heads=3)
+
+
+def test_skip_blocks_are_evenly_spaced_and_end_at_the_last_block():
+    assert skip_blocks(12, 4) == [3, 6, 9, 12]
+    assert skip_blocks(4, 4) == [1, 2, 3, 4]
+    assert skip_blocks(8, 4) == [2, 4, 6, 8]
+    for depth in (2, 6):
+        with pytest.raises(ValueError, match=f"depth {depth} should be a positive multiple"):
+            skip_blocks(depth, 4)
+
+
+def test_each_axis_is_upsampled_log2_patch_times():
+    strides = level_strides((8, 16, 16))
+    assert len(strides) == decoder_levels((8, 16, 16)) == 4
+    assert [math.prod(s[axis] for s in strides) for axis in range(3)] == [8, 16, 16]
+    assert strides[0] == (1, 2, 2)  # the finest level skips the short axis
+    with pytest.raises(ValueError, match="powers of 2"):
+        decoder_levels((12, 16, 16))
+
+
+def test_decoder_takes_the_skip_blocks_outputs():
+    net = ViTUNETR(crop=32, patch=16, feature_size=4, embed_dim=24, depth=8, num_heads=2).eval()
+    outputs, inputs = {}, {}
+    for i, block in enumerate(net.encoder.blocks, start=1):
+        block.register_forward_hook(lambda m, a, out, i=i: outputs.__setitem__(i, out))
+    for j, project in enumerate(net.skips):
+        project.register_forward_hook(lambda m, a, out, j=j: inputs.__setitem__(j, a[0]))
+    net(torch.rand(1, 1, 32, 32, 32))
+    assert net.skip_blocks == [2, 4, 6, 8]
+    for j, block in enumerate([2, 4, 6]):
+        torch.testing.assert_close(inputs[j], net._token_volume(outputs[block]))
+
+
+def test_parameter_count_matches_monai_unetr():
+    dims = dict(feature_size=8, hidden_size=48, mlp_dim=192, num_heads=3)
+    monai = UNETR(in_channels=1, out_channels=2, img_size=32, qkv_bias=True, **dims)
+    ours = ViTUNETR(crop=32, patch=16, embed_dim=48, depth=12, num_heads=3, feature_size=8)
+    count = lambda net: sum(p.numel() for p in net.parameters())  # noqa: E731
+    # MONAI's TransformerBlock always owns an unused ``norm_cross_attn`` LayerNorm (2 * D
+    # parameters per block); everything else is the same architecture, parameter for parameter.
+    unused = sum(p.numel() for name, p in monai.named_parameters() if "norm_cross_attn" in name)
+    assert unused == 12 * 2 * 48
+    assert count(ours) == count(monai) - unused
+
+
+@pytest.mark.parametrize("transfer", ["center", "deformable"])
+def test_anisotropic_patch_runs_forward_and_backward(transfer):
+    teacher = VisionTransformer2d(img_size=224, **TINY).state_dict()
+    model = build_model("tiny", transfer=transfer, teacher=teacher, crop=(16, 32, 32),
+                        patch=(8, 16, 16))
+    logits = model(torch.rand(1, 1, 16, 32, 32))
+    assert logits.shape == (1, 2, 16, 32, 32)
+    logits.mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters())
+
+
+def test_build_model_validates_its_arguments():
+    with pytest.raises(ValueError, match="multiple of the patch"):
+        build_model("tiny", transfer="scratch", crop=(32, 32, 40))
+    with pytest.raises(InputError, match="dineuro weights fetch dino_vits16"):
+        build_model("small", transfer="center")
+    with pytest.raises(ValueError, match="--teacher PATH"):
+        build_model("tiny", transfer="deformable")
+    with pytest.raises(ValueError, match="does not take .*extend_scope"):
+        build_model("tiny", transfer="tubular", teacher={}, extend_scope=2.0)
+    with pytest.raises(ValueError, match="size should be one of"):
+        build_model("huge", transfer="scratch")
+    with pytest.raises(ValueError, match="should equal the configured crop"):
+        build_model("tiny", transfer="scratch")(torch.zeros(1, 1, 32, 32, 16))
+
+
+def test_build_model_from_a_checkpoint_file_is_self_describing(dino_checkpoint,
+                                                               dino_state_dict_factory):
+    model = build_model("tiny", transfer="tubular", teacher=dino_checkpoint, gate_init=0.5,
+                        feature_size=4)
+    config = model.config
+    assert config["size"] == "tiny" and config["teacher"] == str(dino_checkpoint)
+    assert config["embed_dim"] == 48 and config["crop"] == [32, 32, 32]
+    assert config["patch"] == [16, 16, 16] and config["feature_size"] == 4
+    assert config["embedding_options"] == {"gate_init": 0.5}
+    state = dino_state_dict_factory(48, 4, 3)
+    torch.testing.assert_close(model.encoder.blocks[2].mlp.fc2.weight,
+                               state["blocks.2.mlp.fc2.weight"])
+    assert model.encoder.patch_embed.gate.tolist() == pytest.approx([0.5] * 3)
+    scratch = build_model("tiny", transfer="scratch", teacher=dino_checkpoint)
+    assert scratch.config["teacher"] is None
+
+
+def test_presets_match_the_dino_teachers():
+    assert (PRESETS["small"].embed_dim, PRESETS["small"].num_heads) == (384, 6)
+    assert (PRESETS["base"].embed_dim, PRESETS["base"].crop) == (768, (96, 96, 96))
+    assert get_preset("tiny", patch=(8, 16, 16)).patch == (8, 16, 16)
+    with pytest.raises(AttributeError):
+        PRESETS["tiny"].depth = 8
+    with pytest.raises(ValueError, match="unknown preset fields"):
+        get_preset("tiny", heads=4)
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    from dineuro.models import build, presets, tubular, unetr, vit3d
+
+    for module in (vit3d, tubular, unetr, presets, build):
+        result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
+        assert result.failed == 0, module.__name__
+        assert result.attempted > 0, module.__name__
