@@ -1,5 +1,11 @@
-"""dineuro: 3D neuron segmentation with DINO-pretrained ViTs, and SWC reconstruction."""
+"""dineuro: 3D neuron segmentation with DINO-pretrained ViTs, and SWC reconstruction.
 
+The public API: ``build_model`` (a 3D ViT-UNETR student filled from a DINO teacher by one of
+five transfer strategies) and ``load_teacher`` (a DINO checkpoint in any official layout). They
+are imported on first use, so ``import dineuro`` and the command line stay quick without torch.
+"""
+
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -7,4 +13,12 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-__all__ = ["__version__"]
+_LAZY = {"build_model": "dineuro.models.build", "load_teacher": "dineuro.models.teacher"}
+
+__all__ = ["__version__", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'dineuro' has no attribute {name!r}")
