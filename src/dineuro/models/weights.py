@@ -72,16 +72,9 @@ class WeightsEntry:
 
 
 @dataclass(frozen=True)
-class WeightsInfo:
+class WeightsInfo(WeightsEntry):
     """A registry entry as :func:`list_weights` reports it: where it would be, and if it is."""
 
-    name: str
-    arch: str
-    url: str
-    sha256: str | None
-    size: int | None
-    checksum_source: str
-    file_name: str
     path: Path
     present: bool
 
@@ -128,8 +121,7 @@ def cache_dir() -> Path:
 def list_weights() -> list[WeightsInfo]:
     """Every registry entry, with its cache path and whether the file is there."""
     folder = cache_dir()
-    return [WeightsInfo(**asdict(entry), file_name=entry.file_name,
-                        path=folder / entry.file_name,
+    return [WeightsInfo(**asdict(entry), path=folder / entry.file_name,
                         present=(folder / entry.file_name).is_file())
             for entry in REGISTRY.values()]
 
