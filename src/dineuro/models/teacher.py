@@ -28,7 +28,7 @@ import math
 import os
 import pickle
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -164,8 +164,8 @@ def infer_num_heads(embed_dim: int, num_heads: int | None = None) -> int:
                      "is not stored in the weights and cannot be inferred; pass num_heads.")
 
 
-def resize_patch_kernel(weight: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize a patch-embedding kernel (D, C, k, k) to (D, C, size, size), keeping DC response.
+def resize_patch_kernel(weight: torch.Tensor, size: int | Sequence[int]) -> torch.Tensor:
+    """Resize a patch-embedding kernel (D, C, h, w) to (D, C, *size), keeping DC response.
 
     The kernel is resampled bicubically (so its spatial pattern, e.g. an edge detector, keeps
     its shape over the new patch), multiplied by ``k**2 / size**2`` (each new tap covers a
@@ -176,15 +176,16 @@ def resize_patch_kernel(weight: torch.Tensor, size: int) -> torch.Tensor:
     the original sum.
 
     Args:
-        weight: convolution kernel (out channels, in channels, k, k).
-        size: new kernel side.
+        weight: convolution kernel (out channels, in channels, h, w).
+        size: new kernel side, or (new_h, new_w).
     """
-    d, c, kh, kw = weight.shape
+    new_h, new_w = (size, size) if isinstance(size, int) else size
+    h, w = weight.shape[-2:]
     original = weight.detach().to(torch.float64)
-    resized = F.interpolate(original, size=(size, size), mode="bicubic", align_corners=False)
-    resized = resized * (kh * kw) / (size * size)
+    resized = F.interpolate(original, size=(new_h, new_w), mode="bicubic", align_corners=False)
+    resized = resized * (h * w) / (new_h * new_w)
     missing = original.sum(dim=(-2, -1), keepdim=True) - resized.sum(dim=(-2, -1), keepdim=True)
-    return (resized + missing / (size * size)).to(weight.dtype)
+    return (resized + missing / (new_h * new_w)).to(weight.dtype)
 
 
 def fold_layer_scale(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from dineuro.models.teacher import resize_patch_kernel
 from dineuro.models.tubular import DeformableTubularPatchEmbed3d, TubularPatchEmbed3d
 from dineuro.models.vit3d import PatchEmbed3d, VisionTransformer3d
 
@@ -64,23 +65,7 @@ def grey_kernel(teacher_state: TeacherState, size: Sequence[int] | None = None) 
     kernel = weight.sum(dim=1)
     if size is None or tuple(size) == tuple(kernel.shape[-2:]):
         return kernel
-    return resize_kernel(kernel, size)
-
-
-def resize_kernel(kernel: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    """Resize 2D kernels (D, h, w) bicubically to (D, *size), keeping each kernel's tap sum.
-
-    The resized kernel is multiplied by ``h * w / (size[0] * size[1])`` (each new tap covers a
-    larger or smaller share of the patch) and shifted by a constant so its tap sum, the response
-    to a constant image, equals the original's exactly.
-    """
-    h, w = kernel.shape[-2:]
-    new_h, new_w = size
-    original = kernel.detach().to(torch.float64)[:, None]
-    resized = F.interpolate(original, size=(new_h, new_w), mode="bicubic", align_corners=False)
-    resized = resized * (h * w) / (new_h * new_w)
-    missing = original.sum(dim=(-2, -1), keepdim=True) - resized.sum(dim=(-2, -1), keepdim=True)
-    return (resized + missing / (new_h * new_w))[:, 0].to(kernel.dtype)
+    return resize_patch_kernel(kernel[:, None], tuple(size))[:, 0]
 
 
 def inflate_average(kernel: torch.Tensor, depth: int) -> torch.Tensor:
