@@ -227,3 +227,14 @@ def test_unusable_folders_are_refused(pred_dir, gold_dir, tmp_path):
         evaluate_folder(pred_dir, tmp_path / "nowhere")
     with pytest.raises(InputError, match="threshold"):
         evaluate_folder(pred_dir, gold_dir, threshold=1.5)
+
+
+def test_hd95_is_reported_in_xy_voxels_with_z_scaled(tmp_path):
+    # A plate displaced by 2 slices; z spacing 2 um, x/y 0.5 um: 2 slices = 4 um = 8 x voxels.
+    gold = np.zeros((12, 10, 10), np.uint8)
+    gold[4] = 1
+    pred = np.roll(gold, 2, axis=0)
+    write_volume(tmp_path / "gold" / "a.tif", gold, (2.0, 0.5, 0.5))
+    write_volume(tmp_path / "pred" / "a_mask.tif", pred, (2.0, 0.5, 0.5))
+    (row,) = evaluate_folder(tmp_path / "pred", tmp_path / "gold").rows
+    assert row.hd95 == pytest.approx(8.0)

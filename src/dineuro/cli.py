@@ -210,6 +210,43 @@ def demo(
     err.print(f"dataset: {data_dir}/  picture: {picture}")
 
 
+@app.command()
+def evaluate(
+    pred_dir: Annotated[Path, typer.Argument(
+        help="Folder of predictions: NAME_mask.tif and/or NAME_prob.tif, as `predict` writes.")],
+    gold: Annotated[Path, typer.Argument(
+        help="A dataset folder (labels/ or swc/) or a folder of NAME.tif gold masks.")],
+    out: Annotated[Path | None, typer.Option(
+        "-o", "--out", help="Folder for metrics.csv and metrics.md (default: PRED_DIR).")] = None,
+    split: Annotated[str, typer.Option(
+        help="With a dataset as gold: the split to score (train, val, test), or 'all'.")]
+    = "test",
+    threshold: Annotated[float | None, typer.Option(
+        help="Re-threshold NAME_prob.tif at p > T instead of scoring NAME_mask.tif.")] = None,
+) -> None:
+    """Score predictions against gold: Dice and HD95 per stack, mean and std.
+
+    HD95 is in x/y voxels with z distances scaled by the z/x spacing ratio. Stacks missing a
+    prediction or a gold mask, and empty predictions, are listed, never dropped.
+    """
+    from dineuro.data.dataset import IMAGES, SPLIT_FILE, SPLITS, open_dataset
+    from dineuro.evaluate import evaluate_folder, markdown_table, write_tables
+
+    names = None
+    if (gold / IMAGES).is_dir() and (gold / SPLIT_FILE).exists() and split != "all":
+        if split not in SPLITS:
+            raise InputError(f"--split should be one of {', '.join(SPLITS)} or all, not "
+                             f"{split!r}.")
+        names = open_dataset(gold).split()[split]
+    with _progress() as progress:
+        task = progress.add_task("scoring stacks", total=len(names) if names else None)
+        table = evaluate_folder(pred_dir, gold, threshold=threshold, names=names,
+                                on_stack=lambda _: progress.advance(task))
+    csv_path, md_path = write_tables(table, out if out is not None else pred_dir)
+    Console(soft_wrap=True).print(markdown_table(table), markup=False, highlight=False)
+    err.print(f"wrote {csv_path} and {md_path}")
+
+
 @weights_app.command("list")
 def weights_list() -> None:
     """Show the known DINO checkpoints, their URLs and checksums, and where files are looked for.

@@ -11,10 +11,11 @@ mask); with one, the map is re-thresholded (the mask only where there is no map)
 names the file it scored.
 
 Gold is either a dataset folder (see :mod:`dineuro.data.dataset`; masks from ``labels/`` or
-rendered from ``swc/``) or a plain folder of ``NAME.tif`` masks. Spacing comes from the gold
-(the dataset's stack, or the mask file), so HD95 is in micrometres where the gold file records
-them and in voxels otherwise. A stack with a prediction but no gold, or gold but no prediction,
-is kept as a row marked missing; an empty prediction is scored (Dice 0, HD95 inf) and noted.
+rendered from ``swc/``) or a plain folder of ``NAME.tif`` masks. HD95 is in x/y voxels, the unit
+neuron segmentation papers report, with anisotropy honoured: distances along z are scaled by the
+gold's z / x spacing ratio (the dataset's stack, or the mask file). A stack with a prediction
+but no gold, or gold but no prediction, is kept as a row marked missing; an empty prediction is
+scored (Dice 0, HD95 inf) and noted.
 """
 
 from __future__ import annotations
@@ -205,8 +206,8 @@ def score_stack(name: str, prediction: str, pred: np.ndarray, gold: np.ndarray,
                                         (EMPTY_GOLD, gold_voxels)) if count == 0]
     return StackScore(
         name=name, prediction=prediction, dice=metrics.dice(pred, gold),
-        hd95=metrics.hd95(pred, gold, spacing), precision=metrics.precision(pred, gold),
-        recall=metrics.recall(pred, gold), pred_voxels=pred_voxels, gold_voxels=gold_voxels,
+        hd95=metrics.hd95(pred, gold, xy_voxel_units(spacing)),
+        precision=metrics.precision(pred, gold), recall=metrics.recall(pred, gold), pred_voxels=pred_voxels, gold_voxels=gold_voxels,
         spacing=tuple(float(s) for s in spacing), note=", ".join(empty))
 
 
@@ -272,9 +273,9 @@ def markdown_table(table: EvaluationTable) -> str:
         f"| **mean ± std** ({s.n_scored} stacks) | | {_pm(s.dice, 3)} | {_pm(s.hd95, 2)} "
         f"| {_pm(s.precision, 3)} | {_pm(s.recall, 3)} | | | {_summary_note(s)} |",
         "",
-        f"HD95 is in the units of each stack's spacing (micrometres where the gold file records "
-        f"them, else voxels); its mean and std leave out the {s.n_hd95_infinite} infinite "
-        f"value(s). {_threshold_note(table.threshold)}",
+        "HD95 is in x/y voxels, z distances scaled by the z/x spacing ratio"
+        + (f"; its mean and std leave out {s.n_hd95_infinite} infinite value(s) (empty masks)"
+           if s.n_hd95_infinite else "") + f". {_threshold_note(table.threshold)}",
     ]
     return "\n".join(lines) + "\n"
 
@@ -335,6 +336,11 @@ def _missing_row(name: str, prediction: Path | None, has_gold: bool) -> StackSco
     return StackScore(name=name, prediction="" if prediction is None else prediction.name,
                       dice=None, hd95=None, precision=None, recall=None, pred_voxels=None,
                       gold_voxels=None, spacing=None, note=note)
+
+
+def xy_voxel_units(spacing: tuple[float, float, float]) -> tuple[float, float, float]:
+    """(z, y, x) spacing rescaled so that one x voxel is one unit."""
+    return tuple(float(s) / float(spacing[2]) for s in spacing)
 
 
 def _gold_readers(gold: Path) -> dict[str, GoldReader]:
