@@ -208,7 +208,8 @@ def score_stack(name: str, prediction: str, pred: np.ndarray, gold: np.ndarray,
         name=name, prediction=prediction, dice=metrics.dice(pred, gold),
         hd95=metrics.hd95(pred, gold, xy_voxel_units(spacing)),
         precision=metrics.precision(pred, gold), recall=metrics.recall(pred, gold),
-        pred_voxels=pred_voxels, gold_voxels=gold_voxels, spacing=tuple(float(s) for s in spacing), note=", ".join(empty))
+        pred_voxels=pred_voxels, gold_voxels=gold_voxels,
+        spacing=tuple(float(s) for s in spacing), note=", ".join(empty))
 
 
 def find_predictions(pred_dir: str | os.PathLike, prefer_prob: bool = False) -> dict[str, Path]:
