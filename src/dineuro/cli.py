@@ -210,6 +210,53 @@ def demo(
     err.print(f"dataset: {data_dir}/  picture: {picture}")
 
 
+class _TrainBar:
+    """A rich progress bar fed by the trainer's ``progress(step, total, loss, val_dice)``."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.task = progress, None
+
+    def __call__(self, step: int, total: int, loss: float, val_dice: float | None) -> None:
+        if self.task is None:
+            self.task = self.progress.add_task("training", total=total, loss=loss, dice="-")
+        fields = {"loss": loss}
+        if val_dice is not None:
+            fields["dice"] = f"{val_dice:.3f}"
+        self.progress.update(self.task, completed=step, **fields)
+
+
+@app.command()
+def train(
+    config: Annotated[Path | None, typer.Argument(
+        help="YAML training config (see configs/); omit to start from the defaults.")] = None,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="KEY=VALUE override (dotted keys for nested ones, YAML values); "
+                      "repeatable, e.g. --set steps=200 --set augment.noise=false.")] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Continue the run in the config's out folder from its last.pt, exactly.")] = False,
+) -> None:
+    """Train a segmentation network on a dataset folder; writes best.pt, last.pt, metrics.csv.
+
+    The run folder also gets the resolved config.yaml. For several processes use
+    `torchrun --nproc_per_node N -m dineuro.train CONFIG ...` (gloo on CPU, nccl on GPU).
+    """
+    from dineuro.train import load_config
+    from dineuro.train import train as run_training
+
+    resolved = load_config(config, overrides or [])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _progress(TextColumn("loss {task.fields[loss]:.4f}  val Dice {task.fields[dice]}"),
+                       MofNCompleteColumn()) as progress:
+            result = run_training(resolved, progress=_TrainBar(progress), resume=resume)
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            err.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False)
+    best = "-" if result.best_val_dice is None else f"{result.best_val_dice:.4f}"
+    err.print(f"trained {result.steps} steps in {result.seconds:.0f} s; best val Dice {best}; "
+              f"checkpoints in {result.out}")
+
+
 @app.command()
 def evaluate(
     pred_dir: Annotated[Path, typer.Argument(

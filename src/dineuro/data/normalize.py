@@ -1,0 +1,260 @@
+"""Intensity normalisation: any raw stack to [0, 1] float32, the same in training and predict.
+
+Light-microscopy stacks come as uint8 or uint16 (or float) with wildly different ranges: one
+camera fills 0-4095 of a uint16, another 0-60000, a third is uint8; gains differ between stacks of
+the same neuron. A few saturated out-of-focus blobs or hot pixels sit far above the neurites, so
+scaling by the min and max would squash the neurites into the bottom of the range. We therefore
+clip to the ``low``/``high`` percentiles of the stack (default 1 and 99.9: the neuron is 0.02-2 %
+of the voxels, so 99.9 lies at the bright end of neurites rather than at the blobs) and scale that
+range linearly to [0, 1].
+
+Percentiles are taken on a deterministic strided subsample when a stack has more than
+:data:`MAX_PERCENTILE_SAMPLES` voxels: every slice, every ``s``-th row and column, with the
+smallest ``s`` that fits (see :func:`subsample_strides`). The same voxels are read from a numpy
+array and, slab by slab, from a zarr array, so block-wise prediction of a stack that does not fit
+in memory uses exactly the whole-stack limits that in-memory prediction uses.
+
+A checkpoint stores its :class:`NormalizationConfig` as a dict (:meth:`NormalizationConfig.to_dict`)
+so that predict rebuilds it (:meth:`NormalizationConfig.from_dict`) and normalises as training did.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+
+from dineuro.errors import InputError
+
+#: Percentiles come from at most this many voxels (about 64 MB as float32); larger stacks are
+#: subsampled with a fixed stride, so the result is deterministic.
+MAX_PERCENTILE_SAMPLES = 2**24
+#: Voxels gathered per read when subsampling an array slab by slab (bounds memory for zarr).
+SLAB_SAMPLES = 2**22
+DEFAULT_LOW, DEFAULT_HIGH = 1.0, 99.9
+PERCENTILE = "percentile"
+#: Normalisation methods a checkpoint may name.
+METHODS = (PERCENTILE,)
+
+
+def subsample_strides(shape: tuple[int, ...], max_samples: int | None = None
+                      ) -> tuple[int, int, int]:
+    """Strides (z, y, x) of the subsample on which percentiles are computed.
+
+    (1, 1, 1) when the stack has at most ``max_samples`` voxels; otherwise every slice is kept
+    (stacks have few slices and their brightness changes with depth) and rows and columns are
+    taken every ``s``-th with the smallest ``s`` that fits. Only a stack with more slices than
+    ``max_samples`` is strided in z too.
+
+    Parameters
+    ----------
+    shape : tuple of 3 int
+        The (z, y, x) shape of the stack.
+    max_samples : int, optional
+        Budget of voxels; default :data:`MAX_PERCENTILE_SAMPLES`.
+
+    Examples
+    --------
+    >>> subsample_strides((64, 256, 256)), subsample_strides((128, 1024, 1024))
+    ((1, 1, 1), (1, 3, 3))
+    """
+    max_samples = MAX_PERCENTILE_SAMPLES if max_samples is None else int(max_samples)
+    if max_samples < 1:
+        raise ValueError(f"max_samples should be a positive int, got {max_samples}.")
+    if len(shape) != 3:
+        raise ValueError(f"volume should be a 3D (z, y, x) stack, got shape {tuple(shape)}.")
+    z, y, x = shape
+    if z * y * x <= max_samples:
+        return 1, 1, 1
+    if z > max_samples:
+        return math.ceil(z / max_samples), max(y, x), max(y, x)
+    stride = 2
+    while z * math.ceil(y / stride) * math.ceil(x / stride) > max_samples:
+        stride += 1
+    return 1, stride, stride
+
+
+def percentiles_of(volume, low: float = DEFAULT_LOW, high: float = DEFAULT_HIGH,
+                   max_samples: int | None = None) -> tuple[float, float]:
+    """Intensity limits of a stack: its ``low`` and ``high`` percentiles.
+
+    Works on anything with a ``shape`` that numpy-style strided slicing reads: a numpy array,
+    a zarr array (read in slabs of z, never whole), a dask array. Larger stacks are subsampled
+    (:func:`subsample_strides`); the same voxels are used whatever the array type.
+
+    When both percentiles coincide (e.g. more than 99.9 % of a uint8 stack is exactly 0) but the
+    stack is not constant, the upper limit becomes the subsample's maximum, so a sparse neuron on
+    a zero background does not vanish. A constant stack returns equal limits, which
+    :func:`rescale` maps to zeros.
+
+    Parameters
+    ----------
+    volume : array-like
+        The raw (z, y, x) stack, any real dtype.
+    low, high : float
+        Percentiles in [0, 100], ``low < high``.
+    max_samples : int, optional
+        Subsample budget; default :data:`MAX_PERCENTILE_SAMPLES`.
+
+    Returns
+    -------
+    (float, float)
+        The lower and upper limit, in the stack's intensity units.
+
+    Raises
+    ------
+    ValueError
+        Bad percentiles, a stack that is not 3D, or NaN/infinite values among the samples.
+
+    Examples
+    --------
+    >>> percentiles_of(np.arange(101, dtype=np.uint8).reshape(1, 1, 101), 1, 99)
+    (1.0, 99.0)
+    """
+    _check_percentiles(low, high)
+    sample = _subsample(volume, subsample_strides(tuple(volume.shape), max_samples))
+    if sample.size == 0:
+        raise ValueError(f"volume should not be empty, got shape {tuple(volume.shape)}.")
+    lo, hi = (float(v) for v in np.percentile(sample, [low, high]))
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise ValueError("the stack holds NaN or infinite values; they cannot be normalised.")
+    if hi <= lo:
+        hi = float(sample.max())
+    return lo, hi
+
+
+def rescale(volume, lo: float, hi: float) -> np.ndarray:
+    """Clip ``volume`` to [lo, hi] and map that range linearly to [0, 1], as a new float32 array.
+
+    This is the one place where voxels are transformed, so in-memory and block-wise prediction
+    compute every voxel identically. Equal limits (a constant stack) give zeros rather than a
+    division by zero.
+
+    Examples
+    --------
+    >>> rescale(np.array([0, 5, 10, 20], np.uint16), 5, 15)
+    array([0. , 0. , 0.5, 1. ], dtype=float32)
+    """
+    out = np.array(volume, dtype=np.float32, copy=True)
+    if hi <= lo:
+        out[...] = 0.0
+        return out
+    out -= np.float32(lo)
+    out *= np.float32(1.0 / (hi - lo))
+    np.clip(out, 0.0, 1.0, out=out)
+    return out
+
+
+def percentile_normalize(volume, low: float = DEFAULT_LOW, high: float = DEFAULT_HIGH
+                         ) -> np.ndarray:
+    """Clip a stack to its ``low``/``high`` percentiles and scale to [0, 1] float32.
+
+    See the module docstring for why; percentiles come from :func:`percentiles_of`, the scaling
+    from :func:`rescale`.
+
+    Parameters
+    ----------
+    volume : numpy.ndarray
+        A (z, y, x) stack of any real dtype (uint8, uint16, float, ...).
+    low, high : float
+        Percentiles in [0, 100], ``low < high``.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32, same shape, values in [0, 1]; all zeros for a constant stack.
+
+    Examples
+    --------
+    >>> stack = np.zeros((2, 3, 4), np.uint16); stack[0, 0, :2] = 1000
+    >>> float(percentile_normalize(stack, 0, 100).max())
+    1.0
+    """
+    return rescale(volume, *percentiles_of(volume, low, high))
+
+
+@dataclass(frozen=True)
+class NormalizationConfig:
+    """How a stack is normalised; stored in a checkpoint so predict does what training did.
+
+    Attributes:
+        method: normalisation method; only "percentile" (:func:`percentile_normalize`) so far.
+        low: lower percentile in [0, 100].
+        high: upper percentile in [0, 100], above ``low``.
+
+    Examples::
+
+        >>> config = NormalizationConfig(low=0.5, high=99.5)
+        >>> config.to_dict()
+        {'method': 'percentile', 'low': 0.5, 'high': 99.5}
+        >>> NormalizationConfig.from_dict(config.to_dict()) == config
+        True
+    """
+
+    method: str = PERCENTILE
+    low: float = DEFAULT_LOW
+    high: float = DEFAULT_HIGH
+
+    def __post_init__(self):
+        if self.method not in METHODS:
+            raise ValueError(f"normalisation method should be one of {list(METHODS)}, got "
+                             f"{self.method!r}.")
+        object.__setattr__(self, "low", float(self.low))
+        object.__setattr__(self, "high", float(self.high))
+        _check_percentiles(self.low, self.high)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict (str, float) for a checkpoint or a JSON/YAML file."""
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> NormalizationConfig:
+        """Rebuild the config that :meth:`to_dict` stored.
+
+        Every field must be present: a missing one would silently normalise differently from
+        training.
+
+        Raises:
+            InputError: missing or unknown keys, an unknown method or invalid percentiles.
+        """
+        names = [field.name for field in fields(cls)]
+        if not isinstance(data, Mapping):
+            raise InputError(f"normalisation settings should be a mapping with keys {names}, "
+                             f"got {type(data).__name__}.")
+        missing, unknown = sorted(set(names) - set(data)), sorted(set(data) - set(names))
+        if missing or unknown:
+            raise InputError(f"normalisation settings should have exactly the keys {names}; "
+                             f"missing {missing}, unknown {unknown}.")
+        try:
+            return cls(**{name: data[name] for name in names})
+        except (TypeError, ValueError) as exc:
+            raise InputError(f"invalid normalisation settings {dict(data)}: {exc}") from exc
+
+    def limits(self, volume) -> tuple[float, float]:
+        """Whole-stack intensity limits (:func:`percentiles_of`); works on zarr arrays too."""
+        return percentiles_of(volume, self.low, self.high)
+
+    def normalize(self, volume, limits: tuple[float, float] | None = None) -> np.ndarray:
+        """Normalise ``volume`` (a whole stack, or a block of one with the stack's ``limits``)."""
+        return rescale(volume, *(self.limits(volume) if limits is None else limits))
+
+
+def _check_percentiles(low: float, high: float) -> None:
+    if not (0.0 <= low < high <= 100.0):
+        raise ValueError(f"percentiles should satisfy 0 <= low < high <= 100, got low={low}, "
+                         f"high={high}.")
+
+
+def _subsample(volume, strides: tuple[int, int, int]) -> np.ndarray:
+    """``volume[::sz, ::sy, ::sx]`` as numpy, read in z slabs so a zarr stack is never loaded."""
+    sz, sy, sx = strides
+    if isinstance(volume, np.ndarray):
+        return volume[::sz, ::sy, ::sx]
+    z, y, x = volume.shape
+    per_slice = math.ceil(y / sy) * math.ceil(x / sx)
+    slab = sz * max(1, SLAB_SAMPLES // per_slice)  # a multiple of sz keeps the z phase
+    return np.concatenate([np.asarray(volume[start:start + slab:sz, ::sy, ::sx])
+                           for start in range(0, z, slab)])

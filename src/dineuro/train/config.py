@@ -1,0 +1,375 @@
+"""``TrainConfig``: every setting of a training run, read from YAML with ``--set`` overrides.
+
+A run is fully described by its config plus the dataset folder: ``train()`` writes the resolved
+config to ``OUT/config.yaml`` and stores it in every checkpoint. Keys are checked strictly: an
+unknown key (a typo such as ``lr_rate``) or a value of the wrong type is an
+:class:`~dineuro.errors.InputError` naming the key, never silently ignored.
+
+Paths (``data``, ``out``, ``teacher``) are taken as given: relative paths are relative to the
+working directory, not to the YAML file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import re
+import types
+import typing
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from dineuro.data.normalize import NormalizationConfig
+from dineuro.errors import InputError
+
+SCHEDULES = ("cosine", "poly")
+AMP_MODES = ("none", "bf16")
+#: ``device`` may be "auto" (CUDA when available, else CPU), "cpu", "cuda" or "cuda:N".
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Switches of the training augmentations (MONAI dict transforms; magnitudes and
+    probabilities are the constants in :mod:`dineuro.train.data`).
+
+    Attributes:
+        flip: mirror z, y and x, each with probability 0.5 (image and label together).
+        rotate90: rotate by k * 90 degrees in the x-y plane only; z is anisotropic, so it is
+            never swapped with y or x. Needs a crop with equal y and x.
+        scale_intensity: multiply the image by 1 + U(-0.2, 0.2).
+        shift_intensity: add U(-0.1, 0.1) to the image.
+        contrast: gamma correction with gamma in U(0.7, 1.5).
+        noise: add Gaussian noise with a standard deviation drawn from U(0, 0.03).
+    """
+
+    flip: bool = True
+    rotate90: bool = True
+    scale_intensity: bool = True
+    shift_intensity: bool = True
+    contrast: bool = True
+    noise: bool = True
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            _checked(f"augment.{f.name}", getattr(self, f.name), bool)
+
+    def to_dict(self) -> dict[str, bool]:
+        return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Settings of one training run.
+
+    Attributes:
+        data: dataset folder (:mod:`dineuro.data.dataset` layout; needs a train split, and a
+            val split for validation and ``best.pt``).
+        out: run folder: config.yaml, metrics.csv, best.pt, last.pt, tensorboard/.
+        size: model preset, "tiny", "small" or "base" (:mod:`dineuro.models.presets`).
+        transfer: "scratch", "average", "center", "tubular" or "deformable".
+        teacher: DINO checkpoint: a file, or a registry name such as "dino_vits16" (the file
+            ``dineuro weights fetch`` put in the cache); required by every transfer but
+            "scratch", which ignores it.
+        model_options: further keyword arguments of :func:`dineuro.models.build.build_model`
+            (e.g. ``patch: [8, 16, 16]``, ``drop_path: 0.1``, ``extend_scope: 1.0``).
+        crop: training crop (z, y, x) in voxels, or one int for a cube; None = the preset's.
+        batch_size: crops per optimizer step (per process under torchrun).
+        steps: optimizer steps of the whole run.
+        lr: peak learning rate of AdamW.
+        weight_decay: AdamW weight decay.
+        warmup_steps: steps of linear warm-up from lr / warmup_steps to lr.
+        schedule: decay after warm-up: "cosine" (to 0) or "poly" ((1 - t) ** poly_power).
+        poly_power: exponent of the "poly" schedule.
+        grad_clip: largest global gradient norm; None or 0 disables clipping.
+        amp: "none", or "bf16" for bfloat16 autocast (CUDA only; ignored on CPU with a warning).
+        val_every: validate (and write last.pt) every this many steps, and at the last step.
+        val_overlap: sliding-window overlap of validation, in [0, 1).
+        foreground_prob: probability that a crop is centred on a random foreground voxel;
+            otherwise its position is uniform.
+        augment: augmentation switches (:class:`AugmentConfig`).
+        seed: master seed of weights, crops and augmentations.
+        normalization: per-stack intensity normalisation (percentile clip + scale to [0, 1]).
+        device: "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N".
+        tensorboard: also log scalars to OUT/tensorboard when TensorBoard is installed.
+        threads: torch CPU threads of this process during the run (restored afterwards); None
+            keeps torch's default (the cores, or ``OMP_NUM_THREADS``; torchrun sets 1). On a
+            machine whose cores are busy with other work, 1 can be several times faster.
+    """
+
+    data: str
+    out: str
+    size: str = "small"
+    transfer: str = "deformable"
+    teacher: str | None = None
+    model_options: dict[str, Any] = field(default_factory=dict)
+    crop: list[int] | None = None
+    batch_size: int = 2
+    steps: int = 2000
+    lr: float = 1e-4
+    weight_decay: float = 1e-5
+    warmup_steps: int = 100
+    schedule: str = "cosine"
+    poly_power: float = 0.9
+    grad_clip: float | None = 1.0
+    amp: str = "none"
+    val_every: int = 200
+    val_overlap: float = 0.5
+    foreground_prob: float = 0.5
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    seed: int = 0
+    normalization: NormalizationConfig = field(default_factory=NormalizationConfig)
+    device: str = "auto"
+    tensorboard: bool = True
+    threads: int | None = None
+
+    def __post_init__(self):
+        for name, hint in _hints(type(self)).items():
+            object.__setattr__(self, name, _checked(name, getattr(self, name), hint))
+        if self.crop is not None:
+            crop = [self.crop] * 3 if isinstance(self.crop, int) else list(self.crop)
+            if len(crop) != 3 or min(crop) < 1:
+                raise InputError(f"config key 'crop' should be one positive int or three "
+                                 f"(z, y, x), got {self.crop}.")
+            object.__setattr__(self, "crop", crop)
+        _require(self.batch_size >= 1, "batch_size", "should be at least 1", self.batch_size)
+        _require(self.steps >= 1, "steps", "should be at least 1", self.steps)
+        _require(self.lr > 0 and math.isfinite(self.lr), "lr", "should be positive", self.lr)
+        _require(self.weight_decay >= 0, "weight_decay", "should be >= 0", self.weight_decay)
+        _require(self.warmup_steps >= 0, "warmup_steps", "should be >= 0", self.warmup_steps)
+        _require(self.schedule in SCHEDULES, "schedule", f"should be one of {list(SCHEDULES)}",
+                 self.schedule)
+        _require(self.poly_power > 0, "poly_power", "should be positive", self.poly_power)
+        _require(self.grad_clip is None or self.grad_clip >= 0, "grad_clip",
+                 "should be >= 0 (0 or null disables clipping)", self.grad_clip)
+        _require(self.amp in AMP_MODES, "amp", f"should be one of {list(AMP_MODES)}", self.amp)
+        _require(self.val_every >= 1, "val_every", "should be at least 1", self.val_every)
+        _require(0 <= self.val_overlap < 1, "val_overlap", "should be in [0, 1)",
+                 self.val_overlap)
+        _require(0 <= self.foreground_prob <= 1, "foreground_prob", "should be in [0, 1]",
+                 self.foreground_prob)
+        _require(self.seed >= 0, "seed", "should be >= 0", self.seed)
+        _require(DEVICE_PATTERN.fullmatch(self.device) is not None, "device",
+                 'should be "auto", "cpu", "cuda" or "cuda:N"', self.device)
+        _require(self.threads is None or self.threads >= 1, "threads", "should be >= 1 or null",
+                 self.threads)
+        _require(bool(self.data), "data", "should name the dataset folder", self.data)
+        _require(bool(self.out), "out", "should name the run folder", self.out)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (YAML/JSON/checkpoint friendly); :meth:`from_dict` inverts it."""
+        out = {}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = (value.to_dict() if hasattr(value, "to_dict")
+                           else dict(value) if isinstance(value, Mapping)
+                           else list(value) if isinstance(value, list) else value)
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainConfig:
+        """Build and check a config from a (possibly partial) nested dict.
+
+        Missing keys take their defaults (``data`` and ``out`` have none); nested sections
+        (``augment``, ``normalization``) may be partial too.
+
+        Raises:
+            InputError: unknown keys (all named), missing ``data``/``out``, wrong types or
+                values out of range.
+        """
+        if not isinstance(data, Mapping):
+            raise InputError(f"a training config should be a mapping of keys to values, got "
+                             f"{type(data).__name__}.")
+        names = [f.name for f in dataclasses.fields(cls)]
+        unknown = [str(k) for k in data if k not in names]
+        for section, kind in (("augment", AugmentConfig), ("normalization", NormalizationConfig)):
+            value = data.get(section)
+            if isinstance(value, Mapping):
+                allowed = [f.name for f in dataclasses.fields(kind)]
+                unknown += [f"{section}.{k}" for k in value if k not in allowed]
+        if unknown:
+            raise InputError(f"unknown config keys {unknown}; the keys are {names}.")
+        missing = [name for name in ("data", "out") if data.get(name) is None]
+        if missing:
+            raise InputError(f"the config should set {missing} (the dataset folder and the run "
+                             "folder).")
+        values = dict(data)
+        if "augment" in values:
+            values["augment"] = AugmentConfig(**_section(values["augment"], "augment"))
+        if "normalization" in values:
+            merged = {**NormalizationConfig().to_dict(),
+                      **_section(values["normalization"], "normalization")}
+            values["normalization"] = NormalizationConfig.from_dict(merged)
+        return cls(**values)
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write the config as YAML, atomically."""
+        from dineuro.io._atomic import atomic_file
+
+        with atomic_file(path) as tmp:
+            tmp.write_text(self.to_yaml())
+
+
+def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a YAML training config and apply ``KEY=VALUE`` overrides.
+
+    Args:
+        path: the YAML file; None starts from the defaults (then ``data`` and ``out`` must be
+            set by overrides).
+        overrides: strings ``KEY=VALUE``; ``KEY`` may be dotted for nested sections
+            (``augment.noise=false``, ``normalization.high=99.5``,
+            ``model_options.patch=[8,16,16]``) and ``VALUE`` is parsed as YAML (``null``,
+            ``true``, ``3``, ``[8, 16, 16]``; ``1e-4`` is read as a number too).
+
+    Raises:
+        InputError: unreadable file or YAML, a malformed override, unknown keys, wrong types.
+
+    Examples::
+
+        >>> config = load_config(None, ["data=ds", "out=run", "lr=3e-4", "augment.noise=false"])
+        >>> config.lr, config.augment.noise
+        (0.0003, False)
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as exc:
+            raise InputError(f"cannot be read ({exc.strerror}).", path) from exc
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:
+            raise InputError(f"is not valid YAML ({exc}).", path) from exc
+        if not isinstance(data, dict):
+            raise InputError("should hold a mapping of config keys to values.", path)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise InputError(f"an override should look like KEY=VALUE, got {item!r}.")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise InputError(f"the value of override {item!r} is not valid YAML ({exc}).") from exc
+        _set_dotted(data, key.strip(), value)
+    try:
+        return TrainConfig.from_dict(data)
+    except InputError as exc:
+        if path is None:
+            raise
+        raise InputError(str(exc), f"{path} with overrides" if overrides else path) from exc
+
+
+def _set_dotted(data: dict, key: str, value) -> None:
+    *parents, leaf = key.split(".")
+    node = data
+    for depth, part in enumerate(parents):
+        child = node.setdefault(part, {})
+        if child is None:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            where = ".".join(parents[:depth + 1])
+            raise InputError(f"cannot set {key!r}: config key {where!r} is not a section.")
+        node = child
+    node[leaf] = value
+
+
+def _section(value, name: str) -> dict:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InputError(f"config key {name!r} should be a mapping, got {value!r}.")
+    return dict(value)
+
+
+def _hints(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _checked(name: str, value, hint):
+    """``value`` checked (and where lossless converted) against the annotation ``hint``.
+
+    Handles the annotations TrainConfig uses: bool, int, float, str, dict, list[int], the two
+    section dataclasses, and unions with None.
+    """
+    options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise InputError(f"config key {name!r} should not be null.")
+    errors = []
+    for option in options:
+        if option is type(None):
+            continue
+        try:
+            return _as_type(value, option)
+        except (TypeError, ValueError) as exc:
+            errors.append(str(exc))
+    wanted = " or ".join(_type_name(o) for o in options)
+    raise InputError(f"config key {name!r} should be {wanted}, got {value!r} "
+                     f"({type(value).__name__}).")
+
+
+def _as_type(value, kind):
+    origin = typing.get_origin(kind) or kind
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError
+    if kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, float) and value.is_integer():
+            return int(value)
+        raise TypeError
+    if kind is float:
+        if isinstance(value, bool):
+            raise TypeError
+        if isinstance(value, (int, float)):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            return float(value)
+        raise TypeError
+    if kind is str:
+        if isinstance(value, (str, os.PathLike)):
+            return str(value)
+        raise TypeError
+    if origin is dict:
+        if isinstance(value, Mapping):
+            return dict(value)
+        raise TypeError
+    if origin is list:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value  # one int for a cube, expanded by the caller
+        if isinstance(value, (list, tuple)):
+            (item,) = typing.get_args(kind)
+            return [_as_type(v, item) for v in value]
+        raise TypeError
+    if isinstance(value, kind):
+        return value
+    raise TypeError
+
+
+def _type_name(kind) -> str:
+    names = {bool: "true/false", int: "an integer", float: "a number", str: "a string"}
+    if kind in names:
+        return names[kind]
+    origin = typing.get_origin(kind) or kind
+    if origin is dict:
+        return "a mapping"
+    if origin is list:
+        return "a list of integers"
+    return getattr(kind, "__name__", str(kind))
+
+
+def _require(ok: bool, name: str, what: str, value) -> None:
+    if not ok:
+        raise InputError(f"config key {name!r} {what}, got {value!r}.")

@@ -1,0 +1,446 @@
+"""The training loop: one process, or several under ``torchrun`` with DistributedDataParallel.
+
+One step draws ``batch_size`` augmented crops (:mod:`dineuro.train.data`), computes MONAI's
+``DiceCELoss(to_onehot_y=True, softmax=True)`` on the network's two-class logits, clips the
+gradient norm and takes an AdamW step; the learning rate follows :func:`lr_factor` through
+``LambdaLR``. Every ``val_every`` steps and at the last step, each whole validation stack is
+predicted with :func:`dineuro.predict.sliding_window_predict` (the prediction path users run),
+thresholded at 0.5 and scored by Dice; ``best.pt`` keeps the highest mean, ``last.pt`` the
+latest weights plus everything a resumed run needs.
+
+The run folder ``OUT``:
+
+- ``config.yaml``: the resolved :class:`TrainConfig`.
+- ``metrics.csv``: one row per step: step, lr (of that step), loss (mean over processes),
+  val_dice (empty between validations), seconds (wall time since the run began, across resumes).
+- ``best.pt``, ``last.pt``: :mod:`dineuro.checkpoint` files.
+- ``tensorboard/``: the same scalars, when ``torch.utils.tensorboard`` imports.
+
+Reproducibility. Weights are initialised after ``torch.manual_seed(seed)``; the crops of
+process ``rank`` come from ``numpy.random.default_rng([seed, rank])`` and each crop's MONAI
+transforms are re-seeded from that generator, so two runs with the same config give the same
+weights (on the same machine, thread count and library versions). ``last.pt`` stores the step,
+optimizer, scheduler and, for every process, the python, numpy, torch (and CUDA) and crop-
+generator states; resuming restores all of them, so an interrupted run continues as if it had
+not stopped. ``last.pt`` is written at validation steps only: a resumed run redoes the steps
+after the last validation and replaces their rows in ``metrics.csv``. Raising ``steps`` on
+resume stretches the learning-rate schedule from that step on (it depends on the total).
+
+Distributed. Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is gloo on CPU and NCCL
+on CUDA (one GPU per local rank); every process draws its own crops, DDP averages gradients,
+only rank 0 validates and writes files, and the others wait for it.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dineuro.checkpoint import load_checkpoint, save_checkpoint
+from dineuro.data.dataset import open_dataset
+from dineuro.errors import InputError
+from dineuro.metrics import dice
+from dineuro.train import runtime
+from dineuro.train.config import TrainConfig
+from dineuro.train.data import Stack, TrainingCrops, load_stacks
+
+CONFIG_FILE, METRICS_FILE = "config.yaml", "metrics.csv"
+BEST, LAST = "best.pt", "last.pt"
+METRICS_COLUMNS = ("step", "lr", "loss", "val_dice", "seconds")
+#: Validation masks are probability > this.
+VAL_THRESHOLD = 0.5
+#: Config keys that may change when a run is resumed; any other change is refused, because the
+#: continued run would no longer be the run that ``OUT`` describes.
+RESUMABLE_CHANGES = ("steps", "val_every", "device", "tensorboard", "threads")
+
+Progress = Callable[[int, int, float, "float | None"], None]
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` did.
+
+    Attributes:
+        out: the run folder.
+        steps: optimizer steps done (all of them, across resumes).
+        loss: training loss of the last step (mean over processes).
+        best_val_dice: highest mean validation Dice, or None without a val split.
+        best_step: step of ``best_val_dice``.
+        last_val_dice: mean validation Dice at the last validation.
+        best: path of ``best.pt`` (None without a val split).
+        last: path of ``last.pt``.
+        seconds: wall time of the run, across resumes.
+        world_size: number of processes.
+        model: the trained network (final weights, not the best; unwrapped from DDP).
+    """
+
+    out: Path
+    steps: int
+    loss: float
+    best_val_dice: float | None
+    best_step: int | None
+    last_val_dice: float | None
+    best: Path | None
+    last: Path
+    seconds: float
+    world_size: int
+    model: nn.Module = field(repr=False)
+
+
+def lr_factor(step: int, steps: int, warmup_steps: int, schedule: str = "cosine",
+              poly_power: float = 0.9) -> float:
+    """Learning rate of optimizer step ``step`` (0-based) as a fraction of the peak.
+
+    Linear warm-up ``(step + 1) / warmup_steps`` for ``step < warmup_steps``; then, with
+    ``t = (step - warmup_steps) / (steps - warmup_steps)`` in [0, 1):
+    cosine ``(1 + cos(pi t)) / 2`` or poly ``(1 - t) ** poly_power``.
+
+    Examples::
+
+        >>> [round(lr_factor(s, 10, 2), 3) for s in (0, 1, 2, 6, 9)]
+        [0.5, 1.0, 1.0, 0.5, 0.038]
+    """
+    if step < warmup_steps:
+        return (step + 1) / warmup_steps
+    t = min((step - warmup_steps) / max(steps - warmup_steps, 1), 1.0)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    if schedule == "poly":
+        return (1.0 - t) ** poly_power
+    raise ValueError(f"schedule should be 'cosine' or 'poly', got {schedule!r}.")
+
+
+def make_optimizer(model: nn.Module, config: TrainConfig
+                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
+    """AdamW with the warm-up + decay schedule of ``config``."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+
+    def factor(step: int) -> float:
+        return lr_factor(step, config.steps, config.warmup_steps, config.schedule,
+                         config.poly_power)
+
+    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def make_loss() -> nn.Module:
+    """Dice + cross-entropy on (B, 2, ...) logits against (B, 1, ...) 0/1 labels."""
+    from monai.losses import DiceCELoss
+
+    return DiceCELoss(to_onehot_y=True, softmax=True)
+
+
+def train_step(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
+               scheduler, images: torch.Tensor, labels: torch.Tensor,
+               grad_clip: float | None = None, autocast_device: str | None = None) -> float:
+    """One optimizer step; returns the loss.
+
+    ``autocast_device`` ("cuda", or "cpu" for tests) runs the forward pass under bfloat16
+    autocast; the loss is computed in float32.
+    """
+    model.train()
+    with torch.autocast(autocast_device or "cpu", dtype=torch.bfloat16,
+                        enabled=autocast_device is not None):
+        logits = model(images)
+    loss = loss_fn(logits.float(), labels)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if grad_clip:
+        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
+
+
+def validate(model: nn.Module, stacks: list[Stack], crop, overlap: float, device,
+             amp: bool = False) -> float:
+    """Mean Dice of (probability > 0.5) against the label, over whole validation stacks."""
+    from dineuro.predict import sliding_window_predict
+
+    scores = []
+    for stack in stacks:
+        prob = sliding_window_predict(model, stack.normalized(), crop, overlap=overlap,
+                                      device=device, amp=amp)
+        scores.append(dice(prob > VAL_THRESHOLD, stack.label))
+    return float(np.mean(scores))
+
+
+def train(config: TrainConfig, progress: Progress | None = None,
+          resume: bool = False) -> TrainResult:
+    """Train a network as ``config`` says and write the run folder ``config.out``.
+
+    Runs in one process, or in each process of ``torchrun --nproc_per_node N`` (detected from
+    ``WORLD_SIZE``; the process group is created here if the caller has not).
+
+    Args:
+        config: the run (:class:`TrainConfig`, e.g. from :func:`load_config`).
+        progress: called after every step as ``progress(step, total, loss, val_dice)``;
+            ``val_dice`` is None except at validation steps.
+        resume: continue the run in ``config.out`` from its ``last.pt``; only
+            :data:`RESUMABLE_CHANGES` may differ from its stored config.
+
+    Returns:
+        A :class:`TrainResult` (in every process).
+
+    Raises:
+        InputError: a bad dataset, model option or teacher; ``config.out`` already holding a
+            run (without ``resume``) or no run (with it).
+    """
+    threads = torch.get_num_threads()
+    if config.threads is not None:
+        torch.set_num_threads(config.threads)
+    try:
+        with runtime.distributed(config.device) as (rank, world, device):
+            return _Run(config, rank, world, device, progress).run(resume)
+    finally:
+        torch.set_num_threads(threads)
+
+
+class _Run:
+    """State of one training run in one process."""
+
+    def __init__(self, config: TrainConfig, rank: int, world: int, device: torch.device,
+                 progress: Progress | None):
+        self.config, self.rank, self.world, self.device = config, rank, world, device
+        self.progress, self.out = progress, Path(config.out)
+        self.main = rank == 0
+
+    # -- set-up ---------------------------------------------------------------------------
+    def run(self, resume: bool) -> TrainResult:
+        config = self.config
+        checkpoint = self._check_out(resume)
+        self._barrier()  # every process has looked at OUT before rank 0 writes there
+        if checkpoint is not None:
+            _check_resumable(config, checkpoint.get("train_config", {}), self.out / LAST)
+        dataset = open_dataset(config.data)
+        split = dataset.split()
+        if not split["train"]:
+            raise InputError("has an empty train split in split.json.", dataset.root)
+        train_stacks = load_stacks(dataset, split["train"], config.normalization)
+        val_stacks = load_stacks(dataset, split["val"], config.normalization) if self.main \
+            else []
+        spacing = [float(s) for s in np.median([s.spacing for s in train_stacks], axis=0)]
+
+        runtime.seed_everything(config.seed)
+        from dineuro.models.build import build_model
+
+        teacher = config.teacher
+        if teacher is not None and config.transfer != "scratch":
+            from dineuro.models.weights import find_weights
+
+            teacher = str(find_weights(teacher))  # a registry name (dino_vits16) or a path
+        model = build_model(config.size, config.transfer, teacher=teacher, crop=config.crop,
+                            **config.model_options)
+        self.crop = tuple(model.config["crop"])
+        runtime.seed_everything(config.seed + self.rank)  # per-process dropout / drop-path masks
+        crops = TrainingCrops(train_stacks, self.crop, config.foreground_prob, config.augment,
+                              np.random.default_rng([config.seed, self.rank]))
+        model.to(self.device)
+        optimizer, scheduler = make_optimizer(model, config)
+        net = model
+        if self.world > 1:
+            from torch.nn.parallel import DistributedDataParallel
+
+            net = DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.model, self.net, self.optimizer, self.scheduler = model, net, optimizer, scheduler
+        self.crops, self.val_stacks = crops, val_stacks
+        self.meta = {"normalization": config.normalization.to_dict(), "spacing": spacing,
+                     "train_config": config.to_dict()}
+        self.step, self.seconds = 0, 0.0
+        self.best_dice: float | None = None
+        self.best_step: int | None = None
+        self.last_dice: float | None = None
+        if checkpoint is not None:
+            self._restore(checkpoint)
+        if self.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            config.save(self.out / CONFIG_FILE)
+            _truncate_metrics(self.out / METRICS_FILE, self.step)
+        self._barrier()
+        return self._loop()
+
+    def _check_out(self, resume: bool) -> dict | None:
+        last = self.out / LAST
+        if resume:
+            if not last.exists():
+                raise InputError(f"holds no {LAST} to resume from.", self.out)
+            return load_checkpoint(last)
+        if any((self.out / name).exists() for name in (LAST, BEST, CONFIG_FILE, METRICS_FILE)):
+            raise InputError("already holds a training run; resume it or choose another "
+                             "out folder.", self.out)
+        return None
+
+    def _restore(self, checkpoint: dict) -> None:
+        state = checkpoint.get("resume")
+        if state is None:
+            raise InputError(f"has no resume state (is it a {BEST}?).", self.out / LAST)
+        self.model.load_state_dict(checkpoint["state_dict"], strict=True)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.seconds = int(checkpoint["step"]), float(state["seconds"])
+        self.best_dice, self.best_step = state["best_val_dice"], state["best_step"]
+        self.last_dice = checkpoint.get("val_dice")
+        randomness = state["random"]
+        if len(randomness) == self.world:
+            runtime.set_random_state(randomness[self.rank], self.crops)
+        else:  # another process count: the crops cannot continue exactly; reseed per rank
+            warnings.warn(f"{self.out / LAST} was written by {len(randomness)} processes and is "
+                          f"resumed by {self.world}; random crops are reseeded, so the run does "
+                          "not continue exactly.", stacklevel=3)
+            runtime.seed_everything(self.config.seed + self.rank + self.step)
+            self.crops.rng = self.crops.sampler.rng = np.random.default_rng(
+                [self.config.seed, self.rank, self.step])
+
+    # -- the loop -------------------------------------------------------------------------
+    def _loop(self) -> TrainResult:
+        config = self.config
+        loss_fn = make_loss()
+        amp_device = None
+        if config.amp == "bf16":
+            if self.device.type == "cuda":
+                amp_device = "cuda"
+            else:
+                warnings.warn("amp: bf16 is only used on CUDA; training on CPU in float32.",
+                              stacklevel=3)
+        writer = _tensorboard(self.out) if self.main and config.tensorboard else None
+        loss = math.nan
+        last_dice = self.last_dice
+        started = time.perf_counter() - self.seconds
+        try:
+            while self.step < config.steps:
+                lr = self.scheduler.get_last_lr()[0]
+                images, labels = self.crops.batch(config.batch_size)
+                loss = train_step(self.net, loss_fn, self.optimizer, self.scheduler,
+                                  images.to(self.device), labels.to(self.device),
+                                  config.grad_clip, amp_device)
+                loss = self._mean(loss)
+                self.step += 1
+                val_dice = None
+                if self.step % config.val_every == 0 or self.step == config.steps:
+                    val_dice = self._validate(amp_device is not None)
+                    last_dice = val_dice
+                    self.seconds = time.perf_counter() - started
+                    self._save(val_dice)
+                self.seconds = time.perf_counter() - started
+                if self.main:
+                    _append_metrics(self.out / METRICS_FILE, self.step, lr, loss, val_dice,
+                                    self.seconds)
+                    if writer is not None:
+                        writer.add_scalar("train/loss", loss, self.step)
+                        writer.add_scalar("train/lr", lr, self.step)
+                        if val_dice is not None:
+                            writer.add_scalar("val/dice", val_dice, self.step)
+                if self.progress is not None:
+                    self.progress(self.step, config.steps, loss, val_dice)
+        finally:
+            if writer is not None:
+                writer.close()
+        self._barrier()
+        has_val = self.best_step is not None
+        return TrainResult(
+            out=self.out, steps=self.step, loss=loss, best_val_dice=self.best_dice,
+            best_step=self.best_step, last_val_dice=last_dice,
+            best=self.out / BEST if has_val else None, last=self.out / LAST,
+            seconds=self.seconds, world_size=self.world, model=self.model)
+
+    def _validate(self, amp: bool) -> float | None:
+        """Mean val Dice on rank 0, shared with every process (None without a val split)."""
+        value = None
+        if self.main and self.val_stacks:
+            value = validate(self.model, self.val_stacks, self.crop, self.config.val_overlap,
+                             self.device, amp)
+        if self.world > 1:
+            box = [value]
+            torch.distributed.broadcast_object_list(box, src=0)
+            value = box[0]
+        return value
+
+    def _save(self, val_dice: float | None) -> None:
+        """Gather every process's random state; rank 0 writes last.pt (and best.pt)."""
+        randomness = runtime.random_state(self.crops)
+        if self.world > 1:
+            gathered = [None] * self.world
+            torch.distributed.all_gather_object(gathered, randomness)
+        else:
+            gathered = [randomness]
+        improved = val_dice is not None and (self.best_dice is None or val_dice > self.best_dice)
+        if improved:
+            self.best_dice, self.best_step = val_dice, self.step
+        if self.main:
+            common = dict(self.meta, step=self.step, val_dice=val_dice)
+            if improved:
+                save_checkpoint(self.out / BEST, self.model, **common)
+            save_checkpoint(self.out / LAST, self.model, **common, resume={
+                "optimizer": self.optimizer.state_dict(),
+                "scheduler": self.scheduler.state_dict(),
+                "random": gathered, "seconds": self.seconds,
+                "best_val_dice": self.best_dice, "best_step": self.best_step})
+        self._barrier()
+
+    def _mean(self, value: float) -> float:
+        if self.world == 1:
+            return value
+        tensor = torch.tensor([value], dtype=torch.float64, device=self.device)
+        torch.distributed.all_reduce(tensor)
+        return float(tensor.item()) / self.world
+
+    def _barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+# -- files --------------------------------------------------------------------------------
+def _append_metrics(path: Path, step: int, lr: float, loss: float, val_dice: float | None,
+                    seconds: float) -> None:
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        writer = csv.writer(f)
+        if new:
+            writer.writerow(METRICS_COLUMNS)
+        writer.writerow([step, f"{lr:.6g}", f"{loss:.6f}",
+                         "" if val_dice is None else f"{val_dice:.6f}", f"{seconds:.2f}"])
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drop rows after ``step`` (written after the checkpoint a resumed run starts from)."""
+    if not path.exists():
+        return
+    with path.open(newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    keep = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) <= step]
+    if len(keep) == len(rows):
+        return
+    from dineuro.io._atomic import atomic_file
+
+    with atomic_file(path) as tmp, tmp.open("w", newline="") as f:
+        csv.writer(f).writerows(keep)
+
+
+def _tensorboard(out: Path):
+    """A TensorBoard SummaryWriter on OUT/tensorboard, or None when TensorBoard is missing."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(log_dir=str(out / "tensorboard"))
+
+
+def _check_resumable(config: TrainConfig, stored: dict, path: Path) -> None:
+    current = config.to_dict()
+    changed = sorted(key for key in set(current) | set(stored)
+                     if key not in RESUMABLE_CHANGES and current.get(key) != stored.get(key))
+    if changed:
+        raise InputError(f"was trained with other settings of {changed}; a resumed run may "
+                         f"change only {list(RESUMABLE_CHANGES)}.", path)
