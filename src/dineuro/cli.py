@@ -183,33 +183,6 @@ def show(
     err.print(f"wrote {out}")
 
 
-@app.command()
-def demo(
-    out: Annotated[Path, typer.Option("-o", "--out",
-                                      help="Folder for everything the demo writes.")]
-    = Path("dineuro-demo"),
-) -> None:
-    """The main job on an embedded default: build the small synthetic set and picture it.
-
-    Reuses OUT/data when it exists, so running the demo again is quick.
-    """
-    from dineuro.data.dataset import open_dataset
-    from dineuro.data.synth import PRESETS
-    from dineuro.report import mip_figure, save_figure
-
-    data_dir = out / "data"
-    if not data_dir.exists():
-        _write_synthetic(data_dir, PRESETS["small"], "synthesising the small benchmark")
-    dataset = open_dataset(data_dir)
-    split = dataset.split()
-    name = (split["test"] or split["val"] or split["train"] or dataset.names)[0]
-    image = dataset.image(name)
-    picture = out / f"{name}_overview.png"
-    save_figure(mip_figure(image.array, image.spacing, dataset.tree(name),
-                           dataset.label(name, image), title=name), picture)
-    err.print(f"dataset: {data_dir}/  picture: {picture}")
-
-
 class _TrainBar:
     """A rich progress bar fed by the trainer's ``progress(step, total, loss, val_dice)``."""
 
@@ -223,6 +196,11 @@ class _TrainBar:
         if val_dice is not None:
             fields["dice"] = f"{val_dice:.3f}"
         self.progress.update(self.task, completed=step, **fields)
+
+
+def _train_progress() -> Progress:
+    return _progress(TextColumn("loss {task.fields[loss]:.4f}  val Dice {task.fields[dice]}"),
+                     MofNCompleteColumn())
 
 
 @app.command()
@@ -246,8 +224,7 @@ def train(
     resolved = load_config(config, overrides or [])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        with _progress(TextColumn("loss {task.fields[loss]:.4f}  val Dice {task.fields[dice]}"),
-                       MofNCompleteColumn()) as progress:
+        with _train_progress() as progress:
             result = run_training(resolved, progress=_TrainBar(progress), resume=resume)
     for warning in caught:
         if issubclass(warning.category, UserWarning):
@@ -255,6 +232,75 @@ def train(
     best = "-" if result.best_val_dice is None else f"{result.best_val_dice:.4f}"
     err.print(f"trained {result.steps} steps in {result.seconds:.0f} s; best val Dice {best}; "
               f"checkpoints in {result.out}")
+
+
+def _device(name: str) -> str:
+    """"auto" -> "cuda" when a GPU is visible, else "cpu"; anything else as given."""
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="A checkpoint from `dineuro train` (best.pt).")],
+    inputs: Annotated[list[Path], typer.Argument(
+        help=f"Stacks ({STACK_FORMATS}) or folders of them; with --blocks, zarr arrays.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
+    overlap: Annotated[float, typer.Option(
+        min=0.0, max=0.95, help="Fraction of a window shared with its neighbour.")] = 0.5,
+    flips: Annotated[bool, typer.Option(
+        help="Average all 8 axis flips (test-time augmentation; 8x slower).")] = False,
+    threshold: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="NAME_mask.tif = probability > threshold.")] = 0.5,
+    prob_dtype: Annotated[str, typer.Option(
+        help="float32 or uint8 (= round(p * 255)) for NAME_prob.tif; zarr also float16.")]
+    = "float32",
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 1,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    amp: Annotated[bool, typer.Option(help="bf16 autocast (for GPUs).")] = False,
+    channel: Channel = None,
+    blocks: Annotated[bool, typer.Option(
+        help="Read and write zarr block by block, for stacks larger than memory: writes "
+             "OUT/NAME_prob.zarr.")] = False,
+    block: Annotated[str, typer.Option(help="Block size z,y,x for --blocks.")] = "128,256,256",
+) -> None:
+    """Apply a trained model: writes NAME_prob.tif and NAME_mask.tif per stack.
+
+    Stacks of any size work (padded and cropped back); windows are blended with Gaussian
+    weights. The checkpoint carries the network, crop and normalisation it was trained with.
+    """
+    from dineuro.checkpoint import load_model
+    from dineuro.data.normalize import NormalizationConfig
+    from dineuro.predict import find_stacks, output_paths, predict_blocks, predict_stack
+
+    stacks = [Path(p) for p in inputs] if blocks else find_stacks(inputs)
+    for stack in stacks:
+        for path in ((out / f"{stack.name.removesuffix('.zarr')}_prob.zarr",) if blocks
+                     else output_paths(stack, out)):
+            refuse_existing(path)
+    network, meta = load_model(model, _device(device))
+    crop = meta["model_config"]["crop"]
+    norm = NormalizationConfig.from_dict(meta["normalization"])
+    options = {"overlap": overlap, "batch_size": batch_size, "flips": flips,
+               "device": _device(device), "amp": amp, "prob_dtype": prob_dtype}
+    with _progress() as progress:
+        for stack in stacks:
+            task = progress.add_task(f"predicting {stack.name}", total=None)
+
+            def advance(done: int, total: int, task=task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            if blocks:
+                predict_blocks(network, stack, out / f"{stack.name.removesuffix('.zarr')}"
+                               "_prob.zarr", crop, norm, block=_parse_triple(block, "--block", int),
+                               progress=advance, **options)
+            else:
+                predict_stack(network, stack, out, crop, norm, threshold=threshold,
+                              channel=channel, progress=advance, **options)
+    err.print(f"wrote predictions of {len(stacks)} stack(s) to {out}/")
 
 
 @app.command()
@@ -292,6 +338,69 @@ def evaluate(
     csv_path, md_path = write_tables(table, out if out is not None else pred_dir)
     Console(soft_wrap=True).print(markdown_table(table), markup=False, highlight=False)
     err.print(f"wrote {csv_path} and {md_path}")
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("-o", "--out",
+                                      help="Folder for everything the demo writes.")]
+    = Path("dineuro-demo"),
+) -> None:
+    """The main job on an embedded default: synthesise, train, predict, evaluate, picture.
+
+    Builds the small synthetic set (OUT/data), trains a tiny network from scratch for a few
+    minutes (OUT/run, checkpoint OUT/model.pt), predicts the test stacks (OUT/predictions),
+    prints Dice and HD95 and draws the prediction over a test stack (OUT/NAME_prediction.png).
+    Stages whose output exists are skipped, so running it again is quick.
+    """
+    import shutil
+
+    from dineuro.checkpoint import load_model
+    from dineuro.data.dataset import open_dataset
+    from dineuro.data.normalize import NormalizationConfig
+    from dineuro.data.synth import PRESETS
+    from dineuro.demo import demo_train_config
+    from dineuro.evaluate import evaluate_folder, markdown_table
+    from dineuro.io.volume import read_volume
+    from dineuro.predict import output_paths, predict_stack
+    from dineuro.report import mip_figure, save_figure
+    from dineuro.train import train as run_training
+
+    data_dir, run_dir, model_path = out / "data", out / "run", out / "model.pt"
+    pred_dir = out / "predictions"
+    if not data_dir.exists():
+        _write_synthetic(data_dir, PRESETS["small"], "synthesising the small benchmark")
+    if not model_path.exists():
+        err.print("training a tiny network from scratch (a DINO teacher needs the small "
+                  "preset: `dineuro weights fetch dino_vits16`, then `dineuro train "
+                  "configs/train_cpu.yaml`)")
+        config = demo_train_config(data_dir, run_dir)
+        with _train_progress() as progress:
+            result = run_training(config, progress=_TrainBar(progress), resume=run_dir.exists())
+        shutil.copyfile(result.best or result.last, model_path)
+    dataset = open_dataset(data_dir)
+    test = dataset.split()["test"] or dataset.names[:1]
+    network, meta = load_model(model_path, _device("auto"))
+    norm = NormalizationConfig.from_dict(meta["normalization"])
+    with _progress() as progress:
+        for name in test:
+            if output_paths(dataset.images[name], pred_dir)[1].exists():
+                continue
+            task = progress.add_task(f"predicting {name}", total=None)
+            predict_stack(network, dataset.images[name], pred_dir, meta["model_config"]["crop"],
+                          norm, device=_device("auto"),
+                          progress=lambda done, total, task=task: progress.update(
+                              task, completed=done, total=total))
+    table = evaluate_folder(pred_dir, data_dir, names=test)
+    Console(soft_wrap=True).print(markdown_table(table), markup=False, highlight=False)
+    name = test[0]
+    image = dataset.image(name)
+    predicted = read_volume(output_paths(dataset.images[name], pred_dir)[1]).array > 0
+    picture = out / f"{name}_prediction.png"
+    save_figure(mip_figure(image.array, image.spacing, dataset.tree(name), predicted,
+                           title=f"{name}: prediction (magenta) vs gold SWC (yellow)",
+                           mask_name="prediction"), picture)
+    err.print(f"checkpoint: {model_path}  predictions: {pred_dir}/  picture: {picture}")
 
 
 @weights_app.command("list")

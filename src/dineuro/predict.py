@@ -45,6 +45,7 @@ from torch import nn
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
 from dineuro.io._atomic import atomic_dir, refuse_existing
+from dineuro.io._slices import slice_paths
 from dineuro.io.volume import SUPPORTED_EXTENSIONS, read_volume, write_volume
 from dineuro.models.vit3d import Triple, as_triple
 
@@ -314,6 +315,57 @@ def predict_stack(model: nn.Module, path: str | os.PathLike, out_dir: str | os.P
     write_volume(prob_path, encode_probability(prob, prob_dtype), spacing)
     write_volume(mask_path, (prob > threshold).astype(np.uint8), spacing)
     return prob_path, mask_path
+
+
+def find_stacks(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand the inputs of ``predict`` into stacks, each to be predicted once.
+
+    A stack file is taken as it is; a folder of 2D TIFF slices is one stack; any other folder
+    is a folder of stacks, expanded into its supported files in natural order. Two stacks with
+    the same name would write the same outputs, so that is an error.
+
+    Raises:
+        InputError: an input that does not exist, a folder with no stacks, or a name clash.
+    """
+    stacks: list[Path] = []
+    for item in map(Path, inputs):
+        if not item.exists():
+            raise InputError("does not exist.", item)
+        if item.is_dir() and not _is_slice_folder(item):
+            found = [p for p in slice_paths(item) + sorted(item.iterdir())
+                     if p.is_file() and not p.name.startswith(".") and _is_stack_file(p)]
+            if not found:
+                raise InputError(f"holds no stacks ({', '.join(SUPPORTED_EXTENSIONS)}) and no 2D "
+                                 "TIFF slices.", item)
+            stacks += list(dict.fromkeys(found))  # natural order, each file once
+        else:
+            stacks.append(item)
+    names: dict[str, Path] = {}
+    for stack in stacks:
+        name = output_paths(stack, ".")[0].name
+        if name in names:
+            raise InputError(f"has the same name as {names[name]}, so their outputs would "
+                             "collide; predict them into separate folders.", stack)
+        names[name] = stack
+    return stacks
+
+
+def _is_stack_file(path: Path) -> bool:
+    return any(path.name.lower().endswith(ext) for ext in SUPPORTED_EXTENSIONS)
+
+
+def _is_slice_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds 2D TIFF slices (one stack) rather than 3D stacks."""
+    import tifffile
+
+    slices = slice_paths(folder)
+    if not slices:
+        return False
+    try:
+        with tifffile.TiffFile(slices[0]) as tif:
+            return len(tif.pages) == 1 and tif.pages[0].ndim == 2
+    except (OSError, ValueError, IndexError) as exc:
+        raise InputError(f"cannot be read as a TIFF file ({exc}).", slices[0]) from exc
 
 
 def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, Path]:

@@ -93,7 +93,7 @@ def _three_views(fig: Figure, cell, image, spacing, tree, mask, heading: str) ->
 
 def mip_figure(image: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
                tree: SwcTree | None = None, mask: np.ndarray | None = None,
-               title: str | None = None) -> Figure:
+               title: str | None = None, mask_name: str = "label mask") -> Figure:
     """Orthogonal maximum-intensity projections of a (z, y, x) stack, to physical scale.
 
     With an SWC or a mask, the projections appear twice: plain on the left, with the
@@ -105,6 +105,7 @@ def mip_figure(image: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.
         tree: an SWC (voxel coordinates x, y, z) drawn as lines over every view.
         mask: a (z, y, x) bool mask, projected and tinted over the image.
         title: figure title.
+        mask_name: what the mask is, for the legend (a label mask, a prediction, ...).
 
     Returns:
         The figure; each set of views has x-y top-left, x-z below it and z-y to its right.
@@ -123,7 +124,7 @@ def mip_figure(image: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.
     if overlays:
         legend = ["image MIP (grey)"]
         if mask is not None:
-            legend.append("label mask (magenta)")
+            legend.append(f"{mask_name} (magenta)")
         if tree is not None:
             legend.append("SWC (yellow)")
         _three_views(fig, grid[1], image, spacing, tree, mask, "\n".join(legend))
