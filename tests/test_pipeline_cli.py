@@ -5,11 +5,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_cli import SYNTH_ARGS, invoke
 
 from dineuro.errors import InputError
 from dineuro.io import read_volume, write_volume
 from dineuro.predict import find_stacks
-from test_cli import SYNTH_ARGS, invoke
 
 
 @pytest.fixture(scope="module")
