@@ -88,3 +88,22 @@ def test_find_stacks(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no stacks"):
         find_stacks([Path(tmp_path / "empty")])
+
+
+def test_predict_blocks_matches_in_memory(trained, tmp_path):
+    import zarr
+
+    data, run = trained
+    stack = data / "images" / "synth_000.tif"
+    image = read_volume(stack).array
+    source = zarr.create_array(str(tmp_path / "synth_000.zarr"), shape=image.shape,
+                               dtype=image.dtype, chunks=(8, 24, 24))
+    source[:] = image
+    blocks = invoke("predict", run / "best.pt", tmp_path / "synth_000.zarr", "-o",
+                    tmp_path / "pred", "--blocks", "--block", "8,24,24")
+    assert blocks.code == 0, blocks.err
+    memory = invoke("predict", run / "best.pt", stack, "-o", tmp_path / "pred")
+    assert memory.code == 0, memory.err
+    expected = read_volume(tmp_path / "pred" / "synth_000_prob.tif").array
+    written = zarr.open_array(str(tmp_path / "pred" / "synth_000_prob.zarr"), mode="r")[:]
+    assert np.allclose(written, expected, atol=1e-5)

@@ -277,9 +277,12 @@ def predict(
     from dineuro.predict import find_stacks, output_paths, predict_blocks, predict_stack
 
     stacks = [Path(p) for p in inputs] if blocks else find_stacks(inputs)
+
+    def zarr_output(stack: Path) -> Path:
+        return out / f"{stack.name.removesuffix('.zarr')}_prob.zarr"
+
     for stack in stacks:
-        for path in ((out / f"{stack.name.removesuffix('.zarr')}_prob.zarr",) if blocks
-                     else output_paths(stack, out)):
+        for path in (zarr_output(stack),) if blocks else output_paths(stack, out):
             refuse_existing(path)
     network, meta = load_model(model, _device(device))
     crop = meta["model_config"]["crop"]
@@ -294,9 +297,9 @@ def predict(
                 progress.update(task, completed=done, total=total)
 
             if blocks:
-                predict_blocks(network, stack, out / f"{stack.name.removesuffix('.zarr')}"
-                               "_prob.zarr", crop, norm, block=_parse_triple(block, "--block", int),
-                               progress=advance, **options)
+                predict_blocks(network, stack, zarr_output(stack), crop, norm,
+                               block=_parse_triple(block, "--block", int), progress=advance,
+                               **options)
             else:
                 predict_stack(network, stack, out, crop, norm, threshold=threshold,
                               channel=channel, progress=advance, **options)
