@@ -107,3 +107,22 @@ def test_predict_blocks_matches_in_memory(trained, tmp_path):
     expected = read_volume(tmp_path / "pred" / "synth_000_prob.tif").array
     written = zarr.open_array(str(tmp_path / "pred" / "synth_000_prob.zarr"), mode="r")[:]
     assert np.allclose(written, expected, atol=1e-5)
+
+
+def test_train_with_a_teacher_file(trained, tmp_path):
+    import torch
+
+    from dineuro.checkpoint import load_model
+    from dineuro.models.vit2d import VisionTransformer2d
+
+    data, _ = trained
+    teacher = tmp_path / "dino_tiny.pth"
+    torch.save({"teacher": {f"backbone.{k}": v for k, v in VisionTransformer2d(
+        embed_dim=48, depth=4, num_heads=3).state_dict().items()}}, teacher)
+    result = invoke("train", "configs/train_tiny.yaml", "--teacher", teacher, "--set",
+                    "transfer=center", "--set", f"data={data}", "--set", f"out={tmp_path / 'r'}",
+                    "--set", "steps=1", "--set", "crop=[16, 32, 32]", "--set", "threads=1")
+    assert result.code == 0, result.err
+    _, meta = load_model(tmp_path / "r" / "last.pt")
+    assert meta["model_config"]["transfer"] == "center"
+    assert meta["model_config"]["teacher"] == str(teacher)

@@ -210,6 +210,9 @@ def train(
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", help="KEY=VALUE override (dotted keys for nested ones, YAML values); "
                       "repeatable, e.g. --set steps=200 --set augment.noise=false.")] = None,
+    teacher: Annotated[str | None, typer.Option(
+        help="DINO checkpoint file, or a name from `dineuro weights list` (same as "
+             "--set teacher=...).")] = None,
     resume: Annotated[bool, typer.Option(
         help="Continue the run in the config's out folder from its last.pt, exactly.")] = False,
 ) -> None:
@@ -221,7 +224,8 @@ def train(
     from dineuro.train import load_config
     from dineuro.train import train as run_training
 
-    resolved = load_config(config, overrides or [])
+    extra = [f"teacher={teacher}"] if teacher is not None else []
+    resolved = load_config(config, [*(overrides or []), *extra])
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with _train_progress() as progress:
@@ -416,7 +420,8 @@ def weights_list() -> None:
     from dineuro.models.weights import cache_dir, list_weights
 
     out = Console(soft_wrap=True, highlight=False)
-    out.print(f"cache folder: {cache_dir()} (set $DINEURO_CACHE to move it)")
+    out.print(f"cache folder: {cache_dir()} (set $DINEURO_CACHE to move it); a copy elsewhere "
+              "is given as `dineuro train --teacher PATH`")
     for info in list_weights():
         status = "[green]present[/]" if info.present else "not downloaded"
         out.print(f"\n[bold]{info.name}[/]  {info.arch}  {status}\n  url:    {info.url}\n"
