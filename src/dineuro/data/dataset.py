@@ -77,12 +77,6 @@ class Dataset:
     def names(self) -> list[str]:
         return list(self.images)
 
-    @property
-    def meta(self) -> dict:
-        """Contents of ``meta.json`` (empty when the folder has none)."""
-        path = self.root / META_FILE
-        return _read_json(path) if path.exists() else {}
-
     def split(self) -> dict[str, list[str]]:
         """The train/val/test names from ``split.json``, checked against ``images/``."""
         path = self.root / SPLIT_FILE
