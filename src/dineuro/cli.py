@@ -348,6 +348,39 @@ def evaluate(
 
 
 @app.command()
+def experiment(
+    config: Annotated[Path, typer.Argument(
+        help="Experiment YAML (configs/ablation_*.yaml): a base training config, the "
+             "transfers, the seeds.")],
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="KEY=VALUE override, e.g. --set base.steps=200 --set seeds=[0,1,2].")]
+    = None,
+    teacher: Annotated[str | None, typer.Option(
+        help="DINO checkpoint file, or a name from `dineuro weights list`.")] = None,
+) -> None:
+    """Run the transfer ablation: train every transfer x seed with the same data and budget,
+    predict and score the evaluation split, and write ablation.md/.csv, val_curves.png and
+    overlays.png.
+
+    Finished runs are reused and interrupted ones resumed, so the same command continues an
+    experiment.
+    """
+    from dineuro.experiment import load_experiment, run_experiment
+
+    extra = [f"teacher={teacher}"] if teacher is not None else []
+    resolved = load_experiment(config, [*(overrides or []), *extra])
+    with _progress() as progress:
+        task = progress.add_task("ablation runs", total=None)
+
+        def report(message: str, done: int, total: int) -> None:
+            progress.update(task, description=message, completed=done, total=total)
+
+        result = run_experiment(resolved, progress=report)
+    Console(soft_wrap=True).print(result.markdown.read_text(), markup=False, highlight=False)
+    err.print(f"wrote {result.markdown}, {result.csv}, {result.val_curves}, {result.overlays}")
+
+
+@app.command()
 def demo(
     out: Annotated[Path, typer.Option("-o", "--out",
                                       help="Folder for everything the demo writes.")]

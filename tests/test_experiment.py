@@ -1,0 +1,190 @@
+"""The ablation experiment: config checks, one tiny scratch-vs-deformable run, reuse on re-run."""
+
+from __future__ import annotations
+
+import csv
+import math
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from dineuro.errors import InputError
+from dineuro.evaluate import evaluate_folder
+from dineuro.experiment import (
+    CSV_COLUMNS,
+    TRANSFERS,
+    ExperimentConfig,
+    load_experiment,
+    run_experiment,
+)
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+#: Tiny model on crops that fit the 16-slice test stacks; 2 steps, one torch thread.
+BASE = {"size": "tiny", "crop": [16, 32, 32], "model_options": {"patch": [8, 16, 16]},
+        "batch_size": 1, "steps": 2, "warmup_steps": 1, "lr": 1e-3, "val_every": 2,
+        "device": "cpu", "tensorboard": False, "threads": 1}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    from dineuro.data.synth import PRESETS, write_synthetic_dataset
+
+    config = replace(PRESETS["small"], n_stacks=3, shape=(16, 48, 48), navis_fraction=0.0)
+    return write_synthetic_dataset(tmp_path_factory.mktemp("data") / "tiny", config)
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("dino") / "dino_tiny.pth"
+    try:
+        from tests.models.conftest import make_dino_state_dict
+    except ImportError:  # tests/ is not a package on every path setup
+        from dineuro.models.vit2d import VisionTransformer2d
+
+        state = VisionTransformer2d(embed_dim=48, depth=4, num_heads=3).state_dict()
+    else:
+        state = make_dino_state_dict(embed_dim=48, depth=4, num_heads=3)
+    torch.save(state, path)
+    return path
+
+
+def _config(dataset: Path, out: Path, teacher: Path | None, **changes) -> ExperimentConfig:
+    data = {"base": {**BASE, "data": str(dataset)}, "out": str(out),
+            "transfers": ["scratch", "deformable"], "seeds": [0],
+            "teacher": None if teacher is None else str(teacher), **changes}
+    return ExperimentConfig.from_dict(data)
+
+
+@pytest.fixture(scope="module")
+def experiment(dataset, teacher, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ablation") / "exp"
+    config = _config(dataset, out, teacher)
+    calls = []
+    result = run_experiment(config, progress=lambda *args: calls.append(args))
+    return config, result, calls
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    with path.open(newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _same(text: str, value: float) -> bool:
+    return math.isnan(value) if text == "" else float(text) == pytest.approx(value, rel=1e-12)
+
+
+# -- running ---------------------------------------------------------------------------------
+def test_table_has_a_row_per_transfer_with_evaluate_folder_numbers(experiment, dataset):
+    config, result, _ = experiment
+    rows = _read_csv(result.csv)
+    assert list(rows[0]) == list(CSV_COLUMNS)
+    assert [r["transfer"] for r in rows] == ["scratch", "deformable"]
+    test_names = __import__("json").loads((dataset / "split.json").read_text())["test"]
+    for row in rows:
+        folder = config.run_folder(row["transfer"], 0)
+        summary = evaluate_folder(folder / "predictions", dataset, names=test_names).summary()
+        assert _same(row["dice_mean"], summary.dice.mean)
+        assert _same(row["hd95_mean"], summary.hd95.mean)
+        assert float(row["dice_std"]) == 0.0  # one seed
+        assert int(row["empty_predictions"]) == summary.n_empty_prediction
+        assert int(row["stacks"]) == summary.n_scored == len(test_names)
+        assert int(row["steps"]) == 2
+        metrics = _read_csv(folder / "metrics.csv")
+        assert float(row["train_seconds"]) == float(metrics[-1]["seconds"]) > 0
+    markdown = result.markdown.read_text()
+    assert "| scratch |" in markdown and "| deformable |" in markdown
+
+
+def test_figures_and_resolved_config_are_written(experiment):
+    config, result, calls = experiment
+    for path in (result.val_curves, result.overlays):
+        assert path.read_bytes()[:8] == PNG_MAGIC
+    assert load_experiment(result.config) == config
+    assert [(done, total) for _, done, total in calls] == [(0, 2), (1, 2), (2, 2)]
+    assert not list(result.out.glob(".*partial*"))
+
+
+def test_runs_differ_only_in_transfer(experiment):
+    config, result, _ = experiment
+    stored = [yaml.safe_load((run.folder / "config.yaml").read_text()) for run in result.runs]
+    changed = {k for k in stored[0] if stored[0][k] != stored[1][k]}
+    assert changed == {"transfer", "out"}
+    assert stored[0]["seed"] == stored[1]["seed"] == 0 and stored[0]["steps"] == 2
+
+
+def test_rerun_reuses_runs_and_predictions(experiment):
+    config, result, _ = experiment
+    checkpoints = [run.folder / "best.pt" for run in result.runs]
+    masks = sorted(result.out.glob("runs/*/predictions/*_mask.tif"))
+    before = [p.stat().st_mtime_ns for p in checkpoints + masks]
+    again = run_experiment(config)
+    assert [p.stat().st_mtime_ns for p in checkpoints + masks] == before
+    assert not any(run.trained for run in again.runs)
+    assert _read_csv(again.csv) == _read_csv(result.csv)
+
+
+def test_an_interrupted_run_is_resumed(dataset, tmp_path):
+    from dineuro.train import train
+
+    config = _config(dataset, tmp_path / "exp", None, transfers=["scratch"],
+                     base={**BASE, "data": str(dataset), "steps": 4})
+    # The first half of the run, as if the experiment had stopped after step 2.
+    train(replace(config.run_config("scratch", 0), steps=2))
+    result = run_experiment(config)
+    (run,) = result.runs
+    assert run.trained and run.steps == 4
+    assert [int(r["step"]) for r in _read_csv(run.folder / "metrics.csv")] == [1, 2, 3, 4]
+
+
+# -- config ----------------------------------------------------------------------------------
+def test_missing_teacher_is_an_input_error(dataset, tmp_path):
+    with pytest.raises(InputError, match=r"need a DINO teacher.*dineuro weights fetch"):
+        _config(dataset, tmp_path / "exp", None)
+    _config(dataset, tmp_path / "exp", None, transfers=["scratch"])  # scratch needs none
+
+
+def test_unfound_teacher_fails_before_training(dataset, tmp_path):
+    config = _config(dataset, tmp_path / "exp", tmp_path / "missing.pth")
+    with pytest.raises(InputError, match="missing.pth"):
+        run_experiment(config)
+    assert not (tmp_path / "exp" / "runs").exists()
+
+
+@pytest.mark.parametrize("changes, named", [
+    ({"transfer": ["scratch"]}, "transfer"),
+    ({"predict": {"overlapp": 0.5}}, "predict.overlapp"),
+    ({"base": {**BASE, "data": "d", "lr_rate": 0.1}}, "lr_rate"),
+])
+def test_unknown_keys_are_named(dataset, tmp_path, changes, named):
+    with pytest.raises(InputError, match=named):
+        _config(dataset, tmp_path / "exp", None, transfers=["scratch"], **changes)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("transfers=[scratch, bogus]", "transfers"), ("seeds=[0, 0]", "seed twice"),
+    ("split=holdout", "split"), ("predict.overlap=1.5", "overlap"), ("base.steps=0", "steps")])
+def test_bad_values_are_input_errors(tmp_path, override, message):
+    path = tmp_path / "exp.yaml"
+    path.write_text(yaml.safe_dump({"base": {"data": "d", "size": "tiny"}, "out": "o",
+                                    "transfers": ["scratch"]}))
+    with pytest.raises(InputError, match=message):
+        load_experiment(path, [override])
+
+
+def test_base_may_be_a_training_config_file(tmp_path):
+    config = load_experiment(None, [f"base={CONFIGS / 'train_tiny.yaml'}", "out=o",
+                                    "base.steps=7", "transfers=[scratch]"])
+    run = config.run_config("scratch", 3)
+    assert run.steps == 7 and run.seed == 3 and run.out == str(Path("o/runs/scratch-seed3"))
+    assert "out" not in config.to_dict()["base"]
+
+
+@pytest.mark.parametrize("name", ["ablation_tiny.yaml", "ablation_cpu.yaml",
+                                  "ablation_paper.yaml"])
+def test_shipped_configs_load(name):
+    config = load_experiment(CONFIGS / name)
+    assert config.transfers == list(TRANSFERS) and config.teacher is not None
