@@ -126,3 +126,12 @@ def test_train_with_a_teacher_file(trained, tmp_path):
     _, meta = load_model(tmp_path / "r" / "last.pt")
     assert meta["model_config"]["transfer"] == "center"
     assert meta["model_config"]["teacher"] == str(teacher)
+
+
+def test_experiment_without_a_teacher_says_how_to_get_one(trained, tmp_path):
+    data, _ = trained
+    result = invoke("experiment", "configs/ablation_tiny.yaml", "--set", "teacher=null",
+                    "--set", f"out={tmp_path / 'x'}", "--set", f"base.data={data}")
+    assert result.code == 2, result.err
+    assert "weights fetch" in result.err and "Traceback" not in result.err
+    assert not (tmp_path / "x").exists()
