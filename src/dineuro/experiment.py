@@ -40,7 +40,7 @@ import yaml
 from dineuro.errors import InputError
 from dineuro.evaluate import EvaluationTable
 from dineuro.io._atomic import atomic_dir, atomic_file
-from dineuro.train.config import TrainConfig, _set_dotted
+from dineuro.train.config import TrainConfig, parse_override, read_yaml_mapping, set_dotted
 
 #: The five strategies in the order of the paper's ablation table.
 TRANSFERS = ("scratch", "average", "center", "tubular", "deformable")
@@ -217,21 +217,12 @@ def load_experiment(path: str | os.PathLike | None, overrides: Sequence[str] = (
         >>> config.run_config("scratch", 1).out
         'ablation/runs/scratch-seed1'
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        data = _read_yaml_mapping(Path(path), "experiment config keys")
+    data = read_yaml_mapping(Path(path), "experiment config keys") if path is not None else {}
     for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"an override should look like KEY=VALUE, got {item!r}.")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise InputError(f"the value of override {item!r} is not valid YAML ({exc}).") from exc
-        key = key.strip()
+        key, value = parse_override(item)
         if key.startswith("base.") and not isinstance(data.get("base"), Mapping):
             data["base"] = _read_base(data.get("base"))
-        _set_dotted(data, key, value)
+        set_dotted(data, key, value)
     try:
         return ExperimentConfig.from_dict(data)
     except InputError as exc:
@@ -240,27 +231,13 @@ def load_experiment(path: str | os.PathLike | None, overrides: Sequence[str] = (
         raise InputError(str(exc), f"{path} with overrides" if overrides else path) from exc
 
 
-def _read_yaml_mapping(path: Path, what: str) -> dict:
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise InputError(f"cannot be read ({exc.strerror}).", path) from exc
-    try:
-        data = yaml.safe_load(text) or {}
-    except yaml.YAMLError as exc:
-        raise InputError(f"is not valid YAML ({exc}).", path) from exc
-    if not isinstance(data, dict):
-        raise InputError(f"should hold a mapping of {what} to values.", path)
-    return data
-
-
 def _read_base(base) -> dict:
     if base is None:
         return {}
     if isinstance(base, Mapping):
         return dict(base)
     if isinstance(base, (str, os.PathLike)):
-        return _read_yaml_mapping(Path(base), "training config keys")
+        return read_yaml_mapping(Path(base), "training config keys")
     raise InputError(f"experiment key 'base' should be a training config file or a mapping of "
                      f"its keys, got {base!r}.")
 

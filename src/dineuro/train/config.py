@@ -238,28 +238,9 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -
         >>> config.lr, config.augment.noise
         (0.0003, False)
     """
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise InputError(f"cannot be read ({exc.strerror}).", path) from exc
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as exc:
-            raise InputError(f"is not valid YAML ({exc}).", path) from exc
-        if not isinstance(data, dict):
-            raise InputError("should hold a mapping of config keys to values.", path)
+    data = read_yaml_mapping(Path(path), "config keys") if path is not None else {}
     for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key.strip():
-            raise InputError(f"an override should look like KEY=VALUE, got {item!r}.")
-        try:
-            value = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise InputError(f"the value of override {item!r} is not valid YAML ({exc}).") from exc
-        _set_dotted(data, key.strip(), value)
+        set_dotted(data, *parse_override(item))
     try:
         return TrainConfig.from_dict(data)
     except InputError as exc:
@@ -268,7 +249,33 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -
         raise InputError(str(exc), f"{path} with overrides" if overrides else path) from exc
 
 
-def _set_dotted(data: dict, key: str, value) -> None:
+def read_yaml_mapping(path: Path, what: str) -> dict:
+    """The mapping a YAML file holds; ``what`` names its keys in the error message."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise InputError(f"cannot be read ({exc.strerror}).", path) from exc
+    try:
+        data = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise InputError(f"is not valid YAML ({exc}).", path) from exc
+    if not isinstance(data, dict):
+        raise InputError(f"should hold a mapping of {what} to values.", path)
+    return data
+
+
+def parse_override(item: str) -> tuple[str, Any]:
+    """``"KEY=VALUE"`` -> (KEY, VALUE parsed as YAML)."""
+    key, sep, text = item.partition("=")
+    if not sep or not key.strip():
+        raise InputError(f"an override should look like KEY=VALUE, got {item!r}.")
+    try:
+        return key.strip(), yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"the value of override {item!r} is not valid YAML ({exc}).") from exc
+
+
+def set_dotted(data: dict, key: str, value) -> None:
     *parents, leaf = key.split(".")
     node = data
     for depth, part in enumerate(parents):
