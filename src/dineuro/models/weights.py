@@ -187,7 +187,7 @@ def fetch(name: str, to: str | os.PathLike | None = None, timeout: float = DOWNL
     entry = _entry(name)
     target = Path(to if to is not None else cache_dir()).expanduser() / entry.file_name
     if target.is_file():
-        _check_file(target, entry, _sha256_of(target), target.stat().st_size)
+        _check_file(target, entry, file_sha256(target), target.stat().st_size)
         return target
     with atomic_file(target) as partial:
         digest, size = _download(entry.url, partial, target, timeout, progress)
@@ -197,7 +197,11 @@ def fetch(name: str, to: str | os.PathLike | None = None, timeout: float = DOWNL
 
 def file_sha256(path: str | os.PathLike) -> str:
     """SHA-256 of a file as lowercase hex, read in chunks (teacher files are hundreds of MB)."""
-    return _sha256_of(Path(path))
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as stream:
+        while chunk := stream.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -250,10 +254,3 @@ def _check_size(path: Path, entry: WeightsEntry, size: int | None = None) -> Non
         raise InputError(f"is {size} bytes, expected {entry.size} for {entry.url}; the file is "
                          "truncated or not the official one.", path)
 
-
-def _sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as stream:
-        while chunk := stream.read(CHUNK_BYTES):
-            digest.update(chunk)
-    return digest.hexdigest()
