@@ -40,7 +40,13 @@ import yaml
 from dineuro.errors import InputError
 from dineuro.evaluate import EvaluationTable
 from dineuro.io._atomic import atomic_dir, atomic_file
-from dineuro.train.config import TrainConfig, parse_override, read_yaml_mapping, set_dotted
+from dineuro.train.config import (
+    TrainConfig,
+    config_from_dict,
+    parse_override,
+    read_yaml_mapping,
+    set_dotted,
+)
 
 #: The five strategies in the order of the paper's ablation table.
 TRANSFERS = ("scratch", "average", "center", "tubular", "deformable")
@@ -223,12 +229,7 @@ def load_experiment(path: str | os.PathLike | None, overrides: Sequence[str] = (
         if key.startswith("base.") and not isinstance(data.get("base"), Mapping):
             data["base"] = _read_base(data.get("base"))
         set_dotted(data, key, value)
-    try:
-        return ExperimentConfig.from_dict(data)
-    except InputError as exc:
-        if path is None:
-            raise
-        raise InputError(str(exc), f"{path} with overrides" if overrides else path) from exc
+    return config_from_dict(ExperimentConfig, data, path, overrides)
 
 
 def _read_base(base) -> dict:

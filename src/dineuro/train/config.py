@@ -241,8 +241,13 @@ def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -
     data = read_yaml_mapping(Path(path), "config keys") if path is not None else {}
     for item in overrides:
         set_dotted(data, *parse_override(item))
+    return config_from_dict(TrainConfig, data, path, overrides)
+
+
+def config_from_dict(cls, data: dict, path, overrides: Sequence[str]):
+    """``cls.from_dict(data)``, its errors naming the file (and that overrides were applied)."""
     try:
-        return TrainConfig.from_dict(data)
+        return cls.from_dict(data)
     except InputError as exc:
         if path is None:
             raise
