@@ -1,4 +1,5 @@
-"""The ablation experiment: config checks, one tiny scratch-vs-deformable run, reuse on re-run."""
+"""The ablation experiment: config checks, one tiny scratch-vs-deformable run, one tiny run with
+two named teachers, reuse on re-run."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from dineuro.errors import InputError
 from dineuro.evaluate import evaluate_folder
 from dineuro.experiment import (
     CSV_COLUMNS,
+    TEACHER_CSV_COLUMNS,
     TRANSFERS,
     ExperimentConfig,
     load_experiment,
@@ -37,25 +39,38 @@ def dataset(tmp_path_factory) -> Path:
     return write_synthetic_dataset(tmp_path_factory.mktemp("data") / "tiny", config)
 
 
-@pytest.fixture(scope="module")
-def teacher(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("dino") / "dino_tiny.pth"
+def _write_teacher(path: Path, seed: int = 0) -> Path:
+    """A random DINO-layout teacher of the tiny student's width, different per seed."""
     try:
         from tests.models.conftest import make_dino_state_dict
     except ImportError:  # tests/ is not a package on every path setup
         from dineuro.models.vit2d import VisionTransformer2d
 
+        torch.manual_seed(seed)
         state = VisionTransformer2d(embed_dim=48, depth=4, num_heads=3).state_dict()
     else:
-        state = make_dino_state_dict(embed_dim=48, depth=4, num_heads=3)
+        state = make_dino_state_dict(embed_dim=48, depth=4, num_heads=3, seed=seed)
     torch.save(state, path)
     return path
 
 
-def _config(dataset: Path, out: Path, teacher: Path | None, **changes) -> ExperimentConfig:
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory) -> Path:
+    return _write_teacher(tmp_path_factory.mktemp("dino") / "dino_tiny.pth")
+
+
+@pytest.fixture(scope="module")
+def two_teachers(tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("teachers")
+    return {name: str(_write_teacher(folder / f"teacher_{name}.pth", seed))
+            for seed, name in enumerate(("photos", "mips"))}
+
+
+def _config(dataset: Path, out: Path, teacher, **changes) -> ExperimentConfig:
+    """``teacher``: a path, None, or what the config's ``teacher`` key holds (a mapping)."""
     data = {"base": {**BASE, "data": str(dataset)}, "out": str(out),
             "transfers": ["scratch", "deformable"], "seeds": [0],
-            "teacher": None if teacher is None else str(teacher), **changes}
+            "teacher": str(teacher) if isinstance(teacher, Path) else teacher, **changes}
     return ExperimentConfig.from_dict(data)
 
 
@@ -66,6 +81,13 @@ def experiment(dataset, teacher, tmp_path_factory):
     calls = []
     result = run_experiment(config, progress=lambda *args: calls.append(args))
     return config, result, calls
+
+
+@pytest.fixture(scope="module")
+def teachers_experiment(dataset, two_teachers, tmp_path_factory):
+    out = tmp_path_factory.mktemp("teachers_ablation") / "exp"
+    config = _config(dataset, out, two_teachers, transfers=["scratch", "center"])
+    return config, run_experiment(config)
 
 
 def _read_csv(path: Path) -> list[dict[str, str]]:
@@ -140,7 +162,78 @@ def test_an_interrupted_run_is_resumed(dataset, tmp_path):
     assert [int(r["step"]) for r in _read_csv(run.folder / "metrics.csv")] == [1, 2, 3, 4]
 
 
+def test_named_teachers_train_scratch_once_and_others_per_teacher(teachers_experiment,
+                                                                  two_teachers):
+    config, result = teachers_experiment
+    assert [run.folder.name for run in result.runs] == [
+        "scratch-seed0", "center-photos-seed0", "center-mips-seed0"]
+    assert all(run.trained for run in result.runs)
+    stored = {run.folder.name: yaml.safe_load((run.folder / "config.yaml").read_text())
+              for run in result.runs}
+    assert stored["scratch-seed0"]["teacher"] is None
+    assert stored["center-photos-seed0"]["teacher"] == two_teachers["photos"]
+    assert stored["center-mips-seed0"]["teacher"] == two_teachers["mips"]
+    assert load_experiment(result.config) == config
+    assert yaml.safe_load(result.config.read_text())["teacher"] == two_teachers
+
+
+def test_named_teachers_table_has_a_column_group_per_teacher(teachers_experiment):
+    _, result = teachers_experiment
+    rows = _read_csv(result.csv)
+    assert list(rows[0]) == list(TEACHER_CSV_COLUMNS)
+    assert [(r["transfer"], r["teacher"]) for r in rows] == [
+        ("scratch", ""), ("center", "photos"), ("center", "mips")]
+    by_folder = {run.folder.name: run.table.summary().dice.mean for run in result.runs}
+    assert _same(rows[1]["dice_mean"], by_folder["center-photos-seed0"])
+    assert _same(rows[2]["dice_mean"], by_folder["center-mips-seed0"])
+    assert all(float(r["train_seconds"]) > 0 for r in rows)
+    lines = result.markdown.read_text().splitlines()
+    assert lines[0] == ("| transfer | seeds | Dice (photos) | HD95 (photos) | Dice (mips) "
+                        "| HD95 (mips) | train time | steps | empty predictions |")
+    assert [line.split(" | ")[0] for line in lines[2:4]] == ["| scratch", "| center"]
+    scratch_cells = lines[2].split(" | ")[2:6]
+    assert scratch_cells[:2] == scratch_cells[2:]  # the same scratch runs under each teacher
+    for path in (result.val_curves, result.overlays):
+        assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_named_teachers_rerun_retrains_nothing(teachers_experiment):
+    config, result = teachers_experiment
+    checkpoints = [run.folder / "best.pt" for run in result.runs]
+    before = [p.stat().st_mtime_ns for p in checkpoints]
+    again = run_experiment(config)
+    assert not any(run.trained for run in again.runs)
+    assert [p.stat().st_mtime_ns for p in checkpoints] == before
+    assert _read_csv(again.csv) == _read_csv(result.csv)
+
+
 # -- config ----------------------------------------------------------------------------------
+def test_teacher_mapping_gives_a_run_per_teacher_but_for_scratch(tmp_path):
+    config = load_experiment(None, ["base={data: d, size: tiny}", "out=o", "seeds=[0, 1]",
+                                    "teacher={photos: p.pth, mips_2: dino_vits16}"])
+    assert config.teacher == {"photos": "p.pth", "mips_2": "dino_vits16"}
+    jobs = config.jobs()
+    assert len(jobs) == 2 * (1 + 4 * 2)
+    assert [job for job in jobs if job[0] == "scratch"] == [("scratch", 0, None),
+                                                            ("scratch", 1, None)]
+    assert jobs[:3] == [("scratch", 0, None), ("average", 0, "photos"), ("average", 0, "mips_2")]
+    assert config.run_folder("deformable", 1, "mips_2") == Path(
+        "o/runs/deformable-mips_2-seed1")
+    assert config.run_folder("scratch", 1) == Path("o/runs/scratch-seed1")
+    assert config.run_config("tubular", 0, "mips_2").teacher == "dino_vits16"
+    assert config.run_config("scratch", 0).teacher is None
+    with pytest.raises(ValueError, match="photos"):
+        config.run_config("center", 0)  # a named teacher is needed
+
+
+@pytest.mark.parametrize("teacher, named", [
+    ({"photo-net": "p.pth"}, "'photo-net'"), ({"": "p.pth"}, "''"), ({1: "p.pth"}, "1"),
+    ({"photos": 3}, "teacher.photos"), ({}, "mapping"), (["p.pth"], "mapping")])
+def test_bad_teacher_mappings_are_input_errors(dataset, tmp_path, teacher, named):
+    with pytest.raises(InputError, match="experiment key 'teacher") as caught:
+        _config(dataset, tmp_path / "exp", teacher)
+    assert named in str(caught.value)
+
 def test_missing_teacher_is_an_input_error(dataset, tmp_path):
     with pytest.raises(InputError, match=r"need a DINO teacher.*dineuro weights fetch"):
         _config(dataset, tmp_path / "exp", None)
@@ -184,7 +277,7 @@ def test_base_may_be_a_training_config_file(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["ablation_tiny.yaml", "ablation_cpu.yaml",
-                                  "ablation_paper.yaml"])
+                                  "ablation_paper.yaml", "ablation_teachers_tiny.yaml"])
 def test_shipped_configs_load(name):
     config = load_experiment(CONFIGS / name)
     assert config.transfers == list(TRANSFERS) and config.teacher is not None

@@ -262,7 +262,7 @@ def predict(
     prob_dtype: Annotated[str, typer.Option(
         help="float32 or uint8 (= round(p * 255)) for NAME_prob.tif; zarr also float16.")]
     = "float32",
-    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 1,
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 4,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
     amp: Annotated[bool, typer.Option(help="bf16 autocast (for GPUs).")] = False,
     channel: Channel = None,
@@ -310,12 +310,185 @@ def predict(
     err.print(f"wrote predictions of {len(stacks)} stack(s) to {out}/")
 
 
+High = Annotated[float, typer.Option(
+    min=0.0, max=1.0, help="Hysteresis: foreground is p > --low connected to some p > --high.")]
+Low = Annotated[float, typer.Option(min=0.0, max=1.0, help="Lower hysteresis threshold.")]
+MaxGap = Annotated[float, typer.Option(
+    min=0.0, help="Longest gap bridged between traced pieces, in x voxels.")]
+GapFloor = Annotated[float, typer.Option(
+    min=0.0, max=1.0, help="Least mean probability (or normalised intensity with --image) "
+                           "along a bridged gap.")]
+Prune = Annotated[float, typer.Option(
+    min=0.0, help="Remove terminal branches sticking out less than this, in x voxels.")]
+Step = Annotated[float, typer.Option(
+    min=0.01, help="Distance between SWC nodes along a branch, in x voxels.")]
+KeepFragments = Annotated[bool, typer.Option(
+    help="Write pieces that no bridge reaches as extra trees instead of dropping them.")]
+
+
+def _swc_summary(tree) -> str:
+    """"N nodes, B branch points" for a traced tree."""
+    import numpy as np
+
+    parent = tree.parent_index
+    children = np.bincount(parent[parent >= 0], minlength=len(tree))
+    return f"{len(tree)} nodes, {int((children >= 2).sum())} branch points"
+
+
+def _parse_root(text: str) -> tuple[float, float, float]:
+    """``"12,40,7"`` -> (12.0, 40.0, 7.0): x, y, z in voxels, SWC order."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise InputError(f"--root should be auto or three comma-separated voxel coordinates "
+                         f"x,y,z, not {text!r}.")
+    return values
+
+
+def _print_warnings(caught, prefix: str = "") -> None:
+    for warning in caught:
+        if issubclass(warning.category, UserWarning):
+            err.print(f"[yellow]warning:[/] {escape(prefix + str(warning.message))}",
+                      highlight=False)
+
+
+@app.command()
+def trace(
+    prob: Annotated[Path, typer.Argument(
+        help="Probability map (NAME_prob.tif from `predict`: float in [0, 1], or uint8/uint16 "
+             "scaled to the dtype's maximum) or a binary mask (NAME_mask.tif, 0/1).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="SWC file to write (must not exist).")],
+    image: Annotated[Path | None, typer.Option(
+        help="The raw stack: gaps are then judged by its normalised intensity.")] = None,
+    channel: Channel = None,
+    root: Annotated[str, typer.Option(
+        help="auto (thickest, brightest point of the largest piece) or X,Y,Z in voxels, SWC "
+             "order; a point off the foreground snaps to a neurite at most --root-snap away.")]
+    = "auto",
+    root_snap: Annotated[float, typer.Option(
+        min=0.0, help="How far (x voxels) a --root off the foreground may be from a neurite.")]
+    = 5.0,
+    high: High = 0.5,
+    low: Low = 0.25,
+    max_gap: MaxGap = 6.0,
+    gap_floor: GapFloor = 0.15,
+    prune: Prune = 4.0,
+    step: Step = 2.0,
+    keep_fragments: KeepFragments = False,
+    kind: Annotated[str, typer.Option(
+        help="auto, probability or mask: how to read PROB (auto takes 0/1 integers as a mask)."
+    )] = "auto",
+) -> None:
+    """Trace a probability map or mask into one SWC tree rooted at the soma.
+
+    Coordinates are voxels (x, y, z) with the spacing in the header; type 1 at the root, 3
+    elsewhere. Pieces no gap bridge reaches are dropped (other neurons, noise) unless
+    --keep-fragments. An empty map writes an SWC without nodes and a warning.
+    """
+    from dineuro.trace import trace_file
+
+    position = "auto" if root == "auto" else _parse_root(root)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tree = trace_file(prob, out, image=image, channel=channel, root=position,
+                          root_snap=root_snap, high=high, low=low, max_gap=max_gap,
+                          gap_floor=gap_floor, prune_length=prune, node_step=step,
+                          keep_fragments=keep_fragments, kind=kind)
+    _print_warnings(caught, f"{prob}: ")
+    err.print(f"wrote {out}: {_swc_summary(tree)}")
+
+
+@app.command()
+def run(
+    model: Annotated[Path, typer.Argument(help="A checkpoint from `dineuro train` (best.pt).")],
+    inputs: Annotated[list[Path], typer.Argument(
+        help=f"Stacks ({STACK_FORMATS}) or folders of them.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
+    overlap: Annotated[float, typer.Option(
+        min=0.0, max=0.95, help="Fraction of a window shared with its neighbour.")] = 0.5,
+    flips: Annotated[bool, typer.Option(
+        help="Average all 8 axis flips (test-time augmentation; 8x slower).")] = False,
+    threshold: Annotated[float, typer.Option(
+        min=0.0, max=1.0, help="NAME_mask.tif = probability > threshold.")] = 0.5,
+    prob_dtype: Annotated[str, typer.Option(
+        help="float32 or uint8 (= round(p * 255)) for NAME_prob.tif.")] = "float32",
+    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 4,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
+    amp: Annotated[bool, typer.Option(help="bf16 autocast (for GPUs).")] = False,
+    channel: Channel = None,
+    high: High = 0.5,
+    low: Low = 0.25,
+    max_gap: MaxGap = 6.0,
+    gap_floor: GapFloor = 0.15,
+    prune: Prune = 4.0,
+    step: Step = 2.0,
+    keep_fragments: KeepFragments = False,
+) -> None:
+    """Predict and trace in one go: writes NAME_prob.tif, NAME_mask.tif and NAME.swc per stack.
+
+    Prediction is exactly `dineuro predict`'s; tracing is `dineuro trace` of NAME_prob.tif
+    with the soma found automatically. Existing outputs are refused before anything runs. A
+    stack whose map cannot be traced (empty, or mostly foreground) gets a warning and the
+    batch goes on.
+    """
+    from dineuro.checkpoint import load_model
+    from dineuro.data.normalize import NormalizationConfig
+    from dineuro.predict import find_stacks, output_paths, predict_stack
+    from dineuro.trace import trace_file
+
+    stacks = find_stacks(inputs)
+
+    def swc_output(stack: Path) -> Path:
+        prob_path = output_paths(stack, out)[0]
+        return prob_path.with_name(prob_path.name.removesuffix("_prob.tif") + ".swc")
+
+    for stack in stacks:
+        for path in (*output_paths(stack, out), swc_output(stack)):
+            refuse_existing(path)
+    network, meta = load_model(model, _device(device))
+    crop = meta["model_config"]["crop"]
+    norm = NormalizationConfig.from_dict(meta["normalization"])
+    options = {"overlap": overlap, "batch_size": batch_size, "flips": flips,
+               "device": _device(device), "amp": amp, "prob_dtype": prob_dtype}
+    trace_options = {"high": high, "low": low, "max_gap": max_gap, "gap_floor": gap_floor,
+                     "prune_length": prune, "node_step": step, "keep_fragments": keep_fragments}
+    untraced = []
+    with _progress() as progress:
+        overall = progress.add_task("stacks", total=len(stacks))
+        for stack in stacks:
+            task = progress.add_task(f"predicting {stack.name}", total=None)
+
+            def advance(done: int, total: int, task=task) -> None:
+                progress.update(task, completed=done, total=total)
+
+            prob_path, _ = predict_stack(network, stack, out, crop, norm, threshold=threshold,
+                                         channel=channel, progress=advance, **options)
+            progress.update(task, description=f"tracing {stack.name}")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                try:
+                    trace_file(prob_path, swc_output(stack), kind="probability",
+                               **trace_options)
+                except InputError as exc:
+                    untraced.append(stack.name)
+                    warnings.warn(f"not traced: {exc}", UserWarning, stacklevel=1)
+            progress.remove_task(task)
+            _print_warnings(caught, f"{stack.name}: ")
+            progress.advance(overall)
+    skipped = f"; not traced: {', '.join(untraced)}" if untraced else ""
+    err.print(f"wrote predictions and SWC trees of {len(stacks)} stack(s) to {out}/{skipped}")
+
+
 @app.command()
 def evaluate(
     pred_dir: Annotated[Path, typer.Argument(
-        help="Folder of predictions: NAME_mask.tif and/or NAME_prob.tif, as `predict` writes.")],
+        help="Folder of predictions: NAME_mask.tif and/or NAME_prob.tif, as `predict` writes, "
+             "and traced NAME.swc, as `run` writes.")],
     gold: Annotated[Path, typer.Argument(
-        help="A dataset folder (labels/ or swc/) or a folder of NAME.tif gold masks.")],
+        help="A dataset folder (labels/ or swc/) or a folder of NAME.tif gold masks (with "
+             "NAME.swc gold reconstructions beside them, if any).")],
     out: Annotated[Path | None, typer.Option(
         "-o", "--out", help="Folder for metrics.csv and metrics.md (default: PRED_DIR).")] = None,
     split: Annotated[str, typer.Option(
@@ -323,11 +496,17 @@ def evaluate(
     = "test",
     threshold: Annotated[float | None, typer.Option(
         help="Re-threshold NAME_prob.tif at p > T instead of scoring NAME_mask.tif.")] = None,
+    # the library's DEFAULT_SWC_THRESHOLD, not imported here so that the CLI starts quickly
+    swc_threshold: Annotated[float, typer.Option(
+        help="Distance in x/y voxels from which a traced point counts as apart from the gold "
+             "SWC (DSA, PDS) and below which it counts as matched (F1).")] = 2.0,
 ) -> None:
-    """Score predictions against gold: Dice and HD95 per stack, mean and std.
+    """Score predictions against gold: Dice and HD95 per stack, mean and std; with traced
+    NAME.swc files and gold SWCs, also ESA, DSA, PDS and F1 of the reconstructions.
 
-    HD95 is in x/y voxels with z distances scaled by the z/x spacing ratio. Stacks missing a
-    prediction or a gold mask, and empty predictions, are listed, never dropped.
+    HD95, ESA and DSA are in x/y voxels with z distances scaled by the z/x spacing ratio.
+    Stacks missing a prediction, a trace or their gold, and empty predictions or traces, are
+    listed, never dropped.
     """
     from dineuro.data.dataset import IMAGES, SPLIT_FILE, SPLITS, open_dataset
     from dineuro.evaluate import evaluate_folder, markdown_table, write_tables
@@ -341,26 +520,69 @@ def evaluate(
     with _progress() as progress:
         task = progress.add_task("scoring stacks", total=len(names) if names else None)
         table = evaluate_folder(pred_dir, gold, threshold=threshold, names=names,
-                                on_stack=lambda _: progress.advance(task))
+                                on_stack=lambda _: progress.advance(task),
+                                swc_threshold=swc_threshold)
     csv_path, md_path = write_tables(table, out if out is not None else pred_dir)
     Console(soft_wrap=True).print(markdown_table(table), markup=False, highlight=False)
     err.print(f"wrote {csv_path} and {md_path}")
 
 
 @app.command()
+def compare(
+    test: Annotated[Path, typer.Argument(help="The reconstruction to score (SWC).")],
+    gold: Annotated[Path, typer.Argument(help="The reference reconstruction (SWC).")],
+    # the library's DEFAULT_THRESHOLD, not imported here so that the CLI starts quickly
+    threshold: Annotated[float, typer.Option(
+        help="Distance in SWC units (voxels) from which a point counts as apart (DSA, PDS) "
+             "and below which it counts as matched (precision, recall).")] = 2.0,
+    json_output: Annotated[bool, typer.Option(
+        "--json", help="Print one JSON object with every value instead of a table.")] = False,
+) -> None:
+    """Compare two SWC reconstructions: ESA, DSA and PDS as Vaa3D's neuron_distance computes
+    them, and precision, recall and F1 of the length within the threshold.
+
+    Distances are in raw SWC units; node types and radii are ignored. "test -> gold" averages
+    over the test tree's points their distance to the gold tree.
+    """
+    import json
+
+    from rich.table import Table
+
+    from dineuro.neuron_distance import compare_swc_files
+
+    result = compare_swc_files(test, gold, threshold)
+    if json_output:
+        typer.echo(json.dumps(result.to_dict(), indent=2))
+        return
+    table = Table(title=f"{test.name} vs {gold.name}, threshold {result.threshold:g}")
+    for column in ("", "test -> gold", "gold -> test", "both"):
+        table.add_column(column, justify="left" if not column else "right")
+    for name in ("esa", "dsa", "pds"):
+        table.add_row(name.upper(), *(f"{getattr(result, key):.4f}" for key in (
+            f"{name}_test_to_gold", f"{name}_gold_to_test", name)))
+    table.add_row("precision, recall; F1", f"{result.precision:.4f}", f"{result.recall:.4f}",
+                  f"{result.f1:.4f}")
+    table.add_row("length", f"{result.test_length:.1f}", f"{result.gold_length:.1f}", "")
+    table.add_row("nodes", str(result.test_nodes), str(result.gold_nodes), "")
+    table.add_row("sample points", str(result.test_points), str(result.gold_points), "")
+    Console(highlight=False).print(table)
+
+
+@app.command()
 def experiment(
     config: Annotated[Path, typer.Argument(
         help="Experiment YAML (configs/ablation_*.yaml): a base training config, the "
-             "transfers, the seeds.")],
+             "transfers, the seeds, the teacher (or named teachers to compare).")],
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", help="KEY=VALUE override, e.g. --set base.steps=200 --set seeds=[0,1,2].")]
     = None,
     teacher: Annotated[str | None, typer.Option(
-        help="DINO checkpoint file, or a name from `dineuro weights list`.")] = None,
+        help="DINO checkpoint file, or a name from `dineuro weights list`; replaces the "
+             "config's teacher or teachers.")] = None,
 ) -> None:
-    """Run the transfer ablation: train every transfer x seed with the same data and budget,
-    predict and score the evaluation split, and write ablation.md/.csv, val_curves.png and
-    overlays.png.
+    """Run the transfer ablation: train every transfer x seed (x teacher, when the config names
+    several) with the same data and budget, predict and score the evaluation split, and write
+    ablation.md/.csv, val_curves.png and overlays.png.
 
     Finished runs are reused and interrupted ones resumed, so the same command continues an
     experiment.
@@ -441,6 +663,82 @@ def demo(
                            title=f"{name}: prediction (magenta) vs gold SWC (yellow)",
                            mask_name="prediction"), picture)
     err.print(f"checkpoint: {model_path}  predictions: {pred_dir}/  picture: {picture}")
+
+
+@app.command()
+def pretrain2d(
+    images: Annotated[list[str] | None, typer.Argument(
+        help="Image files or folders (PNG/JPEG/TIFF), 3D stacks or dataset folders (with "
+             "--from-stacks), or the word 'photos' for scikit-image's photographs. Default: "
+             "'photos' plus projections of a freshly made small synthetic set.",
+        show_default=False)] = None,
+    out: Annotated[Path, typer.Option(
+        "-o", "--out", help="The teacher file (.pth); OUT.train.pth, OUT.yaml and OUT.csv go "
+                            "beside it.")] = Path("teacher.pth"),
+    preset: Annotated[str, typer.Option(
+        help="cpu (tiny ViT, small crops, ~20 min on 2 cores), paper (ViT-S/16, 224/96 crops, "
+             "a GPU), or auto: paper when CUDA is available, else cpu.")] = "auto",
+    arch: Annotated[str | None, typer.Option(
+        help="vit_tiny, vit_small, vit_base, or a student preset name (tiny, small, base) "
+             "to train a teacher that copies 1:1 into that student.")] = None,
+    steps: Annotated[int | None, typer.Option(help="Optimizer steps.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Images per step.")] = None,
+    from_stacks: Annotated[bool, typer.Option(
+        help="Use 3D stacks through their MIPs along z, y, x and random thick-slab "
+             "projections (dataset folders: train split only).")] = False,
+    seed: Annotated[int | None, typer.Option(help="Seed of weights, order and crops.")] = None,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="KEY=VALUE for any setting of dineuro.pretrain.PretrainConfig, e.g. "
+                      "--set out_dim=8192 --set lr=1e-3; repeatable.")] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Continue an interrupted run from OUT.train.pth (same images and settings).")]
+    = False,
+) -> None:
+    """Pre-train a 2D ViT teacher with DINO self-distillation (no labels needed).
+
+    Writes the teacher in the official DINO checkpoint layout, usable as `--teacher OUT`
+    everywhere a downloaded DINO file is. Progress shows the loss and the teacher's output
+    entropy (log of the head width = collapse to uniform; near 0 = collapse to one output).
+    """
+    import tempfile
+
+    from dineuro.pretrain import collect_images, pretrain, resolve_config
+    from dineuro.train.config import parse_override
+
+    if preset == "auto":
+        preset = "paper" if _device("auto") == "cuda" else "cpu"
+    config = resolve_config(preset, {"arch": arch, "steps": steps, "batch_size": batch_size,
+                                     "seed": seed, "from_stacks": from_stacks or None},
+                            [parse_override(item) for item in overrides or []])
+    with tempfile.TemporaryDirectory(prefix="dineuro-pretrain-") as tmp:
+        inputs = list(images or [])
+        if not inputs:
+            from dineuro.data.synth import PRESETS
+
+            synthetic = Path(tmp) / "synthetic"
+            _write_synthetic(synthetic, PRESETS["small"], "synthesising stacks to project")
+            inputs = ["photos", str(synthetic)]
+            config = resolve_config(preset, {**config.to_dict(), "from_stacks": True})
+        recorded = [i if i != str(Path(tmp) / "synthetic") else "synth --preset small"
+                    for i in inputs]
+        with _progress() as progress:
+            task = progress.add_task("reading images", total=None)
+            pictures = collect_images(inputs, from_stacks=config.from_stacks, seed=config.seed,
+                                      n_slabs=config.n_slabs,
+                                      progress=lambda done, total: progress.update(
+                                          task, completed=done, total=total))
+    err.print(f"{len(pictures)} images; preset {preset}, arch {config.arch}, "
+              f"{config.steps} steps of {config.batch_size}")
+    bar = _progress(TextColumn("loss {task.fields[loss]:.4f}  entropy {task.fields[entropy]:.2f}"),
+                    MofNCompleteColumn())
+    with bar:
+        task = bar.add_task("DINO", total=config.steps, loss=float("nan"),
+                            entropy=float("nan"))
+        paths = pretrain(config, pictures, out, inputs=recorded, resume=resume,
+                         progress=lambda step, total, loss, entropy: bar.update(
+                             task, completed=step, loss=loss, entropy=entropy))
+    err.print(f"wrote {paths.backbone} (official DINO layout), {paths.state}, {paths.config} "
+              f"and {paths.metrics}")
 
 
 @weights_app.command("list")

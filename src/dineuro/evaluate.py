@@ -16,6 +16,11 @@ neuron segmentation papers report, with anisotropy honoured: distances along z a
 gold's z / x spacing ratio (the dataset's stack, or the mask file). A stack with a prediction
 but no gold, or gold but no prediction, is kept as a row marked missing; an empty prediction is
 scored (Dice 0, HD95 inf) and noted.
+
+When ``pred_dir`` also holds traced ``NAME.swc`` files (``dineuro run`` writes them), each is
+compared with its gold SWC (:mod:`dineuro.evaluate_swc`) and the table gains ESA, DSA, PDS and
+F1 columns (length precision and recall in the CSV); stacks lacking either SWC are noted there.
+Without traced SWCs the table is the segmentation table alone.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import csv
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import NamedTuple
 
@@ -33,6 +38,14 @@ import numpy as np
 from dineuro import metrics
 from dineuro.data.dataset import IMAGES, LABELS, SWC, open_dataset
 from dineuro.errors import InputError
+from dineuro.evaluate_swc import (
+    DEFAULT_SWC_THRESHOLD,
+    EMPTY_TRACE,
+    TraceScore,
+    find_gold_swcs,
+    find_traces,
+    score_trace,
+)
 from dineuro.io._atomic import atomic_file, refuse_existing
 from dineuro.io.volume import Volume, read_volume
 
@@ -41,6 +54,8 @@ GOLD_EXTENSIONS = (".tif", ".tiff")
 CSV_NAME, MARKDOWN_NAME = "metrics.csv", "metrics.md"
 CSV_COLUMNS = ("name", "prediction", "dice", "hd95", "precision", "recall", "pred_voxels",
                "gold_voxels", "spacing_z", "spacing_y", "spacing_x", "note")
+#: Inserted before "note" when traces are scored; precision and recall there are of SWC length.
+TRACE_CSV_COLUMNS = ("trace", "esa", "dsa", "pds", "swc_precision", "swc_recall", "swc_f1")
 DEFAULT_THRESHOLD = 0.5
 UINT8_FULL_SCALE = 255  # a uint8 probability map stores round(p * 255)
 
@@ -62,6 +77,7 @@ class StackScore:
         pred_voxels, gold_voxels: foreground voxel counts.
         spacing: (z, y, x) voxel size the HD95 was measured with.
         note: "" or what is special: empty prediction/gold, no gold, no prediction.
+        trace: the traced SWC's scores, or None when the table scores no traces.
     """
 
     name: str
@@ -74,6 +90,7 @@ class StackScore:
     gold_voxels: int | None
     spacing: tuple[float, float, float] | None
     note: str
+    trace: TraceScore | None = None
 
     @property
     def scored(self) -> bool:
@@ -88,6 +105,29 @@ class MeanStd(NamedTuple):
 
 
 @dataclass(frozen=True)
+class TraceSummary:
+    """Aggregates over the stacks whose traced SWC was scored against a gold SWC.
+
+    Args:
+        n_scored: stacks with both SWCs (empty traces included).
+        n_missing: stacks lacking the trace or the gold SWC (not in any mean).
+        n_empty: scored stacks whose trace is empty: in the recall and F1 means (as 0), not in
+            the others, which they have no value for.
+        esa, dsa, pds, precision, recall, f1: see :class:`~dineuro.evaluate_swc.TraceScore`.
+    """
+
+    n_scored: int
+    n_missing: int
+    n_empty: int
+    esa: MeanStd
+    dsa: MeanStd
+    pds: MeanStd
+    precision: MeanStd
+    recall: MeanStd
+    f1: MeanStd
+
+
+@dataclass(frozen=True)
 class Summary:
     """Aggregates over the scored stacks.
 
@@ -98,6 +138,7 @@ class Summary:
         dice, precision, recall: over all scored stacks.
         hd95: over the scored stacks with a finite HD95 only.
         n_hd95_infinite: scored stacks left out of ``hd95`` (one mask empty).
+        traces: the reconstruction scores' aggregates, or None when no traces were scored.
     """
 
     n_scored: int
@@ -108,14 +149,19 @@ class Summary:
     n_hd95_infinite: int
     precision: MeanStd
     recall: MeanStd
+    traces: TraceSummary | None = None
 
 
 @dataclass(frozen=True)
 class EvaluationTable:
-    """Per-stack scores in name order, and the threshold :func:`evaluate_folder` was given."""
+    """Per-stack scores in name order, and the thresholds :func:`evaluate_folder` was given.
+
+    ``swc_threshold`` is None when no traces were scored (the rows' ``trace`` is None then).
+    """
 
     rows: tuple[StackScore, ...]
     threshold: float | None
+    swc_threshold: float | None = None
 
     @property
     def scored(self) -> list[StackScore]:
@@ -135,13 +181,27 @@ class EvaluationTable:
             hd95=_mean_std(d for d in hd if math.isfinite(d)),
             n_hd95_infinite=sum(not math.isfinite(d) for d in hd),
             precision=_mean_std(row.precision for row in scored),
-            recall=_mean_std(row.recall for row in scored))
+            recall=_mean_std(row.recall for row in scored),
+            traces=None if self.swc_threshold is None else self._trace_summary())
+
+    def _trace_summary(self) -> TraceSummary:
+        traces = [row.trace for row in self.rows]
+        scored = [trace for trace in traces if trace.scored]
+        traced = [trace for trace in scored if trace.note != EMPTY_TRACE]
+        return TraceSummary(
+            n_scored=len(scored), n_missing=len(traces) - len(scored),
+            n_empty=len(scored) - len(traced),
+            esa=_mean_std(t.esa for t in traced), dsa=_mean_std(t.dsa for t in traced),
+            pds=_mean_std(t.pds for t in traced),
+            precision=_mean_std(t.precision for t in traced),
+            recall=_mean_std(t.recall for t in scored), f1=_mean_std(t.f1 for t in scored))
 
 
 def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
                     threshold: float | None = None, names: Sequence[str] | None = None,
-                    on_stack: Callable[[str], None] | None = None) -> EvaluationTable:
-    """Score every prediction in ``pred_dir`` against its gold mask.
+                    on_stack: Callable[[str], None] | None = None,
+                    swc_threshold: float = DEFAULT_SWC_THRESHOLD) -> EvaluationTable:
+    """Score every prediction in ``pred_dir`` against its gold mask, and traces against SWCs.
 
     Args:
         pred_dir: folder of ``NAME_mask.tif`` and/or ``NAME_prob.tif`` files.
@@ -150,8 +210,11 @@ def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
             there is no mask, at p > 0.5); a number in [0, 1] to score each ``_prob.tif`` at
             p > threshold instead (a ``_mask.tif`` only where there is no map).
         names: the stacks to evaluate (e.g. a dataset's test split); by default every name
-            that has a prediction or a gold mask. Listed names lacking either are missing rows.
+            that has a prediction, a trace or a gold mask. Listed names lacking either
+            prediction or gold are missing rows.
         on_stack: called with each name once its row is done (for progress display).
+        swc_threshold: distance in x voxels for the reconstruction scores (see
+            :mod:`dineuro.evaluate_swc`), used when ``pred_dir`` holds ``NAME.swc`` traces.
 
     Returns:
         The table, one row per name, sorted by name.
@@ -159,7 +222,7 @@ def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
     Raises:
         InputError: a folder is missing or holds nothing usable, no name has both prediction
             and gold, a prediction is not a binary mask or probability map, or its shape
-            differs from its gold.
+            differs from its gold, an SWC is invalid, or ``swc_threshold`` is not positive.
 
     Examples::
 
@@ -168,10 +231,16 @@ def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
     """
     if threshold is not None and not 0 <= threshold <= 1:
         raise InputError(f"threshold should be in [0, 1], got {threshold}.")
+    if not (math.isfinite(swc_threshold) and swc_threshold > 0):
+        raise InputError(f"swc_threshold should be a positive number of x voxels, got "
+                         f"{swc_threshold}.")
     pred_dir, gold = Path(pred_dir), Path(gold)
     predictions = find_predictions(pred_dir, prefer_prob=threshold is not None)
+    traces = find_traces(pred_dir)
     gold_readers = _gold_readers(gold)
-    wanted = sorted(set(predictions) | set(gold_readers) if names is None else set(names))
+    gold_swcs = find_gold_swcs(gold, gold_readers) if traces else {}
+    wanted = sorted(set(predictions) | set(traces) | set(gold_readers) if names is None
+                    else set(names))
     if not any(name in predictions and name in gold_readers for name in wanted):
         raise InputError(f"has no prediction whose name matches a gold mask in {gold} (e.g. "
                          f"{_examples(predictions)} vs {_examples(gold_readers)}).", pred_dir)
@@ -182,10 +251,17 @@ def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
                                      DEFAULT_THRESHOLD if threshold is None else threshold))
         else:
             rows.append(_missing_row(name, predictions.get(name), name in gold_readers))
+        if traces:
+            spacing = rows[-1].spacing
+            if spacing is None and name in gold_swcs:  # gold SWCs only come with a gold reader
+                spacing = gold_readers[name]()[0].spacing
+            rows[-1] = replace(rows[-1], trace=score_trace(
+                traces.get(name), gold_swcs.get(name), spacing, swc_threshold))
         if on_stack is not None:
             on_stack(name)
     return EvaluationTable(rows=tuple(rows),
-                           threshold=None if threshold is None else float(threshold))
+                           threshold=None if threshold is None else float(threshold),
+                           swc_threshold=float(swc_threshold) if traces else None)
 
 
 def _score_files(name: str, prediction: Path, read_gold: GoldReader,
@@ -246,7 +322,8 @@ def read_prediction(path: str | os.PathLike, threshold: float = DEFAULT_THRESHOL
 def write_tables(table: EvaluationTable, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``metrics.csv`` (one row per stack) and ``metrics.md`` (with a summary row).
 
-    Both files are written atomically; neither may exist yet (checked before writing either).
+    With scored traces the CSV has :data:`TRACE_CSV_COLUMNS` before its note. Both files are
+    written atomically; neither may exist yet (checked before writing either).
 
     Returns:
         The CSV and Markdown paths.
@@ -255,30 +332,52 @@ def write_tables(table: EvaluationTable, out_dir: str | os.PathLike) -> tuple[Pa
     csv_path, md_path = (refuse_existing(out_dir / name) for name in (CSV_NAME, MARKDOWN_NAME))
     with atomic_file(csv_path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
-        writer.writerows(_csv_row(row) for row in table.rows)
+        traced = table.swc_threshold is not None
+        writer.writerow(_csv_columns(traced))
+        writer.writerows(_csv_row(row, traced) for row in table.rows)
     with atomic_file(md_path) as tmp:
         tmp.write_text(markdown_table(table))
     return csv_path, md_path
 
 
-
 def markdown_table(table: EvaluationTable) -> str:
-    """The table as Markdown: one row per stack, then a mean ± std row, then notes."""
+    """The table as Markdown: one row per stack, then a mean ± std row, then notes.
+
+    With scored traces, ESA, DSA, PDS and F1 columns come before the note.
+    """
     s = table.summary()
+    header = ["stack", "prediction", "Dice", "HD95", "precision", "recall", "pred voxels",
+              "gold voxels"]
+    align = ["---", "---"] + ["---:"] * (len(header) - 2)
+    trace_totals = ""
+    if s.traces is not None:
+        header += ["ESA", "DSA", "PDS", "F1"]
+        align += ["---:"] * 4
+        trace_totals = (f" {_pm(s.traces.esa, 2)} | {_pm(s.traces.dsa, 2)} "
+                        f"| {_pm(s.traces.pds, 3)} | {_pm(s.traces.f1, 3)} |")
     lines = [
-        "| stack | prediction | Dice | HD95 | precision | recall | pred voxels | gold voxels "
-        "| note |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---|",
-        *(_markdown_row(row) for row in table.rows),
+        _markdown_cells([*header, "note"]), "|" + "|".join([*align, "---"]) + "|",
+        *(_markdown_row(row, s.traces is not None) for row in table.rows),
         f"| **mean ± std** ({s.n_scored} stacks) | | {_pm(s.dice, 3)} | {_pm(s.hd95, 2)} "
-        f"| {_pm(s.precision, 3)} | {_pm(s.recall, 3)} | | | {_summary_note(s)} |",
+        f"| {_pm(s.precision, 3)} | {_pm(s.recall, 3)} | | |{trace_totals} "
+        f"{_summary_note(s)} |",
         "",
         "HD95 is in x/y voxels, z distances scaled by the z/x spacing ratio"
         + (f"; its mean and std leave out {s.n_hd95_infinite} infinite value(s) (empty masks)"
            if s.n_hd95_infinite else "") + f". {_threshold_note(table.threshold)}",
     ]
+    if s.traces is not None:
+        lines.append(_trace_note(s.traces, table.swc_threshold))
     return "\n".join(lines) + "\n"
+
+
+def _trace_note(s: TraceSummary, threshold: float) -> str:
+    empty = (f"; {s.n_empty} empty trace(s) count as recall and F1 0 and have no distances"
+             if s.n_empty else "")
+    return (f"ESA, DSA, PDS and F1 compare each traced NAME.swc with its gold SWC in x/y voxels, "
+            f"z scaled likewise: ESA and DSA are mean distances, PDS the fraction of points at "
+            f"least {threshold:g} from the other tree, F1 of the lengths within {threshold:g} of "
+            f"it. Means over the {s.n_scored} stacks with both SWCs{empty}.")
 
 
 def _threshold_note(threshold: float | None) -> str:
@@ -289,25 +388,46 @@ def _threshold_note(threshold: float | None) -> str:
             f"map.")
 
 
-def _csv_row(row: StackScore) -> list:
+def _csv_columns(traced: bool) -> tuple[str, ...]:
+    return (*CSV_COLUMNS[:-1], *TRACE_CSV_COLUMNS, CSV_COLUMNS[-1]) if traced else CSV_COLUMNS
+
+
+def _csv_row(row: StackScore, traced: bool) -> list:
     values = {f.name: getattr(row, f.name) for f in fields(row)}
     spacing = values.pop("spacing") or (None, None, None)
     values.update(spacing_z=spacing[0], spacing_y=spacing[1], spacing_x=spacing[2])
-    return ["" if values[c] is None else values[c] for c in CSV_COLUMNS]
+    if traced:
+        t = row.trace
+        values.update(trace=t.trace, esa=t.esa, dsa=t.dsa, pds=t.pds, swc_precision=t.precision,
+                      swc_recall=t.recall, swc_f1=t.f1, note=_row_note(row))
+    return ["" if values[c] is None else values[c] for c in _csv_columns(traced)]
 
 
-def _markdown_row(row: StackScore) -> str:
+def _markdown_row(row: StackScore, traced: bool) -> str:
     cells = [row.name, row.prediction, _fmt(row.dice, 3), _fmt(row.hd95, 2),
              _fmt(row.precision, 3), _fmt(row.recall, 3), _fmt(row.pred_voxels),
-             _fmt(row.gold_voxels), row.note]
+             _fmt(row.gold_voxels)]
+    if traced:
+        t = row.trace
+        cells += [_fmt(t.esa, 2), _fmt(t.dsa, 2), _fmt(t.pds, 3), _fmt(t.f1, 3)]
+    return _markdown_cells([*cells, _row_note(row)])
+
+
+def _markdown_cells(cells: list[str]) -> str:
     return "| " + " | ".join(cell.replace("|", r"\|") for cell in cells) + " |"
 
 
+def _row_note(row: StackScore) -> str:
+    notes = [row.note, "" if row.trace is None else row.trace.note]
+    return ", ".join(note for note in notes if note)
+
+
 def _summary_note(s: Summary) -> str:
-    notes = [f"{count} {what}" for count, what in (
-        (s.n_empty_prediction, "empty prediction(s)"), (s.n_hd95_infinite, "infinite HD95"),
-        (s.n_missing, "missing")) if count]
-    return ", ".join(notes)
+    counts = [(s.n_empty_prediction, "empty prediction(s)"), (s.n_hd95_infinite, "infinite HD95"),
+              (s.n_missing, "missing")]
+    if s.traces is not None:
+        counts += [(s.traces.n_empty, "empty trace(s)"), (s.traces.n_missing, "without SWC score")]
+    return ", ".join(f"{count} {what}" for count, what in counts if count)
 
 
 def _fmt(value: float | int | None, decimals: int = 0) -> str:

@@ -2,17 +2,22 @@
 
 One experiment trains a run per (transfer, seed) from one shared training config ``base``, so
 the runs differ in ``transfer`` and ``seed`` only: same dataset, same split, same step budget,
-same schedule, same teacher file (``scratch`` ignores it). Each run's best checkpoint predicts
-the evaluation split, :func:`~dineuro.evaluate.evaluate_folder` scores it (Dice, HD95), and one
-row per transfer summarises the seeds. The experiment folder ``OUT``::
+same schedule, same teacher file (``scratch`` ignores it). ``teacher`` may also name several
+teachers (``{photos: a.pth, mips: b.pth}``) to compare them: every transfer but ``scratch`` is
+then trained once per (teacher, seed), ``scratch`` once per seed. Each run's best checkpoint
+predicts the evaluation split, :func:`~dineuro.evaluate.evaluate_folder` scores it (Dice,
+HD95), and one row per transfer (and teacher) summarises the seeds. The experiment folder
+``OUT``::
 
     OUT/
       experiment.yaml          the resolved experiment config (base inlined)
-      ablation.csv             one row per transfer: mean/std over seeds, seconds, steps, empties
-      ablation.md              the same as a Markdown table, with notes
+      ablation.csv             a row per transfer (and teacher): mean/std over seeds, seconds, ...
+      ablation.md              a row per transfer, Dice and HD95 columns per teacher, with notes
       val_curves.png           validation Dice against step, one line per run
       overlays.png             x-y MIP of the first evaluation stack, a panel per transfer
-      runs/TRANSFER-seedS/     a training run folder (config.yaml, metrics.csv, best.pt, ...)
+                               (and teacher)
+      runs/TRANSFER-seedS/     a training run folder (config.yaml, metrics.csv, best.pt, ...);
+                               TRANSFER-TEACHER-seedS with named teachers (scratch-seedS still)
         predictions/           NAME_prob.tif, NAME_mask.tif per stack; prediction.json
 
 Re-running is safe and cheap: a complete run (its ``last.pt`` at the full step budget) is not
@@ -28,6 +33,7 @@ import dataclasses
 import json
 import math
 import os
+import re
 import shutil
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -57,17 +63,25 @@ PER_RUN_KEYS = ("out", "transfer", "seed", "teacher")
 #: Stored-config keys that may differ from ``base`` when a complete run is reused: they change
 #: where or how fast a run ran, not what it learnt.
 REUSABLE_CHANGES = ("device", "tensorboard", "threads")
-PREDICT_DEFAULTS = {"overlap": 0.5, "flips": False, "batch_size": 1}
+PREDICT_DEFAULTS = {"overlap": 0.5, "flips": False, "batch_size": 4}
 
 RUNS, PREDICTIONS, PREDICTION_RECORD = "runs", "predictions", "prediction.json"
 CONFIG_NAME, CSV_NAME, MARKDOWN_NAME = "experiment.yaml", "ablation.csv", "ablation.md"
 CURVES_NAME, OVERLAYS_NAME = "val_curves.png", "overlays.png"
 CSV_COLUMNS = ("transfer", "seeds", "dice_mean", "dice_std", "hd95_mean", "hd95_std",
                "train_seconds", "steps", "empty_predictions", "hd95_infinite", "stacks")
+#: ablation.csv with named teachers: a row per (transfer, teacher), scratch's teacher empty.
+TEACHER_CSV_COLUMNS = (CSV_COLUMNS[0], "teacher", *CSV_COLUMNS[1:])
+#: A teacher's name is part of run folder names and table headers.
+TEACHER_NAME = re.compile(r"[A-Za-z0-9_]+")
 #: Line colour per transfer in the figures (matplotlib's tab10, by position in TRANSFERS).
 TRANSFER_COLORS = dict(zip(TRANSFERS, ("tab:gray", "tab:blue", "tab:green", "tab:orange",
                                        "tab:red"), strict=True))
+#: Curve styles: by seed with one teacher, by teacher with named teachers.
+LINE_STYLES = ("-", "--", ":", "-.")
 GOLD_COLOR = "#ffd400"
+#: The panel of overlays.png that shows the gold alone.
+GOLD_PANEL = "gold"
 
 Progress = Callable[[str, int, int], None]
 TrainProgress = Callable[[str, int, int, float, "float | None"], None]
@@ -88,9 +102,11 @@ class ExperimentConfig:
         transfers: strategies to compare, each once (default all five, :data:`TRANSFERS`).
         seeds: master seeds; every transfer is trained once per seed (default ``[0]``).
         teacher: DINO checkpoint file or registry name (``dino_vits16``); required unless every
-            transfer is ``scratch``. Default: the teacher of ``base``.
+            transfer is ``scratch``. Default: the teacher of ``base``. Or a mapping of short
+            names (letters, digits, ``_``) to such teachers, to compare them: every transfer but
+            ``scratch`` is then trained once per teacher and seed.
         predict: sliding-window options of the evaluation predictions: ``overlap`` (0.5),
-            ``flips`` (false), ``batch_size`` (1).
+            ``flips`` (false), ``batch_size`` (4).
         split: the dataset split scored ("test"; "val" or "train" for a quick look).
     """
 
@@ -98,7 +114,7 @@ class ExperimentConfig:
     out: str
     transfers: list[str] = field(default_factory=lambda: list(TRANSFERS))
     seeds: list[int] = field(default_factory=lambda: [0])
-    teacher: str | None = None
+    teacher: str | dict[str, str] | None = None
     predict: dict[str, Any] = field(default_factory=lambda: dict(PREDICT_DEFAULTS))
     split: str = "test"
 
@@ -121,9 +137,7 @@ class ExperimentConfig:
         if self.split not in EVAL_SPLITS:
             raise InputError(f"experiment key 'split' should be one of {list(EVAL_SPLITS)}, got "
                              f"{self.split!r}.")
-        if self.teacher is not None and not isinstance(self.teacher, str):
-            raise InputError(f"experiment key 'teacher' should be a file path or a registry "
-                             f"name, got {self.teacher!r}.")
+        object.__setattr__(self, "teacher", _checked_teacher(self.teacher))
         object.__setattr__(self, "predict", _checked_predict(self.predict))
         if not isinstance(self.base, Mapping):
             raise InputError(f"experiment key 'base' should be a mapping of training config "
@@ -131,7 +145,7 @@ class ExperimentConfig:
         if self.teacher is None and self.base.get("teacher") is not None:
             object.__setattr__(self, "teacher", str(self.base["teacher"]))
         # Checked (keys, types, ranges) and stored resolved, so the config is self-describing.
-        resolved = self.run_config(self.transfers[0], self.seeds[0]).to_dict()
+        resolved = self.run_config(*self.jobs()[0]).to_dict()
         object.__setattr__(self, "base", {k: v for k, v in resolved.items()
                                           if k not in PER_RUN_KEYS})
         if self.teacher is None and any(t != "scratch" for t in self.transfers):
@@ -144,26 +158,51 @@ class ExperimentConfig:
                              f"checkpoint file or a registry name (get the weights with "
                              f"`dineuro weights fetch {name}`), or compare 'scratch' only.")
 
-    def run_name(self, transfer: str, seed: int) -> str:
-        return f"{transfer}-seed{seed}"
+    def teacher_names(self, transfer: str) -> tuple[str | None, ...]:
+        """Names of the teachers ``transfer`` is trained with, one run each per seed: ``(None,)``
+        for a single unnamed teacher, and for ``scratch``, which ignores the teacher."""
+        if transfer == "scratch" or not isinstance(self.teacher, dict):
+            return (None,)
+        return tuple(self.teacher)
 
-    def run_folder(self, transfer: str, seed: int) -> Path:
-        return Path(self.out) / RUNS / self.run_name(transfer, seed)
+    def jobs(self) -> list[tuple[str, int, str | None]]:
+        """(transfer, seed, teacher name) of every run, seeds outermost so that a stopped
+        experiment already holds every transfer of its first seeds."""
+        return [(transfer, seed, teacher) for seed in self.seeds for transfer in self.transfers
+                for teacher in self.teacher_names(transfer)]
 
-    def run_config(self, transfer: str, seed: int) -> TrainConfig:
-        """The training config of one run: ``base`` with out, transfer, seed and teacher set."""
-        values = {**self.base, "out": str(self.run_folder(transfer, seed)),
-                  "transfer": transfer, "seed": seed, "teacher": self.teacher}
+    def run_name(self, transfer: str, seed: int, teacher: str | None = None) -> str:
+        return "-".join([transfer, *([teacher] if teacher else []), f"seed{seed}"])
+
+    def run_folder(self, transfer: str, seed: int, teacher: str | None = None) -> Path:
+        return Path(self.out) / RUNS / self.run_name(transfer, seed, teacher)
+
+    def run_config(self, transfer: str, seed: int, teacher: str | None = None) -> TrainConfig:
+        """The training config of one run: ``base`` with out, transfer, seed and teacher set;
+        ``teacher`` names one of :meth:`teacher_names` of ``transfer``."""
+        if teacher not in self.teacher_names(transfer):
+            raise ValueError(f"{transfer} runs have teachers {self.teacher_names(transfer)}, "
+                             f"not {teacher!r}.")
+        values = {**self.base, "out": str(self.run_folder(transfer, seed, teacher)),
+                  "transfer": transfer, "seed": seed, "teacher": self._teacher_of(teacher)}
         try:
             return TrainConfig.from_dict(values)
         except InputError as exc:
             raise InputError(f"experiment key 'base': {exc}") from exc
 
+    def _teacher_of(self, name: str | None) -> str | None:
+        """The file or registry name a run stores as its teacher; with named teachers scratch
+        stores none, as it was not trained with any of them."""
+        if isinstance(self.teacher, dict):
+            return None if name is None else self.teacher[name]
+        return self.teacher
+
     def to_dict(self) -> dict[str, Any]:
         """Plain dict with ``base`` inlined; :meth:`from_dict` inverts it."""
+        teacher = dict(self.teacher) if isinstance(self.teacher, dict) else self.teacher
         return {"base": dict(self.base),
                 "out": self.out, "transfers": list(self.transfers), "seeds": list(self.seeds),
-                "teacher": self.teacher, "predict": dict(self.predict), "split": self.split}
+                "teacher": teacher, "predict": dict(self.predict), "split": self.split}
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None)
@@ -243,6 +282,22 @@ def _read_base(base) -> dict:
                      f"its keys, got {base!r}.")
 
 
+def _checked_teacher(teacher) -> str | dict[str, str] | None:
+    if teacher is None or isinstance(teacher, str):
+        return teacher
+    if not isinstance(teacher, Mapping) or not teacher:
+        raise InputError(f"experiment key 'teacher' should be a file path, a registry name or a "
+                         f"mapping of short names to them, got {teacher!r}.")
+    for name, value in teacher.items():
+        if not isinstance(name, str) or not TEACHER_NAME.fullmatch(name):
+            raise InputError(f"experiment key 'teacher' names a teacher {name!r}: a teacher name "
+                             f"should be letters, digits and _ only, as it names run folders.")
+        if not isinstance(value, str) or not value:
+            raise InputError(f"experiment key 'teacher.{name}' should be a file path or a "
+                             f"registry name, got {value!r}.")
+    return dict(teacher)
+
+
 def _checked_predict(predict) -> dict[str, Any]:
     if predict is None:
         predict = {}
@@ -273,6 +328,8 @@ class RunResult:
 
     Attributes:
         transfer, seed: what distinguishes the run.
+        teacher: the teacher's name when the experiment names teachers (None for scratch and
+            for a single teacher).
         folder: its run folder; ``folder / "predictions"`` holds the evaluation predictions.
         checkpoint: the checkpoint that predicted (``best.pt``; ``last.pt`` without a val split).
         table: :func:`~dineuro.evaluate.evaluate_folder` of the predictions.
@@ -284,6 +341,7 @@ class RunResult:
 
     transfer: str
     seed: int
+    teacher: str | None
     folder: Path
     checkpoint: Path
     table: EvaluationTable
@@ -295,7 +353,8 @@ class RunResult:
 
 @dataclass(frozen=True)
 class TransferRow:
-    """One row of the ablation table: a transfer summarised over its seeds.
+    """One row of ablation.csv: a transfer (with one of the named teachers, if the experiment
+    names them; ``teacher`` None otherwise and for scratch) summarised over its seeds.
 
     Dice and HD95 are the mean and population std (ddof=0) over seeds of each run's mean over
     the evaluation stacks; a run's HD95 mean leaves out infinite values (an empty mask), which
@@ -313,6 +372,7 @@ class TransferRow:
     empty_predictions: int
     hd95_infinite: int
     stacks: int
+    teacher: str | None = None
 
 
 @dataclass(frozen=True)
@@ -332,7 +392,8 @@ class ExperimentResult:
 # -- the experiment -------------------------------------------------------------------------
 def run_experiment(config: ExperimentConfig, progress: Progress | None = None,
                    train_progress: TrainProgress | None = None) -> ExperimentResult:
-    """Train, predict and score every (transfer, seed) run and write the ablation table.
+    """Train, predict and score every run of :meth:`ExperimentConfig.jobs` (a transfer, seed
+    and, with named teachers, teacher) and write the ablation table.
 
     Seeds are the outer loop, so a stopped experiment already holds every transfer of its first
     seeds. Idempotent: a complete run is reused (not retrained) when its stored config is the
@@ -358,33 +419,36 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None,
     from dineuro.data.dataset import open_dataset
 
     out = Path(config.out)
-    first = config.run_config(config.transfers[0], config.seeds[0])
-    dataset = open_dataset(first.data)
+    jobs = config.jobs()
+    dataset = open_dataset(config.run_config(*jobs[0]).data)
     names = dataset.split()[config.split]
     if not names:
         raise InputError(f"has an empty {config.split!r} split in split.json; the experiment "
                          "scores that split.", dataset.root)
-    if any(t != "scratch" for t in config.transfers):
+    teachers = dict.fromkeys(config.run_config(*job).teacher for job in jobs
+                             if job[0] != "scratch")
+    if teachers:
         from dineuro.models.weights import find_weights
 
-        find_weights(config.teacher)  # fail before hours of training, not after them
+        for teacher in teachers:
+            find_weights(teacher)  # fail before hours of training, not after them
     out.mkdir(parents=True, exist_ok=True)
     with atomic_file(out / CONFIG_NAME) as tmp:
         tmp.write_text(config.to_yaml())
 
-    jobs = [(transfer, seed) for seed in config.seeds for transfer in config.transfers]
     runs = []
-    for done, (transfer, seed) in enumerate(jobs):
-        name = config.run_name(transfer, seed)
+    for done, (transfer, seed, teacher) in enumerate(jobs):
+        name = config.run_name(transfer, seed, teacher)
         if progress is not None:
             progress(f"run {name}", done, len(jobs))
         per_step = None
         if train_progress is not None:
             def per_step(step, steps, loss, val_dice, name=name):
                 train_progress(name, step, steps, loss, val_dice)
-        runs.append(_run(config, transfer, seed, dataset.root, names, per_step))
-    rows = tuple(_transfer_row(transfer, [r for r in runs if r.transfer == transfer])
-                 for transfer in config.transfers)
+        runs.append(_run(config, transfer, seed, teacher, dataset.root, names, per_step))
+    rows = tuple(_transfer_row(transfer, teacher, [r for r in runs if r.transfer == transfer
+                                                   and r.teacher == teacher])
+                 for transfer in config.transfers for teacher in config.teacher_names(transfer))
     if progress is not None:
         progress("tables and figures", len(jobs), len(jobs))
     csv_path, md_path = write_ablation_tables(rows, out, config)
@@ -397,13 +461,13 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None,
                             config=out / CONFIG_NAME)
 
 
-def _run(config: ExperimentConfig, transfer: str, seed: int, data: Path, names: list[str],
-         progress) -> RunResult:
+def _run(config: ExperimentConfig, transfer: str, seed: int, teacher: str | None, data: Path,
+         names: list[str], progress) -> RunResult:
     from dineuro.evaluate import evaluate_folder
     from dineuro.train import train
     from dineuro.train.loop import BEST, CONFIG_FILE, LAST, METRICS_FILE
 
-    train_config = config.run_config(transfer, seed)
+    train_config = config.run_config(transfer, seed, teacher)
     folder = Path(train_config.out)
     state = _run_state(folder, train_config)
     trained = state != "complete"
@@ -418,8 +482,9 @@ def _run(config: ExperimentConfig, transfer: str, seed: int, data: Path, names: 
     table = evaluate_folder(predictions, data, names=names)
     rows = _read_metrics(folder / METRICS_FILE)
     curve = tuple((int(r["step"]), float(r["val_dice"])) for r in rows if r["val_dice"])
-    return RunResult(transfer=transfer, seed=seed, folder=folder, checkpoint=checkpoint,
-                     table=table, train_seconds=float(rows[-1]["seconds"]) if rows else math.nan,
+    return RunResult(transfer=transfer, seed=seed, teacher=teacher, folder=folder,
+                     checkpoint=checkpoint, table=table,
+                     train_seconds=float(rows[-1]["seconds"]) if rows else math.nan,
                      steps=int(rows[-1]["step"]) if rows else 0, trained=trained, curve=curve)
 
 
@@ -507,7 +572,7 @@ def _read_record(path: Path) -> dict | None:
         return None
 
 
-def _transfer_row(transfer: str, runs: list[RunResult]) -> TransferRow:
+def _transfer_row(transfer: str, teacher: str | None, runs: list[RunResult]) -> TransferRow:
     summaries = [run.table.summary() for run in runs]
     dice = _mean_std([s.dice.mean for s in summaries])
     hd95 = _mean_std([s.hd95.mean for s in summaries])
@@ -518,7 +583,7 @@ def _transfer_row(transfer: str, runs: list[RunResult]) -> TransferRow:
         steps=max(r.steps for r in runs),
         empty_predictions=sum(s.n_empty_prediction for s in summaries),
         hd95_infinite=sum(s.n_hd95_infinite for s in summaries),
-        stacks=max(s.n_scored for s in summaries))
+        stacks=max(s.n_scored for s in summaries), teacher=teacher)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -535,31 +600,36 @@ def write_ablation_tables(rows: Sequence[TransferRow], out: str | os.PathLike,
     """Write ``ablation.csv`` (full-precision numbers, empty where undefined) and
     ``ablation.md`` into ``out``, atomically, replacing earlier versions.
 
+    With named teachers the CSV has a ``teacher`` column (:data:`TEACHER_CSV_COLUMNS`), empty
+    for scratch, and a row per (transfer, teacher): tidy, one observation per row.
+
     Returns:
         The CSV and Markdown paths.
     """
     out = Path(out)
     csv_path, md_path = out / CSV_NAME, out / MARKDOWN_NAME
+    columns = TEACHER_CSV_COLUMNS if _named_teachers(rows) else CSV_COLUMNS
     with atomic_file(csv_path) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(CSV_COLUMNS)
+        writer.writerow(columns)
         for row in rows:
-            writer.writerow(["" if isinstance(v, float) and math.isnan(v) else v
-                             for v in (getattr(row, c) for c in CSV_COLUMNS)])
+            writer.writerow(["" if v is None or isinstance(v, float) and math.isnan(v) else v
+                             for v in (getattr(row, c) for c in columns)])
     with atomic_file(md_path) as tmp:
         tmp.write_text(ablation_markdown(rows, config))
     return csv_path, md_path
 
 
 def ablation_markdown(rows: Sequence[TransferRow], config: ExperimentConfig | None = None) -> str:
-    """The ablation table as Markdown, with what the numbers mean underneath."""
-    lines = ["| transfer | seeds | Dice | HD95 | train time | steps | empty predictions |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    for row in rows:
-        lines.append(f"| {row.transfer} | {row.seeds} | {_pm(row.dice_mean, row.dice_std, 3)} "
-                     f"| {_pm(row.hd95_mean, row.hd95_std, 2)} "
-                     f"| {_duration(row.train_seconds)} | {row.steps} "
-                     f"| {row.empty_predictions} |")
+    """The ablation table as Markdown, with what the numbers mean underneath: a row per
+    transfer, and with named teachers a Dice and an HD95 column per teacher."""
+    teachers = _named_teachers(rows)
+    heads = [f"{metric} ({teacher})" for teacher in teachers for metric in ("Dice", "HD95")]
+    heads = heads or ["Dice", "HD95"]
+    lines = [f"| transfer | seeds | {' | '.join(heads)} | train time | steps | empty predictions |",
+             f"|---|---:|{'---:|' * len(heads)}---:|---:|---:|"]
+    for transfer in dict.fromkeys(row.transfer for row in rows):
+        lines.append(_markdown_row([row for row in rows if row.transfer == transfer], teachers))
     split = config.split if config is not None else "evaluation"
     lines += ["", f"Dice and HD95: mean ± std over seeds of each run's mean over the {split} "
               f"stacks ({rows[0].stacks if rows else 0} per run). HD95 is in x/y voxels (z "
@@ -568,14 +638,43 @@ def ablation_markdown(rows: Sequence[TransferRow], config: ExperimentConfig | No
               "are summed over seeds and scored as Dice 0. Train time: mean wall-clock training "
               "seconds per run, validation included; axes of overlays.png are in spacing "
               "units."]
+    if teachers:
+        lines[-1] += (" scratch uses no teacher: its row repeats the same scratch runs under "
+                      "every teacher, the baseline each teacher's columns compare against. Train "
+                      "time, steps and empty predictions cover a transfer's runs with every "
+                      "teacher.")
     if config is not None:
-        base = config.run_config(config.transfers[0], config.seeds[0])
+        base = config.run_config(*config.jobs()[0])
         lines.append("")
         lines.append(f"Shared settings: data `{base.data}`, size `{base.size}`, crop "
                      f"{base.crop}, batch {base.batch_size}, {base.steps} steps, lr {base.lr:g}, "
-                     f"seeds {config.seeds}, teacher `{config.teacher}`, predict overlap "
+                     f"seeds {config.seeds}, {_teacher_text(config.teacher)}, predict overlap "
                      f"{config.predict['overlap']:g}.")
     return "\n".join(lines) + "\n"
+
+
+def _named_teachers(items: Sequence[RunResult | TransferRow]) -> list[str]:
+    """The teacher names of runs or rows, in their order; empty with a single teacher."""
+    return [name for name in dict.fromkeys(item.teacher for item in items) if name is not None]
+
+
+def _markdown_row(group: Sequence[TransferRow], teachers: Sequence[str]) -> str:
+    """The Markdown row of one transfer from its CSV rows (one per teacher; scratch's single
+    row fills every teacher's columns). Time, steps and empties cover all of its runs."""
+    by_teacher = {row.teacher: row for row in group}
+    shown = [by_teacher.get(teacher, by_teacher.get(None)) for teacher in teachers] or group
+    cells = [f"{_pm(row.dice_mean, row.dice_std, 3)} | {_pm(row.hd95_mean, row.hd95_std, 2)}"
+             for row in shown]
+    seconds = float(np.mean([row.train_seconds for row in group]))
+    return (f"| {group[0].transfer} | {group[0].seeds} | {' | '.join(cells)} "
+            f"| {_duration(seconds)} | {max(row.steps for row in group)} "
+            f"| {sum(row.empty_predictions for row in group)} |")
+
+
+def _teacher_text(teacher: str | dict[str, str] | None) -> str:
+    if isinstance(teacher, dict):
+        return "teachers " + ", ".join(f"{name} `{path}`" for name, path in teacher.items())
+    return f"teacher `{teacher}`"
 
 
 def _pm(mean: float, std: float, decimals: int) -> str:
@@ -596,7 +695,8 @@ def _duration(seconds: float) -> str:
 
 # -- figures --------------------------------------------------------------------------------
 def val_curves_figure(runs: Sequence[RunResult]):
-    """Validation Dice against step, one line per run, one colour per transfer."""
+    """Validation Dice against step, one line per run, one colour per transfer; the line style
+    tells seeds apart, or teachers when the experiment names them."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7, 4.5), layout="constrained")
@@ -604,15 +704,15 @@ def val_curves_figure(runs: Sequence[RunResult]):
         if not run.curve:
             continue
         steps, dice = zip(*run.curve, strict=True)
+        linestyle, label = _line_style(runs, run)
         ax.plot(steps, dice, marker="o", ms=3, color=TRANSFER_COLORS[run.transfer],
-                linestyle=("-", "--", ":", "-.")[_seed_index(runs, run) % 4],
-                label=f"{run.transfer} seed {run.seed}")
+                linestyle=linestyle, label=label)
     ax.set_xlabel("step")
     ax.set_ylabel("validation Dice")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     if any(run.curve for run in runs):
-        ax.legend(fontsize=7, ncol=2)
+        ax.legend(fontsize=7, ncol=2, handlelength=4)  # long enough to show the dashes
     else:
         ax.text(0.5, 0.5, "no validation split: no curves", ha="center",
                 transform=ax.transAxes)
@@ -620,17 +720,33 @@ def val_curves_figure(runs: Sequence[RunResult]):
     return fig
 
 
-def _seed_index(runs: Sequence[RunResult], run: RunResult) -> int:
-    return sorted({r.seed for r in runs}).index(run.seed)
+def _line_style(runs: Sequence[RunResult], run: RunResult) -> tuple[str, str | None]:
+    """Line style and legend label of ``run``'s curve. With named teachers the seeds of a
+    (transfer, teacher) share a style and one legend entry, so that a few dozen runs still make
+    a legend that fits."""
+    teachers = _named_teachers(runs)
+    if not teachers:
+        seeds = sorted({r.seed for r in runs})
+        return (LINE_STYLES[seeds.index(run.seed) % len(LINE_STYLES)],
+                f"{run.transfer} seed {run.seed}")
+    style = LINE_STYLES[teachers.index(run.teacher) % len(LINE_STYLES)] if run.teacher else "-"
+    first = next(r for r in runs if r.curve and (r.transfer, r.teacher) == (run.transfer,
+                                                                            run.teacher))
+    return style, _run_label(run) if first is run else None
+
+
+def _run_label(run: RunResult) -> str:
+    return f"{run.transfer} · {run.teacher}" if run.teacher else run.transfer
 
 
 def overlays_figure(runs: Sequence[RunResult], data: str | os.PathLike, name: str):
     """x-y MIP of stack ``name`` with the gold (SWC lines, or the label outline) and, one panel
-    per transfer, that transfer's predicted mask (its first seed) tinted over it."""
+    per transfer (and teacher), that transfer's predicted mask (its first seed) tinted over it.
+    With named teachers the panels are a row per transfer and a column per teacher, as the
+    columns of ablation.md."""
     import matplotlib.pyplot as plt
 
     from dineuro.data.dataset import open_dataset
-    from dineuro.evaluate import find_predictions, read_prediction
     from dineuro.report import CONTRAST_PERCENTILES, MASK_RGBA
 
     dataset = open_dataset(data)
@@ -639,24 +755,18 @@ def overlays_figure(runs: Sequence[RunResult], data: str | os.PathLike, name: st
     low, high = np.percentile(mip, CONTRAST_PERCENTILES)
     tree = dataset.tree(name)
     gold = None if tree is not None else dataset.label(name, image).max(axis=0)
-    firsts = {}
-    for run in runs:
-        firsts.setdefault(run.transfer, run)
-    panels = [("image + gold", None, None)]
-    for transfer, run in firsts.items():
-        prediction = find_predictions(run.folder / PREDICTIONS).get(name)
-        mask = None if prediction is None else read_prediction(prediction).max(axis=0)
-        score = next((r for r in run.table.rows if r.name == name), None)
-        dice = "" if score is None or score.dice is None else f"  Dice {score.dice:.3f}"
-        panels.append((f"{transfer} (seed {run.seed}){dice}", mask, transfer))
+    grid = _overlay_grid(runs)
     dy, dx = image.spacing[1], image.spacing[2]
     extent = (-0.5 * dx, (mip.shape[1] - 0.5) * dx, (mip.shape[0] - 0.5) * dy, -0.5 * dy)
-    cols = min(len(panels), 3)
-    rows = math.ceil(len(panels) / cols)
+    rows, cols = len(grid), len(grid[0])
     aspect = (mip.shape[0] * dy) / (mip.shape[1] * dx)
     fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 4 * rows * aspect + 0.6),
                              layout="constrained", squeeze=False)
-    for ax, (title, mask, _) in zip(axes.flat, panels, strict=False):
+    for ax, run in zip(axes.flat, [run for row in grid for run in row], strict=True):
+        if run is None:
+            ax.axis("off")
+            continue
+        title, mask = ("image + gold", None) if run is GOLD_PANEL else _run_panel(run, name)
         ax.imshow(mip, cmap="gray", vmin=low, vmax=max(high, low + 1e-6), extent=extent,
                   interpolation="nearest")
         if mask is not None:
@@ -670,11 +780,39 @@ def overlays_figure(runs: Sequence[RunResult], data: str | os.PathLike, name: st
         ax.set_xlabel("x", fontsize=8)
         ax.set_ylabel("y", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
     fig.suptitle(f"{name}: x-y MIP, prediction magenta, gold "
                  f"{'SWC' if tree is not None else 'outline'} yellow", fontsize=10)
     return fig
+
+
+def _run_panel(run: RunResult, name: str) -> tuple[str, np.ndarray | None]:
+    """Title and x-y MIP of the predicted mask (None when missing) of ``run``'s panel."""
+    from dineuro.evaluate import find_predictions, read_prediction
+
+    prediction = find_predictions(run.folder / PREDICTIONS).get(name)
+    mask = None if prediction is None else read_prediction(prediction).max(axis=0)
+    score = next((r for r in run.table.rows if r.name == name), None)
+    dice = "" if score is None or score.dice is None else f"  Dice {score.dice:.3f}"
+    return f"{_run_label(run)} (seed {run.seed}){dice}", mask
+
+
+def _overlay_grid(runs: Sequence[RunResult]) -> list[list[RunResult | str | None]]:
+    """Panels of overlays.png by row, padded with None: :data:`GOLD_PANEL` first, then the first
+    seed's run of each transfer (and teacher); three a row with one teacher, otherwise a row per
+    transfer (scratch beside the gold) so that each teacher has a column."""
+    firsts: dict[tuple[str, str | None], RunResult] = {}
+    for run in runs:
+        firsts.setdefault((run.transfer, run.teacher), run)
+    if not _named_teachers(runs):
+        panels = [GOLD_PANEL, *firsts.values()]
+        grid = [panels[i:i + 3] for i in range(0, len(panels), 3)]
+    else:
+        by_transfer: dict[str, list] = {}
+        for (transfer, _), run in firsts.items():
+            by_transfer.setdefault(transfer, []).append(run)
+        grid = [[GOLD_PANEL, *by_transfer.pop("scratch", [])], *by_transfer.values()]
+    cols = max(len(row) for row in grid)
+    return [row + [None] * (cols - len(row)) for row in grid]
 
 
 def _draw_gold(ax, tree, gold: np.ndarray | None, spacing) -> None:

@@ -113,6 +113,19 @@ def test_write_refuses_a_comment_with_a_line_break(tmp_path):
         write_swc(tmp_path / "out.swc", tree)
 
 
+
+def test_an_empty_tree_is_written_only_when_allowed(tmp_path):
+    empty = SwcTree([], [], np.zeros((0, 3)), [], [], comments=["nothing traced"])
+    with pytest.raises(InputError, match="contains no nodes"):
+        write_swc(tmp_path / "refused.swc", empty)
+    assert list(tmp_path.iterdir()) == []
+    write_swc(tmp_path / "empty.swc", empty, allow_empty=True)
+    assert (tmp_path / "empty.swc").read_text() == "# nothing traced\n"
+    with pytest.raises(InputError, match="line break"):
+        write_swc(tmp_path / "bad.swc", SwcTree([], [], np.zeros((0, 3)), [], [], ["a\nb"]),
+                  allow_empty=True)
+
+
 NODE = "1 1 0 0 0 1 -1\n"
 
 

@@ -265,9 +265,9 @@ def _where(i: int, lines: np.ndarray | None) -> str:
     return "" if lines is None else f" (line {lines[i]})"
 
 
-def _check(tree: SwcTree, path, lines: np.ndarray | None) -> None:
+def _check(tree: SwcTree, path, lines: np.ndarray | None, allow_empty: bool = False) -> None:
     """:func:`validate_swc`, naming the file line of the offending node when it is known."""
-    if len(tree) == 0:
+    if len(tree) == 0 and not allow_empty:
         raise InputError("contains no nodes.", path)
     for i, comment in enumerate(tree.comments):
         if "\n" in comment or "\r" in comment:
@@ -409,7 +409,7 @@ def _format_decimals(values: np.ndarray) -> list[str]:
     return out
 
 
-def write_swc(path: str | os.PathLike, tree: SwcTree) -> Path:
+def write_swc(path: str | os.PathLike, tree: SwcTree, *, allow_empty: bool = False) -> Path:
     """Write ``tree`` to a new SWC file, atomically.
 
     Comments come first as ``# ...`` lines, then one node per line in the tree's order.
@@ -419,6 +419,9 @@ def write_swc(path: str | os.PathLike, tree: SwcTree) -> Path:
     Args:
         path: the output file; must not exist yet.
         tree: the tree; validated first with :func:`validate_swc`.
+        allow_empty: write a tree without nodes as a file of comments only (what a tracer
+            writes for a stack with nothing in it, so that a batch does not stop), instead of
+            refusing it. :func:`read_swc` refuses such a file.
 
     Returns:
         ``path`` as a Path.
@@ -427,7 +430,7 @@ def write_swc(path: str | os.PathLike, tree: SwcTree) -> Path:
         InputError: the path exists or the tree is invalid.
     """
     path = refuse_existing(path)
-    validate_swc(tree, path)
+    _check(tree, path, None, allow_empty)
     x, y, z, r = (_format_decimals(column) for column in (*tree.xyz.T, tree.radius))
     body = [" ".join(row) for row in zip(map(str, tree.ids.tolist()),
                                           map(str, tree.types.tolist()), x, y, z, r,

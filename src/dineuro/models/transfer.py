@@ -26,16 +26,15 @@ kernel resized bicubically, scaled and shifted so its response to a constant ima
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from dineuro.models.teacher import resize_patch_kernel
 from dineuro.models.tubular import DeformableTubularPatchEmbed3d, TubularPatchEmbed3d
+from dineuro.models.vit2d import resize_pos_embed_2d
 from dineuro.models.vit3d import PatchEmbed3d, VisionTransformer3d
 
 TeacherState = Mapping[str, torch.Tensor]
@@ -89,16 +88,8 @@ def resize_pos_embed(pos_embed: torch.Tensor, grid: Sequence[int]) -> torch.Tens
     The CLS entry is dropped, the G x G grid resized bicubically (align_corners=False) to (H, W)
     and repeated over the Z token planes (z-major token order).
     """
-    n_patches, dim = pos_embed.shape[1] - 1, pos_embed.shape[2]
-    side = math.isqrt(n_patches)
-    if side * side != n_patches:
-        raise ValueError(f"teacher pos_embed should hold 1 + G*G entries, got {n_patches + 1}.")
     z, h, w = grid
-    plane = pos_embed[0, 1:].detach().to(torch.float32).reshape(side, side, dim)
-    plane = plane.permute(2, 0, 1)[None]
-    if (h, w) != (side, side):
-        plane = F.interpolate(plane, size=(h, w), mode="bicubic", align_corners=False)
-    plane = plane[0].permute(1, 2, 0).reshape(1, h * w, dim)
+    plane = resize_pos_embed_2d(pos_embed.detach().to(torch.float32), (h, w))[:, 1:]
     return plane.repeat(1, z, 1)
 
 

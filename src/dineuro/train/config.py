@@ -57,7 +57,7 @@ class AugmentConfig:
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
-            _checked(f"augment.{f.name}", getattr(self, f.name), bool)
+            checked_value(f"augment.{f.name}", getattr(self, f.name), bool)
 
     def to_dict(self) -> dict[str, bool]:
         return dataclasses.asdict(self)
@@ -129,37 +129,37 @@ class TrainConfig:
     threads: int | None = None
 
     def __post_init__(self):
-        for name, hint in _hints(type(self)).items():
-            object.__setattr__(self, name, _checked(name, getattr(self, name), hint))
+        for name, hint in field_types(type(self)).items():
+            object.__setattr__(self, name, checked_value(name, getattr(self, name), hint))
         if self.crop is not None:
             crop = [self.crop] * 3 if isinstance(self.crop, int) else list(self.crop)
             if len(crop) != 3 or min(crop) < 1:
                 raise InputError(f"config key 'crop' should be one positive int or three "
                                  f"(z, y, x), got {self.crop}.")
             object.__setattr__(self, "crop", crop)
-        _require(self.batch_size >= 1, "batch_size", "should be at least 1", self.batch_size)
-        _require(self.steps >= 1, "steps", "should be at least 1", self.steps)
-        _require(self.lr > 0 and math.isfinite(self.lr), "lr", "should be positive", self.lr)
-        _require(self.weight_decay >= 0, "weight_decay", "should be >= 0", self.weight_decay)
-        _require(self.warmup_steps >= 0, "warmup_steps", "should be >= 0", self.warmup_steps)
-        _require(self.schedule in SCHEDULES, "schedule", f"should be one of {list(SCHEDULES)}",
+        require(self.batch_size >= 1, "batch_size", "should be at least 1", self.batch_size)
+        require(self.steps >= 1, "steps", "should be at least 1", self.steps)
+        require(self.lr > 0 and math.isfinite(self.lr), "lr", "should be positive", self.lr)
+        require(self.weight_decay >= 0, "weight_decay", "should be >= 0", self.weight_decay)
+        require(self.warmup_steps >= 0, "warmup_steps", "should be >= 0", self.warmup_steps)
+        require(self.schedule in SCHEDULES, "schedule", f"should be one of {list(SCHEDULES)}",
                  self.schedule)
-        _require(self.poly_power > 0, "poly_power", "should be positive", self.poly_power)
-        _require(self.grad_clip is None or self.grad_clip >= 0, "grad_clip",
+        require(self.poly_power > 0, "poly_power", "should be positive", self.poly_power)
+        require(self.grad_clip is None or self.grad_clip >= 0, "grad_clip",
                  "should be >= 0 (0 or null disables clipping)", self.grad_clip)
-        _require(self.amp in AMP_MODES, "amp", f"should be one of {list(AMP_MODES)}", self.amp)
-        _require(self.val_every >= 1, "val_every", "should be at least 1", self.val_every)
-        _require(0 <= self.val_overlap < 1, "val_overlap", "should be in [0, 1)",
+        require(self.amp in AMP_MODES, "amp", f"should be one of {list(AMP_MODES)}", self.amp)
+        require(self.val_every >= 1, "val_every", "should be at least 1", self.val_every)
+        require(0 <= self.val_overlap < 1, "val_overlap", "should be in [0, 1)",
                  self.val_overlap)
-        _require(0 <= self.foreground_prob <= 1, "foreground_prob", "should be in [0, 1]",
+        require(0 <= self.foreground_prob <= 1, "foreground_prob", "should be in [0, 1]",
                  self.foreground_prob)
-        _require(self.seed >= 0, "seed", "should be >= 0", self.seed)
-        _require(DEVICE_PATTERN.fullmatch(self.device) is not None, "device",
+        require(self.seed >= 0, "seed", "should be >= 0", self.seed)
+        require(DEVICE_PATTERN.fullmatch(self.device) is not None, "device",
                  'should be "auto", "cpu", "cuda" or "cuda:N"', self.device)
-        _require(self.threads is None or self.threads >= 1, "threads", "should be >= 1 or null",
+        require(self.threads is None or self.threads >= 1, "threads", "should be >= 1 or null",
                  self.threads)
-        _require(bool(self.data), "data", "should name the dataset folder", self.data)
-        _require(bool(self.out), "out", "should name the run folder", self.out)
+        require(bool(self.data), "data", "should name the dataset folder", self.data)
+        require(bool(self.out), "out", "should name the run folder", self.out)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON/checkpoint friendly); :meth:`from_dict` inverts it."""
@@ -302,11 +302,12 @@ def _section(value, name: str) -> dict:
     return dict(value)
 
 
-def _hints(cls) -> dict[str, Any]:
+def field_types(cls) -> dict[str, Any]:
+    """Field name -> resolved annotation of a config dataclass."""
     return typing.get_type_hints(cls)
 
 
-def _checked(name: str, value, hint):
+def checked_value(name: str, value, hint):
     """``value`` checked (and where lossless converted) against the annotation ``hint``.
 
     Handles the annotations TrainConfig uses: bool, int, float, str, dict, list[int], the two
@@ -382,6 +383,7 @@ def _type_name(kind) -> str:
     return getattr(kind, "__name__", str(kind))
 
 
-def _require(ok: bool, name: str, what: str, value) -> None:
+def require(ok: bool, name: str, what: str, value) -> None:
+    """Raise "config key NAME WHAT, got VALUE." unless ``ok``."""
     if not ok:
         raise InputError(f"config key {name!r} {what}, got {value!r}.")

@@ -1,0 +1,236 @@
+"""How good are dineuro's reconstructions? Traces of four inputs against the gold SWCs.
+
+On the test stacks of a dataset (``dineuro synth --preset bench``), each method's tree is compared
+with the gold ``swc/NAME.swc`` as ``dineuro evaluate`` does
+(:func:`dineuro.evaluate_swc.compare_in_x_voxels`: x voxels, z scaled by the spacing ratio,
+threshold 2), and the table gives ESA, DSA, PDS, length precision, recall and F1 as mean ± std
+over the stacks, and seconds per stack:
+
+- **gold mask, traced**: :func:`dineuro.trace.trace` of ``labels/NAME.tif``, the tracer's
+  ceiling (what is lost in centre lines, pruning and resampling alone);
+- **model map, traced**: the tracer on ``NAME_prob.tif`` as ``dineuro run`` does it (read as a
+  probability map); its time is tracing only, and with ``--model`` (predict first with
+  :func:`dineuro.predict.predict_stack`) the note adds predict + trace;
+- **raw image, traced**: the tracer on the stack itself, percentile-normalised to [0, 1] and
+  read as a probability: what the segmentation network buys;
+- **Rivulet2** on the raw image at its Otsu threshold (as its ``rtrace`` does for a negative
+  threshold), when ``rivuletpy`` imports; otherwise the row says why it did not run.
+
+Every tracer call uses :func:`dineuro.trace.trace`'s defaults. A stack whose trace is empty or
+refused (e.g. a map that is mostly foreground) counts as recall and F1 0 and has no distances, as
+an empty trace in ``dineuro evaluate``; the note counts them. Times are wall-clock on whatever
+else the machine runs; compare rows, not machines.
+
+Usage::
+
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/trace_vs_peers.py /tmp/bench_data \\
+        --pred /tmp/bench_pred --out benchmarks/trace_vs_peers.md
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/trace_vs_peers.py /tmp/bench_data \\
+        --model /tmp/runs/bench_tiny/best.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+
+from dineuro.data.dataset import open_dataset
+from dineuro.data.normalize import percentile_normalize
+from dineuro.errors import InputError
+from dineuro.evaluate import PROB_SUFFIX
+from dineuro.evaluate_swc import DEFAULT_SWC_THRESHOLD, compare_in_x_voxels
+from dineuro.io import SwcTree, Volume, read_volume
+from dineuro.trace import EmptyTraceWarning, trace
+
+METRICS = ("esa", "dsa", "pds", "precision", "recall", "f1")
+# Scores an empty or refused trace still has: nothing of the gold is matched.
+NOTHING_MATCHED = ("recall", "f1")
+# Why rivuletpy does not install on this project's Python (checked with pip for 0.3.0, the
+# latest release): the row quotes it next to the import error.
+RIVULET_PACKAGING = ("rivuletpy 0.3.0 requires Python < 3.11, numpy < 2 and scikit-image < 0.19, "
+                     "and is published as an sdist only, whose msfm C extension must be compiled")
+
+
+@dataclass
+class MethodResult:
+    """Per-stack scores and seconds of one method; None scores for empty or refused traces."""
+
+    label: str
+    scores: list[dict[str, float] | None] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)  # "NAME: why", for the note
+    extra_note: str = ""
+    not_run: str = ""
+
+
+def trace_quietly(prob: np.ndarray, spacing, **options) -> SwcTree:
+    """:func:`trace`, with an empty result reported by its tree rather than a warning."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmptyTraceWarning)
+        return trace(prob, spacing, **options)
+
+
+def trace_raw_image(image: np.ndarray, spacing) -> SwcTree:
+    """The tracer on a raw stack, percentile-normalised to [0, 1] and read as probabilities."""
+    return trace_quietly(percentile_normalize(image), spacing, kind="probability")
+
+
+def rivulet_trace(image: np.ndarray) -> SwcTree:
+    """Rivulet2 (``rivuletpy.trace.R2Tracer``) on a raw (z, y, x) stack at its Otsu threshold.
+
+    R2Tracer's nodes are rows (id, type, three coordinates in the input's axis order, radius,
+    parent); the coordinates are reversed to SWC (x, y, z), and the parents of pieces it could
+    not connect (negative, not -1) become roots. ``clean`` drops pieces unconnected to the soma,
+    as dineuro's tracer does by default.
+    """
+    from rivuletpy.trace import R2Tracer
+    from skimage.filters import threshold_otsu
+
+    swc, _ = R2Tracer(quality=False, silent=True, clean=True).trace(
+        image, float(threshold_otsu(image)))
+    rows = np.asarray(swc.get_array(), dtype=np.float64)
+    parents = np.where(rows[:, 6] < 0, -1, rows[:, 6])
+    return SwcTree(rows[:, 0], np.full(len(rows), 3), rows[:, 4:1:-1], rows[:, 5], parents)
+
+
+def rivulet_unavailable() -> str:
+    """Why Rivulet2 cannot run here, or "" when ``rivuletpy`` imports."""
+    try:
+        import rivuletpy.trace  # noqa: F401
+    except ImportError as exc:
+        return f"not run: {exc}; {RIVULET_PACKAGING}"
+    return ""
+
+
+def score(result: MethodResult, name: str, make_tree: Callable[[], SwcTree], gold: SwcTree,
+          spacing, threshold: float) -> None:
+    """Time ``make_tree`` and append its scores against ``gold`` (None if empty or refused)."""
+    start = time.perf_counter()
+    try:
+        tree = make_tree()
+    except InputError as exc:
+        tree, why = None, f"{name}: {exc}"
+    else:
+        why = f"{name}: empty trace" if len(tree) == 0 else ""
+    result.seconds.append(time.perf_counter() - start)
+    if why:
+        result.failures.append(why)
+        result.scores.append(None)
+        return
+    distance = compare_in_x_voxels(tree, gold, spacing, threshold)
+    result.scores.append({metric: getattr(distance, metric) for metric in METRICS})
+
+
+def mean_std(result: MethodResult, metric: str) -> str:
+    values = [s[metric] for s in result.scores if s is not None]
+    if metric in NOTHING_MATCHED:
+        values += [0.0] * sum(s is None for s in result.scores)
+    if not values:
+        return "n/a"
+    decimals = 2 if metric in ("esa", "dsa") else 3
+    return f"{np.mean(values):.{decimals}f} ± {np.std(values):.{decimals}f}"
+
+
+def markdown(results: list[MethodResult], header: str) -> str:
+    lines = [header, "",
+             "| method | ESA | DSA | PDS | precision | recall | F1 | s / stack | note |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    for result in results:
+        if result.not_run:
+            lines.append(f"| {result.label} |" + " |" * 7 + f" {result.not_run} |")
+            continue
+        notes = [result.extra_note] if result.extra_note else []
+        if result.failures:
+            notes.append(f"{len(result.failures)} empty or refused ({'; '.join(result.failures)})")
+        cells = [result.label, *(mean_std(result, m) for m in METRICS),
+                 f"{np.mean(result.seconds):.2f}", ", ".join(notes)]
+        lines.append("| " + " | ".join(c.replace("|", r"\|") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def predict_all(model: Path, dataset, names: list[str], out_dir: Path, device: str
+                ) -> dict[str, float]:
+    """Predict each stack into ``out_dir`` as ``dineuro predict`` does; seconds per name."""
+    from dineuro.checkpoint import load_model
+    from dineuro.data.normalize import NormalizationConfig
+    from dineuro.predict import predict_stack
+
+    network, meta = load_model(model, device)
+    norm = NormalizationConfig.from_dict(meta["normalization"])
+    seconds = {}
+    for name in names:
+        start = time.perf_counter()
+        predict_stack(network, dataset.images[name], out_dir, meta["model_config"]["crop"], norm,
+                      device=device)
+        seconds[name] = time.perf_counter() - start
+    return seconds
+
+
+def run(data: Path, pred: Path | None, model: Path | None, split: str, threshold: float,
+        device: str) -> str:
+    dataset = open_dataset(data)
+    names = dataset.split()[split]
+    with tempfile.TemporaryDirectory() as scratch:
+        predict_seconds = {}
+        if model is not None:
+            pred = Path(scratch)
+            predict_seconds = predict_all(model, dataset, names, pred, device)
+        results = [MethodResult("gold mask, traced"), MethodResult("model map, traced"),
+                   MethodResult("raw image (percentile-normalised), traced"),
+                   MethodResult("Rivulet2 on the raw image (Otsu threshold)")]
+        gold_mask, model_map, raw, rivulet = results
+        rivulet.not_run = rivulet_unavailable()
+        for name in names:
+            image: Volume = dataset.image(name)
+            gold = dataset.tree(name)
+            if gold is None:
+                raise InputError(f"has no gold SWC for {name}.", data)
+            spacing = image.spacing
+            label = dataset.label(name, image)
+            prob = read_volume(pred / f"{name}{PROB_SUFFIX}").array
+            methods = [(gold_mask, partial(trace_quietly, label, spacing, kind="mask")),
+                       (model_map, partial(trace_quietly, prob, spacing, kind="probability")),
+                       (raw, partial(trace_raw_image, image.array, spacing))]
+            if not rivulet.not_run:
+                methods.append((rivulet, partial(rivulet_trace, image.array)))
+            for result, make_tree in methods:
+                score(result, name, make_tree, gold, spacing, threshold)
+        if predict_seconds:
+            total = np.mean([predict_seconds[n] for n in names]) + np.mean(model_map.seconds)
+            model_map.extra_note = f"predict + trace {total:.2f} s / stack ({model.name})"
+        else:
+            model_map.extra_note = f"maps from {pred}"
+    header = (f"{len(names)} {split} stacks of {data}; scores against swc/NAME.swc in x voxels "
+              f"(z scaled by the spacing ratio), threshold {threshold:g}; mean ± std over "
+              f"stacks; empty or refused traces count as recall and F1 0.")
+    return markdown(results, header)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="dataset folder with swc/ and split.json")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--pred", type=Path, help="folder of NAME_prob.tif maps")
+    source.add_argument("--model", type=Path, help="checkpoint to predict the maps with first")
+    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
+    parser.add_argument("--threshold", type=float, default=DEFAULT_SWC_THRESHOLD,
+                        help="distance in x voxels (default %(default)s)")
+    parser.add_argument("--device", default="cpu", help="for --model (default %(default)s)")
+    parser.add_argument("--out", type=Path, help="also write the Markdown table here")
+    args = parser.parse_args()
+    table = run(args.data, args.pred, args.model, args.split, args.threshold, args.device)
+    print(table)
+    if args.out is not None:
+        args.out.write_text(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Reconstruction scores in evaluate: traced NAME.swc against gold SWCs, in tables and the CLI."""
+
+import csv
+
+import numpy as np
+import pytest
+from test_cli import invoke
+
+from dineuro.data.dataset import write_sample
+from dineuro.errors import InputError
+from dineuro.evaluate import evaluate_folder, markdown_table, write_tables
+from dineuro.evaluate_swc import read_trace
+from dineuro.io import SwcTree, Volume, write_swc, write_volume
+
+SHAPE, SPACING = (10, 16, 18), (2.0, 1.0, 1.0)
+BOX = (slice(4, 7), slice(6, 11), slice(2, 16))  # 3 * 5 * 14 = 210 voxels
+
+
+def line(dy=0.0, dz=0.0):
+    """A straight neurite along x from x = 3 to 14, moved by dy, dz voxels."""
+    return SwcTree([1, 2], [1, 3], [[3, 8 + dy, 5 + dz], [14, 8 + dy, 5 + dz]], [1.5, 1.5],
+                   [-1, 1])
+
+
+def box_mask():
+    mask = np.zeros(SHAPE, np.uint8)
+    mask[BOX] = 1
+    return mask
+
+
+def no_nodes():
+    """What the tracer returns for a map with nothing above its threshold."""
+    return SwcTree([], [], np.zeros((0, 3)), [], [], ["nothing above the high threshold"])
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    gold, pred = tmp_path_factory.mktemp("gold"), tmp_path_factory.mktemp("pred")
+    image = Volume(np.zeros(SHAPE, np.uint16), SPACING)
+    traces = {"same": line(), "shifted_y": line(dy=1.5), "shifted_z": line(dz=1.5),
+              "empty": no_nodes(), "no_gold_swc": line()}
+    for name in (*traces, "untraced"):
+        write_sample(gold, name, image, box_mask(), None if name == "no_gold_swc" else line())
+        write_volume(pred / f"{name}_mask.tif", box_mask())
+    for name, tree in traces.items():
+        write_swc(pred / f"{name}.swc", tree, allow_empty=True)
+    return pred, gold
+
+
+@pytest.fixture(scope="module")
+def table(folders):
+    return evaluate_folder(*folders)
+
+
+def traces_by_name(table):
+    return {row.name: row.trace for row in table.rows}
+
+
+def test_a_gold_swc_against_itself_scores_perfectly(table):
+    same = traces_by_name(table)["same"]
+    assert same.trace == "same.swc"
+    assert (same.esa, same.dsa, same.pds, same.precision, same.recall, same.f1) == (
+        0.0, 0.0, 0.0, 1.0, 1.0, 1.0)
+    assert ("| same | same_mask.tif | 1.000 | 0.00 | 1.000 | 1.000 | 210 | 210 | 0.00 | 0.00 "
+            "| 0.000 | 1.000 |  |") in markdown_table(table)
+
+
+def test_a_parallel_shift_gives_esa_equal_to_the_shift_in_x_voxels(folders, table):
+    traces = traces_by_name(table)
+    # Every point of either line is exactly the shift away from the other line.
+    assert traces["shifted_y"].esa == pytest.approx(1.5)
+    assert (traces["shifted_y"].pds, traces["shifted_y"].f1) == (0.0, 1.0)  # 1.5 < 2
+    # 1.5 z voxels of spacing 2 are 3 x voxels: apart everywhere.
+    shifted_z = traces["shifted_z"]
+    assert (shifted_z.esa, shifted_z.dsa) == pytest.approx((3.0, 3.0))
+    assert (shifted_z.pds, shifted_z.f1) == (1.0, 0.0)
+    tighter = traces_by_name(evaluate_folder(*folders, swc_threshold=1.0))
+    assert (tighter["shifted_y"].pds, tighter["shifted_y"].f1) == (1.0, 0.0)
+
+
+def test_missing_and_empty_traces_are_listed(table):
+    traces = traces_by_name(table)
+    assert list(traces) == ["empty", "no_gold_swc", "same", "shifted_y", "shifted_z",
+                            "untraced"]
+    assert (traces["untraced"].note, traces["untraced"].trace, traces["untraced"].f1) == (
+        "no trace", "", None)
+    assert (traces["no_gold_swc"].note, traces["no_gold_swc"].esa) == ("no gold SWC", None)
+    empty = traces["empty"]
+    assert (empty.note, empty.recall, empty.f1, empty.esa, empty.precision) == (
+        "empty trace", 0.0, 0.0, None, None)
+    markdown = markdown_table(table)
+    assert "| untraced | untraced_mask.tif | 1.000 | 0.00 | 1.000 | 1.000 | 210 | 210 " \
+           "|  |  |  |  | no trace |" in markdown
+    assert "|  |  |  | 0.000 | empty trace |" in markdown
+
+
+def test_summary_and_tables(table, tmp_path):
+    summary = table.summary().traces
+    assert (summary.n_scored, summary.n_missing, summary.n_empty) == (4, 2, 1)
+    assert summary.f1 == pytest.approx((0.5, 0.5))  # 1, 1, 0 and the empty trace's 0
+    assert summary.esa == pytest.approx((1.5, np.std([0.0, 1.5, 3.0])))  # without the empty
+    markdown = markdown_table(table)
+    assert "| ESA | DSA | PDS | F1 | note |" in markdown
+    total = next(row for row in markdown.splitlines() if "**mean ± std**" in row)
+    assert "| 1.50 ± 1.22 |" in total and "| 0.500 ± 0.500 |" in total
+    assert "1 empty trace(s), 2 without SWC score" in total
+    assert "at least 2 from" in markdown and "4 stacks with both SWCs" in markdown
+
+    csv_path, _ = write_tables(table, tmp_path)
+    with open(csv_path, newline="") as f:
+        read = {row["name"]: row for row in csv.DictReader(f)}
+    assert list(read["same"])[-8:] == ["trace", "esa", "dsa", "pds", "swc_precision",
+                                       "swc_recall", "swc_f1", "note"]
+    assert float(read["shifted_y"]["esa"]) == pytest.approx(1.5)
+    assert (read["same"]["swc_f1"], read["same"]["trace"]) == ("1.0", "same.swc")
+    assert (read["empty"]["esa"], read["empty"]["swc_recall"]) == ("", "0.0")
+    assert (read["untraced"]["esa"], read["untraced"]["note"]) == ("", "no trace")
+
+
+def test_without_traces_the_table_has_no_swc_columns(folders, tmp_path):
+    pred, gold = folders
+    write_volume(tmp_path / "same_mask.tif", box_mask())
+    table = evaluate_folder(tmp_path, gold)
+    assert table.swc_threshold is None and table.summary().traces is None
+    assert all(row.trace is None for row in table.rows)
+    assert "ESA" not in markdown_table(table)
+
+
+def test_a_plain_gold_folder_takes_the_swc_beside_the_mask(tmp_path):
+    write_volume(tmp_path / "gold" / "a.tif", box_mask(), SPACING)
+    write_swc(tmp_path / "gold" / "a.swc", line())
+    write_volume(tmp_path / "pred" / "a_mask.tif", box_mask())
+    write_swc(tmp_path / "pred" / "a.swc", line(dy=1.0))
+    (row,) = evaluate_folder(tmp_path / "pred", tmp_path / "gold").rows
+    assert row.trace.esa == pytest.approx(1.0)
+
+
+def test_bad_swc_input_is_refused(folders, tmp_path):
+    with pytest.raises(InputError, match="swc_threshold"):
+        evaluate_folder(*folders, swc_threshold=0.0)
+    write_volume(tmp_path / "same_mask.tif", box_mask())
+    (tmp_path / "same.swc").write_text("1 1 0 0 0 1\n")
+    with pytest.raises(InputError, match="same.swc"):
+        evaluate_folder(tmp_path, folders[1])
+
+
+def test_read_trace_takes_a_comment_only_file_as_empty(tmp_path):
+    (tmp_path / "empty.swc").write_text("# traced from a_prob.tif\n\n# spacing\n")
+    assert read_trace(tmp_path / "empty.swc") is None
+    write_swc(tmp_path / "a.swc", line())
+    assert len(read_trace(tmp_path / "a.swc")) == 2
+
+
+def test_cli_evaluate_shows_reconstruction_scores(folders, tmp_path):
+    pred, gold = folders
+    result = invoke("evaluate", pred, gold, "-o", tmp_path, "--swc-threshold", "1")
+    assert result.code == 0, result.err
+    header = next(line for line in result.out.splitlines() if line.startswith("| stack"))
+    assert header.endswith("| ESA | DSA | PDS | F1 | note |")
+    assert "empty trace" in result.out and "no trace" in result.out
+    assert "at least 1 from" in (tmp_path / "metrics.md").read_text()
+    bad = invoke("evaluate", pred, gold, "-o", tmp_path / "bad", "--swc-threshold", "-1")
+    assert bad.code == 2 and "swc_threshold" in bad.err
