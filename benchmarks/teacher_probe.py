@@ -7,7 +7,8 @@ fragments of other neurons and haze are the hard negatives). Train-split patches
 memory bank, test-split patches are the queries; each query takes the weighted vote of its
 k nearest bank features by cosine similarity (DINO's k-NN: weights exp(sim / 0.07)).
 
-Features: the CLS token of each teacher given with ``--teacher NAME=PATH``, a randomly
+Features: the CLS token of each teacher given with ``--teacher NAME=PATH`` (its input
+normalised as in its training: the ``crop_norm`` of ``PATH.yaml``, else ImageNet's), a randomly
 initialised ViT of the same size as the first teacher (the reference the issue asks for), and
 the raw normalised pixels (how hard the task is without any network). Prints a Markdown table
 of accuracy with a bootstrap standard error over queries.
@@ -21,10 +22,12 @@ Usage::
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+import yaml
 from scipy import ndimage
 
 from dineuro.data.dataset import open_dataset
@@ -59,13 +62,28 @@ def patches_of(dataset, names, size: int, per_class: int, rng) -> tuple[np.ndarr
     return np.stack(images), np.asarray(labels)
 
 
+def crop_norm_of(path: str) -> str:
+    """How the teacher's training normalised its input: the ``crop_norm`` in the ``.yaml``
+    that ``dineuro pretrain2d`` writes beside it, else the official ImageNet statistics."""
+    record = Path(path).with_suffix(".yaml")
+    if record.exists():
+        return yaml.safe_load(record.read_text())["config"].get("crop_norm", "imagenet")
+    return "imagenet"
+
+
 @torch.no_grad()
-def cls_features(vit: VisionTransformer2d, patches: np.ndarray, batch: int = 64) -> np.ndarray:
+def cls_features(vit: VisionTransformer2d, patches: np.ndarray, crop_norm: str,
+                 batch: int = 64) -> np.ndarray:
     vit.eval()
     out = []
     for start in range(0, len(patches), batch):
         grey = torch.from_numpy(patches[start:start + batch])[:, None].expand(-1, 3, -1, -1)
-        out.append(vit((grey - IMAGENET_MEAN) / IMAGENET_STD)[:, 0])
+        if crop_norm == "standardize":
+            mean = grey.mean(dim=(1, 2, 3), keepdim=True)
+            grey = (grey - mean) / (grey.std(dim=(1, 2, 3), keepdim=True) + 1e-6)
+        else:
+            grey = (grey - IMAGENET_MEAN) / IMAGENET_STD
+        out.append(vit(grey)[:, 0])
     return torch.cat(out).numpy()
 
 
@@ -111,19 +129,20 @@ def main() -> None:
     query, query_y = patches_of(dataset, split["test"], args.size, args.per_class, rng)
 
     features = {"raw pixels (mean-centred)": (centred_pixels(bank), centred_pixels(query))}
-    teachers = [(name, load_teacher(path, num_heads=args.num_heads)) for name, path in
-                (item.split("=", 1) for item in args.teacher)]
+    teachers = [(name, load_teacher(path, num_heads=args.num_heads), crop_norm_of(path))
+                for name, path in (item.split("=", 1) for item in args.teacher)]
     if teachers:
-        first = teachers[0][1]
+        _, first, first_norm = teachers[0]
         torch.manual_seed(args.seed)
         random_vit = VisionTransformer2d(img_size=first.grid * first.patch_size,
                                          patch_size=first.patch_size, embed_dim=first.embed_dim,
                                          depth=first.depth, num_heads=first.num_heads)
-        features[f"random init ({first.embed_dim}-wide, depth {first.depth})"] = (
-            cls_features(random_vit, bank), cls_features(random_vit, query))
-    for name, teacher in teachers:
+        features[f"random init ({first.embed_dim}-wide, depth {first.depth}, {first_norm})"] = (
+            cls_features(random_vit, bank, first_norm), cls_features(random_vit, query, first_norm))
+    for name, teacher, crop_norm in teachers:
         vit = teacher.to_vit2d()
-        features[f"teacher {name}"] = (cls_features(vit, bank), cls_features(vit, query))
+        features[f"teacher {name} ({crop_norm})"] = (cls_features(vit, bank, crop_norm),
+                                                     cls_features(vit, query, crop_norm))
 
     print(f"k-NN (k={args.k}) neurite vs background, {args.size} px z-MIP patches: "
           f"{len(bank)} train-split bank ({bank_y.mean():.0%} neurite), {len(query)} "

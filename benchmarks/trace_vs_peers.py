@@ -1,10 +1,11 @@
 """How good are dineuro's reconstructions? Traces of four inputs against the gold SWCs.
 
 On the test stacks of a dataset (``dineuro synth --preset bench``), each method's tree is compared
-with the gold ``swc/NAME.swc`` as ``dineuro evaluate`` does
-(:func:`dineuro.evaluate_swc.compare_in_x_voxels`: x voxels, z scaled by the spacing ratio,
-threshold 2), and the table gives ESA, DSA, PDS, length precision, recall and F1 as mean ± std
-over the stacks, and seconds per stack:
+with the gold ``swc/NAME.swc`` as ``dineuro evaluate`` and ``dineuro compare`` do
+(:func:`dineuro.neuron_distance.compare_trees`: raw SWC units, i.e. voxels with z not scaled, as
+Vaa3D's neuron_distance, so that the numbers compare with published ones; threshold 2), and the
+table gives ESA, DSA, PDS, length precision, recall and F1 as mean ± std over the stacks, and
+seconds per stack:
 
 - **gold mask, traced**: :func:`dineuro.trace.trace` of ``labels/NAME.tif``, the tracer's
   ceiling (what is lost in centre lines, pruning and resampling alone);
@@ -23,10 +24,10 @@ else the machine runs; compare rows, not machines.
 
 Usage::
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/trace_vs_peers.py /tmp/bench_data \\
-        --pred /tmp/bench_pred --out benchmarks/trace_vs_peers.md
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/trace_vs_peers.py /tmp/bench_data \\
-        --model /tmp/runs/bench_tiny/best.pt
+    python benchmarks/trace_vs_peers.py data/bench \\
+        --pred predictions --out trace_vs_peers.md
+    python benchmarks/trace_vs_peers.py data/bench \\
+        --model runs/bench_tiny/best.pt
 """
 
 from __future__ import annotations
@@ -46,8 +47,9 @@ from dineuro.data.dataset import open_dataset
 from dineuro.data.normalize import percentile_normalize
 from dineuro.errors import InputError
 from dineuro.evaluate import PROB_SUFFIX
-from dineuro.evaluate_swc import DEFAULT_SWC_THRESHOLD, compare_in_x_voxels
-from dineuro.io import SwcTree, Volume, read_volume
+from dineuro.evaluate_swc import DEFAULT_SWC_THRESHOLD
+from dineuro.io import SwcTree, read_volume
+from dineuro.neuron_distance import compare_trees
 from dineuro.trace import EmptyTraceWarning, trace
 
 METRICS = ("esa", "dsa", "pds", "precision", "recall", "f1")
@@ -111,7 +113,7 @@ def rivulet_unavailable() -> str:
 
 
 def score(result: MethodResult, name: str, make_tree: Callable[[], SwcTree], gold: SwcTree,
-          spacing, threshold: float) -> None:
+          threshold: float) -> None:
     """Time ``make_tree`` and append its scores against ``gold`` (None if empty or refused)."""
     start = time.perf_counter()
     try:
@@ -125,7 +127,7 @@ def score(result: MethodResult, name: str, make_tree: Callable[[], SwcTree], gol
         result.failures.append(why)
         result.scores.append(None)
         return
-    distance = compare_in_x_voxels(tree, gold, spacing, threshold)
+    distance = compare_trees(tree, gold, threshold)
     result.scores.append({metric: getattr(distance, metric) for metric in METRICS})
 
 
@@ -189,7 +191,7 @@ def run(data: Path, pred: Path | None, model: Path | None, split: str, threshold
         gold_mask, model_map, raw, rivulet = results
         rivulet.not_run = rivulet_unavailable()
         for name in names:
-            image: Volume = dataset.image(name)
+            image = dataset.image(name)
             gold = dataset.tree(name)
             if gold is None:
                 raise InputError(f"has no gold SWC for {name}.", data)
@@ -202,14 +204,14 @@ def run(data: Path, pred: Path | None, model: Path | None, split: str, threshold
             if not rivulet.not_run:
                 methods.append((rivulet, partial(rivulet_trace, image.array)))
             for result, make_tree in methods:
-                score(result, name, make_tree, gold, spacing, threshold)
+                score(result, name, make_tree, gold, threshold)
         if predict_seconds:
             total = np.mean([predict_seconds[n] for n in names]) + np.mean(model_map.seconds)
             model_map.extra_note = f"predict + trace {total:.2f} s / stack ({model.name})"
         else:
             model_map.extra_note = f"maps from {pred}"
-    header = (f"{len(names)} {split} stacks of {data}; scores against swc/NAME.swc in x voxels "
-              f"(z scaled by the spacing ratio), threshold {threshold:g}; mean ± std over "
+    header = (f"{len(names)} {split} stacks of {data}; scores against swc/NAME.swc in SWC units "
+              f"(voxels), as Vaa3D's neuron_distance, threshold {threshold:g}; mean ± std over "
               f"stacks; empty or refused traces count as recall and F1 0.")
     return markdown(results, header)
 
@@ -222,7 +224,7 @@ def main() -> None:
     source.add_argument("--model", type=Path, help="checkpoint to predict the maps with first")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--threshold", type=float, default=DEFAULT_SWC_THRESHOLD,
-                        help="distance in x voxels (default %(default)s)")
+                        help="distance in SWC units (default %(default)s)")
     parser.add_argument("--device", default="cpu", help="for --model (default %(default)s)")
     parser.add_argument("--out", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()

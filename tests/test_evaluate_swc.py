@@ -10,7 +10,8 @@ from dineuro.data.dataset import write_sample
 from dineuro.errors import InputError
 from dineuro.evaluate import evaluate_folder, markdown_table, write_tables
 from dineuro.evaluate_swc import read_trace
-from dineuro.io import SwcTree, Volume, write_swc, write_volume
+from dineuro.io import SwcTree, Volume, read_swc, write_swc, write_volume
+from dineuro.neuron_distance import compare_trees
 
 SHAPE, SPACING = (10, 16, 18), (2.0, 1.0, 1.0)
 BOX = (slice(4, 7), slice(6, 11), slice(2, 16))  # 3 * 5 * 14 = 210 voxels
@@ -65,17 +66,36 @@ def test_a_gold_swc_against_itself_scores_perfectly(table):
             "| 0.000 | 1.000 |  |") in markdown_table(table)
 
 
-def test_a_parallel_shift_gives_esa_equal_to_the_shift_in_x_voxels(folders, table):
+def test_a_parallel_shift_gives_esa_equal_to_the_shift_in_swc_units(folders, table):
     traces = traces_by_name(table)
-    # Every point of either line is exactly the shift away from the other line.
-    assert traces["shifted_y"].esa == pytest.approx(1.5)
-    assert (traces["shifted_y"].pds, traces["shifted_y"].f1) == (0.0, 1.0)  # 1.5 < 2
-    # 1.5 z voxels of spacing 2 are 3 x voxels: apart everywhere.
-    shifted_z = traces["shifted_z"]
-    assert (shifted_z.esa, shifted_z.dsa) == pytest.approx((3.0, 3.0))
-    assert (shifted_z.pds, shifted_z.f1) == (1.0, 0.0)
+    # Every point of either line is exactly the shift away from the other line; at threshold 2
+    # none is apart, so DSA (the mean over points apart) is 0.
+    for name in ("shifted_y", "shifted_z"):  # z not scaled by its spacing of 2: raw SWC units
+        shifted = traces[name]
+        assert (shifted.esa, shifted.dsa, shifted.pds, shifted.f1) == pytest.approx(
+            (1.5, 0.0, 0.0, 1.0)), name
     tighter = traces_by_name(evaluate_folder(*folders, swc_threshold=1.0))
-    assert (tighter["shifted_y"].pds, tighter["shifted_y"].f1) == (1.0, 0.0)
+    for name in ("shifted_y", "shifted_z"):  # 1.5 >= 1: every point apart
+        shifted = tighter[name]
+        assert (shifted.esa, shifted.dsa, shifted.pds, shifted.f1) == pytest.approx(
+            (1.5, 1.5, 1.0, 0.0)), name
+
+
+def test_scores_are_those_of_compare_trees_on_an_anisotropic_stack(tmp_path):
+    # Oblique in z, so scaling z by the spacing of 3 would change every distance.
+    gold = SwcTree([1, 2, 3], [1, 3, 3], [[2, 8, 1], [9, 8, 4], [15, 9, 8]], [1, 1, 1],
+                   [-1, 1, 2])
+    traced = SwcTree([1, 2], [1, 3], [[3, 9, 2], [14, 7, 5]], [1, 1], [-1, 1])
+    write_volume(tmp_path / "gold" / "a.tif", box_mask(), (3.0, 1.0, 1.0))
+    write_swc(tmp_path / "gold" / "a.swc", gold)
+    write_volume(tmp_path / "pred" / "a_mask.tif", box_mask())
+    write_swc(tmp_path / "pred" / "a.swc", traced)
+    (row,) = evaluate_folder(tmp_path / "pred", tmp_path / "gold").rows
+    expected = compare_trees(read_swc(tmp_path / "pred" / "a.swc"),
+                             read_swc(tmp_path / "gold" / "a.swc"))
+    scores = ("esa", "dsa", "pds", "precision", "recall", "f1")
+    assert [getattr(row.trace, s) for s in scores] == [getattr(expected, s) for s in scores]
+    assert 0 < expected.pds < 1  # some points apart, some not: the threshold matters too
 
 
 def test_missing_and_empty_traces_are_listed(table):
@@ -97,13 +117,14 @@ def test_missing_and_empty_traces_are_listed(table):
 def test_summary_and_tables(table, tmp_path):
     summary = table.summary().traces
     assert (summary.n_scored, summary.n_missing, summary.n_empty) == (4, 2, 1)
-    assert summary.f1 == pytest.approx((0.5, 0.5))  # 1, 1, 0 and the empty trace's 0
-    assert summary.esa == pytest.approx((1.5, np.std([0.0, 1.5, 3.0])))  # without the empty
+    assert summary.f1 == pytest.approx((0.75, np.std([1, 1, 1, 0])))  # with the empty's 0
+    assert summary.esa == pytest.approx((1.0, np.std([0.0, 1.5, 1.5])))  # without the empty
     markdown = markdown_table(table)
     assert "| ESA | DSA | PDS | F1 | note |" in markdown
     total = next(row for row in markdown.splitlines() if "**mean ± std**" in row)
-    assert "| 1.50 ± 1.22 |" in total and "| 0.500 ± 0.500 |" in total
+    assert "| 1.00 ± 0.71 |" in total and "| 0.750 ± 0.433 |" in total
     assert "1 empty trace(s), 2 without SWC score" in total
+    assert "in SWC units (voxels), as Vaa3D's neuron_distance" in markdown
     assert "at least 2 from" in markdown and "4 stacks with both SWCs" in markdown
 
     csv_path, _ = write_tables(table, tmp_path)
@@ -159,5 +180,6 @@ def test_cli_evaluate_shows_reconstruction_scores(folders, tmp_path):
     assert header.endswith("| ESA | DSA | PDS | F1 | note |")
     assert "empty trace" in result.out and "no trace" in result.out
     assert "at least 1 from" in (tmp_path / "metrics.md").read_text()
-    bad = invoke("evaluate", pred, gold, "-o", tmp_path / "bad", "--swc-threshold", "-1")
-    assert bad.code == 2 and "swc_threshold" in bad.err
+    for value in ("0", "-1", "nan"):
+        bad = invoke("evaluate", pred, gold, "-o", tmp_path / "bad", "--swc-threshold", value)
+        assert bad.code == 2 and "--swc-threshold should be a positive" in bad.err, value

@@ -498,16 +498,22 @@ def evaluate(
         help="Re-threshold NAME_prob.tif at p > T instead of scoring NAME_mask.tif.")] = None,
     # the library's DEFAULT_SWC_THRESHOLD, not imported here so that the CLI starts quickly
     swc_threshold: Annotated[float, typer.Option(
-        help="Distance in x/y voxels from which a traced point counts as apart from the gold "
-             "SWC (DSA, PDS) and below which it counts as matched (F1).")] = 2.0,
+        help="Distance in SWC units (voxels, z not scaled, as Vaa3D's neuron_distance) from "
+             "which a traced point counts as apart from the gold SWC (DSA, PDS) and below which "
+             "it counts as matched (F1).")] = 2.0,
 ) -> None:
     """Score predictions against gold: Dice and HD95 per stack, mean and std; with traced
     NAME.swc files and gold SWCs, also ESA, DSA, PDS and F1 of the reconstructions.
 
-    HD95, ESA and DSA are in x/y voxels with z distances scaled by the z/x spacing ratio.
-    Stacks missing a prediction, a trace or their gold, and empty predictions or traces, are
-    listed, never dropped.
+    HD95 is in x/y voxels with z distances scaled by the z/x spacing ratio; ESA and DSA are in
+    SWC units (voxels), as Vaa3D's neuron_distance and `compare`. Stacks missing a prediction, a
+    trace or their gold, and empty predictions or traces, are listed, never dropped.
     """
+    # Checked here too because the library's message names its argument, not the option; the
+    # chained comparison also refuses nan.
+    if not 0 < swc_threshold < float("inf"):
+        raise InputError(f"--swc-threshold should be a positive number of SWC units, not "
+                         f"{swc_threshold}.")
     from dineuro.data.dataset import IMAGES, SPLIT_FILE, SPLITS, open_dataset
     from dineuro.evaluate import evaluate_folder, markdown_table, write_tables
 

@@ -18,8 +18,9 @@ but no gold, or gold but no prediction, is kept as a row marked missing; an empt
 scored (Dice 0, HD95 inf) and noted.
 
 When ``pred_dir`` also holds traced ``NAME.swc`` files (``dineuro run`` writes them), each is
-compared with its gold SWC (:mod:`dineuro.evaluate_swc`) and the table gains ESA, DSA, PDS and
-F1 columns (length precision and recall in the CSV); stacks lacking either SWC are noted there.
+compared with its gold SWC (:mod:`dineuro.evaluate_swc`; raw SWC units, z not scaled, as Vaa3D's
+neuron_distance and ``dineuro compare``) and the table gains ESA, DSA, PDS and F1 columns (length
+precision and recall in the CSV); stacks lacking either SWC are noted there.
 Without traced SWCs the table is the segmentation table alone.
 """
 
@@ -213,7 +214,7 @@ def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
             that has a prediction, a trace or a gold mask. Listed names lacking either
             prediction or gold are missing rows.
         on_stack: called with each name once its row is done (for progress display).
-        swc_threshold: distance in x voxels for the reconstruction scores (see
+        swc_threshold: distance in SWC units for the reconstruction scores (see
             :mod:`dineuro.evaluate_swc`), used when ``pred_dir`` holds ``NAME.swc`` traces.
 
     Returns:
@@ -232,7 +233,7 @@ def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
     if threshold is not None and not 0 <= threshold <= 1:
         raise InputError(f"threshold should be in [0, 1], got {threshold}.")
     if not (math.isfinite(swc_threshold) and swc_threshold > 0):
-        raise InputError(f"swc_threshold should be a positive number of x voxels, got "
+        raise InputError(f"swc_threshold should be a positive number of SWC units, got "
                          f"{swc_threshold}.")
     pred_dir, gold = Path(pred_dir), Path(gold)
     predictions = find_predictions(pred_dir, prefer_prob=threshold is not None)
@@ -252,11 +253,8 @@ def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
         else:
             rows.append(_missing_row(name, predictions.get(name), name in gold_readers))
         if traces:
-            spacing = rows[-1].spacing
-            if spacing is None and name in gold_swcs:  # gold SWCs only come with a gold reader
-                spacing = gold_readers[name]()[0].spacing
             rows[-1] = replace(rows[-1], trace=score_trace(
-                traces.get(name), gold_swcs.get(name), spacing, swc_threshold))
+                traces.get(name), gold_swcs.get(name), swc_threshold))
         if on_stack is not None:
             on_stack(name)
     return EvaluationTable(rows=tuple(rows),
@@ -374,10 +372,11 @@ def markdown_table(table: EvaluationTable) -> str:
 def _trace_note(s: TraceSummary, threshold: float) -> str:
     empty = (f"; {s.n_empty} empty trace(s) count as recall and F1 0 and have no distances"
              if s.n_empty else "")
-    return (f"ESA, DSA, PDS and F1 compare each traced NAME.swc with its gold SWC in x/y voxels, "
-            f"z scaled likewise: ESA and DSA are mean distances, PDS the fraction of points at "
-            f"least {threshold:g} from the other tree, F1 of the lengths within {threshold:g} of "
-            f"it. Means over the {s.n_scored} stacks with both SWCs{empty}.")
+    return (f"ESA, DSA, PDS and F1 compare each traced NAME.swc with its gold SWC in SWC units "
+            f"(voxels), as Vaa3D's neuron_distance: ESA and DSA are mean distances, PDS the "
+            f"fraction of points at least {threshold:g} from the other tree, F1 of the lengths "
+            f"within {threshold:g} of it. Means over the {s.n_scored} stacks with both "
+            f"SWCs{empty}.")
 
 
 def _threshold_note(threshold: float | None) -> str:

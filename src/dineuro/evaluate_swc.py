@@ -2,10 +2,10 @@
 
 ``dineuro run`` writes a traced ``NAME.swc`` next to ``NAME_prob.tif`` and ``NAME_mask.tif``;
 its gold is a dataset's ``swc/NAME.swc`` or a ``NAME.swc`` beside ``NAME.tif`` in a folder of
-gold masks. Each pair is compared with :func:`dineuro.neuron_distance.compare_trees` after
-scaling the (x, y, z) voxel coordinates to x voxels (z by the z / x spacing ratio), the unit of
-HD95 in :mod:`dineuro.evaluate` and of the tracer's own lengths; on isotropic stacks this is
-``dineuro compare`` of the two files.
+gold masks. Each pair is compared with :func:`dineuro.neuron_distance.compare_trees` in raw SWC
+units ((x, y, z) voxels, z not scaled by the spacing), as Vaa3D's ``neuron_distance`` does, so
+that the scores are those of ``dineuro compare`` on the two files and compare with published
+ones. HD95 in :mod:`dineuro.evaluate` differs: it is in x/y voxels with z scaled by the spacing.
 
 An empty trace (an SWC of comments only, which the tracer writes when nothing in the map is above
 its threshold) matches none of the gold's length: recall and F1 are 0, and it has no distances,
@@ -19,15 +19,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from dineuro.data.dataset import IMAGES, SWC
 from dineuro.errors import InputError
 from dineuro.io.swc import SwcTree, read_swc
-from dineuro.neuron_distance import DEFAULT_THRESHOLD, NeuronDistance, compare_trees
+from dineuro.neuron_distance import DEFAULT_THRESHOLD, compare_trees
 
 SWC_SUFFIX = ".swc"
-#: Distance in x voxels from which a point counts as apart; Vaa3D's threshold of 2.
+#: Distance in SWC units from which a point counts as apart; Vaa3D's threshold of 2.
 DEFAULT_SWC_THRESHOLD = DEFAULT_THRESHOLD
 NO_TRACE, NO_GOLD_SWC, EMPTY_TRACE = "no trace", "no gold SWC", "empty trace"
 
@@ -38,7 +36,7 @@ class TraceScore:
 
     Args:
         trace: file name of the traced SWC ("" when there is none).
-        esa, dsa: entire- and different-structure averages in x voxels.
+        esa, dsa: entire- and different-structure averages in SWC units (voxels).
         pds: fraction of sample points apart from the other tree, both directions averaged.
         precision, recall, f1: fractions of the traced and gold lengths within the threshold of
             the other tree, and their harmonic mean; an empty trace has recall and F1 0.
@@ -87,28 +85,13 @@ def read_trace(path: str | os.PathLike) -> SwcTree | None:
     return read_swc(path)
 
 
-def compare_in_x_voxels(test: SwcTree, gold: SwcTree, spacing: tuple[float, float, float],
-                        threshold: float = DEFAULT_SWC_THRESHOLD) -> NeuronDistance:
-    """:func:`~dineuro.neuron_distance.compare_trees` with coordinates scaled to x voxels.
-
-    Args:
-        test, gold: trees in (x, y, z) voxel coordinates of the same stack.
-        spacing: the stack's (z, y, x) voxel size; only its ratios matter.
-        threshold: distance in x voxels.
-    """
-    scale = np.asarray(spacing, dtype=np.float64)[::-1] / float(spacing[2])  # (x, y, z)
-    return compare_trees(_scaled(test, scale), _scaled(gold, scale), threshold)
-
-
 def score_trace(trace: Path | None, gold: Path | None,
-                spacing: tuple[float, float, float] | None,
                 threshold: float = DEFAULT_SWC_THRESHOLD) -> TraceScore:
     """Scores of the traced SWC file ``trace`` against the gold SWC file ``gold``.
 
     Args:
         trace, gold: the two files; None where a stack lacks one (a row with a note).
-        spacing: the stack's (z, y, x) voxel size; needed when both files are given.
-        threshold: distance in x voxels (see :func:`compare_in_x_voxels`).
+        threshold: distance in SWC units (see :mod:`dineuro.neuron_distance`).
 
     Raises:
         InputError: naming the file: an unreadable or invalid SWC, or an empty gold SWC.
@@ -123,10 +106,6 @@ def score_trace(trace: Path | None, gold: Path | None,
     if tree is None:
         return TraceScore(trace=name, esa=None, dsa=None, pds=None, precision=None,
                           recall=0.0, f1=0.0, note=EMPTY_TRACE)
-    result = compare_in_x_voxels(tree, gold_tree, spacing, threshold)
+    result = compare_trees(tree, gold_tree, threshold)
     return TraceScore(trace=name, esa=result.esa, dsa=result.dsa, pds=result.pds,
                       precision=result.precision, recall=result.recall, f1=result.f1, note="")
-
-
-def _scaled(tree: SwcTree, scale: np.ndarray) -> SwcTree:
-    return SwcTree(tree.ids, tree.types, tree.xyz * scale, tree.radius, tree.parents)

@@ -83,13 +83,16 @@ def test_loss_is_lowest_when_the_student_matches_the_sharpened_teacher():
     assert loss_other.item() > loss_match.item() + 0.5
 
 
-def test_teacher_entropy_is_log_k_for_equal_outputs_and_zero_for_a_peak():
+def test_teacher_entropies_tell_the_two_collapses_from_health():
     k = 16
-    assert teacher_entropy(torch.zeros(3, k), torch.zeros(1, k), 0.04) == pytest.approx(
-        math.log(k))
-    peak = torch.zeros(3, k)
-    peak[:, 5] = 10.0
-    assert teacher_entropy(peak, torch.zeros(1, k), 0.04) < 1e-6
+    uniform = teacher_entropy(torch.zeros(4, k), torch.zeros(1, k), 0.04)
+    assert uniform == pytest.approx((math.log(k), math.log(k)))
+    same_peak = torch.zeros(4, k)
+    same_peak[:, 5] = 10.0
+    assert max(teacher_entropy(same_peak, torch.zeros(1, k), 0.04)) < 1e-6
+    distinct = 10.0 * torch.eye(k)[:4]  # each image its own prototype
+    per_image, batch = teacher_entropy(distinct, torch.zeros(1, k), 0.04)
+    assert per_image < 1e-6 and batch == pytest.approx(math.log(4))
 
 
 def test_ema_update_is_exact():

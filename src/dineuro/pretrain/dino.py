@@ -177,14 +177,20 @@ class DINOLoss(nn.Module):
                                                     alpha=1 - self.center_momentum)
 
 
-def teacher_entropy(teacher_out: torch.Tensor, center: torch.Tensor, temp: float) -> float:
-    """Mean entropy (nats) of the centred, sharpened teacher distributions.
+def teacher_entropy(teacher_out: torch.Tensor, center: torch.Tensor, temp: float
+                    ) -> tuple[float, float]:
+    """Entropies (nats) of the centred, sharpened teacher distributions: (mean per image,
+    of the batch-mean distribution).
 
-    Near ``log(out_dim)``: uniform collapse; near 0: one prototype wins (the other collapse).
-    Healthy training sits in between and decreases slowly.
+    Both near ``log(out_dim)``: collapse to a uniform output. Both near 0: collapse to one
+    prototype for every image. Healthy training has a low per-image entropy and a high batch
+    one (images spread over many prototypes).
     """
-    logp = F.log_softmax((teacher_out - center) / temp, dim=-1)
-    return float(-(logp.exp() * logp).sum(dim=-1).mean())
+    p = F.softmax((teacher_out - center) / temp, dim=-1)
+    per_image = -(p * torch.log(p.clamp_min(1e-30))).sum(dim=-1).mean()
+    mean = p.mean(dim=0)
+    batch = -(mean * torch.log(mean.clamp_min(1e-30))).sum()
+    return float(per_image), float(batch)
 
 
 def cosine_schedule(base: float, final: float, steps: int, warmup_steps: int = 0,

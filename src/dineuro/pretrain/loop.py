@@ -8,7 +8,7 @@ For ``-o teacher.pth`` a run writes, next to each other:
 - ``teacher.train.pth``: the full training state (student and teacher with heads, optimizer,
   centre, random state, step) in the layout of DINO's ``checkpoint.pth``, for ``--resume``;
 - ``teacher.yaml``: the resolved config, inputs and image count; ``teacher.csv``: per-step
-  loss, teacher entropy and schedules.
+  loss, teacher entropies (per image and of the batch mean) and schedules.
 """
 
 from __future__ import annotations
@@ -47,7 +47,7 @@ OFFICIAL_GRID = 14
 LR_REFERENCE_BATCH = 256
 #: Added to a crop's standard deviation, so a constant crop stays finite (at 0).
 STANDARDIZE_EPS = 1e-6
-CSV_COLUMNS = ("step", "loss", "teacher_entropy", "lr", "weight_decay", "momentum",
+CSV_COLUMNS = ("step", "loss", "teacher_entropy", "batch_entropy", "lr", "weight_decay", "momentum",
                "teacher_temp")
 
 Progress = Callable[[int, int, float, float], None]
@@ -232,7 +232,7 @@ def pretrain(config: PretrainConfig, images: Sequence[np.ndarray], out: str | Pa
             temp = float(schedules.teacher_temp[step])
             with torch.no_grad():
                 teacher_out = teacher(crops[:2])
-            entropy = teacher_entropy(teacher_out, loss_fn.center, temp)
+            entropy, batch_entropy = teacher_entropy(teacher_out, loss_fn.center, temp)
             loss = loss_fn(student(crops), teacher_out, temp)
             if not math.isfinite(loss.item()):
                 raise InputError(f"the DINO loss became {loss.item()} at step {step}; lower "
@@ -250,7 +250,8 @@ def pretrain(config: PretrainConfig, images: Sequence[np.ndarray], out: str | Pa
                     p.grad = None
             optimizer.step()
             ema_update(teacher, student, float(schedules.momentum[step]))
-            _append_csv(paths.metrics, step + 1, loss.item(), entropy, schedules, step)
+            _append_csv(paths.metrics, step + 1, loss.item(), (entropy, batch_entropy),
+                        schedules, step)
             done = step + 1
             if done % config.save_every == 0 or done == config.steps:
                 _save_state(paths.state, done, config, student, teacher, loss_fn, optimizer)
@@ -324,9 +325,9 @@ def _load_state(path: Path, config: PretrainConfig, student: MultiCropNetwork,
     return int(state["step"])
 
 
-def _append_csv(path: Path, step: int, loss: float, entropy: float, schedules: Schedules,
-                index: int) -> None:
-    row = [step, f"{loss:.6g}", f"{entropy:.6g}", f"{schedules.lr[index]:.6g}",
+def _append_csv(path: Path, step: int, loss: float, entropies: tuple[float, float],
+                schedules: Schedules, index: int) -> None:
+    row = [step, f"{loss:.6g}", *(f"{e:.6g}" for e in entropies), f"{schedules.lr[index]:.6g}",
            f"{schedules.weight_decay[index]:.6g}", f"{schedules.momentum[index]:.6g}",
            f"{schedules.teacher_temp[index]:.6g}"]
     with path.open("a", newline="") as f:
