@@ -552,3 +552,13 @@ def test_weights_fetch_without_network(tmp_path, monkeypatch):
     assert entry.url in errors[0] and str(folder / entry.file_name) in errors[0]
     assert "no network in tests" in errors[0]
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
+
+
+def test_window_batch_defaults_follow_the_library():
+    """The CLI repeats predict's default batch (it starts without importing torch)."""
+    import inspect
+
+    from dineuro.predict import DEFAULT_BATCH_SIZE
+
+    for command in (cli.predict, cli.run):
+        assert inspect.signature(command).parameters["batch_size"].default == DEFAULT_BATCH_SIZE

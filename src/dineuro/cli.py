@@ -247,24 +247,33 @@ def _device(name: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+Overlap = Annotated[float, typer.Option(
+    min=0.0, max=0.95, help="Fraction of a window shared with its neighbour.")]
+Flips = Annotated[bool, typer.Option(
+    help="Average all 8 axis flips (test-time augmentation; 8x slower).")]
+MaskThreshold = Annotated[float, typer.Option(
+    min=0.0, max=1.0, help="NAME_mask.tif = probability > threshold.")]
+#: Mirrors dineuro.predict.DEFAULT_BATCH_SIZE (not imported: the CLI starts without torch).
+BatchSize = Annotated[int, typer.Option(min=1, help="Windows per forward pass.")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
+Amp = Annotated[bool, typer.Option(help="bf16 autocast (for GPUs).")]
+
+
 @app.command()
 def predict(
     model: Annotated[Path, typer.Argument(help="A checkpoint from `dineuro train` (best.pt).")],
     inputs: Annotated[list[Path], typer.Argument(
         help=f"Stacks ({STACK_FORMATS}) or folders of them; with --blocks, zarr arrays.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
-    overlap: Annotated[float, typer.Option(
-        min=0.0, max=0.95, help="Fraction of a window shared with its neighbour.")] = 0.5,
-    flips: Annotated[bool, typer.Option(
-        help="Average all 8 axis flips (test-time augmentation; 8x slower).")] = False,
-    threshold: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="NAME_mask.tif = probability > threshold.")] = 0.5,
+    overlap: Overlap = 0.5,
+    flips: Flips = False,
+    threshold: MaskThreshold = 0.5,
     prob_dtype: Annotated[str, typer.Option(
         help="float32 or uint8 (= round(p * 255)) for NAME_prob.tif; zarr also float16.")]
     = "float32",
-    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 4,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    amp: Annotated[bool, typer.Option(help="bf16 autocast (for GPUs).")] = False,
+    batch_size: BatchSize = 4,
+    device: Device = "auto",
+    amp: Amp = False,
     channel: Channel = None,
     blocks: Annotated[bool, typer.Option(
         help="Read and write zarr block by block, for stacks larger than memory: writes "
@@ -406,17 +415,14 @@ def run(
     inputs: Annotated[list[Path], typer.Argument(
         help=f"Stacks ({STACK_FORMATS}) or folders of them.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
-    overlap: Annotated[float, typer.Option(
-        min=0.0, max=0.95, help="Fraction of a window shared with its neighbour.")] = 0.5,
-    flips: Annotated[bool, typer.Option(
-        help="Average all 8 axis flips (test-time augmentation; 8x slower).")] = False,
-    threshold: Annotated[float, typer.Option(
-        min=0.0, max=1.0, help="NAME_mask.tif = probability > threshold.")] = 0.5,
+    overlap: Overlap = 0.5,
+    flips: Flips = False,
+    threshold: MaskThreshold = 0.5,
     prob_dtype: Annotated[str, typer.Option(
         help="float32 or uint8 (= round(p * 255)) for NAME_prob.tif.")] = "float32",
-    batch_size: Annotated[int, typer.Option(min=1, help="Windows per forward pass.")] = 4,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    amp: Annotated[bool, typer.Option(help="bf16 autocast (for GPUs).")] = False,
+    batch_size: BatchSize = 4,
+    device: Device = "auto",
+    amp: Amp = False,
     channel: Channel = None,
     high: High = 0.5,
     low: Low = 0.25,
