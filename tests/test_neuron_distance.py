@@ -6,18 +6,15 @@ segment of the other tree (plain numpy, O(N * M)); it shares no code with the kd
 
 from __future__ import annotations
 
-import contextlib
 import inspect
-import io
 import json
 import math
 import re
-import sys
-import traceback
-from dataclasses import dataclass, fields
+from dataclasses import fields
 
 import numpy as np
 import pytest
+from test_cli import invoke
 
 from dineuro import cli, neuron_distance
 from dineuro.errors import InputError
@@ -31,7 +28,6 @@ from dineuro.neuron_distance import (
 
 SCORES = ("esa", "dsa", "pds", "precision", "recall", "f1")
 DIRECTIONAL = ("esa", "dsa", "pds")
-ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 
 
 def make_tree(xyz, parents, ids=None) -> SwcTree:
@@ -335,32 +331,6 @@ def test_compare_swc_files_reads_both_and_names_an_empty_file(tmp_path):
 
 
 # ---------------------------------------------------------------- command line
-
-
-@dataclass
-class Result:
-    code: int
-    out: str
-    err: str
-
-
-def invoke(*args) -> Result:
-    """``dineuro ARGS`` through the console-script entry point, as tests/test_cli.py does."""
-    out, err = io.StringIO(), io.StringIO()
-    argv, sys.argv = sys.argv, ["dineuro", *map(str, args)]
-    code = 0
-    try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-            try:
-                cli.main()
-            except SystemExit as exc:
-                code = exc.code if isinstance(exc.code, int) else int(exc.code is not None)
-            except Exception:
-                traceback.print_exc()
-                code = 1
-    finally:
-        sys.argv = argv
-    return Result(code, ANSI.sub("", out.getvalue()), ANSI.sub("", err.getvalue()))
 
 
 @pytest.fixture

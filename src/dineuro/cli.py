@@ -247,6 +247,16 @@ def _device(name: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _load_for_prediction(model: Path, device: str):
+    """(network, crop, normalisation) of a checkpoint: all that prediction needs from it."""
+    from dineuro.checkpoint import load_model
+    from dineuro.data.normalize import NormalizationConfig
+
+    network, meta = load_model(model, _device(device))
+    return (network, meta["model_config"]["crop"],
+            NormalizationConfig.from_dict(meta["normalization"]))
+
+
 Overlap = Annotated[float, typer.Option(
     min=0.0, max=0.95, help="Fraction of a window shared with its neighbour.")]
 Flips = Annotated[bool, typer.Option(
@@ -285,8 +295,6 @@ def predict(
     Stacks of any size work (padded and cropped back); windows are blended with Gaussian
     weights. The checkpoint carries the network, crop and normalisation it was trained with.
     """
-    from dineuro.checkpoint import load_model
-    from dineuro.data.normalize import NormalizationConfig
     from dineuro.predict import find_stacks, output_paths, predict_blocks, predict_stack
 
     stacks = [Path(p) for p in inputs] if blocks else find_stacks(inputs)
@@ -297,9 +305,7 @@ def predict(
     for stack in stacks:
         for path in (zarr_output(stack),) if blocks else output_paths(stack, out):
             refuse_existing(path)
-    network, meta = load_model(model, _device(device))
-    crop = meta["model_config"]["crop"]
-    norm = NormalizationConfig.from_dict(meta["normalization"])
+    network, crop, norm = _load_for_prediction(model, device)
     options = {"overlap": overlap, "batch_size": batch_size, "flips": flips,
                "device": _device(device), "amp": amp, "prob_dtype": prob_dtype}
     with _progress() as progress:
@@ -439,8 +445,6 @@ def run(
     stack whose map cannot be traced (empty, or mostly foreground) gets a warning and the
     batch goes on.
     """
-    from dineuro.checkpoint import load_model
-    from dineuro.data.normalize import NormalizationConfig
     from dineuro.predict import find_stacks, output_paths, predict_stack
     from dineuro.trace import trace_file
 
@@ -453,9 +457,7 @@ def run(
     for stack in stacks:
         for path in (*output_paths(stack, out), swc_output(stack)):
             refuse_existing(path)
-    network, meta = load_model(model, _device(device))
-    crop = meta["model_config"]["crop"]
-    norm = NormalizationConfig.from_dict(meta["normalization"])
+    network, crop, norm = _load_for_prediction(model, device)
     options = {"overlap": overlap, "batch_size": batch_size, "flips": flips,
                "device": _device(device), "amp": amp, "prob_dtype": prob_dtype}
     trace_options = {"high": high, "low": low, "max_gap": max_gap, "gap_floor": gap_floor,
@@ -629,9 +631,7 @@ def demo(
     """
     import shutil
 
-    from dineuro.checkpoint import load_model
     from dineuro.data.dataset import open_dataset
-    from dineuro.data.normalize import NormalizationConfig
     from dineuro.data.synth import PRESETS
     from dineuro.demo import demo_train_config
     from dineuro.evaluate import evaluate_folder, markdown_table
@@ -654,15 +654,14 @@ def demo(
         shutil.copyfile(result.best or result.last, model_path)
     dataset = open_dataset(data_dir)
     test = dataset.split()["test"] or dataset.names[:1]
-    network, meta = load_model(model_path, _device("auto"))
-    norm = NormalizationConfig.from_dict(meta["normalization"])
+    network, crop, norm = _load_for_prediction(model_path, "auto")
     with _progress() as progress:
         for name in test:
             if output_paths(dataset.images[name], pred_dir)[1].exists():
                 continue
             task = progress.add_task(f"predicting {name}", total=None)
-            predict_stack(network, dataset.images[name], pred_dir, meta["model_config"]["crop"],
-                          norm, device=_device("auto"),
+            predict_stack(network, dataset.images[name], pred_dir, crop, norm,
+                          device=_device("auto"),
                           progress=lambda done, total, task=task: progress.update(
                               task, completed=done, total=total))
     table = evaluate_folder(pred_dir, data_dir, names=test)
