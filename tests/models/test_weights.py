@@ -149,6 +149,13 @@ def test_fetch_to_an_explicit_folder(monkeypatch, upstream, tmp_path):
     assert fetch("tiny", to=tmp_path / "here") == tmp_path / "here" / "tiny_pretrain.pth"
 
 
+def test_a_failed_fetch_removes_the_folders_it_made(monkeypatch, upstream, tmp_path):
+    _register(monkeypatch, upstream.as_uri(), sha256="0" * 64)
+    with pytest.raises(InputError, match="expected 0000"):
+        fetch("tiny", to=tmp_path / "new" / "deeper")
+    assert not (tmp_path / "new").exists()
+
+
 def test_fetch_with_a_wrong_checksum_keeps_nothing(monkeypatch, cache, upstream):
     _register(monkeypatch, upstream.as_uri(), sha256="0" * 64)
     with pytest.raises(InputError, match="expected 0000"):

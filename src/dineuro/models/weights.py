@@ -189,10 +189,26 @@ def fetch(name: str, to: str | os.PathLike | None = None, timeout: float = DOWNL
     if target.is_file():
         _check_file(target, entry, file_sha256(target), target.stat().st_size)
         return target
-    with atomic_file(target) as partial:
-        digest, size = _download(entry.url, partial, target, timeout, progress)
-        _check_file(target, entry, digest, size)
+    made = _missing_folders(target.parent)
+    try:
+        with atomic_file(target) as partial:
+            digest, size = _download(entry.url, partial, target, timeout, progress)
+            _check_file(target, entry, digest, size)
+    except BaseException:
+        for folder in made:  # innermost first; a failed fetch leaves the tree as it found it
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        raise
     return target
+
+
+def _missing_folders(folder: Path) -> list[Path]:
+    """``folder`` and its ancestors that do not exist yet, innermost first."""
+    missing = []
+    while not folder.exists() and folder != folder.parent:
+        missing.append(folder)
+        folder = folder.parent
+    return missing
 
 
 def file_sha256(path: str | os.PathLike) -> str:
