@@ -645,9 +645,10 @@ def demo(
     if not data_dir.exists():
         _write_synthetic(data_dir, PRESETS["small"], "synthesising the small benchmark")
     if not model_path.exists():
-        err.print("training a tiny network from scratch (a DINO teacher needs the small "
-                  "preset: `dineuro weights fetch dino_vits16`, then `dineuro train "
-                  "configs/train_cpu.yaml`)")
+        err.print("training a tiny network from scratch (for a DINO start: `dineuro weights "
+                  "fetch dino_vits16` and configs/train_cpu.yaml for the small network, or "
+                  "make a teacher offline with `dineuro pretrain2d` and see "
+                  "configs/ablation_teachers_tiny.yaml)")
         config = demo_train_config(data_dir, run_dir)
         with _train_progress() as progress:
             result = run_training(config, progress=_TrainBar(progress), resume=run_dir.exists())
