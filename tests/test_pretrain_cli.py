@@ -60,3 +60,9 @@ def test_unknown_setting_is_named(image_folder, tmp_path):
     result = invoke("pretrain2d", image_folder, "-o", tmp_path / "t.pth", *TINY_RUN,
                     "--set", "learning_rate=1")
     assert result.code == 2 and "learning_rate" in result.err
+
+
+def test_a_bad_device_is_one_sentence(image_folder, tmp_path):
+    result = invoke("pretrain2d", image_folder, "-o", tmp_path / "t.pth", *TINY_RUN,
+                    "--set", "device=gpu0")
+    assert result.code == 2 and "'device'" in result.err and "Traceback" not in result.err

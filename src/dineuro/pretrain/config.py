@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from dineuro.errors import InputError
-from dineuro.train.config import checked_value, field_types, require
+from dineuro.train.config import DEVICE_PATTERN, checked_value, field_types, require
 
 #: Backbone sizes: (embed_dim, depth, num_heads). ``vit_*`` are the DeiT/DINO names; ``tiny``,
 #: ``small`` and ``base`` are the student presets of :mod:`dineuro.models.presets`, so a teacher
@@ -172,6 +172,8 @@ class PretrainConfig:
                 self.freeze_last_layer_steps)
         require(self.threads is None or self.threads >= 1, "threads", "should be >= 1 or null",
                 self.threads)
+        require(DEVICE_PATTERN.fullmatch(self.device) is not None, "device",
+                'should be "auto", "cpu", "cuda" or "cuda:N"', self.device)
 
     @property
     def dims(self) -> tuple[int, int, int]:
