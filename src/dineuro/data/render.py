@@ -80,7 +80,7 @@ def render_mask(tree: SwcTree, shape: Sequence[int],
         3
     """
     shape = _check_shape(shape)
-    scale = _check_spacing(spacing)
+    scale = spacing_in_x_voxels(spacing)
     min_radius = float(min_radius)
     if not (math.isfinite(min_radius) and min_radius >= 0):
         raise InputError(f"min_radius should be a finite number >= 0, got {min_radius}.")
@@ -105,8 +105,8 @@ def _check_shape(shape) -> tuple[int, int, int]:
     return dims
 
 
-def _check_spacing(spacing) -> np.ndarray:
-    """Spacing in units of the x voxel size, the unit radii are given in."""
+def spacing_in_x_voxels(spacing) -> np.ndarray:
+    """(z, y, x) spacing in units of the x voxel size (the unit of SWC radii), checked."""
     try:
         values = np.asarray(spacing, dtype=np.float64).reshape(-1 if np.ndim(spacing) == 1 else 0)
     except (TypeError, ValueError):

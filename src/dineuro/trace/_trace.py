@@ -12,6 +12,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.sparse import csgraph
 
+from dineuro.data.render import spacing_in_x_voxels
 from dineuro.errors import InputError
 from dineuro.io._atomic import refuse_existing
 from dineuro.io.swc import SwcTree, write_swc, zyx_to_swc
@@ -140,7 +141,7 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
         (np.int64(1), 6, 33)
     """
     prob = as_probability(prob, kind)
-    scale = _checked_spacing(spacing)
+    scale = spacing_in_x_voxels(spacing)
     _check_options(high, low, max_gap, gap_floor, prune_length, node_step, root_snap)
     evidence = prob
     if image is not None:
@@ -281,17 +282,6 @@ def _as_swc(trees, offset, comments) -> SwcTree:
 
 def _empty(comments) -> SwcTree:
     return SwcTree([], [], np.zeros((0, 3)), [], [], comments)
-
-
-def _checked_spacing(spacing) -> np.ndarray:
-    """(z, y, x) spacing in x voxels."""
-    try:
-        values = np.asarray(spacing, dtype=np.float64).reshape(3)
-    except (TypeError, ValueError):
-        values = np.zeros(0)
-    if values.shape != (3,) or not np.all(np.isfinite(values) & (values > 0)):
-        raise InputError(f"spacing should be 3 positive numbers (z, y, x), got {spacing!r}.")
-    return values / values[2]
 
 
 def _check_options(high, low, max_gap, gap_floor, prune_length, node_step, root_snap) -> None:
