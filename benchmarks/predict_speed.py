@@ -49,7 +49,7 @@ import numpy as np
 import torch
 
 from dineuro.data.normalize import NormalizationConfig
-from dineuro.predict import predict_blocks, sliding_window_predict
+from dineuro.predict import DEFAULT_BATCH_SIZE, predict_blocks, sliding_window_predict
 
 REFERENCE = "monai"
 KIB = 1024
@@ -197,7 +197,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="stack size ZxYxX (default 128x512x512)")
     parser.add_argument("--model", choices=("tiny", "small"), default="small")
     parser.add_argument("--overlap", type=float, default=0.5)
-    parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE)
     parser.add_argument("--block", type=parse_triple,
                         help="also time predict_blocks with this block ZxYxX")
     parser.add_argument("--reps", type=int, default=3, help="timed rounds")

@@ -66,3 +66,9 @@ def test_a_bad_device_is_one_sentence(image_folder, tmp_path):
     result = invoke("pretrain2d", image_folder, "-o", tmp_path / "t.pth", *TINY_RUN,
                     "--set", "device=gpu0")
     assert result.code == 2 and "'device'" in result.err and "Traceback" not in result.err
+
+
+def test_a_wrong_type_names_the_setting_and_the_expected_type(image_folder, tmp_path):
+    result = invoke("pretrain2d", image_folder, "-o", tmp_path / "t.pth", *TINY_RUN,
+                    "--set", "global_scale=big")
+    assert result.code == 2 and "'global_scale' should be a list of numbers" in result.err

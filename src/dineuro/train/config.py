@@ -310,8 +310,8 @@ def field_types(cls) -> dict[str, Any]:
 def checked_value(name: str, value, hint):
     """``value`` checked (and where lossless converted) against the annotation ``hint``.
 
-    Handles the annotations TrainConfig uses: bool, int, float, str, dict, list[int], the two
-    section dataclasses, and unions with None.
+    Handles the annotations the config dataclasses use: bool, int, float, str, dict,
+    list[int], list[float], the section dataclasses, and unions with None.
     """
     options = typing.get_args(hint) if isinstance(hint, types.UnionType) else (hint,)
     if value is None:
@@ -379,7 +379,8 @@ def _type_name(kind) -> str:
     if origin is dict:
         return "a mapping"
     if origin is list:
-        return "a list of integers"
+        (item,) = typing.get_args(kind)
+        return "a list of numbers" if item is float else "a list of integers"
     return getattr(kind, "__name__", str(kind))
 
 
