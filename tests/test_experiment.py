@@ -20,6 +20,7 @@ from dineuro.experiment import (
     TRANSFERS,
     ExperimentConfig,
     load_experiment,
+    paired_difference,
     run_experiment,
 )
 
@@ -117,8 +118,18 @@ def test_table_has_a_row_per_transfer_with_evaluate_folder_numbers(experiment, d
         assert int(row["steps"]) == 2
         metrics = _read_csv(folder / "metrics.csv")
         assert float(row["train_seconds"]) == float(metrics[-1]["seconds"]) > 0
+    scratch, deformable = rows
+    assert scratch["dice_vs_scratch_mean"] == "" and scratch["seeds_above_scratch"] == "0"
+    assert _same(deformable["dice_vs_scratch_mean"],
+                 float(deformable["dice_mean"]) - float(scratch["dice_mean"]))
+    assert float(deformable["dice_vs_scratch_std"]) == 0.0  # one seed
+    assert int(deformable["seeds_above_scratch"]) == int(
+        float(deformable["dice_mean"]) > float(scratch["dice_mean"]))
     markdown = result.markdown.read_text()
     assert "| scratch |" in markdown and "| deformable |" in markdown
+    difference = float(deformable["dice_vs_scratch_mean"])
+    assert (f"| {difference:+.3f} ± 0.000 ({deformable['seeds_above_scratch']}/1 seeds) |"
+            in markdown)
 
 
 def test_figures_and_resolved_config_are_written(experiment):
@@ -188,13 +199,32 @@ def test_named_teachers_table_has_a_column_group_per_teacher(teachers_experiment
     assert _same(rows[2]["dice_mean"], by_folder["center-mips-seed0"])
     assert all(float(r["train_seconds"]) > 0 for r in rows)
     lines = result.markdown.read_text().splitlines()
-    assert lines[0] == ("| transfer | seeds | Dice (photos) | HD95 (photos) | Dice (mips) "
-                        "| HD95 (mips) | train time | steps | empty predictions |")
+    assert lines[0] == ("| transfer | seeds | Dice (photos) | HD95 (photos) "
+                        "| Dice vs scratch (photos) | Dice (mips) | HD95 (mips) "
+                        "| Dice vs scratch (mips) | train time | steps | empty predictions |")
     assert [line.split(" | ")[0] for line in lines[2:4]] == ["| scratch", "| center"]
-    scratch_cells = lines[2].split(" | ")[2:6]
-    assert scratch_cells[:2] == scratch_cells[2:]  # the same scratch runs under each teacher
+    scratch_cells = lines[2].split(" | ")[2:8]
+    assert scratch_cells[:3] == scratch_cells[3:]  # the same scratch runs under each teacher
+    assert scratch_cells[2] == "baseline"
+    for row in rows[1:]:  # each teacher's runs are paired with the one scratch run
+        assert _same(row["dice_vs_scratch_mean"],
+                     float(row["dice_mean"]) - float(rows[0]["dice_mean"]))
     for path in (result.val_curves, result.overlays):
         assert path.read_bytes()[:8] == PNG_MAGIC
+
+
+def test_paired_difference_by_hand():
+    transfer = {0: 0.70, 1: 0.60, 2: 0.50, 3: 0.9}
+    scratch = {0: 0.68, 1: 0.65, 2: 0.50, 4: 0.1}  # seed 3 and 4 have no partner
+    mean, std, above = paired_difference(transfer, scratch)
+    # differences +0.02, -0.05, 0.00: mean -0.01; deviations 0.03, 0.04, 0.01
+    assert mean == pytest.approx(-0.01)
+    assert std == pytest.approx(math.sqrt((0.03 ** 2 + 0.04 ** 2 + 0.01 ** 2) / 3))
+    assert above == 1
+    assert paired_difference({0: math.nan, 1: 0.5}, {0: 0.4, 1: 0.6}) == (
+        pytest.approx(-0.1), 0.0, 0)
+    nothing = paired_difference({0: 0.5}, {1: 0.5})
+    assert math.isnan(nothing[0]) and math.isnan(nothing[1]) and nothing[2] == 0
 
 
 def test_named_teachers_rerun_retrains_nothing(teachers_experiment):

@@ -69,6 +69,7 @@ RUNS, PREDICTIONS, PREDICTION_RECORD = "runs", "predictions", "prediction.json"
 CONFIG_NAME, CSV_NAME, MARKDOWN_NAME = "experiment.yaml", "ablation.csv", "ablation.md"
 CURVES_NAME, OVERLAYS_NAME = "val_curves.png", "overlays.png"
 CSV_COLUMNS = ("transfer", "seeds", "dice_mean", "dice_std", "hd95_mean", "hd95_std",
+               "dice_vs_scratch_mean", "dice_vs_scratch_std", "seeds_above_scratch",
                "train_seconds", "steps", "empty_predictions", "hd95_infinite", "stacks")
 #: ablation.csv with named teachers: a row per (transfer, teacher), scratch's teacher empty.
 TEACHER_CSV_COLUMNS = (CSV_COLUMNS[0], "teacher", *CSV_COLUMNS[1:])
@@ -359,6 +360,13 @@ class TransferRow:
     Dice and HD95 are the mean and population std (ddof=0) over seeds of each run's mean over
     the evaluation stacks; a run's HD95 mean leaves out infinite values (an empty mask), which
     ``hd95_infinite`` counts. nan when undefined.
+
+    ``dice_vs_scratch_*`` is the paired comparison: a run's Dice minus that of the scratch run
+    of the same seed, mean and std over the seeds both have, and ``seeds_above_scratch`` counts
+    the seeds where the difference is positive. Runs of one seed draw the same training crops
+    in the same order, so the pairing removes what the seed alone changes, which on small
+    budgets can be larger than what the transfer changes. nan (and 0) for scratch itself and
+    when the experiment trains no scratch run.
     """
 
     transfer: str
@@ -367,6 +375,9 @@ class TransferRow:
     dice_std: float
     hd95_mean: float
     hd95_std: float
+    dice_vs_scratch_mean: float
+    dice_vs_scratch_std: float
+    seeds_above_scratch: int
     train_seconds: float
     steps: int
     empty_predictions: int
@@ -446,8 +457,10 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None,
             def per_step(step, steps, loss, val_dice, name=name):
                 train_progress(name, step, steps, loss, val_dice)
         runs.append(_run(config, transfer, seed, teacher, dataset.root, names, per_step))
+    scratch = {run.seed: run.table.summary().dice.mean for run in runs
+               if run.transfer == "scratch"}
     rows = tuple(_transfer_row(transfer, teacher, [r for r in runs if r.transfer == transfer
-                                                   and r.teacher == teacher])
+                                                   and r.teacher == teacher], scratch)
                  for transfer in config.transfers for teacher in config.teacher_names(transfer))
     if progress is not None:
         progress("tables and figures", len(jobs), len(jobs))
@@ -572,18 +585,35 @@ def _read_record(path: Path) -> dict | None:
         return None
 
 
-def _transfer_row(transfer: str, teacher: str | None, runs: list[RunResult]) -> TransferRow:
+def _transfer_row(transfer: str, teacher: str | None, runs: list[RunResult],
+                  scratch: Mapping[int, float]) -> TransferRow:
+    """``scratch``: the scratch runs' mean Dice by seed, the baseline of the paired columns."""
     summaries = [run.table.summary() for run in runs]
     dice = _mean_std([s.dice.mean for s in summaries])
     hd95 = _mean_std([s.hd95.mean for s in summaries])
+    by_seed = {run.seed: s.dice.mean for run, s in zip(runs, summaries, strict=True)}
+    paired = (math.nan, math.nan, 0) if transfer == "scratch" else \
+        paired_difference(by_seed, scratch)
     return TransferRow(
         transfer=transfer, seeds=len(runs), dice_mean=dice[0], dice_std=dice[1],
-        hd95_mean=hd95[0], hd95_std=hd95[1],
+        hd95_mean=hd95[0], hd95_std=hd95[1], dice_vs_scratch_mean=paired[0],
+        dice_vs_scratch_std=paired[1], seeds_above_scratch=paired[2],
         train_seconds=float(np.mean([r.train_seconds for r in runs])),
         steps=max(r.steps for r in runs),
         empty_predictions=sum(s.n_empty_prediction for s in summaries),
         hd95_infinite=sum(s.n_hd95_infinite for s in summaries),
         stacks=max(s.n_scored for s in summaries), teacher=teacher)
+
+
+def paired_difference(values: Mapping[int, float], baseline: Mapping[int, float]
+                      ) -> tuple[float, float, int]:
+    """Mean and std (ddof=0) of ``values[seed] - baseline[seed]`` over the seeds where both are
+    finite, and how many of those differences are positive; (nan, nan, 0) when none are."""
+    differences = [values[seed] - baseline[seed] for seed in values
+                   if seed in baseline and math.isfinite(values[seed])
+                   and math.isfinite(baseline[seed])]
+    mean, std = _mean_std(differences)
+    return mean, std, sum(d > 0 for d in differences)
 
 
 def _mean_std(values: list[float]) -> tuple[float, float]:
@@ -624,8 +654,9 @@ def ablation_markdown(rows: Sequence[TransferRow], config: ExperimentConfig | No
     """The ablation table as Markdown, with what the numbers mean underneath: a row per
     transfer, and with named teachers a Dice and an HD95 column per teacher."""
     teachers = _named_teachers(rows)
-    heads = [f"{metric} ({teacher})" for teacher in teachers for metric in ("Dice", "HD95")]
-    heads = heads or ["Dice", "HD95"]
+    metrics = ("Dice", "HD95", "Dice vs scratch")
+    heads = [f"{metric} ({teacher})" for teacher in teachers for metric in metrics]
+    heads = heads or list(metrics)
     lines = [f"| transfer | seeds | {' | '.join(heads)} | train time | steps | empty predictions |",
              f"|---|---:|{'---:|' * len(heads)}---:|---:|---:|"]
     for transfer in dict.fromkeys(row.transfer for row in rows):
@@ -634,7 +665,10 @@ def ablation_markdown(rows: Sequence[TransferRow], config: ExperimentConfig | No
     lines += ["", f"Dice and HD95: mean ± std over seeds of each run's mean over the {split} "
               f"stacks ({rows[0].stacks if rows else 0} per run). HD95 is in x/y voxels (z "
               "scaled by the z/x spacing ratio); a run's HD95 mean leaves out stacks with an "
-              "infinite HD95 (an empty mask; hd95_infinite in ablation.csv). Empty predictions "
+              "infinite HD95 (an empty mask; hd95_infinite in ablation.csv). Dice vs scratch: "
+              "each run's Dice minus that of the scratch run of the same seed (same training "
+              "crops in the same order), mean ± std over seeds, and in how many seeds the "
+              "transfer beat scratch. Empty predictions "
               "are summed over seeds and scored as Dice 0. Train time: mean wall-clock training "
               "seconds per run, validation included; axes of overlays.png are in spacing "
               "units."]
@@ -663,8 +697,8 @@ def _markdown_row(group: Sequence[TransferRow], teachers: Sequence[str]) -> str:
     row fills every teacher's columns). Time, steps and empties cover all of its runs."""
     by_teacher = {row.teacher: row for row in group}
     shown = [by_teacher.get(teacher, by_teacher.get(None)) for teacher in teachers] or group
-    cells = [f"{_pm(row.dice_mean, row.dice_std, 3)} | {_pm(row.hd95_mean, row.hd95_std, 2)}"
-             for row in shown]
+    cells = [f"{_pm(row.dice_mean, row.dice_std, 3)} | {_pm(row.hd95_mean, row.hd95_std, 2)} "
+             f"| {_paired_cell(row)}" for row in shown]
     seconds = float(np.mean([row.train_seconds for row in group]))
     return (f"| {group[0].transfer} | {group[0].seeds} | {' | '.join(cells)} "
             f"| {_duration(seconds)} | {max(row.steps for row in group)} "
@@ -675,6 +709,16 @@ def _teacher_text(teacher: str | dict[str, str] | None) -> str:
     if isinstance(teacher, dict):
         return "teachers " + ", ".join(f"{name} `{path}`" for name, path in teacher.items())
     return f"teacher `{teacher}`"
+
+
+def _paired_cell(row: TransferRow) -> str:
+    """"+0.004 ± 0.010 (2/3 seeds)"; "baseline" for scratch, "n/a" without scratch runs."""
+    if row.transfer == "scratch":
+        return "baseline"
+    if math.isnan(row.dice_vs_scratch_mean):
+        return "n/a"
+    return (f"{row.dice_vs_scratch_mean:+.3f} ± {row.dice_vs_scratch_std:.3f} "
+            f"({row.seeds_above_scratch}/{row.seeds} seeds)")
 
 
 def _pm(mean: float, std: float, decimals: int) -> str:
