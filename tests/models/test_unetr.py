@@ -12,6 +12,7 @@ from monai.networks.nets import UNETR
 from dineuro.errors import InputError
 from dineuro.models.build import build_model
 from dineuro.models.presets import PRESETS, get_preset
+from dineuro.models.standardize import STANDARDIZE_EPS
 from dineuro.models.unetr import ViTUNETR, decoder_levels, level_strides, skip_blocks
 from dineuro.models.vit2d import VisionTransformer2d
 
@@ -47,6 +48,45 @@ def test_decoder_takes_the_skip_blocks_outputs():
     assert net.skip_blocks == [2, 4, 6, 8]
     for j, block in enumerate([2, 4, 6]):
         torch.testing.assert_close(inputs[j], net._token_volume(outputs[block]))
+
+
+def _encoder_and_stem_inputs(net: ViTUNETR, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    seen = {}
+    net.encoder.register_forward_pre_hook(lambda m, a: seen.__setitem__("encoder", a[0]))
+    net.stem.register_forward_pre_hook(lambda m, a: seen.__setitem__("stem", a[0]))
+    net(x)
+    return seen["encoder"], seen["stem"]
+
+
+def test_standardized_encoder_input_is_each_window_in_its_own_statistics():
+    torch.manual_seed(0)
+    x = torch.rand(2, 1, 16, 32, 32) * torch.tensor([0.2, 3.0]).view(2, 1, 1, 1, 1)
+    net = ViTUNETR(crop=(16, 32, 32), patch=(8, 16, 16), feature_size=4,
+                   encoder_input="standardize", **TINY).eval()
+    encoder_in, stem_in = _encoder_and_stem_inputs(net, x)
+    values = x.double().numpy().reshape(2, -1)
+    expected = ((values - values.mean(1, keepdims=True))
+                / (values.std(1, ddof=1, keepdims=True) + STANDARDIZE_EPS))
+    torch.testing.assert_close(encoder_in.double().reshape(2, -1),
+                               torch.from_numpy(expected), atol=1e-5, rtol=1e-5)
+    assert torch.equal(stem_in, x)  # the decoder's full-resolution path keeps the intensities
+    # so the encoder is blind to gain and offset, and a copied teacher sees what it was made on
+    again, _ = _encoder_and_stem_inputs(net, 7.0 * x + 0.3)
+    torch.testing.assert_close(again, encoder_in, atol=1e-5, rtol=1e-5)
+    raw = ViTUNETR(crop=(16, 32, 32), patch=(8, 16, 16), feature_size=4, **TINY).eval()
+    assert raw.config["encoder_input"] == "raw"
+    assert torch.equal(_encoder_and_stem_inputs(raw, x)[0], x)
+
+
+def test_encoder_input_survives_a_checkpoint_and_old_checkpoints_stay_raw():
+    from dineuro.checkpoint import build_network
+
+    model = build_model("tiny", transfer="scratch", encoder_input="standardize")
+    assert build_network(model.config).encoder_input == "standardize"
+    older = {k: v for k, v in model.config.items() if k != "encoder_input"}
+    assert build_network(older).encoder_input == "raw"
+    with pytest.raises(InputError, match="encoder_input should be one of"):
+        build_model("tiny", transfer="scratch", encoder_input="zscore")
 
 
 def test_parameter_count_matches_monai_unetr():
@@ -117,9 +157,9 @@ def test_presets_match_the_dino_teachers():
 def test_docstring_examples_run():
     import doctest
 
-    from dineuro.models import build, presets, tubular, unetr, vit3d
+    from dineuro.models import build, presets, standardize, tubular, unetr, vit3d
 
-    for module in (vit3d, tubular, unetr, presets, build):
+    for module in (vit3d, tubular, unetr, presets, build, standardize):
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, module.__name__
         assert result.attempted > 0, module.__name__

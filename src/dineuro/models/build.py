@@ -15,7 +15,7 @@ from dineuro.models.unetr import ViTUNETR
 from dineuro.models.vit3d import embedding_option_names
 
 #: Keyword overrides that go to the network rather than to the preset or the patch embedding.
-NETWORK_OPTIONS = ("out_channels", "norm_name", "drop_path")
+NETWORK_OPTIONS = ("out_channels", "norm_name", "drop_path", "encoder_input")
 #: Preset fields that ``**overrides`` may replace (``crop`` has its own argument).
 PRESET_FIELDS = tuple(field.name for field in dataclasses.fields(Preset)
                       if field.name not in ("name", "crop", "teacher"))
@@ -40,9 +40,9 @@ def build_model(size: str = "small", transfer: str = "deformable", teacher=None,
         crop: input size (z, y, x) or one int; default the preset's. A multiple of the patch.
         **overrides: preset fields (``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``,
             ``patch``, ``feature_size``), network options (``out_channels``, ``norm_name``,
-            ``drop_path``) and options of the strategy's patch embedding (tubular:
-            ``tube_spacing``, ``gate_init``; deformable also ``extend_scope``, ``offset_steps``,
-            ``offset_hidden``).
+            ``drop_path``, ``encoder_input``) and options of the strategy's patch embedding
+            (tubular: ``tube_spacing``, ``gate_init``; deformable also ``extend_scope``,
+            ``offset_steps``, ``offset_hidden``).
 
     Returns:
         A :class:`~dineuro.models.unetr.ViTUNETR`.

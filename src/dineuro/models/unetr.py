@@ -28,6 +28,7 @@ from monai.networks.blocks import UnetOutBlock, UnetrBasicBlock, UnetrUpBlock
 from monai.networks.blocks.dynunet_block import UnetResBlock, get_conv_layer
 from torch import nn
 
+from dineuro.models.standardize import standardize_per_sample
 from dineuro.models.vit3d import Triple, VisionTransformer3d, as_triple
 
 SPATIAL_DIMS = 3
@@ -35,6 +36,8 @@ SPATIAL_DIMS = 3
 CONV_KERNEL = 3
 #: Up-sampling factor per decoder level along an axis that is up-sampled at that level.
 LEVEL_FACTOR = 2
+#: What the encoder may see (``ViTUNETR(encoder_input=...)``).
+ENCODER_INPUTS = ("raw", "standardize")
 
 
 def decoder_levels(patch: int | Sequence[int]) -> int:
@@ -133,6 +136,11 @@ class ViTUNETR(nn.Module):
         patch_embedding: "conv", "tubular" or "deformable" (set by the transfer strategy).
         embedding_options: keyword options of the patch embedding.
         drop_path: stochastic-depth rate of the last encoder block.
+        encoder_input: what the encoder sees: "raw" (the volume as given, [0, 1] after
+            percentile normalisation) or "standardize" (each sample shifted and scaled to zero
+            mean and unit variance, as DINO teachers saw their crops; see
+            :mod:`dineuro.models.standardize`). The convolutional stem always sees the volume as
+            given, so absolute intensity still reaches the decoder.
 
     Attributes:
         config: the constructor arguments as a plain dict (JSON-friendly), extended by
@@ -152,10 +160,15 @@ class ViTUNETR(nn.Module):
                  embed_dim: int = 384, depth: int = 12, num_heads: int = 6,
                  mlp_ratio: float = 4.0, feature_size: int = 16, out_channels: int = 2,
                  norm_name: str | tuple = "instance", patch_embedding: str = "conv",
-                 embedding_options: Mapping[str, object] | None = None, drop_path: float = 0.0):
+                 embedding_options: Mapping[str, object] | None = None, drop_path: float = 0.0,
+                 encoder_input: str = "raw"):
         super().__init__()
         if feature_size < 1 or out_channels < 1:
             raise ValueError("feature_size and out_channels should be positive.")
+        if encoder_input not in ENCODER_INPUTS:
+            raise ValueError(f"encoder_input should be one of {list(ENCODER_INPUTS)}, got "
+                             f"{encoder_input!r}.")
+        self.encoder_input = encoder_input
         patch = as_triple(patch, "patch")
         levels = decoder_levels(patch)
         strides = level_strides(patch)
@@ -185,6 +198,7 @@ class ViTUNETR(nn.Module):
             "feature_size": feature_size, "out_channels": out_channels,
             "norm_name": norm_name, "patch_embedding": patch_embedding,
             "embedding_options": dict(embedding_options or {}), "drop_path": drop_path,
+            "encoder_input": encoder_input,
         }
 
     def _token_volume(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -193,7 +207,8 @@ class ViTUNETR(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Logits (B, out_channels, *crop) for a volume (B, 1, *crop)."""
-        final, hidden = self.encoder(x)
+        final, hidden = self.encoder(
+            standardize_per_sample(x) if self.encoder_input == "standardize" else x)
         token_skips = [self._token_volume(hidden[block - 1]) for block in self.skip_blocks[:-1]]
         skips = [self.stem(x)]
         skips += [project(f) for project, f in zip(self.skips, token_skips, strict=True)]

@@ -26,6 +26,7 @@ import yaml
 from dineuro import __version__
 from dineuro.errors import InputError
 from dineuro.io._atomic import atomic_file
+from dineuro.models.standardize import standardize_per_sample
 from dineuro.models.vit2d import VisionTransformer2d, resize_pos_embed_2d
 from dineuro.pretrain.augment import MultiCropAugment, collate_crops
 from dineuro.pretrain.config import PretrainConfig
@@ -45,8 +46,6 @@ from dineuro.pretrain.dino import (
 OFFICIAL_GRID = 14
 #: Learning rates are given per this many images and scaled with the batch (DINO's rule).
 LR_REFERENCE_BATCH = 256
-#: Added to a crop's standard deviation, so a constant crop stays finite (at 0).
-STANDARDIZE_EPS = 1e-6
 CSV_COLUMNS = ("step", "loss", "teacher_entropy", "batch_entropy", "lr", "weight_decay", "momentum",
                "teacher_temp")
 
@@ -166,8 +165,7 @@ def augment_batch(images: Sequence[np.ndarray], indices: np.ndarray, augment: Mu
         views.append(augment(torch.from_numpy(images[index]), generator))
     crops = collate_crops(views)
     if standardize:
-        crops = [(c - c.mean(dim=(1, 2, 3), keepdim=True))
-                 / (c.std(dim=(1, 2, 3), keepdim=True) + STANDARDIZE_EPS) for c in crops]
+        crops = [standardize_per_sample(c) for c in crops]
     return crops
 
 
