@@ -736,7 +736,7 @@ def pretrain2d(
         with _progress() as progress:
             task = progress.add_task("reading images", total=None)
             pictures = collect_images(inputs, from_stacks=config.from_stacks, seed=config.seed,
-                                      n_slabs=config.n_slabs,
+                                      n_slabs=config.n_slabs, short_side=config.short_side,
                                       progress=lambda done, total: progress.update(
                                           task, completed=done, total=total))
     err.print(f"{len(pictures)} images; preset {preset}, arch {config.arch}, "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import colorsys
+import doctest
 
 import numpy as np
 import pytest
@@ -10,6 +11,7 @@ import scipy.ndimage as ndi
 import torch
 from PIL import Image
 
+from dineuro.pretrain import augment as augment_module
 from dineuro.pretrain.augment import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -31,6 +33,8 @@ from dineuro.pretrain.augment import (
 )
 
 SMALL = dict(global_size=32, local_size=16, n_local=3)
+#: Every random step certain, grey conversion included or left out.
+EVERY_STEP = dict(flip_p=1.0, jitter_p=1.0, blur_p=(1.0, 1.0, 1.0), solarize_p=1.0)
 
 
 @pytest.fixture
@@ -239,6 +243,28 @@ def test_invalid_settings_are_refused(bad):
         MultiCropAugment(**bad)
 
 
-def test_grey_input_is_refused():
-    with pytest.raises(ValueError, match="3, H, W"):
-        MultiCropAugment(**SMALL)(torch.rand(1, 40, 40), generator())
+@pytest.mark.parametrize("settings", [{}, dict(EVERY_STEP, grayscale_p=1.0),
+                                      dict(EVERY_STEP, grayscale_p=0.0)],
+                         ids=["default", "every-step", "every-step-but-grey"])
+def test_a_grey_image_gives_exactly_the_crops_of_its_three_channel_copy(settings):
+    grey = torch.from_numpy(np.random.default_rng(7).random((1, 40, 56), dtype=np.float32))
+    augment = MultiCropAugment(**SMALL, **settings)
+    for seed in range(4):
+        g_grey, g_rgb = generator(seed), generator(seed)
+        from_grey = augment(grey, g_grey)
+        from_rgb = augment(grey.repeat(3, 1, 1), g_rgb)
+        assert len(from_grey) == 2 + SMALL["n_local"]
+        assert all(torch.equal(a, b) for a, b in zip(from_grey, from_rgb, strict=True))
+        assert torch.equal(g_grey.get_state(), g_rgb.get_state())  # the same draws, no more
+
+
+@pytest.mark.parametrize("bad", [torch.rand(2, 40, 40), torch.rand(4, 40, 40),
+                                 torch.rand(40, 40), torch.ones(1, 40, 40, dtype=torch.uint8)])
+def test_other_than_a_float_grey_or_rgb_image_is_refused(bad):
+    with pytest.raises(ValueError, match=r"float \(1, H, W\) or \(3, H, W\) tensor"):
+        MultiCropAugment(**SMALL)(bad, generator())
+
+
+def test_docstring_examples_run():
+    result = doctest.testmod(augment_module, optionflags=doctest.ELLIPSIS)
+    assert result.failed == 0 and result.attempted > 0

@@ -143,3 +143,13 @@ def test_standardized_crops_have_zero_mean_and_unit_variance(images):
         flat = crop.flatten(1)
         torch.testing.assert_close(flat.mean(1), torch.zeros(3), atol=1e-5, rtol=0)
         torch.testing.assert_close(flat.std(1), torch.ones(3), atol=1e-4, rtol=0)
+
+
+def test_grey_and_colour_images_are_batched_together(images):
+    augment = MultiCropAugment(global_size=32, local_size=16, n_local=2)
+    grey = images[0][:1].copy()
+    crops = augment_batch([grey, images[1]], np.array([0, 1, 0]), augment, step=0, seed=0)
+    assert [tuple(c.shape) for c in crops] == [(3, 3, 32, 32)] * 2 + [(3, 3, 16, 16)] * 2
+    rgb = augment_batch([np.repeat(grey, 3, axis=0), images[1]], np.array([0, 1, 0]), augment,
+                        step=0, seed=0)
+    assert all(torch.equal(a, b) for a, b in zip(crops, rgb, strict=True))

@@ -8,9 +8,13 @@ probabilities and magnitudes of the published recipe, and normalised with the Im
 standard deviation that the official DINO checkpoints expect, so a teacher trained here reads
 the same input as a downloaded one.
 
-Images are float tensors (3, H, W) (channel, row, column) with values in [0, 1]; the operations
-also take a leading batch dimension. Every random draw comes from the ``torch.Generator``
-passed in, so the same seed gives the same crops.
+Images are float tensors (channel, row, column) with values in [0, 1], (3, H, W) for colour
+and (1, H, W) for grey: a training set of grey images is held in memory as one plane per image
+(see :mod:`dineuro.pretrain.images`), and a grey image becomes three equal channels only after
+its random resized crop, which then costs a third as much. Crops are always (3, S, S), the
+input of DINO's networks; the operations also take a leading batch dimension. Every random draw
+comes from the ``torch.Generator`` passed in, so the same seed gives the same crops, and a grey
+image gives exactly the crops of its three-channel copy.
 
 The published recipe works at 224-pixel global crops. Smaller crops show the same content at
 a coarser pixel size, so the blur's standard deviation (given in pixels at
@@ -27,6 +31,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+#: Channels of every crop (red, green, blue), as DINO's networks take them.
+CHANNELS = 3
 #: Side in pixels of the global crops of the published recipe; blur sizes are given at it.
 REFERENCE_SIZE = 224
 #: Channel mean and standard deviation of ImageNet, which DINO's teachers are trained with.
@@ -82,7 +88,7 @@ def crop_box(height: int, width: int, scale: Sequence[float], generator: torch.G
 
 def resized_crop(image: torch.Tensor, top: int, left: int, height: int, width: int,
                  size: int) -> torch.Tensor:
-    """Crop a box from a (..., 3, H, W) image and resize it to (size, size).
+    """Crop a box from a (..., C, H, W) image and resize it to (size, size).
 
     Bicubic interpolation with antialiasing (as a downscaling photo library does), clamped to
     [0, 1] because bicubic overshoots at edges. Cropping first keeps the cost at that of the box.
@@ -216,9 +222,10 @@ class MultiCropAugment:
     """DINO's multi-crop views of one image: 2 global crops, then ``n_local`` local crops.
 
     Each crop is, in this order: a random resized crop (:func:`crop_box`,
-    :func:`resized_crop`), a horizontal flip, colour jitter (brightness, contrast, saturation
-    and hue in random order), conversion to grey, Gaussian blur, solarisation (second global
-    crop only) and :func:`normalize`. Each step is applied with its own probability.
+    :func:`resized_crop`), for a grey image its replication to three channels, a horizontal
+    flip, colour jitter (brightness, contrast, saturation and hue in random order), conversion
+    to grey, Gaussian blur, solarisation (second global crop only) and :func:`normalize`. Each
+    step is applied with its own probability.
 
     Args:
         global_size: side of the global crops, pixels.
@@ -244,6 +251,9 @@ class MultiCropAugment:
         >>> augment = MultiCropAugment(global_size=32, local_size=16, n_local=2)
         >>> crops = augment(torch.rand(3, 64, 80), torch.Generator().manual_seed(0))
         >>> [tuple(c.shape) for c in crops]
+        [(3, 32, 32), (3, 32, 32), (3, 16, 16), (3, 16, 16)]
+        >>> grey = augment(torch.rand(1, 64, 80), torch.Generator().manual_seed(0))
+        >>> [tuple(c.shape) for c in grey]
         [(3, 32, 32), (3, 32, 32), (3, 16, 16), (3, 16, 16)]
     """
 
@@ -281,7 +291,7 @@ class MultiCropAugment:
                 raise ValueError(f"{name} should be >= 0, got {amount}.")
         if not 0 <= hue <= 0.5:
             raise ValueError(f"hue should be in [0, 0.5] turns, got {hue}.")
-        if len(mean) != 3 or len(std) != 3 or min(std) <= 0:
+        if len(mean) != CHANNELS or len(std) != CHANNELS or min(std) <= 0:
             raise ValueError(f"mean and std should give 3 channels with std > 0, got {mean} "
                              f"and {std}.")
         self.global_size, self.local_size, self.n_local = global_size, local_size, n_local
@@ -294,14 +304,16 @@ class MultiCropAugment:
         self.mean, self.std = tuple(mean), tuple(std)
 
     def __call__(self, image: torch.Tensor, generator: torch.Generator) -> list[torch.Tensor]:
-        """The 2 + ``n_local`` normalised crops of a (3, H, W) image in [0, 1].
+        """The 2 + ``n_local`` normalised crops of a (1, H, W) or (3, H, W) image in [0, 1].
+
+        A grey (1, H, W) image gives the same crops, bit for bit, as its three-channel copy.
 
         Returns:
             Two (3, global_size, global_size) tensors, then ``n_local``
             (3, local_size, local_size) tensors, float32.
         """
-        if image.ndim != 3 or image.shape[0] != 3 or not image.is_floating_point():
-            raise ValueError(f"image should be a float (3, H, W) tensor, got "
+        if image.ndim != 3 or image.shape[0] not in (1, CHANNELS) or not image.is_floating_point():
+            raise ValueError(f"image should be a float (1, H, W) or (3, H, W) tensor, got "
                              f"{image.dtype} {tuple(image.shape)}.")
         first_blur, second_blur, local_blur = self.blur_p
         crops = [self._view(image, self.global_size, self.global_scale, first_blur, 0.0,
@@ -316,6 +328,9 @@ class MultiCropAugment:
               solarize_p: float, generator: torch.Generator) -> torch.Tensor:
         """One augmented, normalised crop."""
         view = resized_crop(image, *crop_box(*image.shape[-2:], scale, generator), size)
+        if view.shape[0] == 1:
+            # A copy, not an expanded view: the steps below may write in place.
+            view = view.repeat(CHANNELS, 1, 1)
         # One draw per decision and magnitude, fetched in one call; unused ones are still drawn
         # so every crop consumes the same number.
         (flip, jitter, bright, contrast, saturation, hue, grey, blur, sigma,

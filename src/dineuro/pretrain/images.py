@@ -1,9 +1,13 @@
 """Training images for DINO pre-training: 2D pictures and projections of 3D stacks.
 
-Every image comes out as a float32 (3, H, W) array (channel, row, column) with values in
-[0, 1]. Grey images are replicated to three channels: the 3D student sums the RGB channels of
-the teacher's patch kernel, so a grey picture replicated to RGB gives the teacher exactly the
-response the student will have to a grey stack.
+Every image comes out as a float32 (C, H, W) array (channel, row, column) with values in
+[0, 1]: C = 1 for grey images (grey files, grey photographs, every projection of a stack) and
+C = 3 for colour ones. Grey images are kept as one plane because the whole training set is held
+in memory: 10,000 projections of 448 x 448 pixels take 8 GB as one plane, 24 GB as three.
+They become three equal channels only crop by crop, in
+:class:`~dineuro.pretrain.augment.MultiCropAugment`, because the teacher takes RGB: the 3D
+student sums the RGB channels of the teacher's patch kernel, so a grey picture replicated to
+RGB gives the teacher exactly the response the student will have to a grey stack.
 
 Sources (see :func:`collect_images`):
 
@@ -30,6 +34,7 @@ import imageio.v3 as iio
 import numpy as np
 import scipy.ndimage as ndi
 import skimage.data
+import torch
 
 from dineuro.data.dataset import IMAGES, SPLIT_FILE, open_dataset
 from dineuro.data.normalize import percentile_normalize
@@ -40,8 +45,8 @@ from dineuro.io.volume import SUPPORTED_EXTENSIONS, Volume, read_volume
 
 #: Shortest side, in pixels, of an image worth training on.
 MIN_SIDE = 32
-#: Colour channels of every returned image.
-CHANNELS = 3
+#: Channels of a colour image (red, green, blue); a grey image has one.
+RGB_CHANNELS = 3
 #: Thick-slab projections along z span this many slices at least (the whole stack if thinner)
 #: and at most half the stack, so that they differ from the full z projection.
 MIN_SLAB = 8
@@ -64,15 +69,15 @@ PERCENTILES = (1.0, 99.9)
 _IMAGEIO_ERRORS = (OSError, ValueError, SyntaxError, RuntimeError)
 
 Progress = Callable[[int, int], None]
-#: One thing to read: its name (for errors) and a reader giving a (3, H, W) image or a stack.
+#: One thing to read: its name (for errors) and a reader giving a (C, H, W) image or a stack.
 Source = tuple[str | Path, Callable[[], "np.ndarray | Volume"]]
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
-    """Read one 2D image file as a float32 (3, H, W) array in [0, 1].
+    """Read one 2D image file as a float32 (1, H, W) (grey) or (3, H, W) (colour) array in [0, 1].
 
     PNG, JPEG and BMP are read with imageio (Pillow), TIFF with tifffile. Grey, grey + alpha,
-    RGB and RGBA are accepted; alpha is dropped and grey is replicated to three channels. Unsigned
+    RGB and RGBA are accepted; alpha is dropped and grey stays one plane (see the module). Unsigned
     integers are divided by their dtype's maximum (255, 65535, ...), so the file's own
     brightness is kept; floats and signed integers have no fixed range and are clipped to their
     :data:`PERCENTILES` and scaled to [0, 1].
@@ -85,7 +90,8 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     Returns
     -------
     numpy.ndarray
-        float32, shape (3, H, W), values in [0, 1].
+        float32, shape (1, H, W) for grey or grey + alpha, (3, H, W) for RGB or RGBA, values in
+        [0, 1].
 
     Raises
     ------
@@ -100,7 +106,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     >>> iio.imwrite(path, np.full((40, 50), 255, np.uint8))
     >>> image = read_image(path)
     >>> image.shape, image.dtype, float(image.max())
-    ((3, 40, 50), dtype('float32'), 1.0)
+    ((1, 40, 50), dtype('float32'), 1.0)
     """
     path = Path(path)
     loaded = _load(path)
@@ -122,9 +128,9 @@ def stack_projections(volume: np.ndarray, spacing: Sequence[float], rng: np.rand
     number of slices, uniform in [:data:`MIN_SLAB`, max(:data:`MIN_SLAB`, z // 2)] (the whole
     stack when it is thinner), from a random first slice.
 
-    Each projection is normalised alone to its :data:`PERCENTILES` and replicated to three
-    channels. Projections with a side shorter than :data:`MIN_SIDE` pixels (e.g. the side
-    views of a stack of a few slices) are left out, so the list may be shorter or empty.
+    Each projection is normalised alone to its :data:`PERCENTILES` and kept as one grey plane.
+    Projections with a side shorter than :data:`MIN_SIDE` pixels (e.g. the side views of a
+    stack of a few slices) are left out, so the list may be shorter or empty.
 
     Parameters
     ----------
@@ -140,7 +146,7 @@ def stack_projections(volume: np.ndarray, spacing: Sequence[float], rng: np.rand
     Returns
     -------
     list of numpy.ndarray
-        float32 (3, H, W) images in [0, 1]: the z, y and x MIPs, then the slabs, each when
+        float32 (1, H, W) images in [0, 1]: the z, y and x MIPs, then the slabs, each when
         large enough.
 
     Examples
@@ -148,7 +154,7 @@ def stack_projections(volume: np.ndarray, spacing: Sequence[float], rng: np.rand
     >>> volume = np.random.default_rng(0).random((40, 64, 48))
     >>> views = stack_projections(volume, (2.0, 1.0, 1.0), np.random.default_rng(0), n_slabs=1)
     >>> [view.shape for view in views]
-    [(3, 64, 48), (3, 80, 48), (3, 80, 64), (3, 64, 48)]
+    [(1, 64, 48), (1, 80, 48), (1, 80, 64), (1, 64, 48)]
     """
     volume = np.asarray(volume)
     if volume.ndim != 3 or volume.size == 0:
@@ -167,11 +173,11 @@ def stack_projections(volume: np.ndarray, spacing: Sequence[float], rng: np.rand
         thickness = min(depth, int(rng.integers(MIN_SLAB, max(MIN_SLAB, depth // 2) + 1)))
         start = int(rng.integers(0, depth - thickness + 1))
         views.append(_isotropic(volume[start:start + thickness].max(axis=0), (sy, sx)))
-    return [_as_rgb_image(_normalized(view)) for view in views if min(view.shape) >= MIN_SIDE]
+    return [_as_planes(_normalized(view)) for view in views if min(view.shape) >= MIN_SIDE]
 
 
 def skimage_photos() -> list[tuple[str, np.ndarray]]:
-    """The photographs of :data:`SKIMAGE_PHOTOS`, each as a float32 (3, H, W) array in [0, 1].
+    """The photographs of :data:`SKIMAGE_PHOTOS` as float32 (C, H, W) arrays in [0, 1].
 
     A teacher needs generic natural-image statistics (edges, textures, objects) besides
     microscopy; these ship inside scikit-image, so they need no download.
@@ -179,13 +185,15 @@ def skimage_photos() -> list[tuple[str, np.ndarray]]:
     Returns
     -------
     list of (str, numpy.ndarray)
-        The sample's name and its image, in the order of :data:`SKIMAGE_PHOTOS`.
+        The sample's name and its image, (1, H, W) for grey samples and (3, H, W) for colour
+        ones, in the order of :data:`SKIMAGE_PHOTOS`.
     """
     return [(name, _photo(name)) for name in SKIMAGE_PHOTOS]
 
 
 def collect_images(inputs: Sequence[str | os.PathLike], from_stacks: bool = False, seed: int = 0,
-                   n_slabs: int = 4, progress: Progress | None = None) -> list[np.ndarray]:
+                   n_slabs: int = 4, short_side: int | None = None,
+                   progress: Progress | None = None) -> list[np.ndarray]:
     """Gather the training images of ``dineuro pretrain2d`` from files, folders and stacks.
 
     Each input is one of:
@@ -210,13 +218,18 @@ def collect_images(inputs: Sequence[str | os.PathLike], from_stacks: bool = Fals
         Seed of the slab projections: the same inputs and seed give the same images.
     n_slabs : int
         Thick-slab projections per stack, besides its three MIPs.
+    short_side : int, optional
+        Shrink each image as soon as it is read so its shorter side is at most this
+        (:func:`shrink`; ``pretrain2d`` passes its config's ``short_side``), so the set in memory
+        is the size training uses, not that of the files; None keeps full size.
     progress : callable, optional
         Called as ``progress(done, total)`` after each file or photograph is read.
 
     Returns
     -------
     list of numpy.ndarray
-        float32 (3, H, W) images in [0, 1], of varying H and W.
+        float32 images in [0, 1] of varying H and W: (1, H, W) for grey files, grey photographs
+        and projections, (3, H, W) for colour ones.
 
     Raises
     ------
@@ -228,7 +241,7 @@ def collect_images(inputs: Sequence[str | os.PathLike], from_stacks: bool = Fals
     rng = np.random.default_rng(seed)
     images: list[np.ndarray] = []
     for done, (path, read) in enumerate(sources, start=1):
-        loaded = read()
+        loaded, first = read(), len(images)
         if isinstance(loaded, Volume):
             if not from_stacks:
                 raise InputError(f"is a 3D stack of shape {loaded.array.shape} (z, y, x); pass "
@@ -242,13 +255,14 @@ def collect_images(inputs: Sequence[str | os.PathLike], from_stacks: bool = Fals
             images += views
         else:
             images.append(loaded)
+        if short_side is not None:
+            images[first:] = [shrink(image, short_side) for image in images[first:]]
         if progress is not None:
             progress(done, len(sources))
     if not images:
         raise InputError("no training images: give image files, folders, stacks or "
                          f"'{PHOTOS}'.")
     return images
-
 
 
 def _sources(item: str | os.PathLike, from_stacks: bool) -> list[Source]:
@@ -283,8 +297,8 @@ def _dataset_sources(root: Path, from_stacks: bool) -> list[Source]:
 
 
 def _photo(name: str) -> np.ndarray:
-    """The scikit-image sample ``name`` as a (3, H, W) image."""
-    return _to_rgb(getattr(skimage.data, name)(), f"scikit-image sample {name}")
+    """The scikit-image sample ``name`` as a (C, H, W) image."""
+    return _to_planes(getattr(skimage.data, name)(), f"scikit-image sample {name}")
 
 
 def _is_image_or_stack(path: Path) -> bool:
@@ -293,7 +307,7 @@ def _is_image_or_stack(path: Path) -> bool:
 
 
 def _load(path: Path) -> np.ndarray | Volume:
-    """A 2D image file as a (3, H, W) image, or a 3D stack file as a :class:`Volume`."""
+    """A 2D image file as a (C, H, W) image, or a 3D stack file as a :class:`Volume`."""
     if not path.is_file():
         raise InputError("does not exist." if not path.exists() else "is not a file.", path)
     name = path.name.lower()
@@ -301,7 +315,7 @@ def _load(path: Path) -> np.ndarray | Volume:
         array, axes, _ = _tiff.read(path)
         if set(axes) - set("YXC"):
             return read_volume(path)
-        return _to_rgb(np.moveaxis(array, axes.index("C"), -1) if "C" in axes else array, path)
+        return _to_planes(np.moveaxis(array, axes.index("C"), -1) if "C" in axes else array, path)
     if name.endswith(SUPPORTED_EXTENSIONS):
         return read_volume(path)
     if not name.endswith(IMAGE_SUFFIXES):
@@ -312,19 +326,19 @@ def _load(path: Path) -> np.ndarray | Volume:
     except _IMAGEIO_ERRORS as exc:
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise InputError(f"cannot be read as an image ({reason}).", path) from exc
-    return _to_rgb(array, path)
+    return _to_planes(array, path)
 
 
-def _to_rgb(array: np.ndarray, path: Path | str) -> np.ndarray:
-    """A (H, W) or (H, W, C) image as float32 (3, H, W) in [0, 1]; see :func:`read_image`."""
+def _to_planes(array: np.ndarray, path: Path | str) -> np.ndarray:
+    """A (H, W) or (H, W, C) image as float32 (1 or 3, H, W) in [0, 1]; see :func:`read_image`."""
     if array.ndim == 2:
         array = array[..., np.newaxis]
     if array.ndim != 3 or array.shape[-1] not in (1, 2, 3, 4):
         raise InputError(f"has shape {array.shape}; a 2D grey, grey + alpha, RGB or RGBA image "
                          "is expected.", path)
     # Grey + alpha keeps its grey plane, RGB(A) its three colours.
-    planes = np.moveaxis(array[..., :CHANNELS] if array.shape[-1] >= CHANNELS else array[..., :1],
-                         -1, 0)
+    colours = RGB_CHANNELS if array.shape[-1] >= RGB_CHANNELS else 1
+    planes = np.moveaxis(array[..., :colours], -1, 0)
     if min(planes.shape[1:]) < MIN_SIDE:
         raise InputError(f"is {planes.shape[1]} x {planes.shape[2]} pixels; images need at "
                          f"least {MIN_SIDE} pixels a side.", path)
@@ -337,7 +351,7 @@ def _to_rgb(array: np.ndarray, path: Path | str) -> np.ndarray:
     else:
         raise InputError(f"has pixel type {planes.dtype}; a real-valued image is expected.",
                          path)
-    return _as_rgb_image(scaled)
+    return _as_planes(scaled)
 
 
 def _check_finite(array: np.ndarray, path: Path | str) -> None:
@@ -355,11 +369,9 @@ def _normalized(image: np.ndarray) -> np.ndarray:
     return percentile_normalize(planar, *PERCENTILES).reshape(image.shape)
 
 
-def _as_rgb_image(image: np.ndarray) -> np.ndarray:
-    """A (H, W), (1, H, W) or (3, H, W) image as a C-contiguous float32 (3, H, W) array."""
-    planes = image.reshape(-1, *image.shape[-2:])
-    return np.ascontiguousarray(np.broadcast_to(planes, (CHANNELS, *planes.shape[1:])),
-                                dtype=np.float32)
+def _as_planes(image: np.ndarray) -> np.ndarray:
+    """A (H, W) or (C, H, W) image as a C-contiguous float32 (C, H, W) array, C = 1 for (H, W)."""
+    return np.ascontiguousarray(image.reshape(-1, *image.shape[-2:]), dtype=np.float32)
 
 
 def _isotropic(image: np.ndarray, pixel_size: tuple[float, float]) -> np.ndarray:
@@ -369,3 +381,19 @@ def _isotropic(image: np.ndarray, pixel_size: tuple[float, float]) -> np.ndarray
     if all(abs(f - 1.0) < 1e-6 for f in factors):
         return image
     return ndi.zoom(image.astype(np.float32, copy=False), factors, order=1)
+
+
+def shrink(image: np.ndarray, short_side: int) -> np.ndarray:
+    """``image`` (C, H, W) with its shorter side reduced to ``short_side`` (never enlarged).
+
+    Each channel is resized alone, so a grey (1, H, W) image stays one plane (a third of the
+    memory of its RGB copy) and shrinks to the values each channel of that copy would get.
+    """
+    scale = short_side / min(image.shape[1:])
+    if scale >= 1:
+        return image
+    size = [max(1, round(side * scale)) for side in image.shape[1:]]
+    resized = torch.nn.functional.interpolate(torch.from_numpy(image)[None], size=size,
+                                              mode="bilinear", antialias=True,
+                                              align_corners=False)
+    return resized[0].clamp_(0, 1).numpy()

@@ -41,6 +41,7 @@ from dineuro.pretrain.dino import (
     teacher_entropy,
     teacher_temperatures,
 )
+from dineuro.pretrain.images import shrink
 
 #: Grid of the official checkpoints' position embedding (224-pixel images at /16).
 OFFICIAL_GRID = 14
@@ -139,18 +140,6 @@ def batch_indices(step: int, batch_size: int, n_images: int, seed: int) -> np.nd
     return out
 
 
-def shrink(image: np.ndarray, short_side: int) -> np.ndarray:
-    """``image`` (3, H, W) with its shorter side reduced to ``short_side`` (never enlarged)."""
-    scale = short_side / min(image.shape[1:])
-    if scale >= 1:
-        return image
-    size = [max(1, round(side * scale)) for side in image.shape[1:]]
-    resized = torch.nn.functional.interpolate(torch.from_numpy(image)[None], size=size,
-                                              mode="bilinear", antialias=True,
-                                              align_corners=False)
-    return resized[0].clamp_(0, 1).numpy()
-
-
 def augment_batch(images: Sequence[np.ndarray], indices: np.ndarray, augment: MultiCropAugment,
                   step: int, seed: int, standardize: bool = False) -> list[torch.Tensor]:
     """Multi-crop views of the batch; crop ``k`` of every image stacked into one tensor.
@@ -172,7 +161,7 @@ def augment_batch(images: Sequence[np.ndarray], indices: np.ndarray, augment: Mu
 def pretrain(config: PretrainConfig, images: Sequence[np.ndarray], out: str | Path,
              inputs: Sequence[str] = (), resume: bool = False,
              progress: Progress | None = None) -> PretrainPaths:
-    """Train a DINO ViT on ``images`` (each (3, H, W) float32 in [0, 1]) and write the files.
+    """Train a DINO ViT on ``images`` (float32 (1 or 3, H, W) in [0, 1]) and write the files.
 
     Args:
         config: the run's settings.
