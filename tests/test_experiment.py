@@ -16,6 +16,7 @@ from dineuro.errors import InputError
 from dineuro.evaluate import evaluate_folder
 from dineuro.experiment import (
     CSV_COLUMNS,
+    RUN_CSV_COLUMNS,
     TEACHER_CSV_COLUMNS,
     TRANSFERS,
     ExperimentConfig,
@@ -130,6 +131,22 @@ def test_table_has_a_row_per_transfer_with_evaluate_folder_numbers(experiment, d
     difference = float(deformable["dice_vs_scratch_mean"])
     assert (f"| {difference:+.3f} ± 0.000 ({deformable['seeds_above_scratch']}/1 seeds) |"
             in markdown)
+
+
+def test_runs_table_has_each_runs_own_scores(teachers_experiment, dataset):
+    config, result = teachers_experiment
+    rows = _read_csv(result.runs_csv)
+    assert list(rows[0]) == list(RUN_CSV_COLUMNS)
+    assert [(r["transfer"], r["teacher"], r["seed"], r["run"]) for r in rows] == [
+        ("scratch", "", "0", "scratch-seed0"), ("center", "photos", "0", "center-photos-seed0"),
+        ("center", "mips", "0", "center-mips-seed0")]
+    test_names = __import__("json").loads((dataset / "split.json").read_text())["test"]
+    for row, run in zip(rows, result.runs, strict=True):
+        summary = evaluate_folder(run.folder / "predictions", dataset, names=test_names).summary()
+        assert _same(row["dice"], summary.dice.mean) and _same(row["hd95"], summary.hd95.mean)
+        assert int(row["stacks"]) == len(test_names) and int(row["steps"]) == 2
+    summary_rows = _read_csv(result.csv)  # one seed: ablation.csv's means are the runs' values
+    assert [r["dice_mean"] for r in summary_rows] == [r["dice"] for r in rows]
 
 
 def test_figures_and_resolved_config_are_written(experiment):

@@ -596,7 +596,7 @@ def experiment(
 ) -> None:
     """Run the transfer ablation: train every transfer x seed (x teacher, when the config names
     several) with the same data and budget, predict and score the evaluation split, and write
-    ablation.md/.csv, val_curves.png and overlays.png.
+    ablation.md/.csv, runs.csv (a row per run), val_curves.png and overlays.png.
 
     Finished runs are reused and interrupted ones resumed, so the same command continues an
     experiment.
@@ -613,7 +613,8 @@ def experiment(
 
         result = run_experiment(resolved, progress=report)
     Console(soft_wrap=True).print(result.markdown.read_text(), markup=False, highlight=False)
-    err.print(f"wrote {result.markdown}, {result.csv}, {result.val_curves}, {result.overlays}")
+    err.print(f"wrote {result.markdown}, {result.csv}, {result.runs_csv}, {result.val_curves}, "
+              f"{result.overlays}")
 
 
 @app.command()

@@ -13,6 +13,8 @@ HD95), and one row per transfer (and teacher) summarises the seeds. The experime
       experiment.yaml          the resolved experiment config (base inlined)
       ablation.csv             a row per transfer (and teacher): mean/std over seeds, seconds, ...
       ablation.md              a row per transfer, Dice and HD95 columns per teacher, with notes
+      runs.csv                 a row per run (transfer, teacher, seed): its own Dice, HD95, ...,
+                               for statistics of one's own (paired tests, other experiments)
       val_curves.png           validation Dice against step, one line per run
       overlays.png             x-y MIP of the first evaluation stack, a panel per transfer
                                (and teacher)
@@ -67,6 +69,10 @@ PREDICT_DEFAULTS = {"overlap": 0.5, "flips": False, "batch_size": 4}
 
 RUNS, PREDICTIONS, PREDICTION_RECORD = "runs", "predictions", "prediction.json"
 CONFIG_NAME, CSV_NAME, MARKDOWN_NAME = "experiment.yaml", "ablation.csv", "ablation.md"
+RUNS_CSV_NAME = "runs.csv"
+#: runs.csv: one row per run, the numbers ablation.csv summarises over seeds.
+RUN_CSV_COLUMNS = ("transfer", "teacher", "seed", "dice", "hd95", "empty_predictions",
+                   "hd95_infinite", "stacks", "train_seconds", "steps", "run")
 CURVES_NAME, OVERLAYS_NAME = "val_curves.png", "overlays.png"
 CSV_COLUMNS = ("transfer", "seeds", "dice_mean", "dice_std", "hd95_mean", "hd95_std",
                "dice_vs_scratch_mean", "dice_vs_scratch_std", "seeds_above_scratch",
@@ -395,6 +401,7 @@ class ExperimentResult:
     rows: tuple[TransferRow, ...]
     csv: Path
     markdown: Path
+    runs_csv: Path
     val_curves: Path
     overlays: Path
     config: Path
@@ -411,7 +418,7 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None,
     one this experiment asks for, an interrupted run with a ``last.pt`` is resumed, and
     predictions are reused while their ``prediction.json`` matches the checkpoint; a finished
     experiment re-run only re-scores and re-writes ``ablation.csv``, ``ablation.md``,
-    ``val_curves.png``, ``overlays.png`` and ``experiment.yaml`` (each atomically).
+    ``runs.csv``, ``val_curves.png``, ``overlays.png`` and ``experiment.yaml`` (each atomically).
 
     Args:
         config: the experiment (:func:`load_experiment`).
@@ -465,13 +472,14 @@ def run_experiment(config: ExperimentConfig, progress: Progress | None = None,
     if progress is not None:
         progress("tables and figures", len(jobs), len(jobs))
     csv_path, md_path = write_ablation_tables(rows, out, config)
+    runs_csv = write_runs_table(runs, out)
     curves = out / CURVES_NAME
     overlays = out / OVERLAYS_NAME
     _save(val_curves_figure(runs), curves)
     _save(overlays_figure(runs, dataset.root, names[0]), overlays)
     return ExperimentResult(out=out, runs=tuple(runs), rows=rows, csv=csv_path,
-                            markdown=md_path, val_curves=curves, overlays=overlays,
-                            config=out / CONFIG_NAME)
+                            markdown=md_path, runs_csv=runs_csv, val_curves=curves,
+                            overlays=overlays, config=out / CONFIG_NAME)
 
 
 def _run(config: ExperimentConfig, transfer: str, seed: int, teacher: str | None, data: Path,
@@ -648,6 +656,28 @@ def write_ablation_tables(rows: Sequence[TransferRow], out: str | os.PathLike,
     with atomic_file(md_path) as tmp:
         tmp.write_text(ablation_markdown(rows, config))
     return csv_path, md_path
+
+
+def write_runs_table(runs: Sequence[RunResult], out: str | os.PathLike) -> Path:
+    """Write ``runs.csv`` into ``out`` (atomically): a row per run with :data:`RUN_CSV_COLUMNS`,
+    Dice and HD95 being the run's means over the evaluation stacks (as in ablation.csv, before
+    the mean over seeds); teacher empty for scratch and with a single teacher.
+
+    Returns:
+        Its path.
+    """
+    path = Path(out) / RUNS_CSV_NAME
+    with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(RUN_CSV_COLUMNS)
+        for run in runs:
+            summary = run.table.summary()
+            values = (run.transfer, run.teacher, run.seed, summary.dice.mean, summary.hd95.mean,
+                      summary.n_empty_prediction, summary.n_hd95_infinite, summary.n_scored,
+                      run.train_seconds, run.steps, run.folder.name)
+            writer.writerow(["" if v is None or isinstance(v, float) and math.isnan(v) else v
+                             for v in values])
+    return path
 
 
 def ablation_markdown(rows: Sequence[TransferRow], config: ExperimentConfig | None = None) -> str:
