@@ -4,9 +4,10 @@ Our ``pretrain2d`` teachers saw every crop shifted and scaled to zero mean and u
 (``crop_norm: standardize``); the official ones saw ImageNet-normalised photographs, also of
 roughly zero mean and unit variance. A student fed percentile-normalised [0, 1] windows instead
 gives its copied patch kernel inputs of mean ~0.15 and std ~0.13 (bench stacks), so its tokens
-are 5-8 times smaller than the teacher's were, and the copied blocks run in a regime they were
-not trained in. The student's ``encoder_input: standardize`` closes that gap by standardising
-each window before the encoder, with the same function the teacher's crops went through.
+are 3-6 times smaller than the teacher's were (``benchmarks/token_scale.py``), and the copied
+blocks run in a regime they were not trained in. The student's ``encoder_input: standardize``
+closes that gap by standardising each window before the encoder, with the same function the
+teacher's crops went through.
 """
 
 from __future__ import annotations
