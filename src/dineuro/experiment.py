@@ -682,7 +682,7 @@ def write_runs_table(runs: Sequence[RunResult], out: str | os.PathLike) -> Path:
 
 def ablation_markdown(rows: Sequence[TransferRow], config: ExperimentConfig | None = None) -> str:
     """The ablation table as Markdown, with what the numbers mean underneath: a row per
-    transfer, and with named teachers a Dice and an HD95 column per teacher."""
+    transfer, and with named teachers a Dice, an HD95 and a Dice-vs-scratch column per teacher."""
     teachers = _named_teachers(rows)
     metrics = ("Dice", "HD95", "Dice vs scratch")
     heads = [f"{metric} ({teacher})" for teacher in teachers for metric in metrics]
