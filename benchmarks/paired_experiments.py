@@ -8,10 +8,15 @@ over the seeds both have, and B minus A paired by seed (mean ± std, ddof=0, and
 seeds B was higher). Pairing removes what the seed alone changes, which on small budgets can be
 larger than what the setting changes.
 
+``FOLDER:TEACHER`` takes only the runs with that named teacher, so two teachers of one
+experiment can be paired the same way (rows are then per transfer).
+
 Usage::
 
     python benchmarks/paired_experiments.py runs/ablation_raw runs/ablation_standardized \\
         --names raw standardized
+    python benchmarks/paired_experiments.py runs/ablation:random runs/ablation:photos \\
+        --names random photos
 """
 
 from __future__ import annotations
@@ -28,17 +33,24 @@ from dineuro.experiment import RUNS_CSV_NAME, paired_difference
 Key = tuple[str, str]
 
 
-def read_runs(folder: Path) -> dict[Key, dict[int, float]]:
-    """Test Dice of each run of an experiment folder: {(transfer, teacher): {seed: dice}}."""
-    path = folder / RUNS_CSV_NAME
+def read_runs(source: str) -> dict[Key, dict[int, float]]:
+    """Test Dice of each run of an experiment folder: {(transfer, teacher): {seed: dice}}; for
+    ``FOLDER:TEACHER`` only that teacher's runs, keyed (transfer, "")."""
+    folder, _, teacher = source.partition(":")
+    path = Path(folder) / RUNS_CSV_NAME
     if not path.is_file():
         raise SystemExit(f"{path}: not found; run `dineuro experiment` on that folder's config "
                          "(a finished experiment only re-scores) to write it.")
     runs: dict[Key, dict[int, float]] = {}
     with path.open(newline="") as f:
         for row in csv.DictReader(f):
+            if teacher and row["teacher"] != teacher:
+                continue
             dice = float(row["dice"]) if row["dice"] else math.nan
-            runs.setdefault((row["transfer"], row["teacher"]), {})[int(row["seed"])] = dice
+            key = (row["transfer"], "" if teacher else row["teacher"])
+            runs.setdefault(key, {})[int(row["seed"])] = dice
+    if not runs:
+        raise SystemExit(f"{path}: no runs with teacher {teacher!r}.")
     return runs
 
 
@@ -69,8 +81,8 @@ def markdown(rows, names: tuple[str, str]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("first", type=Path, help="experiment folder A (the reference)")
-    parser.add_argument("second", type=Path, help="experiment folder B (the change)")
+    parser.add_argument("first", help="experiment folder A (the reference), or FOLDER:TEACHER")
+    parser.add_argument("second", help="experiment folder B (the change), or FOLDER:TEACHER")
     parser.add_argument("--names", nargs=2, default=("A", "B"), help="column names of A and B")
     args = parser.parse_args()
     rows = paired_rows(read_runs(args.first), read_runs(args.second))
