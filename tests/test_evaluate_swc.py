@@ -60,10 +60,10 @@ def traces_by_name(table):
 def test_a_gold_swc_against_itself_scores_perfectly(table):
     same = traces_by_name(table)["same"]
     assert same.trace == "same.swc"
-    assert (same.esa, same.dsa, same.pds, same.precision, same.recall, same.f1) == (
-        0.0, 0.0, 0.0, 1.0, 1.0, 1.0)
+    assert (same.esa, same.dsa, same.pds, same.precision, same.recall, same.f1,
+            same.hairiness_ratio) == (0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0)
     assert ("| same | same_mask.tif | 1.000 | 0.00 | 1.000 | 1.000 | 210 | 210 | 0.00 | 0.00 "
-            "| 0.000 | 1.000 |  |") in markdown_table(table)
+            "| 0.000 | 1.000 | 1.00 |  |") in markdown_table(table)
 
 
 def test_a_parallel_shift_gives_esa_equal_to_the_shift_in_swc_units(folders, table):
@@ -98,6 +98,21 @@ def test_scores_are_those_of_compare_trees_on_an_anisotropic_stack(tmp_path):
     assert 0 < expected.pds < 1  # some points apart, some not: the threshold matters too
 
 
+def test_a_trace_with_spurs_has_a_hairiness_ratio_above_1(tmp_path):
+    # The gold line (length 11, 2 tips) traced with 2 spurs of length 2: 4 tips along 15.
+    spurred = SwcTree([1, 2, 3, 4, 5, 6], [3] * 6, [[3, 8, 5], [7, 8, 5], [11, 8, 5], [14, 8, 5],
+                                                    [7, 10, 5], [11, 6, 5]],
+                      [1] * 6, [-1, 1, 2, 3, 2, 3])
+    write_volume(tmp_path / "gold" / "a.tif", box_mask(), SPACING)
+    write_swc(tmp_path / "gold" / "a.swc", line())
+    write_volume(tmp_path / "pred" / "a_mask.tif", box_mask())
+    write_swc(tmp_path / "pred" / "a.swc", spurred)
+    table = evaluate_folder(tmp_path / "pred", tmp_path / "gold")
+    expected = (4 / 15) / (2 / 11)
+    assert table.rows[0].trace.hairiness_ratio == pytest.approx(expected)
+    assert f"| {expected:.2f} |  |" in markdown_table(table)  # the last cell: no note
+
+
 def test_missing_and_empty_traces_are_listed(table):
     traces = traces_by_name(table)
     assert list(traces) == ["empty", "no_gold_swc", "same", "shifted_y", "shifted_z",
@@ -106,12 +121,12 @@ def test_missing_and_empty_traces_are_listed(table):
         "no trace", "", None)
     assert (traces["no_gold_swc"].note, traces["no_gold_swc"].esa) == ("no gold SWC", None)
     empty = traces["empty"]
-    assert (empty.note, empty.recall, empty.f1, empty.esa, empty.precision) == (
-        "empty trace", 0.0, 0.0, None, None)
+    assert (empty.note, empty.recall, empty.f1, empty.esa, empty.precision,
+            empty.hairiness_ratio) == ("empty trace", 0.0, 0.0, None, None, None)
     markdown = markdown_table(table)
     assert "| untraced | untraced_mask.tif | 1.000 | 0.00 | 1.000 | 1.000 | 210 | 210 " \
-           "|  |  |  |  | no trace |" in markdown
-    assert "|  |  |  | 0.000 | empty trace |" in markdown
+           "|  |  |  |  |  | no trace |" in markdown
+    assert "|  |  |  | 0.000 |  | empty trace |" in markdown
 
 
 def test_summary_and_tables(table, tmp_path):
@@ -119,10 +134,11 @@ def test_summary_and_tables(table, tmp_path):
     assert (summary.n_scored, summary.n_missing, summary.n_empty) == (4, 2, 1)
     assert summary.f1 == pytest.approx((0.75, np.std([1, 1, 1, 0])))  # with the empty's 0
     assert summary.esa == pytest.approx((1.0, np.std([0.0, 1.5, 1.5])))  # without the empty
+    assert summary.hairiness_ratio == (1.0, 0.0)  # equal lines, the empty left out
     markdown = markdown_table(table)
-    assert "| ESA | DSA | PDS | F1 | note |" in markdown
+    assert "| ESA | DSA | PDS | F1 | hairiness ratio | note |" in markdown
     total = next(row for row in markdown.splitlines() if "**mean ± std**" in row)
-    assert "| 1.00 ± 0.71 |" in total and "| 0.750 ± 0.433 |" in total
+    assert "| 1.00 ± 0.71 |" in total and "| 0.750 ± 0.433 | 1.00 ± 0.00 |" in total
     assert "1 empty trace(s), 2 without SWC score" in total
     assert "in SWC units (voxels), as Vaa3D's neuron_distance" in markdown
     assert "at least 2 from" in markdown and "4 stacks with both SWCs" in markdown
@@ -130,8 +146,10 @@ def test_summary_and_tables(table, tmp_path):
     csv_path, _ = write_tables(table, tmp_path)
     with open(csv_path, newline="") as f:
         read = {row["name"]: row for row in csv.DictReader(f)}
-    assert list(read["same"])[-8:] == ["trace", "esa", "dsa", "pds", "swc_precision",
-                                       "swc_recall", "swc_f1", "note"]
+    assert list(read["same"])[-9:] == ["trace", "esa", "dsa", "pds", "swc_precision",
+                                       "swc_recall", "swc_f1", "swc_hairiness_ratio", "note"]
+    assert (read["same"]["swc_hairiness_ratio"], read["empty"]["swc_hairiness_ratio"]) == (
+        "1.0", "")
     assert float(read["shifted_y"]["esa"]) == pytest.approx(1.5)
     assert (read["same"]["swc_f1"], read["same"]["trace"]) == ("1.0", "same.swc")
     assert (read["empty"]["esa"], read["empty"]["swc_recall"]) == ("", "0.0")
@@ -177,7 +195,7 @@ def test_cli_evaluate_shows_reconstruction_scores(folders, tmp_path):
     result = invoke("evaluate", pred, gold, "-o", tmp_path, "--swc-threshold", "1")
     assert result.code == 0, result.err
     header = next(line for line in result.out.splitlines() if line.startswith("| stack"))
-    assert header.endswith("| ESA | DSA | PDS | F1 | note |")
+    assert header.endswith("| ESA | DSA | PDS | F1 | hairiness ratio | note |")
     assert "empty trace" in result.out and "no trace" in result.out
     assert "at least 1 from" in (tmp_path / "metrics.md").read_text()
     for value in ("0", "-1", "nan"):

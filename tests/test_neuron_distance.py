@@ -301,6 +301,51 @@ def test_translating_both_trees_changes_nothing():
                                                            rel=1e-9, abs=1e-9), field.name
 
 
+# ---------------------------------------------------------------- hairiness
+
+#: A line of length 40 along x with 4 spurs of length 2 along y from its inner nodes: 6 tips.
+SPURRED = make_tree([(0, 0, 0), (8, 0, 0), (16, 0, 0), (24, 0, 0), (32, 0, 0), (40, 0, 0),
+                     (8, 2, 0), (16, -2, 0), (24, 2, 0), (32, -2, 0)],
+                    [-1, 1, 2, 3, 4, 5, 2, 3, 4, 5])
+#: A Y of three arms of length 5 (3-4-5 triangles), rooted at the end of its stem: 3 tips.
+Y_FROM_STEM = make_tree([(0, 0, 0), (0, 5, 0), (3, 9, 0), (-3, 9, 0)], [-1, 1, 2, 2])
+#: The same Y rooted at its fork (a root of degree 3 is no tip): 3 tips.
+Y_FROM_FORK = make_tree([(0, 5, 0), (0, 0, 0), (3, 9, 0), (-3, 9, 0)], [-1, 1, 1, 1])
+
+
+@pytest.mark.parametrize("tree, tips, length", [
+    (chain((0, 0, 0), (10, 0, 0), (20, 0, 0)), 2, 20.0),  # the root with one child is a tip
+    (make_tree([(10, 0, 0), (0, 0, 0), (20, 0, 0)], [-1, 1, 1]), 2, 20.0),  # root in the middle
+    (Y_FROM_STEM, 3, 15.0), (Y_FROM_FORK, 3, 15.0), (SPURRED, 6, 48.0)])
+def test_hairiness_counts_terminal_tips_per_100_units_of_cable(tree, tips, length):
+    result = compare_trees(tree, tree)
+    assert (result.test_tips, result.gold_tips, result.test_length) == (tips, tips,
+                                                                          pytest.approx(length))
+    assert result.test_hairiness == result.gold_hairiness == pytest.approx(100 * tips / length)
+    assert result.hairiness_ratio == pytest.approx(1.0)
+
+
+def test_hairiness_ratio_of_spurs_against_the_bare_line():
+    bare = chain((0, 0, 0), (40, 0, 0))
+    result = compare_trees(SPURRED, bare)
+    # 6 tips / 48 against 2 tips / 40: 12.5 / 5 = 2.5; F1 hardly notices the spurs.
+    assert (result.test_hairiness, result.gold_hairiness) == (pytest.approx(12.5),
+                                                               pytest.approx(5.0))
+    assert result.hairiness_ratio == pytest.approx(2.5)
+    assert result.f1 > 0.9
+    assert compare_trees(bare, SPURRED).hairiness_ratio == pytest.approx(0.4)
+
+
+def test_a_tree_without_length_has_no_hairiness():
+    lone = make_tree([(5, 0, 0)], [-1])
+    forest = make_tree([(0, 0, 0), (10, 0, 0), (5, 5, 0)], [-1, 1, -1])  # isolated node: no tip
+    result = compare_trees(lone, forest)
+    assert (result.test_tips, result.gold_tips) == (0, 2)
+    assert (result.test_hairiness, result.gold_hairiness) == (None, pytest.approx(20.0))
+    assert result.hairiness_ratio is None and compare_trees(forest, lone).hairiness_ratio is None
+    assert json.loads(json.dumps(result.to_dict(), allow_nan=False))["hairiness_ratio"] is None
+
+
 # ---------------------------------------------------------------- bad input
 
 

@@ -65,8 +65,11 @@ class _Stop(Exception):
 def test_config_yaml_round_trip(tmp_path):
     config = load_config(None, ["data=ds", "out=run", "crop=64", "lr=3e-4", "augment.noise=false",
                                 "normalization.high=99.5", "model_options.patch=[8, 16, 16]",
-                                "grad_clip=null", "schedule=poly"])
+                                "grad_clip=null", "schedule=poly", "loss=dice_ce_cldice",
+                                "cldice_weight=0.25", "cldice_iterations=4"])
     assert config.crop == [64, 64, 64] and config.lr == 3e-4 and config.grad_clip is None
+    assert (config.loss, config.cldice_weight, config.cldice_iterations) == (
+        "dice_ce_cldice", 0.25, 4)
     assert config.augment == AugmentConfig(noise=False)
     assert config.normalization == NormalizationConfig(high=99.5)
     assert config.model_options == {"patch": [8, 16, 16]}
@@ -89,7 +92,8 @@ def test_unknown_config_keys_are_named(override, named):
     ("amp=fp16", "amp"), ("device=gpu", "device"), ("val_overlap=1", "val_overlap"),
     ("foreground_prob=1.5", "foreground_prob"), ("warmup_steps=-1", "warmup_steps"),
     ("teacher=[1]", "teacher"), ("model_options=3", "model_options"), ("steps=null", "steps"),
-    ("normalization.low=99.95", "percentiles")])
+    ("normalization.low=99.95", "percentiles"), ("loss=nope", "'loss'"),
+    ("cldice_weight=-1", "cldice_weight"), ("cldice_iterations=0", "cldice_iterations")])
 def test_bad_config_values_are_input_errors(override, key):
     with pytest.raises(InputError, match=key):
         load_config(None, ["data=ds", "out=run", override])
@@ -296,6 +300,26 @@ def test_resume_continues_exactly(straight_run, tmp_path):
     with (Path(config.out) / "metrics.csv").open() as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, 7))
     assert result.steps == 6 and result.best_val_dice == straight_run[1].best_val_dice
+
+
+def test_run_older_than_the_loss_keys_resumes_with_their_defaults(dataset, tmp_path):
+    config = _config(dataset, tmp_path / "old", "steps=1")
+    last = train(config).last
+    checkpoint = load_checkpoint(last)
+    for key in ("loss", "cldice_weight", "cldice_iterations"):
+        del checkpoint["train_config"][key]
+    torch.save(checkpoint, last)
+    with pytest.raises(InputError, match="other settings of \\['loss'\\]"):
+        train(replace(config, steps=2, loss="dice_ce_cldice"), resume=True)
+    assert train(replace(config, steps=2), resume=True).steps == 2
+
+
+def test_cldice_loss_trains(dataset, tmp_path):
+    losses = []
+    config = _config(dataset, tmp_path / "run", "steps=3", "val_every=3", "loss=dice_ce_cldice")
+    result = train(config, progress=lambda step, total, loss, dice: losses.append(loss))
+    assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
+    assert load_model(result.last)[1]["train_config"]["loss"] == "dice_ce_cldice"
 
 
 def test_resume_needs_a_run(dataset, tmp_path):

@@ -19,8 +19,8 @@ scored (Dice 0, HD95 inf) and noted.
 
 When ``pred_dir`` also holds traced ``NAME.swc`` files (``dineuro run`` writes them), each is
 compared with its gold SWC (:mod:`dineuro.evaluate_swc`; raw SWC units, z not scaled, as Vaa3D's
-neuron_distance and ``dineuro compare``) and the table gains ESA, DSA, PDS and F1 columns (length
-precision and recall in the CSV); stacks lacking either SWC are noted there.
+neuron_distance and ``dineuro compare``) and the table gains ESA, DSA, PDS, F1 and hairiness ratio
+columns (length precision and recall in the CSV); stacks lacking either SWC are noted there.
 Without traced SWCs the table is the segmentation table alone.
 """
 
@@ -56,7 +56,8 @@ CSV_NAME, MARKDOWN_NAME = "metrics.csv", "metrics.md"
 CSV_COLUMNS = ("name", "prediction", "dice", "hd95", "precision", "recall", "pred_voxels",
                "gold_voxels", "spacing_z", "spacing_y", "spacing_x", "note")
 #: Inserted before "note" when traces are scored; precision and recall there are of SWC length.
-TRACE_CSV_COLUMNS = ("trace", "esa", "dsa", "pds", "swc_precision", "swc_recall", "swc_f1")
+TRACE_CSV_COLUMNS = ("trace", "esa", "dsa", "pds", "swc_precision", "swc_recall", "swc_f1",
+                     "swc_hairiness_ratio")
 DEFAULT_THRESHOLD = 0.5
 UINT8_FULL_SCALE = 255  # a uint8 probability map stores round(p * 255)
 
@@ -115,6 +116,8 @@ class TraceSummary:
         n_empty: scored stacks whose trace is empty: in the recall and F1 means (as 0), not in
             the others, which they have no value for.
         esa, dsa, pds, precision, recall, f1: see :class:`~dineuro.evaluate_swc.TraceScore`.
+        hairiness_ratio: over the scored stacks whose trees both have length (not the empty
+            traces).
     """
 
     n_scored: int
@@ -126,6 +129,7 @@ class TraceSummary:
     precision: MeanStd
     recall: MeanStd
     f1: MeanStd
+    hairiness_ratio: MeanStd
 
 
 @dataclass(frozen=True)
@@ -195,7 +199,9 @@ class EvaluationTable:
             esa=_mean_std(t.esa for t in traced), dsa=_mean_std(t.dsa for t in traced),
             pds=_mean_std(t.pds for t in traced),
             precision=_mean_std(t.precision for t in traced),
-            recall=_mean_std(t.recall for t in scored), f1=_mean_std(t.f1 for t in scored))
+            recall=_mean_std(t.recall for t in scored), f1=_mean_std(t.f1 for t in scored),
+            hairiness_ratio=_mean_std(t.hairiness_ratio for t in traced
+                                      if t.hairiness_ratio is not None))
 
 
 def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
@@ -341,7 +347,7 @@ def write_tables(table: EvaluationTable, out_dir: str | os.PathLike) -> tuple[Pa
 def markdown_table(table: EvaluationTable) -> str:
     """The table as Markdown: one row per stack, then a mean ± std row, then notes.
 
-    With scored traces, ESA, DSA, PDS and F1 columns come before the note.
+    With scored traces, ESA, DSA, PDS, F1 and hairiness ratio columns come before the note.
     """
     s = table.summary()
     header = ["stack", "prediction", "Dice", "HD95", "precision", "recall", "pred voxels",
@@ -349,10 +355,11 @@ def markdown_table(table: EvaluationTable) -> str:
     align = ["---", "---"] + ["---:"] * (len(header) - 2)
     trace_totals = ""
     if s.traces is not None:
-        header += ["ESA", "DSA", "PDS", "F1"]
-        align += ["---:"] * 4
+        header += ["ESA", "DSA", "PDS", "F1", "hairiness ratio"]
+        align += ["---:"] * 5
         trace_totals = (f" {_pm(s.traces.esa, 2)} | {_pm(s.traces.dsa, 2)} "
-                        f"| {_pm(s.traces.pds, 3)} | {_pm(s.traces.f1, 3)} |")
+                        f"| {_pm(s.traces.pds, 3)} | {_pm(s.traces.f1, 3)} "
+                        f"| {_pm(s.traces.hairiness_ratio, 2)} |")
     lines = [
         _markdown_cells([*header, "note"]), "|" + "|".join([*align, "---"]) + "|",
         *(_markdown_row(row, s.traces is not None) for row in table.rows),
@@ -375,8 +382,9 @@ def _trace_note(s: TraceSummary, threshold: float) -> str:
     return (f"ESA, DSA, PDS and F1 compare each traced NAME.swc with its gold SWC in SWC units "
             f"(voxels), as Vaa3D's neuron_distance: ESA and DSA are mean distances, PDS the "
             f"fraction of points at least {threshold:g} from the other tree, F1 of the lengths "
-            f"within {threshold:g} of it. Means over the {s.n_scored} stacks with both "
-            f"SWCs{empty}.")
+            f"within {threshold:g} of it; the hairiness ratio is the trace's terminal tips per "
+            f"100 units of length over the gold's (above 1: spurious spurs). Means over the "
+            f"{s.n_scored} stacks with both SWCs{empty}.")
 
 
 def _threshold_note(threshold: float | None) -> str:
@@ -398,7 +406,8 @@ def _csv_row(row: StackScore, traced: bool) -> list:
     if traced:
         t = row.trace
         values.update(trace=t.trace, esa=t.esa, dsa=t.dsa, pds=t.pds, swc_precision=t.precision,
-                      swc_recall=t.recall, swc_f1=t.f1, note=_row_note(row))
+                      swc_recall=t.recall, swc_f1=t.f1, swc_hairiness_ratio=t.hairiness_ratio,
+                      note=_row_note(row))
     return ["" if values[c] is None else values[c] for c in _csv_columns(traced)]
 
 
@@ -408,7 +417,8 @@ def _markdown_row(row: StackScore, traced: bool) -> str:
              _fmt(row.gold_voxels)]
     if traced:
         t = row.trace
-        cells += [_fmt(t.esa, 2), _fmt(t.dsa, 2), _fmt(t.pds, 3), _fmt(t.f1, 3)]
+        cells += [_fmt(t.esa, 2), _fmt(t.dsa, 2), _fmt(t.pds, 3), _fmt(t.f1, 3),
+                  _fmt(t.hairiness_ratio, 2)]
     return _markdown_cells([*cells, _row_note(row)])
 
 

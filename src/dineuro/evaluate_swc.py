@@ -8,8 +8,8 @@ that the scores are those of ``dineuro compare`` on the two files and compare wi
 ones. HD95 in :mod:`dineuro.evaluate` differs: it is in x/y voxels with z scaled by the spacing.
 
 An empty trace (an SWC of comments only, which the tracer writes when nothing in the map is above
-its threshold) matches none of the gold's length: recall and F1 are 0, and it has no distances,
-so ESA, DSA, PDS and precision are left empty.
+its threshold) matches none of the gold's length: recall and F1 are 0, and it has no distances
+or cable, so ESA, DSA, PDS, precision and the hairiness ratio are left empty.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ class TraceScore:
         pds: fraction of sample points apart from the other tree, both directions averaged.
         precision, recall, f1: fractions of the traced and gold lengths within the threshold of
             the other tree, and their harmonic mean; an empty trace has recall and F1 0.
+        hairiness_ratio: terminal tips per 100 units of cable of the trace over the gold's
+            (above 1: spurious spurs; below 1: lost branches); None when either has no length.
         note: "" or what is special: no trace, no gold SWC, empty trace.
     """
 
@@ -50,6 +52,7 @@ class TraceScore:
     precision: float | None
     recall: float | None
     f1: float | None
+    hairiness_ratio: float | None
     note: str
 
     @property
@@ -101,11 +104,12 @@ def score_trace(trace: Path | None, gold: Path | None,
         note = ", ".join(what for what, missing in ((NO_TRACE, trace is None),
                                                     (NO_GOLD_SWC, gold is None)) if missing)
         return TraceScore(trace=name, esa=None, dsa=None, pds=None, precision=None,
-                          recall=None, f1=None, note=note)
+                          recall=None, f1=None, hairiness_ratio=None, note=note)
     tree, gold_tree = read_trace(trace), read_swc(gold)
     if tree is None:
         return TraceScore(trace=name, esa=None, dsa=None, pds=None, precision=None,
-                          recall=0.0, f1=0.0, note=EMPTY_TRACE)
+                          recall=0.0, f1=0.0, hairiness_ratio=None, note=EMPTY_TRACE)
     result = compare_trees(tree, gold_tree, threshold)
     return TraceScore(trace=name, esa=result.esa, dsa=result.dsa, pds=result.pds,
-                      precision=result.precision, recall=result.recall, f1=result.f1, note="")
+                      precision=result.precision, recall=result.recall, f1=result.f1,
+                      hairiness_ratio=result.hairiness_ratio, note="")

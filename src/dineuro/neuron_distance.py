@@ -18,6 +18,13 @@ the threshold (2 by default):
   mean. Each sample point stands for ``L / int(1 + L + 0.5)`` of its edge, so the fraction is
   ``sum(weight[d < T]) / sum(weight)``: the length of the tree near the other one, measured at
   the sampling resolution.
+- **hairiness**: terminal tips per :data:`HAIRINESS_LENGTH` (100) units of cable length, for
+  each tree, and ``hairiness_ratio`` = test / gold. A terminal tip is a node of degree 1 in the
+  undirected tree: every leaf, and a root with exactly one child (it ends the cable as much as a
+  leaf does); an isolated node has no cable and is no tip. A tracer that sprouts short false
+  spurs scores well on F1 (the spurs are few points) but has a ratio well above 1; one that
+  loses branches, below 1. A tree without length has no hairiness (None), and the ratio is
+  None unless both trees have one.
 
 Distances and lengths are in raw SWC units ((x, y, z) voxels for dineuro's own files); node
 types and radii play no part. Sample points at a node are counted once per edge that ends there,
@@ -70,6 +77,8 @@ PIECE_LENGTH = 4.0
 FIRST_NEIGHBOURS = 8
 # Most (point, candidate) pairs handled at once, to bound memory (about 100 MB of temporaries).
 CANDIDATE_BUDGET = 2**20
+#: Cable length (SWC units) that hairiness counts terminal tips per.
+HAIRINESS_LENGTH = 100.0
 
 
 @dataclass(frozen=True)
@@ -100,6 +109,12 @@ class NeuronDistance:
         gold_nodes: number of nodes of the gold tree.
         test_points: number of sample points of the test tree.
         gold_points: number of sample points of the gold tree.
+        test_tips: terminal tips (nodes of degree 1) of the test tree.
+        gold_tips: terminal tips of the gold tree.
+        test_hairiness: test tips per 100 units of test length (None without length).
+        gold_hairiness: gold tips per 100 units of gold length (None without length).
+        hairiness_ratio: ``test_hairiness / gold_hairiness``; None when either tree has no
+            length.
     """
 
     threshold: float
@@ -121,9 +136,14 @@ class NeuronDistance:
     gold_nodes: int
     test_points: int
     gold_points: int
+    test_tips: int
+    gold_tips: int
+    test_hairiness: float | None
+    gold_hairiness: float | None
+    hairiness_ratio: float | None
 
-    def to_dict(self) -> dict[str, float | int]:
-        """All fields as a plain dict, ready for ``json.dumps``."""
+    def to_dict(self) -> dict[str, float | int | None]:
+        """All fields as a plain dict, ready for ``json.dumps`` (None becomes null)."""
         return asdict(self)
 
 
@@ -242,6 +262,32 @@ def _direction(distance: np.ndarray, weight: np.ndarray, threshold: float) -> _D
                       near_length_fraction=float(near))
 
 
+def terminal_tips(tree: SwcTree) -> int:
+    """Nodes of degree 1 in the undirected tree: leaves, and roots with exactly one child.
+
+    Examples::
+
+        >>> from dineuro.io.swc import SwcTree
+        >>> y = SwcTree([1, 2, 3, 4], [3] * 4, [[0, 0, 0], [1, 0, 0], [2, 1, 0], [2, -1, 0]],
+        ...             [1] * 4, [-1, 1, 2, 2])
+        >>> terminal_tips(y)
+        3
+    """
+    child, parent = tree.edges()
+    degree = np.bincount(np.concatenate([child, parent]), minlength=len(tree))
+    return int(np.count_nonzero(degree == 1))
+
+
+def hairiness(tips: int, length: float) -> float | None:
+    """Terminal tips per :data:`HAIRINESS_LENGTH` units of cable; None for a tree without
+    length, which has no cable to count along."""
+    return HAIRINESS_LENGTH * tips / length if length > 0 else None
+
+
+def _ratio(test: float | None, gold: float | None) -> float | None:
+    return test / gold if test is not None and gold else None
+
+
 def _check_threshold(threshold: float) -> float:
     threshold = float(threshold)
     if not (np.isfinite(threshold) and threshold > 0):
@@ -258,7 +304,7 @@ def _check_tree(tree: SwcTree, name: str) -> None:
 
 def compare_trees(test: SwcTree, gold: SwcTree,
                   threshold: float = DEFAULT_THRESHOLD) -> NeuronDistance:
-    """ESA, DSA, PDS and length precision/recall/F1 of ``test`` against ``gold``.
+    """ESA, DSA, PDS, length precision/recall/F1 and hairiness of ``test`` against ``gold``.
 
     Definitions, units and corner cases are in the module docstring. Two trees of 10^4 nodes
     each take a fraction of a second.
@@ -290,6 +336,9 @@ def compare_trees(test: SwcTree, gold: SwcTree,
     far_means = [d.far_mean for d in (forward, backward) if d.far_count]
     precision, recall = forward.near_length_fraction, backward.near_length_fraction
     f1 = 2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0
+    test_tips, gold_tips = terminal_tips(test), terminal_tips(gold)
+    test_hairiness = hairiness(test_tips, test_sampling.length)
+    gold_hairiness = hairiness(gold_tips, gold_sampling.length)
     return NeuronDistance(
         threshold=threshold,
         esa=(forward.mean + backward.mean) / 2,
@@ -301,7 +350,9 @@ def compare_trees(test: SwcTree, gold: SwcTree,
         pds_test_to_gold=forward.far_fraction, pds_gold_to_test=backward.far_fraction,
         test_length=test_sampling.length, gold_length=gold_sampling.length,
         test_nodes=len(test), gold_nodes=len(gold),
-        test_points=len(test_sampling.points), gold_points=len(gold_sampling.points))
+        test_points=len(test_sampling.points), gold_points=len(gold_sampling.points),
+        test_tips=test_tips, gold_tips=gold_tips, test_hairiness=test_hairiness,
+        gold_hairiness=gold_hairiness, hairiness_ratio=_ratio(test_hairiness, gold_hairiness))
 
 
 def compare_swc_files(test_path: str | os.PathLike, gold_path: str | os.PathLike,

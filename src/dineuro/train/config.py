@@ -26,6 +26,7 @@ import yaml
 
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
+from dineuro.train.losses import CLDICE_ITERATIONS, CLDICE_WEIGHT, LOSSES
 
 SCHEDULES = ("cosine", "poly")
 AMP_MODES = ("none", "bf16")
@@ -87,6 +88,11 @@ class TrainConfig:
         schedule: decay after warm-up: "cosine" (to 0) or "poly" ((1 - t) ** poly_power).
         poly_power: exponent of the "poly" schedule.
         grad_clip: largest global gradient norm; None or 0 disables clipping.
+        loss: "dice_ce" (Dice + cross-entropy), or "dice_ce_cldice" to add soft-clDice, which
+            rewards keeping thin branches connected (:mod:`dineuro.train.losses`).
+        cldice_weight: weight of soft-clDice in "dice_ce_cldice"; ignored by "dice_ce".
+        cldice_iterations: soft-skeleton iterations of "dice_ce_cldice": about the largest
+            neurite radius, in voxels, that clDice sees; ignored by "dice_ce".
         amp: "none", or "bf16" for bfloat16 autocast (CUDA only; ignored on CPU with a warning).
         val_every: validate (and write last.pt) every this many steps, and at the last step.
         val_overlap: sliding-window overlap of validation, in [0, 1).
@@ -117,6 +123,9 @@ class TrainConfig:
     schedule: str = "cosine"
     poly_power: float = 0.9
     grad_clip: float | None = 1.0
+    loss: str = "dice_ce"
+    cldice_weight: float = CLDICE_WEIGHT
+    cldice_iterations: int = CLDICE_ITERATIONS
     amp: str = "none"
     val_every: int = 200
     val_overlap: float = 0.5
@@ -147,6 +156,11 @@ class TrainConfig:
         require(self.poly_power > 0, "poly_power", "should be positive", self.poly_power)
         require(self.grad_clip is None or self.grad_clip >= 0, "grad_clip",
                  "should be >= 0 (0 or null disables clipping)", self.grad_clip)
+        require(self.loss in LOSSES, "loss", f"should be one of {list(LOSSES)}", self.loss)
+        require(self.cldice_weight >= 0 and math.isfinite(self.cldice_weight), "cldice_weight",
+                "should be >= 0", self.cldice_weight)
+        require(self.cldice_iterations >= 1, "cldice_iterations", "should be at least 1",
+                self.cldice_iterations)
         require(self.amp in AMP_MODES, "amp", f"should be one of {list(AMP_MODES)}", self.amp)
         require(self.val_every >= 1, "val_every", "should be at least 1", self.val_every)
         require(0 <= self.val_overlap < 1, "val_overlap", "should be in [0, 1)",

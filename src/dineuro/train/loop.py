@@ -1,12 +1,13 @@
 """The training loop: one process, or several under ``torchrun`` with DistributedDataParallel.
 
-One step draws ``batch_size`` augmented crops (:mod:`dineuro.train.data`), computes MONAI's
-``DiceCELoss(to_onehot_y=True, softmax=True)`` on the network's two-class logits, clips the
-gradient norm and takes an AdamW step; the learning rate follows :func:`lr_factor` through
-``LambdaLR``. Every ``val_every`` steps and at the last step, each whole validation stack is
-predicted with :func:`dineuro.predict.sliding_window_predict` (the prediction path users run),
-thresholded at 0.5 and scored by Dice; ``best.pt`` keeps the highest mean, ``last.pt`` the
-latest weights plus everything a resumed run needs.
+One step draws ``batch_size`` augmented crops (:mod:`dineuro.train.data`), computes the loss
+``config.loss`` on the network's two-class logits (:mod:`dineuro.train.losses`: MONAI's
+``DiceCELoss``, optionally plus soft-clDice), clips the gradient norm and takes an AdamW step;
+the learning rate follows :func:`lr_factor` through ``LambdaLR``. Every ``val_every`` steps and
+at the last step, each whole validation stack is predicted with
+:func:`dineuro.predict.sliding_window_predict` (the prediction path users run), thresholded at
+0.5 and scored by Dice; ``best.pt`` keeps the highest mean, ``last.pt`` the latest weights plus
+everything a resumed run needs.
 
 The run folder ``OUT``:
 
@@ -34,6 +35,7 @@ only rank 0 validates and writes files, and the others wait for it.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import time
 import warnings
@@ -52,6 +54,7 @@ from dineuro.metrics import dice
 from dineuro.train import runtime
 from dineuro.train.config import TrainConfig
 from dineuro.train.data import Stack, TrainingCrops, load_stacks
+from dineuro.train.losses import make_loss
 
 CONFIG_FILE, METRICS_FILE = "config.yaml", "metrics.csv"
 BEST, LAST = "best.pt", "last.pt"
@@ -130,13 +133,6 @@ def make_optimizer(model: nn.Module, config: TrainConfig
                          config.poly_power)
 
     return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def make_loss() -> nn.Module:
-    """Dice + cross-entropy on (B, 2, ...) logits against (B, 1, ...) 0/1 labels."""
-    from monai.losses import DiceCELoss
-
-    return DiceCELoss(to_onehot_y=True, softmax=True)
 
 
 def train_step(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
@@ -304,7 +300,7 @@ class _Run:
     # -- the loop -------------------------------------------------------------------------
     def _loop(self) -> TrainResult:
         config = self.config
-        loss_fn = make_loss()
+        loss_fn = make_loss(config.loss, config.cldice_weight, config.cldice_iterations)
         amp_device = None
         if config.amp == "bf16":
             if self.device.type == "cuda":
@@ -438,6 +434,11 @@ def _tensorboard(out: Path):
 
 
 def _check_resumable(config: TrainConfig, stored: dict, path: Path) -> None:
+    # A key missing from the stored config is newer than the run, which therefore used the
+    # key's default (e.g. ``loss``: runs before it trained with "dice_ce").
+    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
+                if f.default is not dataclasses.MISSING}
+    stored = {**defaults, **stored}
     current = config.to_dict()
     changed = sorted(key for key in set(current) | set(stored)
                      if key not in RESUMABLE_CHANGES and current.get(key) != stored.get(key))
