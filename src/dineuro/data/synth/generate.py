@@ -36,7 +36,9 @@ from dineuro.data.synth.morphology import (
     GrowthConfig,
     grow_neuron,
     navis_neuron,
+    projection_fibre,
 )
+from dineuro.data.synth.realistic import StackRecipe, draw_recipe
 from dineuro.io._atomic import atomic_dir
 from dineuro.io.swc import SwcTree
 from dineuro.io.volume import Volume
@@ -70,6 +72,9 @@ class SynthConfig:
         imaging: image model; None means ``imaging_for_difficulty(difficulty, dtype=dtype)``.
         dtype: ``"uint8"`` or ``"uint16"`` output.
         seed: master seed.
+        randomize: draw every stack's microscope, neurons and image model anew
+            (:mod:`dineuro.data.synth.realistic`); ``spacing`` then gives the x/y voxel size,
+            ``difficulty`` the noise level, and ``imaging`` and ``dtype`` are not used.
     """
 
     n_stacks: int = 42
@@ -84,6 +89,7 @@ class SynthConfig:
     imaging: ImagingConfig | None = None
     dtype: str = "uint8"
     seed: int = 0
+    randomize: bool = False
 
     def __post_init__(self):
         if self.n_stacks < 1:
@@ -111,14 +117,19 @@ class SynthConfig:
         return imaging_for_difficulty(self.difficulty, dtype=self.dtype)
 
     def resolved(self) -> dict:
-        """Every parameter, with the image model filled in: what ``meta.json`` records."""
-        return asdict(replace(self, imaging=self.image_model))
+        """Every parameter, with the image model filled in: what ``meta.json`` records (a
+        randomised set records each stack's drawn model with the stack instead)."""
+        return asdict(self if self.randomize else replace(self, imaging=self.image_model))
 
 
-#: Named presets: ``small`` for tests and the demo, ``bench`` the size of BigNeuron's Janelia set.
+#: Named presets: ``small`` for tests and the demo, ``bench`` the size of BigNeuron's Janelia
+#: set, ``realistic`` the bench size with every stack's microscope and neurons randomised
+#: (sparser neurons too: 0.1-1.2% of the voxels).
 PRESETS = {
     "small": SynthConfig(n_stacks=6, shape=(48, 128, 128)),
     "bench": SynthConfig(n_stacks=42, shape=(64, 256, 256)),
+    "realistic": SynthConfig(n_stacks=42, shape=(64, 256, 256), foreground=(0.001, 0.012),
+                             randomize=True),
 }
 
 
@@ -131,6 +142,8 @@ class SyntheticStack:
     label: np.ndarray
     tree: SwcTree
     source: str
+    spacing: tuple[float, float, float]
+    recipe: StackRecipe | None = None
 
     @property
     def foreground_fraction(self) -> float:
@@ -156,9 +169,8 @@ def _close_enough(fraction: float, target: float) -> bool:
     return abs(np.log(max(fraction, 1e-9) / target)) < np.log(TARGET_TOLERANCE)
 
 
-def _grown(config: SynthConfig, rng: np.random.Generator, z_ratio: float):
+def _grown(config: SynthConfig, rng: np.random.Generator, z_ratio: float, target: float):
     """A grown neuron and its mask, its cable budget corrected towards a target fraction."""
-    target = _target_fraction(config, rng)
     n_voxels = math.prod(config.shape)
     voxels_per_length = 2 * np.pi  # first guess: a tube of radius ~1.4 voxels
     for _ in range(FIT_ATTEMPTS):
@@ -171,13 +183,12 @@ def _grown(config: SynthConfig, rng: np.random.Generator, z_ratio: float):
     return tree, label
 
 
-def _navis(config: SynthConfig, rng: np.random.Generator, which: int):
+def _navis(config: SynthConfig, rng: np.random.Generator, which: int, target: float):
     """A navis neuron and its mask, zoomed from its physical size towards a target fraction.
 
     At physical size a fly neuron in a large stack can cover less than the benchmark's lowest
     foreground fraction; zooming in (same pose, same centre) brings more cable into view.
     """
-    target = _target_fraction(config, rng)
     pose_seed = int(rng.integers(2**32))
     zoom = 1.0
     for _ in range(FIT_ATTEMPTS):
@@ -200,22 +211,79 @@ def _cable_length(tree: SwcTree, z_ratio: float) -> float:
 def synthesize_stack(config: SynthConfig, index: int) -> SyntheticStack:
     """Generate stack ``index`` of the dataset that ``config`` describes."""
     rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(index,)))
+    if config.randomize:
+        return _randomized_stack(config, index, rng)
     z_ratio = config.spacing[0] / config.spacing[2]
     navis, which = _uses_navis(index, config.navis_fraction)
     if navis:
-        tree, label, zoom = _navis(config, rng, which)
+        tree, label, zoom = _navis(config, rng, which, _target_fraction(config, rng))
         source = f"navis example neuron {which % NAVIS_NEURON_COUNT} at zoom {zoom:.2f}"
     else:
-        tree, label = _grown(config, rng, z_ratio)
+        tree, label = _grown(config, rng, z_ratio, _target_fraction(config, rng))
         source = "grown"
     imaging = config.image_model
-    clutter = [grow_neuron(rng, config.shape, z_ratio, rng.uniform(*imaging.fragment_length),
-                           config.growth, soma=False) for _ in range(imaging.fragment_count)]
-    image = render_image(tree, label, config.spacing, imaging, rng, clutter)
+    image = render_image(tree, label, config.spacing, imaging, rng,
+                         _clutter(config, imaging, rng))
+    return _finished(config, index, image, label, tree, source)
+
+
+def _clutter(config: SynthConfig, imaging: ImagingConfig, rng: np.random.Generator
+             ) -> list[SwcTree]:
+    """Unlabelled fragments of other neurons."""
+    z_ratio = config.spacing[0] / config.spacing[2]
+    return [grow_neuron(rng, config.shape, z_ratio, rng.uniform(*imaging.fragment_length),
+                        config.growth, soma=False) for _ in range(imaging.fragment_count)]
+
+
+def _finished(config: SynthConfig, index: int, image: np.ndarray, label: np.ndarray,
+              tree: SwcTree, source: str, recipe: StackRecipe | None = None
+              ) -> SyntheticStack:
+    """The stack with its gold SWC renumbered and headed by where it came from."""
     comments = [f" {stack_name(index)}: {source}; dineuro {__version__} synth, seed {config.seed}",
                 f" spacing (z, y, x) um: {config.spacing}; coordinates in voxels (x, y, z)"]
     tree = replace(tree.renumbered(), comments=comments)
-    return SyntheticStack(stack_name(index), image, label, tree, source)
+    return SyntheticStack(stack_name(index), image, label, tree, source, config.spacing, recipe)
+
+
+def _randomized_stack(config: SynthConfig, index: int, rng: np.random.Generator
+                      ) -> SyntheticStack:
+    """A stack of a randomised set: its own microscope, several neurons and fibres, all
+    labelled; the target foreground is shared equally between them."""
+    recipe = draw_recipe(rng, config.spacing[2], config.difficulty, config.foreground,
+                         config.navis_fraction)
+    config = replace(config, spacing=recipe.spacing, growth=recipe.growth)
+    z_ratio = recipe.spacing[0] / recipe.spacing[2]
+    share = recipe.target / (recipe.navis + recipe.neurons + recipe.fibres)
+    trees, labels, sources = [], [], []
+    if recipe.navis:
+        which = int(rng.integers(NAVIS_NEURON_COUNT))
+        tree, label, zoom = _navis(config, rng, which, share)
+        trees.append(tree), labels.append(label)
+        sources.append(f"navis example neuron {which} at zoom {zoom:.2f}")
+    for _ in range(recipe.neurons):
+        tree, label = _grown(config, rng, z_ratio, share)
+        trees.append(tree), labels.append(label)
+    for _ in range(recipe.fibres):
+        length = share * math.prod(config.shape) / (np.pi * np.mean(recipe.growth.root_radius)**2)
+        tree = projection_fibre(rng, config.shape, z_ratio, length, recipe.growth)
+        trees.append(tree)
+        labels.append(render_mask(tree, config.shape, config.spacing, config.min_radius))
+    sources += [f"{recipe.neurons} grown neuron(s)", f"{recipe.fibres} projection fibre(s)"]
+    tree, label = merge_trees(trees), np.logical_or.reduce(labels)
+    image = render_image(tree, label, config.spacing, recipe.imaging, rng,
+                         _clutter(config, recipe.imaging, rng))
+    return _finished(config, index, image, label, tree, ", ".join(sources), recipe)
+
+
+def merge_trees(trees: list[SwcTree]) -> SwcTree:
+    """One forest of several trees (ids shifted so they stay unique; each keeps its roots)."""
+    parts, start = [], 0
+    for tree in trees:
+        tree = tree.renumbered()
+        parts.append((tree.ids + start, tree.types, tree.xyz, tree.radius,
+                      np.where(tree.parents > 0, tree.parents + start, -1)))
+        start += len(tree)
+    return SwcTree(*(np.concatenate(column) for column in zip(*parts, strict=True)))
 
 
 def split_names(names: list[str], fractions: tuple[float, float, float],
@@ -259,10 +327,12 @@ def write_synthetic_dataset(out: str | os.PathLike, config: SynthConfig,
     stacks = {}
     with atomic_dir(out) as tmp:
         for stack in iter_stacks(config):
-            write_sample(tmp, stack.name, Volume(stack.image, config.spacing), stack.label,
+            write_sample(tmp, stack.name, Volume(stack.image, stack.spacing), stack.label,
                          stack.tree)
             stacks[stack.name] = {"source": stack.source,
                                   "foreground_fraction": round(stack.foreground_fraction, 6)}
+            if stack.recipe is not None:
+                stacks[stack.name]["recipe"] = stack.recipe.to_dict()
             if on_stack is not None:
                 on_stack(stack)
         split = split_names(list(stacks), config.split, config.seed)

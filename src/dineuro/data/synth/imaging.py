@@ -5,8 +5,12 @@ and smoothly along each branch, with dimmed stretches (gaps); the soma is bright
 is not labelled is added: fragments of other neurons and bright out-of-focus blobs. The
 microscope blurs with an anisotropic Gaussian point-spread function (worse in z), signal fades
 with depth, a smooth autofluorescence background lies under everything, and the camera adds
-Poisson shot noise and Gaussian read noise before quantising to 8 or 16 bits. Every random draw
-comes from the generator passed in, so a seed fixes the stack.
+Poisson shot noise and Gaussian read noise before quantising to 8 or 16 bits. Real stacks add
+what this model can switch on (all off by default, so the fixed presets are unchanged): beaded
+(varicose) neurites, bright in swellings every few micrometres and dim between them; isolated
+salt voxels (detector spikes) and hot camera pixels (a bright column through every slice); and a
+camera range other than the dtype's default (e.g. 16-bit). Every random draw comes from the
+generator passed in, so a seed fixes the stack.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from dineuro.io.swc import SwcTree
 FULL_SCALE = {"uint8": 255, "uint16": 4095}
 #: Edges are sampled this often (x/y voxels) to carry brightness into the voxels around them.
 BRIGHTNESS_SAMPLE_STEP = 0.5
+#: Grey value of a salt voxel or hot pixel, as a range of fractions of the full scale.
+SPIKE_LEVEL = (0.25, 1.0)
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,14 @@ class ImagingConfig:
         median_level: grey value of a median-bright neurite voxel before blur, as a fraction of
             the full scale (brighter ones saturate, as in real stacks).
         offset: camera offset in grey values.
+        bits: camera range in bits (full scale 2**bits - 1); None = the dtype's default
+            (8-bit for uint8, a 12-bit camera for uint16).
+        bead_fraction: share of branches that are beaded (varicose).
+        bead_period: range of the distance between swellings, in x/y voxels (per stack).
+        bead_width: Gaussian sigma of a swelling's brightness along the branch, in x/y voxels.
+        bead_floor: brightness left between swellings, relative to a swelling.
+        salt_rate: fraction of voxels that are detector spikes (isolated bright voxels).
+        hot_pixel_rate: fraction of (y, x) camera pixels that are hot (bright in every slice).
     """
 
     signal_photons: float = 60.0
@@ -83,10 +97,25 @@ class ImagingConfig:
     dtype: str = "uint8"
     median_level: float = 0.5
     offset: float = 2.0
+    bits: int | None = None
+    bead_fraction: float = 0.0
+    bead_period: tuple[float, float] = (4.0, 8.0)
+    bead_width: float = 1.0
+    bead_floor: float = 0.3
+    salt_rate: float = 0.0
+    hot_pixel_rate: float = 0.0
 
     def __post_init__(self):
         if self.dtype not in FULL_SCALE:
             raise ValueError(f"dtype should be one of {sorted(FULL_SCALE)}, not {self.dtype!r}.")
+        if self.bits is not None and not 1 <= self.bits <= np.iinfo(self.dtype).bits:
+            raise ValueError(f"bits should be between 1 and {np.iinfo(self.dtype).bits} for "
+                             f"{self.dtype}, not {self.bits}.")
+
+    @property
+    def full_scale(self) -> int:
+        """Largest grey value the camera gives."""
+        return FULL_SCALE[self.dtype] if self.bits is None else 2 ** self.bits - 1
 
 
 def imaging_for_difficulty(difficulty: float, **overrides) -> ImagingConfig:
@@ -164,8 +193,65 @@ def node_brightness(tree: SwcTree, z_ratio: float, config: ImagingConfig,
             half = rng.uniform(*config.gap_length) / 2
             inside = nodes[np.abs(s[nodes] - centre) <= half]
             brightness[inside] *= rng.uniform(*config.gap_dimming)
+    if config.bead_fraction > 0:
+        brightness *= bead_profile(s, branch, config, rng)
     brightness[tree.types == 1] = config.soma_brightness
     return tree, brightness
+
+
+def bead_profile(arc: np.ndarray, branch: np.ndarray, config: ImagingConfig,
+                 rng: np.random.Generator) -> np.ndarray:
+    """Brightness factor of beaded (varicose) neurites at cable distance ``arc`` from the root.
+
+    Swellings sit every ``period`` x/y voxels along a branch (one period per stack, a random
+    phase per branch); the factor is 1 at a swelling's centre, falls as a Gaussian of
+    ``bead_width`` and levels off at ``bead_floor`` between swellings. Branches that are not
+    beaded (``1 - bead_fraction`` of them) keep factor 1. Nodes must be closer than the
+    swelling width for the beads to show (see :func:`densified`).
+    """
+    n_branches = branch.max() + 1
+    period = rng.uniform(*config.bead_period)
+    phase = rng.uniform(0.0, period, size=n_branches)
+    beaded = rng.random(n_branches) < config.bead_fraction
+    offset = np.mod(arc + phase[branch], period)
+    distance = np.minimum(offset, period - offset)
+    bead = config.bead_floor + (1 - config.bead_floor) * np.exp(
+        -0.5 * (distance / config.bead_width) ** 2)
+    return np.where(beaded[branch], bead, 1.0)
+
+
+def densified(tree: SwcTree, z_ratio: float, step: float) -> SwcTree:
+    """The tree with nodes inserted so that no edge is longer than ``step`` x/y voxels.
+
+    Inserted nodes interpolate position and radius and keep the child's type; the result is
+    parents-first (renumbered). Used for the image only: the gold SWC keeps its nodes.
+    """
+    tree = tree.renumbered()
+    child, parent = tree.edges()
+    iso = tree.xyz * np.array([1.0, 1.0, z_ratio])
+    pieces = np.maximum(np.ceil(np.linalg.norm(iso[child] - iso[parent], axis=1) / step), 1)
+    pieces = pieces.astype(np.int64)
+    extra = pieces - 1
+    n = len(tree)
+    if not extra.sum():
+        return tree
+    # New nodes of edge e are numbered after the original ones; each hangs from the previous.
+    edge = np.repeat(np.arange(len(child)), extra)
+    k = np.arange(extra.sum()) - np.repeat(np.cumsum(extra) - extra, extra) + 1  # 1..extra
+    t = (k / pieces[edge])[:, None]  # from the parent end towards the child
+    rows = n + np.arange(extra.sum())
+    xyz = tree.xyz[parent[edge]] + t * (tree.xyz[child[edge]] - tree.xyz[parent[edge]])
+    radius = tree.radius[parent[edge]] + t[:, 0] * (tree.radius[child[edge]]
+                                                    - tree.radius[parent[edge]])
+    ids = np.concatenate([tree.ids, rows + 1])
+    new_parent = np.where(k == 1, tree.ids[parent[edge]], rows)  # row r has id r + 1
+    parents = tree.parents.copy()
+    last = np.cumsum(extra) - 1  # the row (among new ones) of each edge's last new node
+    has_extra = extra > 0
+    parents[child[has_extra]] = n + last[has_extra] + 1
+    return SwcTree(ids, np.concatenate([tree.types, tree.types[child[edge]]]),
+                   np.concatenate([tree.xyz, xyz]), np.concatenate([tree.radius, radius]),
+                   np.concatenate([parents, new_parent]), list(tree.comments)).renumbered()
 
 
 def _edge_samples(tree: SwcTree, values: np.ndarray, z_ratio: float):
@@ -249,9 +335,20 @@ def camera(photons: np.ndarray, config: ImagingConfig, rng: np.random.Generator)
     """
     electrons = rng.poisson(photons).astype(np.float32)
     electrons += rng.normal(0.0, config.read_noise, size=photons.shape).astype(np.float32)
-    full = FULL_SCALE[config.dtype]
+    full = config.full_scale
     gain = config.median_level * full / config.signal_photons
-    return np.clip(np.rint(electrons * gain + config.offset), 0, full).astype(config.dtype)
+    grey = electrons * gain + config.offset
+    if config.salt_rate > 0:
+        flat = grey.reshape(-1)
+        where = rng.integers(flat.size, size=rng.poisson(config.salt_rate * flat.size))
+        flat[where] = np.maximum(flat[where], rng.uniform(*SPIKE_LEVEL, len(where)) * full)
+    if config.hot_pixel_rate > 0:
+        pixels = grey.shape[1] * grey.shape[2]
+        where = rng.integers(pixels, size=rng.poisson(config.hot_pixel_rate * pixels))
+        y, x = np.unravel_index(where, grey.shape[1:])
+        level = rng.uniform(*SPIKE_LEVEL, len(where)) * full
+        grey[:, y, x] = np.maximum(grey[:, y, x], level)
+    return np.clip(np.rint(grey), 0, full).astype(config.dtype)
 
 
 def render_image(tree: SwcTree, label: np.ndarray, spacing: tuple[float, float, float],
@@ -271,6 +368,8 @@ def render_image(tree: SwcTree, label: np.ndarray, spacing: tuple[float, float, 
         The stack, (z, y, x), of ``config.dtype``.
     """
     z_ratio = spacing[0] / spacing[2]
+    if config.bead_fraction > 0:
+        tree = densified(tree, z_ratio, config.bead_width / 2)
     ordered, brightness = node_brightness(tree, z_ratio, config, rng)
     fluor = fluorophore(ordered, label, brightness, spacing)
     for fragment in clutter:

@@ -95,7 +95,8 @@ def _to_voxels(points: np.ndarray, z_ratio: float) -> np.ndarray:
 
 def grow_neuron(rng: np.random.Generator, shape: tuple[int, int, int], z_ratio: float,
                 total_length: float, config: GrowthConfig = GrowthConfig(),
-                soma: bool = True) -> SwcTree:
+                soma: bool = True, entry: tuple[np.ndarray, np.ndarray] | None = None
+                ) -> SwcTree:
     """Grow one neuron inside a stack until its cable reaches ``total_length`` x/y voxels.
 
     Tips grow round-robin, one step each, so all branches get their share of the budget; a
@@ -108,6 +109,9 @@ def grow_neuron(rng: np.random.Generator, shape: tuple[int, int, int], z_ratio: 
         total_length: cable length budget, in x/y voxels.
         config: growth parameters.
         soma: start with a soma node (type 1); fragments of other neurons have none.
+        entry: (start, direction) of a projection fibre, in isotropic (x, y, z) x/y-voxel
+            units: one neurite grows from ``start`` along ``direction`` (no soma), e.g. from
+            the stack border inwards (see :func:`projection_fibre`).
 
     Returns:
         The tree in voxel coordinates; node 1 is the root.
@@ -115,12 +119,18 @@ def grow_neuron(rng: np.random.Generator, shape: tuple[int, int, int], z_ratio: 
     c = config
     extent = _extent(shape, z_ratio)
     margin = 2.0
-    start = extent * rng.uniform(0.3, 0.7, size=3)
-    points, radii, parents, types = [start], [0.0], [-1], [SOMA if soma else NEURITE]
-    radii[0] = rng.uniform(*c.soma_radius) if soma else rng.uniform(*c.root_radius)
     tips: deque = deque()
-    for _ in range(rng.integers(c.n_primary[0], c.n_primary[1] + 1) if soma else 2):
-        tips.append((0, start, _random_direction(rng, c.z_flatten), rng.uniform(*c.root_radius)))
+    if entry is None:
+        start = extent * rng.uniform(0.3, 0.7, size=3)
+        points, radii, parents, types = [start], [0.0], [-1], [SOMA if soma else NEURITE]
+        radii[0] = rng.uniform(*c.soma_radius) if soma else rng.uniform(*c.root_radius)
+        for _ in range(rng.integers(c.n_primary[0], c.n_primary[1] + 1) if soma else 2):
+            tips.append((0, start, _random_direction(rng, c.z_flatten),
+                         rng.uniform(*c.root_radius)))
+    else:
+        start, direction = entry
+        points, radii, parents, types = [start], [rng.uniform(*c.root_radius)], [-1], [NEURITE]
+        tips.append((0, start, _unit(np.asarray(direction, dtype=float)), radii[0]))
     grown = 0.0
     while tips and grown < total_length:
         parent, pos, direction, radius = tips.popleft()
@@ -154,6 +164,27 @@ def grow_neuron(rng: np.random.Generator, shape: tuple[int, int, int], z_ratio: 
     return _as_stored(SwcTree(
         ids=ids, types=np.array(types), xyz=xyz, radius=np.array(radii),
         parents=np.where(np.array(parents) >= 0, np.array(parents) + 1, -1)))
+
+
+def projection_fibre(rng: np.random.Generator, shape: tuple[int, int, int], z_ratio: float,
+                     total_length: float, config: GrowthConfig = GrowthConfig()) -> SwcTree:
+    """A neurite that enters the stack through a side face and grows inwards, without a soma.
+
+    Real stacks of projection neurons often show only such fibres: they come from a soma
+    outside the field of view, branch and leave again through the border (growth stops at the
+    border unless ``config.bounce_prob`` turns it back).
+    """
+    extent = _extent(shape, z_ratio)
+    margin = 2.0
+    axis = int(rng.integers(2))  # enter through an x or a y face (z faces are the slices)
+    side = int(rng.integers(2))
+    start = extent * rng.uniform(0.15, 0.85, size=3)
+    start[axis] = margin if side == 0 else extent[axis] - margin
+    direction = _random_direction(rng, config.z_flatten)
+    direction[axis] = abs(direction[axis]) + 0.5  # clearly inwards
+    direction[axis] *= 1 if side == 0 else -1
+    return grow_neuron(rng, shape, z_ratio, total_length, config, soma=False,
+                       entry=(start, direction))
 
 
 @functools.lru_cache(maxsize=1)
