@@ -1,11 +1,17 @@
-"""Probability map (or binary mask) -> one SWC tree per neuron.
+"""Probability map, mask or raw image -> SWC trees, one per neuron.
 
 :func:`trace` works on (z, y, x) arrays, :func:`trace_file` on files; lengths are physical
 lengths in x voxels (the unit of SWC radii), so a z step with spacing (2, 1, 1) counts 2.
+Network maps of real stacks are noisy: thousands of isolated specks, a mask a few voxels fatter
+than the fibre with a bumpy surface, several neurons or fibres that never meet. Each step below
+says what it does against that.
 
 1. **Foreground**: hysteresis threshold (``skimage.filters.apply_hysteresis_threshold``):
    p > ``low`` connected to some p > ``high``, so dim stretches of a bright neurite stay while
    dim specks go. A map that is more than half foreground is refused: neurons fill 0.02-2 %.
+   A raw stack (``kind="image"``) is first percentile-normalised as ``dineuro predict`` does.
+   Background enclosed by foreground (a hollow soma or neurite) is filled: it would thin to
+   loops.
 2. **Centre lines**: 3D thinning (scikit-image ``skeletonize``) and skan's voxel graph; their
    shortest spanning forest removes thinning's small cycles. Against kimimaro's TEASAR on the
    small synthetic set's gold masks (``compare_trees``, 2 voxels) both score alike (F1 0.978
@@ -13,25 +19,43 @@ lengths in x voxels (the unit of SWC radii), so a z step with spacing (2, 1, 1) 
    (0.97-0.99 against 1.05-1.12) with fewer false branch points, and TEASAR covers more of
    blurred, dimmed, noisy maps (F1 0.91 against 0.88); kimimaro 5.8 was kept out because it
    does not run as installed here (an undeclared dependency, a numpy 2 casting error).
-3. **Gaps**: an end of one piece is joined to the nearest node of another piece at most
+3. **Noise**: a connected piece of the foreground with less than ``min_piece_length`` of
+   centre line (specks, small blobs) is removed before anything is joined to it.
+4. **Gaps**: an end of one piece is joined to the nearest node of another piece at most
    ``max_gap`` away, shortest first, when the mean probability (or, with ``image``, percentile-
    normalised intensity) along the part of the straight segment outside the foreground is at
    least ``gap_floor``. A binary mask alone has no evidence in its gaps, so nothing is bridged.
-4. **Root**: ``"auto"`` takes the thickest voxel (distance transform) of the largest
-   component, the brightest among equals, and its nearest centre-line node; or the user's
-   (x, y, z) in voxels (see :func:`trace` for snapping). The piece it lies in (after bridging)
-   is the neuron; other pieces are other neurons' fragments or noise and are dropped unless
-   ``keep_fragments``.
-5. **Spurs**: terminal branches that stick out of their parent neurite by less than
-   ``prune_length`` are removed (:func:`dineuro.trace._tree.prune_spurs`).
-6. **Nodes and radii**: branches are resampled every ``node_step``, keeping the root, branch
-   points and ends; radii are the spacing-aware Euclidean distance transform at the centre line
-   (distance to the nearest background voxel centre, in x voxels; about the true radius, within
-   half a voxel, on rendered tubes), at least 0.5.
+5. **Trees**: every piece left apart after bridging is its own tree (another neuron, or a
+   trunk that leaves the stack). The first tree is the one holding a given ``root``, else the
+   one with the most cable; it is always kept. Others are kept when their cable (after
+   pruning and smoothing) is at least ``min_tree_length`` and dropped as debris otherwise;
+   ``keep_fragments`` keeps them all. Trees are written largest first.
+6. **Spurs**: a terminal branch is removed when it reaches less than ``prune_length`` beyond
+   the radius r of the branch point it leaves, or less than ``spur_radii`` * r from that
+   point (r at most ``SOMA_RADIUS_RATIO`` times the tree's median radius, so that a soma does
+   not swallow its short neurites): thinning grows a twig to every bump of a fat, rough mask,
+   about as long as the mask is thick (:func:`dineuro.trace._tree.prune_spurs`).
+7. **Roots** (:mod:`dineuro.trace._root`): a given (x, y, z) in voxels (see :func:`trace` for
+   snapping); else the tree's soma, its thickest point when that is at least
+   ``SOMA_RADIUS_RATIO`` (2) times the median centre-line radius and compact (the part that
+   thick lies within ``SOMA_MAX_EXTENT`` (3) soma radii: a thick trunk is long); else, without
+   a soma, the thickest end where the tree leaves the stack (it was cut from a neuron whose
+   soma lies outside); else its thickest end. A comment line per tree says which, and where:
+   ``root: soma at (x, y, z)``, ``root: end leaving the stack at ...``, ``root: thickest end
+   at ...``, ``root: given at ...`` (``root: thick blob at ...`` for a soma-like root of a tree
+   other than the first).
+8. **Nodes and radii**: each stretch between branch points and ends is smoothed along its arc
+   by a Gaussian of ``smooth`` x voxels (a voxel skeleton zig-zags, bending the line by up to
+   a voxel and lengthening oblique neurites by up to 5 %; the ends stay put) and resampled
+   every ``node_step``; radii are the spacing-aware Euclidean distance transform at the centre
+   line (distance to the nearest background voxel centre, in x voxels; about the true radius,
+   within half a voxel, on rendered tubes), at least 0.5.
 
-The tree has ids 1..N with parents first, parent -1 at the root, type 1 (soma) at the root and
-3 elsewhere, (x, y, z) voxel coordinates and the spacing in a header comment, so it opens in
-Vaa3D, neuTube and navis. A map with nothing above ``high`` gives a tree without nodes and an
+The SWC has ids 1..N with parents first, parent -1 at each root, (x, y, z) voxel coordinates
+and the spacing in a header comment, so it opens in Vaa3D, neuTube and navis. Type 1 (soma)
+marks the first tree's root when it is a soma (found, or given) and nothing else: on other
+trees a thick blob is too often a crossing or a clump of noise; all other nodes are type 3. A
+map with nothing above ``high`` (or only noise) gives a tree without nodes and an
 :class:`EmptyTraceWarning` (written as an SWC of comments only), so a batch goes on.
 """
 
@@ -40,9 +64,13 @@ from dineuro.trace._trace import (
     DEFAULT_HIGH,
     DEFAULT_LOW,
     DEFAULT_MAX_GAP,
+    DEFAULT_MIN_PIECE_LENGTH,
+    DEFAULT_MIN_TREE_LENGTH,
     DEFAULT_NODE_STEP,
     DEFAULT_PRUNE_LENGTH,
     DEFAULT_ROOT_SNAP,
+    DEFAULT_SMOOTH,
+    DEFAULT_SPUR_RADII,
     KINDS,
     EmptyTraceWarning,
     as_probability,
@@ -55,9 +83,13 @@ __all__ = [
     "DEFAULT_HIGH",
     "DEFAULT_LOW",
     "DEFAULT_MAX_GAP",
+    "DEFAULT_MIN_PIECE_LENGTH",
+    "DEFAULT_MIN_TREE_LENGTH",
     "DEFAULT_NODE_STEP",
     "DEFAULT_PRUNE_LENGTH",
     "DEFAULT_ROOT_SNAP",
+    "DEFAULT_SMOOTH",
+    "DEFAULT_SPUR_RADII",
     "KINDS",
     "EmptyTraceWarning",
     "as_probability",

@@ -1,4 +1,4 @@
-"""Graph and tree operations on centre-line nodes: bridge gaps, root, prune spurs, resample.
+"""Graph and tree operations on centre-line nodes: bridge gaps, root, prune, smooth, resample.
 
 Nodes are given by ``zyx`` ``(N, 3)`` voxel coordinates (z, y, x). Lengths are physical lengths
 in units of the x voxel size ("x voxels", the unit of SWC radii): ``scale`` is the (z, y, x)
@@ -20,6 +20,8 @@ from scipy.spatial import cKDTree
 
 # Points per voxel at which the probability is read along a straight bridge (index space).
 _SAMPLES_PER_VOXEL = 2
+# Spacing (x voxels) of the samples on which a centre line is smoothed: fine against a voxel.
+_SMOOTH_SAMPLE = 0.5
 
 
 def graph_matrix(n: int, edges: np.ndarray):
@@ -116,51 +118,99 @@ def edge_lengths(zyx: np.ndarray, parent: np.ndarray, scale: np.ndarray) -> np.n
     return np.linalg.norm(step * scale, axis=1)
 
 
+def subtree(parent: np.ndarray, keep: np.ndarray) -> np.ndarray:
+    """Parents (new tree indices) of the kept nodes of a rooted tree whose kept nodes connect."""
+    index = np.cumsum(keep) - 1
+    kept = parent[keep]
+    return np.where(kept >= 0, index[np.maximum(kept, 0)], -1)
+
+
+def reroot(parent: np.ndarray, root: int) -> tuple[np.ndarray, np.ndarray]:
+    """The same tree hung from another of its nodes: ``(order, parent)`` as :func:`rooted_tree`.
+
+    ``order`` lists the old tree indices breadth-first from ``root``; ``parent`` is in the new
+    indices.
+    """
+    n = len(parent)
+    edges = np.stack([np.arange(1, n), parent[1:]], axis=1)
+    return rooted_tree(n, edges, root)
+
+
+def terminal_branches(parent: list[int], children: np.ndarray, keep: np.ndarray):
+    """Each terminal branch of the kept part of a rooted tree: ``(path, stop)``.
+
+    A terminal branch runs from a leaf (not the root) up to the nearest node with several kept
+    children, or the root: ``path`` its tree indices from the leaf up, ``stop`` that node (not
+    in ``path``).
+    """
+    for leaf in np.flatnonzero(keep & (children == 0)).tolist():
+        if leaf == 0:
+            continue
+        path, node = [leaf], parent[leaf]
+        while children[node] < 2 and node != 0:
+            path.append(node)
+            node = parent[node]
+        yield path, node
+
+
 def prune_spurs(zyx: np.ndarray, radius: np.ndarray, parent: np.ndarray, scale: np.ndarray,
-                min_length: float) -> np.ndarray:
+                min_length: float, spur_radii: float = 0.0, radius_cap: float = math.inf,
+                soma_root: bool = True) -> np.ndarray:
     """Which nodes of a rooted tree remain after removing short terminal branches.
 
-    A terminal branch runs from a leaf up to the nearest branch point (a node with several
-    children; the root counts when it has two or more). It is a spur when its length minus the
-    branch point's radius, i.e. the part that sticks out of the parent neurite, is below
-    ``min_length``. Spurs are removed in rounds until none is left, since removing one can
+    How far a terminal branch (see :func:`terminal_branches`) reaches is the largest distance
+    of its nodes from the branch point it leaves; with the branch point's radius r, it is a
+    spur when either
+
+    - the part that sticks out of the parent neurite, its reach minus r, is shorter than
+      ``min_length``: a floor for thin neurites, whose spurs are a voxel or two; or
+    - its reach is shorter than ``spur_radii * min(r, radius_cap)``: on a fat, rough mask
+      thinning grows a twig towards every bump of the surface, about as long as the mask is
+      thick, which no fixed floor fits at all widths. ``radius_cap`` (e.g. twice the median
+      neurite radius) keeps a soma's large radius from swallowing the short neurites that
+      leave it.
+
+    Reach rather than length along the branch, because a small cycle of the skeleton (a hole
+    in the mask) broken by the spanning forest leaves a hook that is long but stays close to
+    its branch point. Spurs are removed in rounds until none is left, since removing one can
     turn a longer stretch into a terminal branch; at a branch point whose children are all
-    spurs the longest is kept, so pruning shortens a tree's tips but never eats a whole branch
-    that ends in a small fork. The root is never removed.
+    spurs the one reaching farthest is kept, so pruning shortens a tree's tips but never eats a
+    whole branch that ends in a small fork. The root is never removed. It counts as a branch
+    point when it has two or more children if it is a soma (``soma_root``: every neurite leaves
+    it), three or more if not (a node inside a neurite, where two children are just its two
+    sides: a branch point there would cut short whichever side is shorter).
 
     Args:
         zyx, parent: the rooted tree (coordinates in voxels, tree indices).
         radius: radius of each node in x voxels.
         scale: (z, y, x) spacing in x voxels.
-        min_length: shortest terminal branch kept, in x voxels.
+        min_length: shortest reach outside the parent neurite kept, in x voxels.
+        spur_radii: shortest reach kept, in radii of the branch point.
+        radius_cap: largest branch-point radius the ``spur_radii`` rule uses, in x voxels.
+        soma_root: whether the root is a soma (see above).
 
     Returns:
         Boolean keep mask over the tree nodes; kept nodes still form one tree.
     """
     n = len(parent)
-    length = edge_lengths(zyx, parent, scale).tolist()
+    limit = np.maximum(radius + min_length, spur_radii * np.minimum(radius, radius_cap))
     parents = parent.tolist()
     keep = np.ones(n, dtype=bool)
     while True:
         children = np.bincount(parent[1:][keep[1:]], minlength=n)
-        leaves = np.flatnonzero(keep & (children == 0))
+        fork = children >= 2
+        fork[0] = children[0] >= (2 if soma_root else 3)
         spurs: dict[int, list[tuple[float, list[int]]]] = {}
-        for leaf in leaves.tolist():
-            if leaf == 0:
+        for path, branch in terminal_branches(parents, children, keep):
+            if not fork[branch]:
                 continue
-            path, total, node = [leaf], 0.0, leaf
-            while True:
-                total += length[node]
-                node = parents[node]
-                if children[node] >= 2 or node == 0:
-                    break
-                path.append(node)
-            if children[node] >= 2 and total - radius[node] < min_length:
-                spurs.setdefault(node, []).append((total, path))
+            reach = float(np.linalg.norm((zyx[path] - zyx[branch]) * scale, axis=1).max())
+            if reach < limit[branch]:
+                spurs.setdefault(branch, []).append((reach, path))
         removed = False
         for branch, found in spurs.items():
             if len(found) == children[branch]:
-                found = sorted(found)[:-1]
+                found = sorted(found, key=lambda spur: spur[0])[:-1]
             for _, path in found:
                 keep[path] = False
                 removed = True
@@ -169,12 +219,13 @@ def prune_spurs(zyx: np.ndarray, radius: np.ndarray, parent: np.ndarray, scale: 
 
 
 def resample(zyx: np.ndarray, radius: np.ndarray, parent: np.ndarray, scale: np.ndarray,
-             step: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Resample a rooted tree to about one node every ``step`` x voxels along its branches.
+             step: float, smooth: float = 0.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Smooth a rooted tree's centre lines and resample them every ``step`` x voxels.
 
-    The root, branch points and leaves are kept where they are; the stretch between two of them
-    gets ``max(1, round(length / step))`` equal pieces, with positions and radii interpolated
-    linearly along the arc. Returns ``(zyx, radius, parent)`` of the new tree, parents first.
+    The root, branch points and leaves stay where they are. Each stretch between two of them
+    is smoothed (:func:`smooth_stretch`) and then cut into ``max(1, round(length / step))``
+    equal pieces of its smoothed arc, radii read along it the same way. Returns ``(zyx,
+    radius, parent)`` of the new tree, parents first.
     """
     n = len(parent)
     children = np.bincount(parent[1:], minlength=n)
@@ -191,15 +242,50 @@ def resample(zyx: np.ndarray, radius: np.ndarray, parent: np.ndarray, scale: np.
         start = parents[path[-1]]
         path = np.asarray([start, *path[::-1]])
         arc = np.concatenate([[0.0], np.cumsum(length[path[1:]])])
+        line, radii = smooth_stretch(zyx[path], radius[path], arc, smooth)
+        arc = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(line, axis=0) * scale,
+                                                              axis=1))])
         pieces = max(1, round(arc[-1] / step))
         at = arc[-1] * np.arange(1, pieces + 1) / pieces
-        points = np.stack([np.interp(at, arc, zyx[path, k]) for k in range(3)], axis=1)
+        points = np.stack([np.interp(at, arc, line[:, k]) for k in range(3)], axis=1)
         points[-1] = zyx[end]  # exact, whatever the rounding of the arc
         previous = new_index[start]
-        for point, r in zip(points, np.interp(at, arc, radius[path]), strict=True):
+        for point, r in zip(points, np.interp(at, arc, radii), strict=True):
             out_zyx.append(point)
             out_radius.append(r)
             out_parent.append(previous)
             previous = len(out_zyx) - 1
         new_index[end] = previous
     return np.asarray(out_zyx), np.asarray(out_radius), np.asarray(out_parent, dtype=np.int64)
+
+
+def smooth_stretch(zyx: np.ndarray, radius: np.ndarray, arc: np.ndarray,
+                   sigma: float) -> tuple[np.ndarray, np.ndarray]:
+    """A polyline with fixed ends, smoothed by a Gaussian of ``sigma`` x voxels along its arc.
+
+    A voxel skeleton steps between neighbouring voxel centres, so an oblique neurite becomes a
+    staircase a voxel off its axis and up to a fifth longer. The line is sampled every
+    ``_SMOOTH_SAMPLE`` x voxels of ``arc`` and filtered; beyond each end it is continued by its
+    point reflection through that end, which keeps both ends in place and a straight line
+    straight. Radii are filtered alike (continued as constant), except the ends' own.
+
+    Returns:
+        ``(line, radii)``: the smoothed samples, ends first and last; the polyline itself
+        when ``sigma`` is 0.
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    count = max(2, math.ceil(arc[-1] / _SMOOTH_SAMPLE) + 1)
+    if sigma <= 0 or count <= 2:
+        return zyx, radius
+    at = np.linspace(0.0, arc[-1], count)
+    line = np.stack([np.interp(at, arc, zyx[:, k]) for k in range(3)], axis=1)
+    radii = np.interp(at, arc, radius)
+    width = sigma / (arc[-1] / (count - 1))  # in samples
+    pad = math.ceil(4 * width)  # gaussian_filter1d's reach at its default truncate=4
+    padded = np.pad(line, ((pad, pad), (0, 0)), mode="reflect", reflect_type="odd")
+    line = gaussian_filter1d(padded, width, axis=0)[pad:-pad]
+    line[0], line[-1] = zyx[0], zyx[-1]
+    smoothed = gaussian_filter1d(radii, width, mode="nearest")
+    smoothed[0], smoothed[-1] = radius[0], radius[-1]
+    return line, smoothed
