@@ -5,13 +5,15 @@ with the gold ``swc/NAME.swc`` as ``dineuro evaluate`` and ``dineuro compare`` d
 (:func:`dineuro.neuron_distance.compare_trees`: raw SWC units, i.e. voxels with z not scaled, as
 Vaa3D's neuron_distance, so that the numbers compare with published ones; threshold 2), and the
 table gives ESA, DSA, PDS, length precision, recall and F1 as mean ± std over the stacks, and
-seconds per stack:
+the hairiness ratio (terminal tips per 100 voxels of cable, over the gold's own; 1 = as hairy
+as the gold) and seconds per stack; the model row also gives the Dice of its map (p > 0.5)
+against ``labels/NAME.tif``:
 
 - **gold mask, traced**: :func:`dineuro.trace.trace` of ``labels/NAME.tif``, the tracer's
   ceiling (what is lost in centre lines, pruning and resampling alone);
 - **model map, traced**: the tracer on ``NAME_prob.tif`` as ``dineuro run`` does it (read as a
-  probability map); its time is tracing only, and with ``--model`` (predict first with
-  :func:`dineuro.predict.predict_stack`) the note adds predict + trace;
+  probability map); its time is tracing only with ``--pred``, and predict + trace with
+  ``--model`` (predict first with :func:`dineuro.predict.predict_stack`);
 - **raw image, traced**: the tracer on the stack itself, percentile-normalised to [0, 1] and
   read as a probability: what the segmentation network buys;
 - **Rivulet2** on the raw image at its Otsu threshold (as its ``rtrace`` does for a negative
@@ -28,6 +30,7 @@ Usage::
         --pred predictions --out trace_vs_peers.md
     python benchmarks/trace_vs_peers.py data/bench \\
         --model runs/bench_tiny/best.pt
+    python benchmarks/trace_vs_peers.py data/bench --model default   # the packaged model
 """
 
 from __future__ import annotations
@@ -44,15 +47,18 @@ from pathlib import Path
 import numpy as np
 
 from dineuro.data.dataset import open_dataset
-from dineuro.data.normalize import percentile_normalize
 from dineuro.errors import InputError
 from dineuro.evaluate import PROB_SUFFIX
 from dineuro.evaluate_swc import DEFAULT_SWC_THRESHOLD
 from dineuro.io import SwcTree, read_volume
+from dineuro.metrics import dice
 from dineuro.neuron_distance import compare_trees
 from dineuro.trace import EmptyTraceWarning, trace
 
-METRICS = ("esa", "dsa", "pds", "precision", "recall", "f1")
+#: The model row's Dice scores its map at p > this, as ``dineuro predict`` writes NAME_mask.tif.
+MAP_THRESHOLD = 0.5
+
+METRICS = ("esa", "dsa", "pds", "precision", "recall", "f1", "hairiness_ratio")
 # Scores an empty or refused trace still has: nothing of the gold is matched.
 NOTHING_MATCHED = ("recall", "f1")
 # Why rivuletpy does not install on this project's Python (checked with pip for 0.3.0, the
@@ -69,6 +75,7 @@ class MethodResult:
     scores: list[dict[str, float] | None] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # "NAME: why", for the note
+    dice: list[float] = field(default_factory=list)  # of the map, for the model row
     extra_note: str = ""
     not_run: str = ""
 
@@ -81,8 +88,8 @@ def trace_quietly(prob: np.ndarray, spacing, **options) -> SwcTree:
 
 
 def trace_raw_image(image: np.ndarray, spacing) -> SwcTree:
-    """The tracer on a raw stack, percentile-normalised to [0, 1] and read as probabilities."""
-    return trace_quietly(percentile_normalize(image), spacing, kind="probability")
+    """The tracer on a raw stack, percentile-normalised to [0, 1] as predict does."""
+    return trace_quietly(image, spacing, kind="image")
 
 
 def rivulet_trace(image: np.ndarray) -> SwcTree:
@@ -131,41 +138,50 @@ def score(result: MethodResult, name: str, make_tree: Callable[[], SwcTree], gol
     result.scores.append({metric: getattr(distance, metric) for metric in METRICS})
 
 
-def mean_std(result: MethodResult, metric: str) -> str:
-    values = [s[metric] for s in result.scores if s is not None]
+def metric_values(result: MethodResult, metric: str) -> list[float]:
+    """The per-stack values of ``metric`` that exist (empty traces count 0 for recall, F1)."""
+    if metric == "dice":
+        return list(result.dice)
+    values = [s[metric] for s in result.scores if s is not None and s[metric] is not None]
     if metric in NOTHING_MATCHED:
         values += [0.0] * sum(s is None for s in result.scores)
+    return values
+
+
+def mean_std(result: MethodResult, metric: str) -> str:
+    values = metric_values(result, metric)
     if not values:
-        return "n/a"
-    decimals = 2 if metric in ("esa", "dsa") else 3
+        return "n/a" if metric != "dice" else "-"
+    decimals = 2 if metric in ("esa", "dsa", "hairiness_ratio") else 3
     return f"{np.mean(values):.{decimals}f} ± {np.std(values):.{decimals}f}"
 
 
 def markdown(results: list[MethodResult], header: str) -> str:
     lines = [header, "",
-             "| method | ESA | DSA | PDS | precision | recall | F1 | s / stack | note |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| method | Dice | ESA | DSA | PDS | precision | recall | F1 | hairiness ratio "
+             "| s / stack | note |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for result in results:
         if result.not_run:
-            lines.append(f"| {result.label} |" + " |" * 7 + f" {result.not_run} |")
+            lines.append(f"| {result.label} |" + " |" * 9 + f" {result.not_run} |")
             continue
         notes = [result.extra_note] if result.extra_note else []
         if result.failures:
             notes.append(f"{len(result.failures)} empty or refused ({'; '.join(result.failures)})")
-        cells = [result.label, *(mean_std(result, m) for m in METRICS),
+        cells = [result.label, *(mean_std(result, m) for m in ("dice", *METRICS)),
                  f"{np.mean(result.seconds):.2f}", ", ".join(notes)]
         lines.append("| " + " | ".join(c.replace("|", r"\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
 
-def predict_all(model: Path, dataset, names: list[str], out_dir: Path, device: str
+def predict_all(model: Path | str, dataset, names: list[str], out_dir: Path, device: str
                 ) -> dict[str, float]:
     """Predict each stack into ``out_dir`` as ``dineuro predict`` does; seconds per name."""
-    from dineuro.checkpoint import load_model
+    from dineuro.checkpoint import load_model, resolve_model
     from dineuro.data.normalize import NormalizationConfig
     from dineuro.predict import predict_stack
 
-    network, meta = load_model(model, device)
+    network, meta = load_model(resolve_model(model), device)
     norm = NormalizationConfig.from_dict(meta["normalization"])
     seconds = {}
     for name in names:
@@ -176,8 +192,9 @@ def predict_all(model: Path, dataset, names: list[str], out_dir: Path, device: s
     return seconds
 
 
-def run(data: Path, pred: Path | None, model: Path | None, split: str, threshold: float,
-        device: str) -> str:
+def run(data: Path, pred: Path | None, model: Path | str | None, split: str, threshold: float,
+        device: str) -> list[MethodResult]:
+    """Score every method on the ``split`` stacks of ``data`` (see the module docstring)."""
     dataset = open_dataset(data)
     names = dataset.split()[split]
     with tempfile.TemporaryDirectory() as scratch:
@@ -205,15 +222,20 @@ def run(data: Path, pred: Path | None, model: Path | None, split: str, threshold
                 methods.append((rivulet, partial(rivulet_trace, image.array)))
             for result, make_tree in methods:
                 score(result, name, make_tree, gold, threshold)
+            model_map.dice.append(dice(prob > MAP_THRESHOLD, label))
         if predict_seconds:
-            total = np.mean([predict_seconds[n] for n in names]) + np.mean(model_map.seconds)
-            model_map.extra_note = f"predict + trace {total:.2f} s / stack ({model.name})"
+            model_map.seconds = [predict_seconds[n] + t
+                                 for n, t in zip(names, model_map.seconds, strict=True)]
+            model_map.extra_note = f"predict + trace ({Path(model).name})"
         else:
-            model_map.extra_note = f"maps from {pred}"
-    header = (f"{len(names)} {split} stacks of {data}; scores against swc/NAME.swc in SWC units "
-              f"(voxels), as Vaa3D's neuron_distance, threshold {threshold:g}; mean ± std over "
-              f"stacks; empty or refused traces count as recall and F1 0.")
-    return markdown(results, header)
+            model_map.extra_note = f"tracing only; maps from {pred}"
+    return results
+
+
+def header(data: Path, n_stacks: int, split: str, threshold: float) -> str:
+    return (f"{n_stacks} {split} stacks of {data}; scores against swc/NAME.swc in SWC units "
+            f"(voxels), as Vaa3D's neuron_distance, threshold {threshold:g}; mean ± std over "
+            f"stacks; empty or refused traces count as recall and F1 0.")
 
 
 def main() -> None:
@@ -221,14 +243,17 @@ def main() -> None:
     parser.add_argument("data", type=Path, help="dataset folder with swc/ and split.json")
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--pred", type=Path, help="folder of NAME_prob.tif maps")
-    source.add_argument("--model", type=Path, help="checkpoint to predict the maps with first")
+    source.add_argument("--model", help="checkpoint to predict the maps with first, or "
+                                        "'default' for the packaged model")
     parser.add_argument("--split", default="test", choices=("train", "val", "test"))
     parser.add_argument("--threshold", type=float, default=DEFAULT_SWC_THRESHOLD,
                         help="distance in SWC units (default %(default)s)")
     parser.add_argument("--device", default="cpu", help="for --model (default %(default)s)")
     parser.add_argument("--out", type=Path, help="also write the Markdown table here")
     args = parser.parse_args()
-    table = run(args.data, args.pred, args.model, args.split, args.threshold, args.device)
+    results = run(args.data, args.pred, args.model, args.split, args.threshold, args.device)
+    n_stacks = len(results[0].seconds)
+    table = markdown(results, header(args.data, n_stacks, args.split, args.threshold))
     print(table)
     if args.out is not None:
         args.out.write_text(table)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
+from matplotlib.colors import to_rgba
 
 from dineuro.io import SwcTree
-from dineuro.report import MASK_RGBA, mip_figure, save_figure
+from dineuro.report import GOLD_COLOR, MASK_RGBA, SWC_COLOR, mip_figure, save_figure
 
 SHAPE = (4, 5, 6)  # z, y, x: all different, so a swapped axis shows as a shape mismatch
 SPACING = (2.0, 1.0, 1.0)  # z, y, x
@@ -125,6 +126,20 @@ def test_swc_segments_and_roots_in_physical_units(image, tree):
                                               [expected[2], expected[1]]])
         (roots,) = overlay[name].get_lines()
         np.testing.assert_allclose(roots.get_xydata(), expected[:1])
+
+
+def test_gold_tree_is_drawn_under_the_trace_in_its_own_colour(image, tree):
+
+    shifted = SwcTree(tree.ids, tree.types, tree.xyz + [1.0, 0.0, 0.0], tree.radius,
+                      tree.parents)
+    _, overlay = panels(mip_figure(image, SPACING, tree=tree, gold=shifted))
+    for name in VIEW_NAMES:
+        gold_lines, trace_lines = overlay[name].collections  # gold first: drawn underneath
+        np.testing.assert_allclose(gold_lines.get_colors()[0], to_rgba(GOLD_COLOR))
+        np.testing.assert_allclose(trace_lines.get_colors()[0], to_rgba(SWC_COLOR))
+        expected = physical(shifted.xyz, name)
+        np.testing.assert_allclose(np.asarray(gold_lines.get_segments()),
+                                   [[expected[1], expected[0]], [expected[2], expected[1]]])
 
 
 def test_mask_overlay_is_opaque_exactly_where_the_projection_is_true(image, mask):

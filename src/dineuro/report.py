@@ -25,6 +25,8 @@ from dineuro.io.swc import SwcTree  # noqa: E402
 FIGURE_FORMATS = (".png", ".pdf", ".svg")
 MASK_RGBA = (1.0, 0.1, 0.8, 0.4)
 SWC_COLOR = "#ffd400"
+#: A reference (gold) SWC drawn under the reconstruction, so the two can be told apart.
+GOLD_COLOR = "#00c8ff"
 #: Display range: these percentiles of a projection map to black and white.
 CONTRAST_PERCENTILES = (0.5, 99.8)
 
@@ -49,7 +51,7 @@ def _contrast(projection: np.ndarray) -> tuple[float, float]:
 
 
 def _draw_view(ax, image, spacing, view: str, tree: SwcTree | None,
-               mask: np.ndarray | None) -> None:
+               mask: np.ndarray | None, gold: SwcTree | None = None) -> None:
     axis, (rows, cols), (h_col, v_col) = VIEWS[view]
     projection = image.max(axis=axis)
     if view == "zy":
@@ -64,28 +66,34 @@ def _draw_view(ax, image, spacing, view: str, tree: SwcTree | None,
         overlay = np.zeros(shown.shape + (4,))
         overlay[shown] = MASK_RGBA
         ax.imshow(overlay, extent=extent, interpolation="nearest")
-    if tree is not None and len(tree):
-        child, parent = tree.edges()
-        # SWC columns are x, y, z; spacing is (z, y, x).
-        scale = np.array([spacing[2], spacing[1], spacing[0]])
-        points = tree.xyz * scale
-        segments = np.stack([points[child][:, [h_col, v_col]],
-                             points[parent][:, [h_col, v_col]]], axis=1)
-        ax.add_collection(LineCollection(segments, colors=SWC_COLOR, linewidths=0.6))
-        roots = points[tree.parents == -1]
-        ax.plot(roots[:, h_col], roots[:, v_col], "o", color=SWC_COLOR, ms=3)
+    for drawn, color, width in ((gold, GOLD_COLOR, 1.2), (tree, SWC_COLOR, 0.6)):
+        if drawn is not None and len(drawn):
+            _draw_tree(ax, drawn, spacing, (h_col, v_col), color, width)
     ax.set_xlim(extent[0], extent[1])
     ax.set_ylim(extent[2], extent[3])
     ax.set_title(view, fontsize=9, loc="left")
     ax.tick_params(labelsize=7)
 
 
-def _three_views(fig: Figure, cell, image, spacing, tree, mask, heading: str) -> None:
+def _draw_tree(ax, tree: SwcTree, spacing, columns: tuple[int, int], color: str,
+               width: float) -> None:
+    """The tree's edges as lines and its roots as dots, in physical units."""
+    child, parent = tree.edges()
+    # SWC columns are x, y, z; spacing is (z, y, x).
+    points = tree.xyz * np.array([spacing[2], spacing[1], spacing[0]])
+    segments = np.stack([points[child][:, columns], points[parent][:, columns]], axis=1)
+    ax.add_collection(LineCollection(segments, colors=color, linewidths=width))
+    roots = points[tree.parents == -1]
+    ax.plot(roots[:, columns[0]], roots[:, columns[1]], "o", color=color, ms=3)
+
+
+def _three_views(fig: Figure, cell, image, spacing, tree, mask, heading: str,
+                 gold: SwcTree | None = None) -> None:
     """x-y top-left, x-z below it, z-y to its right, inside one cell of the figure's grid."""
     z, y, x = (n * s for n, s in zip(image.shape, spacing, strict=True))
     grid = cell.subgridspec(2, 2, width_ratios=[x, z], height_ratios=[y, z])
     for view, sub in (("xy", grid[0, 0]), ("xz", grid[1, 0]), ("zy", grid[0, 1])):
-        _draw_view(fig.add_subplot(sub), image, spacing, view, tree, mask)
+        _draw_view(fig.add_subplot(sub), image, spacing, view, tree, mask, gold)
     ax = fig.add_subplot(grid[1, 1])
     ax.axis("off")
     ax.text(0, 1, heading, va="top", fontsize=8, transform=ax.transAxes)
@@ -93,7 +101,8 @@ def _three_views(fig: Figure, cell, image, spacing, tree, mask, heading: str) ->
 
 def mip_figure(image: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.0, 1.0),
                tree: SwcTree | None = None, mask: np.ndarray | None = None,
-               title: str | None = None, mask_name: str = "label mask") -> Figure:
+               title: str | None = None, mask_name: str = "label mask",
+               gold: SwcTree | None = None, tree_name: str = "SWC") -> Figure:
     """Orthogonal maximum-intensity projections of a (z, y, x) stack, to physical scale.
 
     With an SWC or a mask, the projections appear twice: plain on the left, with the
@@ -106,6 +115,8 @@ def mip_figure(image: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.
         mask: a (z, y, x) bool mask, projected and tinted over the image.
         title: figure title.
         mask_name: what the mask is, for the legend (a label mask, a prediction, ...).
+        gold: a reference SWC drawn under ``tree`` in another colour.
+        tree_name: what ``tree`` is, for the legend (an SWC, a trace, ...).
 
     Returns:
         The figure; each set of views has x-y top-left, x-z below it and z-y to its right.
@@ -115,7 +126,7 @@ def mip_figure(image: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.
         if mask.shape != image.shape:
             raise ValueError(f"mask shape {mask.shape} differs from image shape {image.shape}.")
     z, y, x = (n * s for n, s in zip(image.shape, spacing, strict=True))
-    overlays = tree is not None or mask is not None
+    overlays = tree is not None or mask is not None or gold is not None
     width = 14.0 if overlays else 7.5
     height = width / (2 if overlays else 1) * (y + z) / (x + z) + 0.5
     fig = plt.figure(figsize=(width, height), layout="constrained")
@@ -126,8 +137,10 @@ def mip_figure(image: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.
         if mask is not None:
             legend.append(f"{mask_name} (magenta)")
         if tree is not None:
-            legend.append("SWC (yellow)")
-        _three_views(fig, grid[1], image, spacing, tree, mask, "\n".join(legend))
+            legend.append(f"{tree_name} (yellow)")
+        if gold is not None:
+            legend.append("gold SWC (cyan)")
+        _three_views(fig, grid[1], image, spacing, tree, mask, "\n".join(legend), gold)
     if title:
         fig.suptitle(title, fontsize=10)
     return fig
