@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import ndimage
+from scipy.sparse import coo_matrix, csgraph
 from test_cli import invoke
 
 from dineuro.checkpoint import save_checkpoint
@@ -26,6 +27,7 @@ from dineuro.trace import (
     DEFAULT_MIN_TREE_LENGTH,
     DEFAULT_PRUNE_LENGTH,
     DEFAULT_SPUR_RADII,
+    METHODS,
     EmptyTraceWarning,
     as_probability,
     trace,
@@ -86,10 +88,11 @@ STRAIGHT_LENGTH = STRAIGHT[1][0] - STRAIGHT[0][0]
 OBLIQUE = [((10.0, 5.0, 5.0), (75.0, 35.0, 25.0)), ((10.0, 30.0, 3.0), (70.0, 10.0, 27.0))]
 
 
+@pytest.mark.parametrize("method", METHODS)
 @pytest.mark.parametrize(("start", "end"), [STRAIGHT, *OBLIQUE])
-def test_a_tube_traces_to_its_axis_with_its_length(start, end):
+def test_a_tube_traces_to_its_axis_with_its_length(start, end, method):
     gold = tree_of([start, end], [2.0, 2.0], [-1, 1])
-    traced = trace(render_mask(gold, TUBE_SHAPE))
+    traced = trace(render_mask(gold, TUBE_SHAPE), method=method)
     true_length = float(np.linalg.norm(np.subtract(end, start)))
     assert cable(traced) == pytest.approx(true_length, rel=0.02)
     assert distance_to_segment(traced.xyz, start, end).max() <= 0.75
@@ -109,10 +112,11 @@ def test_smoothing_removes_the_voxel_staircase_of_an_oblique_tube(start, end):
     assert wobble[1] < wobble[0]  # ... and wobble
 
 
-def test_a_y_has_one_branch_point_near_the_fork_and_three_branches():
+@pytest.mark.parametrize("method", METHODS)
+def test_a_y_has_one_branch_point_near_the_fork_and_three_branches(method):
     fork = np.array([40.0, 30.0, 15.0])
     gold = tree_of([[10, 30, 15], fork, [70, 8, 15], [70, 52, 15]], [2.0] * 4, [-1, 1, 2, 2])
-    traced = trace(render_mask(gold, (30, 60, 80)))
+    traced = trace(render_mask(gold, (30, 60, 80)), method=method)
     children = children_count(traced)
     branch_points = np.flatnonzero(children >= 2)
     assert len(branch_points) == 1
@@ -239,13 +243,14 @@ def test_anisotropic_spacing_along_z():
     assert len(traced) == pytest.approx(60 / 2 + 1, abs=3)  # every ~2 x voxels = 1 z voxel
 
 
-def test_written_swc_is_what_viewers_expect(tmp_path):
+@pytest.mark.parametrize("method", METHODS)
+def test_written_swc_is_what_viewers_expect(tmp_path, method):
     ball = ball_on_tube(55.0, 8.0)  # twice as thick as a z voxel (3 x voxels)
     gold = tree_of([*ball.xyz, [55, AXIS_Y + 7, AXIS_Z], [55, 35, AXIS_Z]],
                    [*ball.radius, 2.0, 2.0], [*ball.parents, 1, 6])
     mask = write_volume(tmp_path / "mask.tif", render_mask(gold, TUBE_SHAPE).astype(np.uint8),
                         spacing=(1.5, 0.5, 0.5))
-    written = trace_file(mask, tmp_path / "n.swc")
+    written = trace_file(mask, tmp_path / "n.swc", method=method)
     tree = read_swc(tmp_path / "n.swc")
     assert np.array_equal(tree.ids, np.arange(1, len(tree) + 1))
     parent = tree.parent_index
@@ -253,6 +258,7 @@ def test_written_swc_is_what_viewers_expect(tmp_path):
     assert tree.parents.tolist().count(-1) == 1 and tree.parents[0] == -1
     assert tree.types[0] == 1 and (tree.types[1:] == 3).all()
     assert any("spacing (z, y, x): (1.5, 0.5, 0.5)" in c for c in tree.comments)
+    assert any(f"method {method}" in c for c in tree.comments)
     assert np.allclose(tree.xyz, written.xyz, atol=1e-3)
 
 
@@ -358,13 +364,86 @@ def test_a_fat_rough_tube_traces_without_spurs(seed):
     assert cable(traced) <= STRAIGHT_LENGTH
 
 
-def test_a_hollow_tube_traces_to_one_path():
-    """A dim core (a soma's nucleus, say) would thin to a shell and a tangle of loops."""
+@pytest.mark.parametrize("method", METHODS)
+def test_a_hollow_tube_traces_to_one_path(method):
+    """A dim core (a soma's nucleus, say) would thin to a shell and a tangle of loops, and
+    minimal paths would run round it in the shell."""
     outer = render_mask(tube(r=4.0), TUBE_SHAPE)
     core = render_mask(tube(x0=20.0, x1=70.0, r=1.5), TUBE_SHAPE)
-    traced = trace(outer & ~core)
+    traced = trace(outer & ~core, method=method)
     assert len(traced.roots) == 1 and ends(traced) == 2
     assert distance_to_segment(traced.xyz, *STRAIGHT).max() <= 1.0
+
+
+def speckled(mask: np.ndarray, seed: int, speckles: float = 0.01) -> np.ndarray:
+    """A blurred map of ``mask`` (Gaussian sigma 1.5 voxels, doubled, so p = 0.25 about a voxel
+    outside it) with additive noise (sd 0.05) and a fraction ``speckles`` of voxels set to
+    isolated specks of p 0.3-0.7, some of them touching the neurite."""
+    rng = np.random.default_rng(seed)
+    prob = ndimage.gaussian_filter(mask.astype(np.float32), 1.5) * 2.0
+    prob += rng.normal(0.0, 0.05, mask.shape)
+    specks = rng.random(mask.shape) < speckles
+    prob[specks] = rng.uniform(0.3, 0.7, int(specks.sum()))
+    return np.clip(prob, 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_geodesic_traces_a_speckled_blurred_tube_without_spurs(seed):
+    traced = trace(speckled(render_mask(tube(), TUBE_SHAPE), seed), method="geodesic")
+    assert len(traced.roots) == 1 and ends(traced) == 2
+    middle = np.abs(traced.xyz[:, 0] - 45.0) < 30.0  # away from the rounded ends
+    off_axis = np.hypot(traced.xyz[middle, 1] - AXIS_Y, traced.xyz[middle, 2] - AXIS_Z)
+    assert off_axis.max() <= 1.0  # no twig into a speck touching the tube
+    children = children_count(traced)
+    tips = traced.xyz[(children == 0) | (traced.parents == -1)]
+    for end in STRAIGHT:  # each end reached, give or take the blurred map's fatter cap
+        assert np.linalg.norm(tips - end, axis=1).min() <= 4.0
+    assert cable(traced) == pytest.approx(STRAIGHT_LENGTH, rel=0.1)
+
+
+def test_geodesic_keeps_a_short_stretch_beyond_the_thickest_point():
+    """Minimal paths start at the thickest point, which covers the neurite around it; the
+    short stretch beyond that cover extends the line, so it is kept however short."""
+    gold = tree_of([[10, AXIS_Y, AXIS_Z], [16, AXIS_Y, AXIS_Z], [80, AXIS_Y, AXIS_Z]],
+                   [2.0, 4.0, 2.0], [-1, 1, 2])
+    traced = trace(render_mask(gold, TUBE_SHAPE), method="geodesic")
+    assert ends(traced) == 2 and traced.xyz[:, 0].min() <= 12.5  # without: the bulge, 16
+
+
+def test_geodesic_runs_a_neurite_cut_by_the_stack_to_the_face_and_stops_inside_a_cap():
+    gold = tree_of([[-5, AXIS_Y, AXIS_Z], [60, AXIS_Y, AXIS_Z]], [2.0, 2.0], [-1, 1])
+    traced = trace(render_mask(gold, TUBE_SHAPE), method="geodesic")
+    assert traced.xyz[:, 0].min() <= 0.5  # no cap where the stack cuts the neurite
+    assert traced.xyz[:, 0].max() == pytest.approx(60, abs=1.0)  # the rounded end's centre
+    assert traced.comments[-1].startswith("root: end leaving the stack")
+
+
+def test_geodesic_graph_is_a_forest_of_neighbouring_voxels_one_tree_per_piece():
+    """The format of the thinning graph, which the rest of the tracer takes."""
+    from dineuro.trace._geodesic import geodesic_graph
+
+    gold = tree_of([[10, 10, AXIS_Z], [80, 10, AXIS_Z], [10, 30, AXIS_Z], [50, 38, 5]],
+                   [2.0, 2.0, 1.5, 1.5], [-1, 1, -1, 3])
+    mask = render_mask(gold, TUBE_SHAPE)
+    mask[2, 2, 2] = True  # a lone voxel holds no path
+    scale = np.array([2.0, 1.0, 1.0])
+    zyx, edges = geodesic_graph(mask, scale)
+    assert zyx.dtype == np.float64 and edges.dtype == np.int64
+    assert mask[tuple(zyx.astype(int).T)].all() and len(np.unique(zyx, axis=0)) == len(zyx)
+    step = np.abs(zyx[edges[:, 0]] - zyx[edges[:, 1]])
+    assert step.max() == 1 and step.sum(axis=1).min() >= 1  # 26-neighbours, no self-loops
+    labels = ndimage.label(mask, np.ones((3, 3, 3)))[0]
+    count, tree_of_node = csgraph.connected_components(
+        coo_matrix((np.ones(len(edges)), edges.T), shape=(len(zyx),) * 2), directed=False)
+    assert count == 2 and len(edges) == len(zyx) - 2  # two trees, no cycles
+    piece = labels[tuple(zyx.astype(int).T)]
+    assert all(len(np.unique(piece[tree_of_node == k])) == 1 for k in range(count))
+
+
+def test_an_unknown_method_is_refused():
+    with pytest.raises(InputError, match=r"^method should be one of thinning, geodesic, not "
+                                         r"'teasar'\.$"):
+        trace(render_mask(tube(), TUBE_SHAPE), method="teasar")
 
 
 def test_a_fat_rough_y_keeps_its_branches():

@@ -17,6 +17,7 @@ from dineuro.data.render import spacing_in_x_voxels
 from dineuro.errors import InputError
 from dineuro.io._atomic import refuse_existing
 from dineuro.io.swc import SwcTree, write_swc, zyx_to_swc
+from dineuro.trace._geodesic import geodesic_graph
 from dineuro.trace._root import (
     BLOB,
     GIVEN,
@@ -64,6 +65,8 @@ MAX_FOREGROUND_FRACTION = 0.5
 MIN_RADIUS = 0.5
 SOMA_TYPE, NEURITE_TYPE = 1, 3
 KINDS = ("auto", "probability", "mask", "image")
+#: How centre lines are found: 3D thinning, or minimal paths from a root (APP2, Rivulet).
+METHODS = ("thinning", "geodesic")
 _FULL = np.ones((3, 3, 3), dtype=bool)  # 26-connectivity, as the skeleton's
 
 
@@ -125,7 +128,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
           min_piece_length: float = DEFAULT_MIN_PIECE_LENGTH,
           min_tree_length: float = DEFAULT_MIN_TREE_LENGTH, smooth: float = DEFAULT_SMOOTH,
           node_step: float = DEFAULT_NODE_STEP, root_snap: float = DEFAULT_ROOT_SNAP,
-          keep_fragments: bool = False, kind: str = "auto") -> SwcTree:
+          keep_fragments: bool = False, kind: str = "auto",
+          method: str = "thinning") -> SwcTree:
     """Trace a (z, y, x) probability map, mask or raw image into SWC trees, one per neuron.
 
     Steps (see :mod:`dineuro.trace` for why): hysteresis threshold, skeleton, removal of
@@ -157,6 +161,9 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
         root_snap: how far a ``root`` outside the foreground may be from the centre lines.
         keep_fragments: also keep separate trees shorter than ``min_tree_length``.
         kind: "auto", "probability", "mask" or "image" (see :func:`as_probability`).
+        method: how centre lines are found: "thinning" (3D thinning) or "geodesic" (minimal
+            paths from each piece's thickest point through a cost low on the bright, thick
+            middle, as APP2 and Rivulet; :mod:`dineuro.trace._geodesic`).
 
     Returns:
         The trees, largest first (the one holding a given ``root`` first), ids 1..N, parents
@@ -183,6 +190,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
         >>> trace(prob).comments[-1]
         'root: end leaving the stack at (1.0, 4.0, 4.0)'
     """
+    if method not in METHODS:
+        raise InputError(f"method should be one of {', '.join(METHODS)}, not {method!r}.")
     dtype = np.asarray(prob).dtype
     prob = as_probability(prob, kind)
     scale = spacing_in_x_voxels(spacing)
@@ -195,7 +204,7 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     comments = [f"spacing (z, y, x): {tuple(float(s) for s in spacing)}; coordinates in voxels "
                 "(x, y, z), radii in x voxels",
                 "traced by dineuro: " + ", ".join(f"{k} {v:g}" for k, v in options.items())
-                + f", keep_fragments {keep_fragments}, kind {kind}, "
+                + f", keep_fragments {keep_fragments}, kind {kind}, method {method}, "
                 f"root {root if isinstance(root, str) else tuple(root)}"]
     mask = _foreground(prob, high, low)
     hint = "; for a raw image use kind 'image'" if kind != "image" and dtype.kind in "ui" else ""
@@ -208,7 +217,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
                 for s in ndimage.find_objects(mask.view(np.uint8))[0])
     offset = np.array([s.start for s in box], dtype=np.float64)
     evidence = evidence[box]
-    mask, labels, zyx, edges, removed = _centre_lines(mask[box], scale, min_piece_length)
+    mask, labels, zyx, edges, removed = _centre_lines(mask[box], scale, min_piece_length,
+                                                      method, prob[box])
     if removed:
         comments.append(f"removed {removed} piece(s) of the foreground with less centre line "
                         f"than min_piece_length {min_piece_length:g} as noise")
@@ -240,16 +250,26 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     return _as_swc(trees, hows[0] in (SOMA, GIVEN), offset, comments)
 
 
-def _centre_lines(mask, scale, min_piece_length):
+def _centre_lines(mask, scale, min_piece_length, method, prob):
     """Centre lines of the foreground's pieces that are long enough to be neurites.
+
+    ``method`` is one of :data:`METHODS`; ``prob`` the map in the same box (its ridge steers
+    geodesic centre lines).
 
     Returns ``(mask, labels, zyx, edges, removed)``: the mask with its cavities filled and its
     short pieces removed, its 26-connected component labels (0 off it), the centre-line forest
     and how many pieces were removed as noise.
     """
-    mask = _fill_cavities(mask)
-    labels = ndimage.label(mask, structure=_FULL)[0]
-    zyx, edges = skeleton_graph(mask, scale)
+    filled = _fill_cavities(mask)
+    labels = ndimage.label(filled, structure=_FULL)[0]
+    if method == "geodesic":
+        # A filled cavity (a dim core) counts as typical foreground, so that minimal paths run
+        # through its middle rather than round it in the shell.
+        prob = np.where(filled & ~mask, np.median(prob[mask]), prob)
+        zyx, edges = geodesic_graph(filled, scale, prob, min_length=min_piece_length)
+    else:
+        zyx, edges = skeleton_graph(filled, scale)
+    mask = filled
     zyx, edges, noise = _drop_short_pieces(zyx, edges, labels, scale, min_piece_length)
     if noise[1:].any():
         mask &= ~noise[labels]
