@@ -87,9 +87,9 @@ def trace_quietly(prob: np.ndarray, spacing, **options) -> SwcTree:
         return trace(prob, spacing, **options)
 
 
-def trace_raw_image(image: np.ndarray, spacing) -> SwcTree:
+def trace_raw_image(image: np.ndarray, spacing, **options) -> SwcTree:
     """The tracer on a raw stack, percentile-normalised to [0, 1] as predict does."""
-    return trace_quietly(image, spacing, kind="image")
+    return trace_quietly(image, spacing, kind="image", **options)
 
 
 def rivulet_trace(image: np.ndarray) -> SwcTree:
@@ -193,7 +193,7 @@ def predict_all(model: Path | str, dataset, names: list[str], out_dir: Path, dev
 
 
 def run(data: Path, pred: Path | None, model: Path | str | None, split: str, threshold: float,
-        device: str) -> list[MethodResult]:
+        device: str, method: str = "thinning") -> list[MethodResult]:
     """Score every method on the ``split`` stacks of ``data`` (see the module docstring)."""
     dataset = open_dataset(data)
     names = dataset.split()[split]
@@ -215,9 +215,11 @@ def run(data: Path, pred: Path | None, model: Path | str | None, split: str, thr
             spacing = image.spacing
             label = dataset.label(name, image)
             prob = read_volume(pred / f"{name}{PROB_SUFFIX}").array
-            methods = [(gold_mask, partial(trace_quietly, label, spacing, kind="mask")),
-                       (model_map, partial(trace_quietly, prob, spacing, kind="probability")),
-                       (raw, partial(trace_raw_image, image.array, spacing))]
+            methods = [(gold_mask, partial(trace_quietly, label, spacing, kind="mask",
+                                           method=method)),
+                       (model_map, partial(trace_quietly, prob, spacing, kind="probability",
+                                           method=method)),
+                       (raw, partial(trace_raw_image, image.array, spacing, method=method))]
             if not rivulet.not_run:
                 methods.append((rivulet, partial(rivulet_trace, image.array)))
             for result, make_tree in methods:
@@ -250,8 +252,11 @@ def main() -> None:
                         help="distance in SWC units (default %(default)s)")
     parser.add_argument("--device", default="cpu", help="for --model (default %(default)s)")
     parser.add_argument("--out", type=Path, help="also write the Markdown table here")
+    parser.add_argument("--method", default="thinning", choices=("thinning", "geodesic"),
+                        help="the tracer's centre-line method (default %(default)s)")
     args = parser.parse_args()
-    results = run(args.data, args.pred, args.model, args.split, args.threshold, args.device)
+    results = run(args.data, args.pred, args.model, args.split, args.threshold, args.device,
+                  args.method)
     n_stacks = len(results[0].seconds)
     table = markdown(results, header(args.data, n_stacks, args.split, args.threshold))
     print(table)

@@ -472,17 +472,24 @@ def test_show_refuses_an_unknown_picture_type(show_inputs, tmp_path, name):
 
 @pytest.fixture
 def quick_demo(monkeypatch):
-    """The demo's stages as they are, on a 3-stack set and a 2-step training run."""
+    """The demo's stages as they are, on two smaller stacks."""
     from dineuro import demo
 
-    monkeypatch.setitem(PRESETS, "small", replace(PRESETS["small"], n_stacks=3,
-                                                  shape=(16, 48, 48)))
-    real = demo.demo_train_config
-    monkeypatch.setattr(demo, "demo_train_config", lambda data, run: replace(
-        real(data, run), steps=2, val_every=2, warmup_steps=1))
+    real = demo.demo_synth_config
+    monkeypatch.setattr(demo, "demo_synth_config", lambda: replace(real(), n_stacks=2,
+                                                                    shape=(24, 64, 64)))
+
+
+def _pixels_of(picture: Path, hex_color: str) -> int:
+    """How many pixels of a PNG have (about) this colour."""
+    rgb = np.array([int(hex_color[i:i + 2], 16) for i in (1, 3, 5)]) / 255
+    pixels = matplotlib.image.imread(picture)[..., :3]
+    return int((np.abs(pixels - rgb).max(axis=-1) < 0.08).sum())
 
 
 def test_demo_runs_the_pipeline_then_reuses_it(tmp_path, quick_demo):
+    from dineuro.report import GOLD_COLOR, SWC_COLOR
+
     out = tmp_path / "demo"
     start = time.perf_counter()
     first = invoke("demo", "-o", out)
@@ -491,14 +498,18 @@ def test_demo_runs_the_pipeline_then_reuses_it(tmp_path, quick_demo):
     data = out / "data"
     assert sorted(p.name for p in data.iterdir()) == [
         "images", "labels", "meta.json", "split.json", "swc"]
-    (test_name,) = json.loads((data / "split.json").read_text())["test"]
-    assert (out / "model.pt").is_file() and (out / "run" / "last.pt").is_file()
+    names = json.loads((data / "split.json").read_text())["test"]
+    assert len(names) == 2 and not (out / "run").exists()  # nothing trained
     predictions = sorted(p.name for p in (out / "predictions").iterdir())
-    assert predictions == [f"{test_name}_mask.tif", f"{test_name}_prob.tif"]
-    assert re.search(rf"^\| {test_name} \| {test_name}_mask.tif \| [01]\.\d{{3}} \|", first.out,
-                     re.MULTILINE), first.out
-    picture = out / f"{test_name}_prediction.png"
+    assert predictions == sorted(f"{n}{suffix}" for n in names
+                                 for suffix in ("_mask.tif", "_prob.tif", ".swc"))
+    for name in names:  # Dice next to the reconstruction scores, per stack
+        assert re.search(rf"^\| {name} \| {name}_mask.tif \| [01]\.\d{{3}} \|.*\| [01]\.\d{{3}} \|",
+                         first.out, re.MULTILINE), first.out
+    assert "F1" in first.out and "ESA" in first.out
+    picture = out / f"{names[0]}_trace.png"
     assert picture.read_bytes().startswith(PNG_SIGNATURE)
+    assert _pixels_of(picture, SWC_COLOR) > 50 and _pixels_of(picture, GOLD_COLOR) > 50
     stored = {p: (p.stat().st_mtime_ns, p.read_bytes())
               for p in out.rglob("*") if p.is_file() and p != picture}
 
@@ -517,8 +528,9 @@ def test_demo_on_existing_data_without_test_stacks(tmp_path, quick_demo):
     assert invoke(*SYNTH_ARGS, "-o", data).code == 0
     assert json.loads((data / "split.json").read_text())["test"] == []
     result = invoke("demo", "-o", tmp_path / "demo")
-    assert result.code == 0, result.err  # trains without validation, predicts the first stack
-    assert (tmp_path / "demo" / "synth_000_prediction.png").is_file()
+    assert result.code == 0, result.err  # no test split: the first stack is the demo's
+    assert (tmp_path / "demo" / "synth_000_trace.png").is_file()
+    assert (tmp_path / "demo" / "predictions" / "synth_000.swc").is_file()
 
 
 # --- weights ---------------------------------------------------------------------------------
@@ -562,3 +574,19 @@ def test_window_batch_defaults_follow_the_library():
 
     for command in (cli.predict, cli.run):
         assert inspect.signature(command).parameters["batch_size"].default == DEFAULT_BATCH_SIZE
+
+
+def test_trace_option_defaults_follow_the_library():
+    """trace and run repeat the tracer's defaults (the CLI starts without importing it)."""
+    import inspect
+
+    from dineuro import trace as tracing
+
+    library = inspect.signature(tracing.trace).parameters
+    names = {"prune": "prune_length", "step": "node_step"}
+    for command in (cli.trace, cli.run):
+        options = inspect.signature(command).parameters
+        for option in ("high", "low", "max_gap", "gap_floor", "prune", "spur_radii",
+                       "min_piece_length", "min_tree_length", "smooth", "step",
+                       "keep_fragments", "method"):
+            assert options[option].default == library[names.get(option, option)].default, option

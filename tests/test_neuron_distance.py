@@ -399,6 +399,8 @@ def test_cli_prints_a_table(swc_pair):
     assert result.code == 0, result.err
     for label in ("ESA", "DSA", "PDS", "precision", "recall", "F1", "0.583"):
         assert label in result.out
+    # The test tree: 2 tips on 16 voxels of cable, 12.5 tips per 100.
+    assert "hairiness" in result.out and "12.50" in result.out
 
 
 def test_cli_default_threshold_is_the_library_default():

@@ -19,6 +19,11 @@ resume              (``last.pt`` only) optimizer, scheduler and random states to
 
 The network is rebuilt from ``model_config`` alone (:func:`build_network`): transferred weights
 are in the state dict, so the DINO teacher file is not needed.
+
+dineuro ships one checkpoint as package data, the default model (``"default"`` wherever a
+model is asked for; :func:`resolve_model`). It is a slim checkpoint (:func:`export_checkpoint`:
+no training state, weights stored as float16) with a ``card`` entry: how it was trained and
+what it scored. Its card is also ``default_model/card.json`` beside it.
 """
 
 from __future__ import annotations
@@ -39,6 +44,54 @@ from dineuro.io._atomic import atomic_file
 CHECKPOINT_FORMAT = "dineuro-checkpoint/1"
 #: Entries written by :func:`save_checkpoint` itself; ``**meta`` cannot replace them.
 RESERVED = ("format", "dineuro_version", "model_config", "state_dict")
+#: The name that stands for the packaged default model wherever a checkpoint is asked for.
+DEFAULT_MODEL = "default"
+#: Package folder of the default model: its checkpoint and its card.
+DEFAULT_MODEL_DIR = "default_model"
+DEFAULT_MODEL_FILE, DEFAULT_CARD_FILE = "model.pt", "card.json"
+#: Entries of a training checkpoint that an exported (slim) checkpoint keeps.
+EXPORTED = ("normalization", "spacing", "train_config", "step", "val_dice")
+
+
+def default_model_path() -> Path:
+    """Where the packaged default model lies (inside the installed package)."""
+    from importlib.resources import files
+
+    return Path(str(files("dineuro") / DEFAULT_MODEL_DIR / DEFAULT_MODEL_FILE))
+
+
+def resolve_model(model: str | os.PathLike | None) -> Path:
+    """The checkpoint file meant by ``model``: a path, or None / ``"default"`` for the
+    packaged default model.
+
+    Raises:
+        InputError: the default model is missing from this installation.
+    """
+    if model is None or str(model) == DEFAULT_MODEL:
+        path = default_model_path()
+        if not path.is_file():
+            raise InputError("the packaged default model is missing from this installation; "
+                             "reinstall dineuro or give a checkpoint with --model.", path)
+        return path
+    return Path(model)
+
+
+def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
+                      card: Mapping[str, Any] | None = None) -> Path:
+    """A slim copy of a checkpoint for shipping: the network, its normalisation and training
+    config, weights as float16 (half the bytes; predict computes in float32 all the same),
+    no optimizer or random state, and an optional model ``card`` (plain types).
+
+    Raises:
+        InputError: ``src`` is not a dineuro checkpoint.
+    """
+    data = load_checkpoint(src)
+    model = build_network(data["model_config"])
+    model.load_state_dict(data["state_dict"], strict=True)
+    meta = {key: data[key] for key in EXPORTED if key in data}
+    if card is not None:
+        meta["card"] = dict(card)
+    return save_checkpoint(dst, model.half(), **meta)
 
 
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, **meta: Any) -> Path:

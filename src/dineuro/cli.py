@@ -98,7 +98,10 @@ def synth(
                                       help="Dataset folder to create (must not exist).")],
     preset: Annotated[str, typer.Option(
         help="small: 6 stacks of 48x128x128 (seconds); bench: 42 stacks of 64x256x256 "
-             "(the size of BigNeuron's Janelia set).")] = "small",
+             "(the size of BigNeuron's Janelia set); realistic: bench-sized, every stack with "
+             "its own microscope (anisotropy, 8/12/16-bit camera, speckles, beaded neurites, "
+             "several neurons, fibres without a soma): the default model's training data.")]
+    = "small",
     difficulty: Annotated[float, typer.Option(
         min=0.0, max=1.0, help="0 = bright and clean ... 1 = dim, gappy, cluttered.")] = 0.5,
     seed: Annotated[int, typer.Option(
@@ -110,14 +113,16 @@ def synth(
     spacing: Annotated[str | None, typer.Option(
         help="Voxel size z,y,x in micrometres (default 1,0.5,0.5).")] = None,
     dtype: Annotated[str, typer.Option(
-        help="uint8, or uint16 (values in a 12-bit camera's range).")] = "uint8",
+        help="uint8, or uint16 (values in a 12-bit camera's range); the realistic preset "
+             "draws the camera per stack.")] = "uint8",
 ) -> None:
     """Generate a synthetic benchmark: stacks, label masks, gold SWCs, split.json, meta.json.
 
     Neurons are real fly neurons (navis' examples) and procedurally grown trees; the image
     model has PSF blur (worse in z), shot and read noise, uneven background, dim stretches,
     out-of-focus blobs and fragments of other neurons. meta.json records the full generator
-    configuration, so the folder can be regenerated exactly.
+    configuration (for the realistic preset, each stack's drawn model), so the folder can be
+    regenerated exactly.
     """
     from dineuro.data.synth import PRESETS
 
@@ -247,12 +252,13 @@ def _device(name: str) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def _load_for_prediction(model: Path, device: str):
-    """(network, crop, normalisation) of a checkpoint: all that prediction needs from it."""
-    from dineuro.checkpoint import load_model
+def _load_for_prediction(model: Path | str, device: str):
+    """(network, crop, normalisation) of a checkpoint, or of the packaged default model for
+    "default": all that prediction needs from it."""
+    from dineuro.checkpoint import load_model, resolve_model
     from dineuro.data.normalize import NormalizationConfig
 
-    network, meta = load_model(model, _device(device))
+    network, meta = load_model(resolve_model(model), _device(device))
     return (network, meta["model_config"]["crop"],
             NormalizationConfig.from_dict(meta["normalization"]))
 
@@ -267,14 +273,32 @@ MaskThreshold = Annotated[float, typer.Option(
 BatchSize = Annotated[int, typer.Option(min=1, help="Windows per forward pass.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Amp = Annotated[bool, typer.Option(help="bf16 autocast (for GPUs).")]
+#: File endings of checkpoints, to read the older `run MODEL INPUT...` form.
+CHECKPOINT_SUFFIXES = (".pt", ".pth")
+ModelOption = Annotated[str | None, typer.Option(
+    "--model", "-m", help="A checkpoint from `dineuro train` (best.pt); default: the model "
+                          "that ships with dineuro, trained on synthetic stacks only (its card: "
+                          "`dineuro model-card`).", show_default=False)]
+Inputs = Annotated[list[Path], typer.Argument(
+    help=f"Stacks ({STACK_FORMATS}) or folders of them. A checkpoint (.pt) given first is "
+         "taken as --model, as in `dineuro run best.pt stack.tif`.")]
+
+
+def _model_and_inputs(model: str | None, inputs: list[Path]) -> tuple[str, list[Path]]:
+    """The model (the packaged default unless given) and the stacks, accepting the older form
+    with the checkpoint as the first positional argument."""
+    if model is None and len(inputs) > 1 and inputs[0].suffix.lower() in CHECKPOINT_SUFFIXES:
+        return str(inputs[0]), inputs[1:]
+    return model or "default", inputs
 
 
 @app.command()
 def predict(
-    model: Annotated[Path, typer.Argument(help="A checkpoint from `dineuro train` (best.pt).")],
     inputs: Annotated[list[Path], typer.Argument(
-        help=f"Stacks ({STACK_FORMATS}) or folders of them; with --blocks, zarr arrays.")],
+        help=f"Stacks ({STACK_FORMATS}) or folders of them; with --blocks, zarr arrays. A "
+             "checkpoint (.pt) given first is taken as --model.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
+    model: ModelOption = None,
     overlap: Overlap = 0.5,
     flips: Flips = False,
     threshold: MaskThreshold = 0.5,
@@ -290,13 +314,15 @@ def predict(
              "OUT/NAME_prob.zarr.")] = False,
     block: Annotated[str, typer.Option(help="Block size z,y,x for --blocks.")] = "128,256,256",
 ) -> None:
-    """Apply a trained model: writes NAME_prob.tif and NAME_mask.tif per stack.
+    """Apply a trained model (the packaged default unless --model): writes NAME_prob.tif and
+    NAME_mask.tif per stack.
 
     Stacks of any size work (padded and cropped back); windows are blended with Gaussian
     weights. The checkpoint carries the network, crop and normalisation it was trained with.
     """
     from dineuro.predict import find_stacks, output_paths, predict_blocks, predict_stack
 
+    model, inputs = _model_and_inputs(model, inputs)
     stacks = [Path(p) for p in inputs] if blocks else find_stacks(inputs)
 
     def zarr_output(stack: Path) -> Path:
@@ -337,8 +363,23 @@ Prune = Annotated[float, typer.Option(
     min=0.0, help="Remove terminal branches sticking out less than this, in x voxels.")]
 Step = Annotated[float, typer.Option(
     min=0.01, help="Distance between SWC nodes along a branch, in x voxels.")]
+SpurRadii = Annotated[float, typer.Option(
+    min=0.0, help="Also remove terminal branches reaching less than this many radii of the "
+                  "neurite they leave.")]
+MinPiece = Annotated[float, typer.Option(
+    min=0.0, help="Foreground pieces with less centre line than this (x voxels) are noise: "
+                  "removed, never bridged.")]
+MinTree = Annotated[float, typer.Option(
+    min=0.0, help="Separate trees with less cable than this (x voxels) are dropped as debris; "
+                  "larger ones (other neurons, fibres) are written as trees of their own.")]
+Smooth = Annotated[float, typer.Option(
+    min=0.0, help="Gaussian smoothing (sigma, x voxels) of the centre line along each branch; "
+                  "0 keeps the voxel path.")]
 KeepFragments = Annotated[bool, typer.Option(
-    help="Write pieces that no bridge reaches as extra trees instead of dropping them.")]
+    help="Also write separate trees smaller than --min-tree-length.")]
+Method = Annotated[str, typer.Option(
+    help="Centre lines by thinning (skeletonise), or geodesic: minimal paths from each "
+         "piece's thickest point through the probability, as APP2 and Rivulet trace.")]
 
 
 def _swc_summary(tree) -> str:
@@ -390,17 +431,25 @@ def trace(
     max_gap: MaxGap = 6.0,
     gap_floor: GapFloor = 0.15,
     prune: Prune = 4.0,
+    spur_radii: SpurRadii = 3.0,
+    min_piece_length: MinPiece = 10.0,
+    min_tree_length: MinTree = 30.0,
+    smooth: Smooth = 1.5,
     step: Step = 2.0,
     keep_fragments: KeepFragments = False,
+    method: Method = "thinning",
     kind: Annotated[str, typer.Option(
-        help="auto, probability or mask: how to read PROB (auto takes 0/1 integers as a mask)."
-    )] = "auto",
+        help="auto, probability, mask, or image: how to read PROB (auto takes 0/1 integers as "
+             "a mask; image traces a raw stack, percentile-normalised as predict does).")]
+    = "auto",
 ) -> None:
-    """Trace a probability map or mask into one SWC tree rooted at the soma.
+    """Trace a probability map or mask into SWC trees, one per neuron or fibre.
 
-    Coordinates are voxels (x, y, z) with the spacing in the header; type 1 at the root, 3
-    elsewhere. Pieces no gap bridge reaches are dropped (other neurons, noise) unless
-    --keep-fragments. An empty map writes an SWC without nodes and a warning.
+    Coordinates are voxels (x, y, z) with the spacing in the header; the first tree's root is
+    type 1 when it is a soma, and the header says how each root was chosen (soma, the end
+    where the tree leaves the stack, its thickest end, or --root). Noise specks and separate
+    pieces smaller than --min-tree-length are dropped. An empty map writes an SWC without
+    nodes and a warning.
     """
     from dineuro.trace import trace_file
 
@@ -409,18 +458,19 @@ def trace(
         warnings.simplefilter("always")
         tree = trace_file(prob, out, image=image, channel=channel, root=position,
                           root_snap=root_snap, high=high, low=low, max_gap=max_gap,
-                          gap_floor=gap_floor, prune_length=prune, node_step=step,
-                          keep_fragments=keep_fragments, kind=kind)
+                          gap_floor=gap_floor, prune_length=prune, spur_radii=spur_radii,
+                          min_piece_length=min_piece_length, min_tree_length=min_tree_length,
+                          smooth=smooth, node_step=step, keep_fragments=keep_fragments,
+                          method=method, kind=kind)
     _print_warnings(caught, f"{prob}: ")
     err.print(f"wrote {out}: {_swc_summary(tree)}")
 
 
 @app.command()
 def run(
-    model: Annotated[Path, typer.Argument(help="A checkpoint from `dineuro train` (best.pt).")],
-    inputs: Annotated[list[Path], typer.Argument(
-        help=f"Stacks ({STACK_FORMATS}) or folders of them.")],
+    inputs: Inputs,
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
+    model: ModelOption = None,
     overlap: Overlap = 0.5,
     flips: Flips = False,
     threshold: MaskThreshold = 0.5,
@@ -435,33 +485,61 @@ def run(
     max_gap: MaxGap = 6.0,
     gap_floor: GapFloor = 0.15,
     prune: Prune = 4.0,
+    spur_radii: SpurRadii = 3.0,
+    min_piece_length: MinPiece = 10.0,
+    min_tree_length: MinTree = 30.0,
+    smooth: Smooth = 1.5,
     step: Step = 2.0,
     keep_fragments: KeepFragments = False,
+    method: Method = "thinning",
 ) -> None:
     """Predict and trace in one go: writes NAME_prob.tif, NAME_mask.tif and NAME.swc per stack.
+
+    With no --model, the model that ships with dineuro does the prediction, so
+    `dineuro run stack.tif -o out` works on a fresh installation.
 
     Prediction is exactly `dineuro predict`'s; tracing is `dineuro trace` of NAME_prob.tif
     with the soma found automatically. Existing outputs are refused before anything runs. A
     stack whose map cannot be traced (empty, or mostly foreground) gets a warning and the
     batch goes on.
     """
-    from dineuro.predict import find_stacks, output_paths, predict_stack
-    from dineuro.trace import trace_file
+    from dineuro.predict import find_stacks, output_paths
 
+    model, inputs = _model_and_inputs(model, inputs)
     stacks = find_stacks(inputs)
-
-    def swc_output(stack: Path) -> Path:
-        prob_path = output_paths(stack, out)[0]
-        return prob_path.with_name(prob_path.name.removesuffix("_prob.tif") + ".swc")
-
     for stack in stacks:
-        for path in (*output_paths(stack, out), swc_output(stack)):
+        for path in (*output_paths(stack, out), _swc_output(stack, out)):
             refuse_existing(path)
     network, crop, norm = _load_for_prediction(model, device)
     options = {"overlap": overlap, "batch_size": batch_size, "flips": flips,
-               "device": _device(device), "amp": amp, "prob_dtype": prob_dtype}
+               "device": _device(device), "amp": amp, "prob_dtype": prob_dtype,
+               "threshold": threshold, "channel": channel}
     trace_options = {"high": high, "low": low, "max_gap": max_gap, "gap_floor": gap_floor,
-                     "prune_length": prune, "node_step": step, "keep_fragments": keep_fragments}
+                     "prune_length": prune, "spur_radii": spur_radii,
+                     "min_piece_length": min_piece_length, "min_tree_length": min_tree_length,
+                     "smooth": smooth, "node_step": step, "keep_fragments": keep_fragments,
+                     "method": method}
+    untraced = _predict_and_trace(stacks, out, (network, crop, norm), options, trace_options)
+    skipped = f"; not traced: {', '.join(untraced)}" if untraced else ""
+    err.print(f"wrote predictions and SWC trees of {len(stacks)} stack(s) to {out}/{skipped}")
+
+
+def _swc_output(stack: Path, out: Path) -> Path:
+    """OUT/NAME.swc beside NAME_prob.tif."""
+    from dineuro.predict import output_paths
+
+    prob_path = output_paths(stack, out)[0]
+    return prob_path.with_name(prob_path.name.removesuffix("_prob.tif") + ".swc")
+
+
+def _predict_and_trace(stacks: list[Path], out: Path, loaded, options: dict,
+                       trace_options: dict) -> list[str]:
+    """Predict and trace each stack into ``out`` with a progress bar; the names whose map
+    could not be traced (each gets a warning, the batch goes on)."""
+    from dineuro.predict import predict_stack
+    from dineuro.trace import trace_file
+
+    network, crop, norm = loaded
     untraced = []
     with _progress() as progress:
         overall = progress.add_task("stacks", total=len(stacks))
@@ -471,13 +549,13 @@ def run(
             def advance(done: int, total: int, task=task) -> None:
                 progress.update(task, completed=done, total=total)
 
-            prob_path, _ = predict_stack(network, stack, out, crop, norm, threshold=threshold,
-                                         channel=channel, progress=advance, **options)
+            prob_path, _ = predict_stack(network, stack, out, crop, norm, progress=advance,
+                                         **options)
             progress.update(task, description=f"tracing {stack.name}")
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
-                    trace_file(prob_path, swc_output(stack), kind="probability",
+                    trace_file(prob_path, _swc_output(stack, out), kind="probability",
                                **trace_options)
                 except InputError as exc:
                     untraced.append(stack.name)
@@ -485,8 +563,22 @@ def run(
             progress.remove_task(task)
             _print_warnings(caught, f"{stack.name}: ")
             progress.advance(overall)
-    skipped = f"; not traced: {', '.join(untraced)}" if untraced else ""
-    err.print(f"wrote predictions and SWC trees of {len(stacks)} stack(s) to {out}/{skipped}")
+    return untraced
+
+
+@app.command("model-card")
+def model_card(model: ModelOption = None) -> None:
+    """Show how a model was made and what it scored: the card of the packaged default model
+    (or of --model); a checkpoint without a card shows its training steps and val Dice."""
+    import json
+
+    from dineuro.checkpoint import load_checkpoint, resolve_model
+
+    path = resolve_model(model)
+    data = load_checkpoint(path)
+    card = data.get("card") or {key: data.get(key) for key in ("dineuro_version", "step",
+                                                               "val_dice")}
+    typer.echo(f"{path}\n{json.dumps(card, indent=2)}")
 
 
 @app.command()
@@ -576,10 +668,16 @@ def compare(
             f"{name}_test_to_gold", f"{name}_gold_to_test", name)))
     table.add_row("precision, recall; F1", f"{result.precision:.4f}", f"{result.recall:.4f}",
                   f"{result.f1:.4f}")
+    table.add_row("hairiness (tips / 100 of cable)", _fmt_optional(result.test_hairiness),
+                  _fmt_optional(result.gold_hairiness), _fmt_optional(result.hairiness_ratio))
     table.add_row("length", f"{result.test_length:.1f}", f"{result.gold_length:.1f}", "")
     table.add_row("nodes", str(result.test_nodes), str(result.gold_nodes), "")
     table.add_row("sample points", str(result.test_points), str(result.gold_points), "")
     Console(highlight=False).print(table)
+
+
+def _fmt_optional(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 @app.command()
@@ -622,60 +720,51 @@ def demo(
     out: Annotated[Path, typer.Option("-o", "--out",
                                       help="Folder for everything the demo writes.")]
     = Path("dineuro-demo"),
+    model: ModelOption = None,
 ) -> None:
-    """The main job on an embedded default: synthesise, train, predict, evaluate, picture.
+    """The main job on an embedded default: synthesise, predict, trace, score, picture.
 
-    Builds the small synthetic set (OUT/data), trains a tiny network from scratch for a few
-    minutes (OUT/run, checkpoint OUT/model.pt), predicts the test stacks (OUT/predictions),
-    prints Dice and HD95 and draws the prediction over a test stack (OUT/NAME_prediction.png).
-    Stages whose output exists are skipped, so running it again is quick.
+    Makes three small realistic synthetic stacks (OUT/data), runs the default model on them as
+    `dineuro run` does (OUT/predictions: NAME_prob.tif, NAME_mask.tif, NAME.swc), prints Dice
+    and HD95 of the maps next to ESA/DSA/PDS and F1 of the traces against the gold SWCs, and
+    draws the trace over the first stack with its gold SWC (OUT/NAME_trace.png). Nothing is
+    trained or downloaded. Stages whose output exists are skipped, so running it again is quick.
     """
-    import shutil
-
     from dineuro.data.dataset import open_dataset
-    from dineuro.data.synth import PRESETS
-    from dineuro.demo import demo_train_config
+    from dineuro.demo import demo_synth_config
     from dineuro.evaluate import evaluate_folder, markdown_table
+    from dineuro.evaluate_swc import read_trace
     from dineuro.io.volume import read_volume
-    from dineuro.predict import output_paths, predict_stack
+    from dineuro.predict import output_paths
     from dineuro.report import mip_figure, save_figure
-    from dineuro.train import train as run_training
 
-    data_dir, run_dir, model_path = out / "data", out / "run", out / "model.pt"
-    pred_dir = out / "predictions"
+    data_dir, pred_dir = out / "data", out / "predictions"
     if not data_dir.exists():
-        _write_synthetic(data_dir, PRESETS["small"], "synthesising the small benchmark")
-    if not model_path.exists():
-        err.print("training a tiny network from scratch (for a DINO start: `dineuro weights "
-                  "fetch dino_vits16` and configs/train_cpu.yaml for the small network, or "
-                  "make a teacher offline with `dineuro pretrain2d` and see "
-                  "configs/ablation_teachers_tiny.yaml)")
-        config = demo_train_config(data_dir, run_dir)
-        with _train_progress() as progress:
-            result = run_training(config, progress=_TrainBar(progress), resume=run_dir.exists())
-        shutil.copyfile(result.best or result.last, model_path)
+        _write_synthetic(data_dir, demo_synth_config(), "synthesising realistic stacks")
     dataset = open_dataset(data_dir)
-    test = dataset.split()["test"] or dataset.names[:1]
-    network, crop, norm = _load_for_prediction(model_path, "auto")
-    with _progress() as progress:
-        for name in test:
-            if output_paths(dataset.images[name], pred_dir)[1].exists():
-                continue
-            task = progress.add_task(f"predicting {name}", total=None)
-            predict_stack(network, dataset.images[name], pred_dir, crop, norm,
-                          device=_device("auto"),
-                          progress=lambda done, total, task=task: progress.update(
-                              task, completed=done, total=total))
-    table = evaluate_folder(pred_dir, data_dir, names=test)
+    names = dataset.split()["test"] or dataset.names[:1]
+    todo = [dataset.images[n] for n in names if not _swc_output(dataset.images[n],
+                                                                 pred_dir).exists()]
+    for stack in todo:  # a stack predicted but not traced when the demo was stopped
+        for partial in output_paths(stack, pred_dir):
+            partial.unlink(missing_ok=True)
+    if todo:
+        model, _ = _model_and_inputs(model, [])
+        _predict_and_trace(todo, pred_dir, _load_for_prediction(model, "auto"),
+                           {"device": _device("auto")}, {})
+    table = evaluate_folder(pred_dir, data_dir, names=names)
     Console(soft_wrap=True).print(markdown_table(table), markup=False, highlight=False)
-    name = test[0]
+    name = names[0]
     image = dataset.image(name)
-    predicted = read_volume(output_paths(dataset.images[name], pred_dir)[1]).array > 0
-    picture = out / f"{name}_prediction.png"
-    save_figure(mip_figure(image.array, image.spacing, dataset.tree(name), predicted,
-                           title=f"{name}: prediction (magenta) vs gold SWC (yellow)",
-                           mask_name="prediction"), picture)
-    err.print(f"checkpoint: {model_path}  predictions: {pred_dir}/  picture: {picture}")
+    stack = dataset.images[name]
+    predicted = read_volume(output_paths(stack, pred_dir)[1]).array > 0
+    picture = out / f"{name}_trace.png"
+    save_figure(mip_figure(image.array, image.spacing, read_trace(_swc_output(stack, pred_dir)),
+                           predicted, gold=dataset.tree(name), tree_name="dineuro trace",
+                           mask_name="predicted mask",
+                           title=f"{name}: dineuro's trace (yellow) and mask (magenta) against "
+                                 "the gold SWC (cyan)"), picture)
+    err.print(f"predictions and traces: {pred_dir}/  picture: {picture}")
 
 
 @app.command()
