@@ -524,6 +524,9 @@ def test_cli_trace_writes_a_tree_and_refuses_to_overwrite(tmp_path):
     assert result.code == 0, result.err
     tree = read_swc(out)
     assert np.linalg.norm(tree.xyz[0] - (70, AXIS_Y, AXIS_Z)) <= 1.0
+    forks = int((children_count(tree) >= 2).sum())  # the root, mid-tube, has two children
+    assert forks == 1
+    assert f"1 tree(s), {len(tree)} nodes, {forks} branch points" in " ".join(result.err.split())
     before = out.read_bytes()
     again = invoke("trace", mask, "-o", out)
     assert again.code == 2 and "already exists" in again.err and out.read_bytes() == before

@@ -383,12 +383,13 @@ Method = Annotated[str, typer.Option(
 
 
 def _swc_summary(tree) -> str:
-    """"N nodes, B branch points" for a traced tree."""
+    """"T tree(s), N nodes, B branch points" for a traced SWC."""
     import numpy as np
 
     parent = tree.parent_index
     children = np.bincount(parent[parent >= 0], minlength=len(tree))
-    return f"{len(tree)} nodes, {int((children >= 2).sum())} branch points"
+    return (f"{len(tree.roots)} tree(s), {len(tree)} nodes, {int((children >= 2).sum())} "
+            "branch points")
 
 
 def _parse_root(text: str) -> tuple[float, float, float]:
