@@ -1,0 +1,81 @@
+"""How the tracer's options trade precision, recall and hairiness on a set of probability maps.
+
+Traces every map of a split (``PRED/NAME_prob.tif``, from ``dineuro predict``) with each
+combination of the options given, and prints mean precision, recall, F1 and hairiness ratio
+against the gold SWCs (:func:`dineuro.neuron_distance.compare_trees`, threshold 2). Choose
+defaults on the validation split, report on the test split. For example::
+
+    dineuro predict data/bench/images -o pred/bench
+    python benchmarks/trace_options.py data/bench --pred pred/bench --split val \\
+        --grid prune_length=4,10 --grid spur_radii=3,6 --grid min_tree_length=30,80
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from dineuro.data.dataset import open_dataset
+from dineuro.evaluate import PROB_SUFFIX
+from dineuro.io import read_volume
+from dineuro.neuron_distance import compare_trees
+from dineuro.trace import EmptyTraceWarning, trace
+
+COLUMNS = ("precision", "recall", "f1", "hairiness_ratio")
+
+
+def parse_grid(items: list[str]) -> dict[str, list[float]]:
+    """``["prune_length=4,10"]`` -> ``{"prune_length": [4.0, 10.0]}``."""
+    grid = {}
+    for item in items:
+        key, _, values = item.partition("=")
+        grid[key] = [float(v) for v in values.split(",")]
+    return grid
+
+
+def scores(maps, golds, spacings, options) -> list[float]:
+    """Mean of each column over the stacks; an empty trace scores 0 (hairiness: none)."""
+    rows = []
+    for name, prob in maps.items():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", EmptyTraceWarning)
+            tree = trace(prob, spacings[name], kind="probability", **options)
+        if not len(tree):
+            rows.append([0.0, 0.0, 0.0, np.nan])
+            continue
+        result = compare_trees(tree, golds[name], 2.0)
+        rows.append([result.precision, result.recall, result.f1,
+                     np.nan if result.hairiness_ratio is None else result.hairiness_ratio])
+    return np.nanmean(np.asarray(rows, dtype=float), axis=0).tolist()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("data", type=Path, help="dataset folder with swc/ and split.json")
+    parser.add_argument("--pred", type=Path, required=True, help="folder of NAME_prob.tif")
+    parser.add_argument("--split", default="val", choices=("train", "val", "test"))
+    parser.add_argument("--grid", action="append", default=[], metavar="OPTION=V1,V2",
+                        help="a trace() option and its values (repeatable)")
+    args = parser.parse_args()
+    dataset = open_dataset(args.data)
+    names = dataset.split()[args.split]
+    maps = {n: read_volume(args.pred / f"{n}{PROB_SUFFIX}").array for n in names}
+    golds = {n: dataset.tree(n) for n in names}
+    spacings = {n: dataset.image(n).spacing for n in names}
+    grid = parse_grid(args.grid)
+    print(f"{len(names)} {args.split} stacks of {args.data}\n")
+    print("| " + " | ".join([*grid, *COLUMNS]) + " |")
+    print("|" + "---:|" * (len(grid) + len(COLUMNS)))
+    for values in itertools.product(*grid.values()):
+        options = dict(zip(grid, values, strict=True))
+        means = scores(maps, golds, spacings, options)
+        print("| " + " | ".join([*(f"{v:g}" for v in values), *(f"{m:.3f}" for m in means)])
+              + " |")
+
+
+if __name__ == "__main__":
+    main()
