@@ -258,12 +258,14 @@ def _randomized_stack(config: SynthConfig, index: int, rng: np.random.Generator
     if recipe.navis:
         which = int(rng.integers(NAVIS_NEURON_COUNT))
         tree, label, zoom = _navis(config, rng, which, share)
-        trees.append(tree), labels.append(label)
+        trees.append(tree)
+        labels.append(label)
         sources.append(f"navis example neuron {which} at zoom {zoom:.2f}")
     for _ in range(recipe.neurons):
         tree, label = _grown(config, rng, z_ratio, share)
-        trees.append(tree), labels.append(label)
-    for _ in range(recipe.fibres):
+        trees.append(tree)
+        labels.append(label)
+    for _ in range(recipe.fibres):  # cable that fills its share as a tube of trunk radius
         length = share * math.prod(config.shape) / (np.pi * np.mean(recipe.growth.root_radius)**2)
         tree = projection_fibre(rng, config.shape, z_ratio, length, recipe.growth)
         trees.append(tree)
