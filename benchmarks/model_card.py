@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -84,12 +85,10 @@ def main() -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tables = []
     for name, folder in sets.items():
-        tmp = args.out.with_name(f".{args.out.name}.scoring")
-        export_checkpoint(args.checkpoint, tmp)
-        try:
-            results = run(Path(folder), None, tmp, args.split, DEFAULT_SWC_THRESHOLD, "cpu")
-        finally:
-            tmp.unlink()
+        with tempfile.TemporaryDirectory() as scratch:  # the shipped weights, scored
+            exported = export_checkpoint(args.checkpoint, Path(scratch) / args.out.name)
+            results = run(Path(folder), None, exported, args.split, DEFAULT_SWC_THRESHOLD,
+                          "cpu")
         card["scores"][name] = {ROWS[r.label]: summary(r) for r in results if r.label in ROWS}
         tables.append(f"### {name}: `{COMMANDS.get(name, folder)}`\n\n"
                       + markdown(results, header(Path(folder), len(results[0].seconds),
