@@ -247,9 +247,8 @@ def _finished(config: SynthConfig, index: int, image: np.ndarray, label: np.ndar
 
 def _randomized_stack(config: SynthConfig, index: int, rng: np.random.Generator
                       ) -> SyntheticStack:
-    """A stack of a randomised set: its own microscope, several neurons, fibres and fragments
-    of other neurons, all labelled; the target foreground is shared equally between the
-    neurons and fibres."""
+    """A stack of a randomised set: its own microscope, several neurons and fibres, all
+    labelled; the target foreground is shared equally between them."""
     recipe = draw_recipe(rng, config.spacing[2], config.difficulty, config.foreground,
                          config.navis_fraction)
     config = replace(config, spacing=recipe.spacing, growth=recipe.growth)
@@ -271,17 +270,10 @@ def _randomized_stack(config: SynthConfig, index: int, rng: np.random.Generator
         tree = projection_fibre(rng, config.shape, z_ratio, length, recipe.growth)
         trees.append(tree)
         labels.append(render_mask(tree, config.shape, config.spacing, config.min_radius))
-    # Fragments of other neurons are neurites as thick and bright as the rest here: labelled,
-    # so that nothing neurite-like is background (left unlabelled, they taught the first
-    # default model to doubt every tube).
-    fragments = _clutter(config, recipe.imaging, rng)
-    trees += fragments
-    labels += [render_mask(f, config.shape, config.spacing, config.min_radius)
-               for f in fragments]
-    sources += [f"{recipe.neurons} grown neuron(s)", f"{recipe.fibres} projection fibre(s)",
-                f"{len(fragments)} fragment(s)"]
+    sources += [f"{recipe.neurons} grown neuron(s)", f"{recipe.fibres} projection fibre(s)"]
     tree, label = merge_trees(trees), np.logical_or.reduce(labels)
-    image = render_image(tree, label, config.spacing, recipe.imaging, rng)
+    image = render_image(tree, label, config.spacing, recipe.imaging, rng,
+                         _clutter(config, recipe.imaging, rng))
     return _finished(config, index, image, label, tree, ", ".join(sources), recipe)
 
 

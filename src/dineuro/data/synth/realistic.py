@@ -5,9 +5,8 @@ stack and lab to lab. So each stack draws, from its own seed, what real single-n
 and two-photon stacks vary in: z anisotropy (1-5), 8-, 12- or 16-bit cameras and saturation at
 the top of the range, signal-to-noise down to shot noise as bright as dim fibres, a background
 from near zero to hazy and uneven, detector spikes and hot pixels, beaded (varicose) neurites,
-radii from sub-voxel twigs to thick trunks, several neurons per stack, projection fibres
-that enter and leave the stack without a soma, and fragments of other neurons (all labelled:
-a default model should trace every neurite it sees). Each stack draws its difficulty within
+radii from sub-voxel twigs to thick trunks, several neurons per stack, and projection fibres
+that enter and leave the stack without a soma. Each stack draws its difficulty within
 ``DIFFICULTY_SPREAD`` of the set's; it moves the signal-to-noise ratio, the speckles, the gaps
 and the clutter, not the haze: noisy real stacks have a background near zero with bright
 isolated speckles, so the background level is drawn independently of it. What was drawn is a
