@@ -566,14 +566,19 @@ def test_weights_fetch_without_network(tmp_path, monkeypatch):
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
 
 
-def test_window_batch_defaults_follow_the_library():
-    """The CLI repeats predict's default batch (it starts without importing torch)."""
+def test_window_defaults_follow_the_library():
+    """The CLI repeats predict's defaults (it starts without importing torch)."""
     import inspect
 
-    from dineuro.predict import DEFAULT_BATCH_SIZE
+    from dineuro.predict import PRECISIONS, sliding_window_predict
 
+    library = inspect.signature(sliding_window_predict).parameters
     for command in (cli.predict, cli.run):
-        assert inspect.signature(command).parameters["batch_size"].default == DEFAULT_BATCH_SIZE
+        options = inspect.signature(command).parameters
+        for option in ("batch_size", "overlap", "flips", "precision"):
+            assert options[option].default == library[option].default, option
+        assert (not options["all_windows"].default) == library["skip_empty"].default
+        assert options["precision"].default in PRECISIONS
 
 
 def test_trace_option_defaults_follow_the_library():

@@ -26,7 +26,8 @@ from dineuro.errors import InputError
 from dineuro.io import read_swc, write_volume
 from dineuro.metrics import dice
 from dineuro.models.build import build_model
-from dineuro.predict import sliding_window_predict
+from dineuro.predict import WindowGrid, sliding_window_predict
+from dineuro.trace import trace_file
 
 #: Dice the packaged model must reach on a stack of the small preset (it was trained on the
 #: realistic preset only; an untrained network scores near 0).
@@ -59,6 +60,22 @@ def test_run_without_a_model_uses_the_default_and_writes_a_tree(small_stack, tmp
     assert len(tree) > 10
 
 
+def test_run_traces_the_map_it_wrote_and_reports_its_windows(small_stack, tmp_path):
+    stack = tmp_path / "stack.tif"
+    write_volume(stack, small_stack.image, small_stack.spacing)
+    result = invoke("run", stack, "-o", tmp_path / "out", "--all-windows", "--precision",
+                    "fp32", "--threads", "1")
+    assert result.code == 0, result.err
+    crop = load_model(resolve_model(None))[1]["model_config"]["crop"]
+    windows = WindowGrid.of(small_stack.image.shape, crop, 0.5).n_windows
+    assert f"network on {windows} of {windows} windows (fp32)" in result.err
+    # The map traced in memory is the float32 map written: tracing the file gives the same SWC.
+    again = trace_file(tmp_path / "out" / "stack_prob.tif", tmp_path / "again.swc")
+    written = read_swc(tmp_path / "out" / "stack.swc")
+    np.testing.assert_allclose(written.xyz, again.xyz, atol=1e-3)
+    assert np.array_equal(written.parent_index, again.parent_index)
+
+
 def test_old_positional_model_form_is_still_read():
     assert _model_and_inputs(None, [Path("best.pt"), Path("a.tif")]) == ("best.pt",
                                                                         [Path("a.tif")])
@@ -87,8 +104,8 @@ def test_exported_checkpoint_is_half_size_and_predicts_as_its_source(tmp_path):
                if v.is_floating_point())
     assert slim.stat().st_size < 0.6 * source.stat().st_size
     volume = np.random.default_rng(0).random((32, 40, 40), dtype=np.float32)
-    original = sliding_window_predict(load_model(source)[0], volume, 32)
-    exported = sliding_window_predict(load_model(slim)[0], volume, 32)
+    original = sliding_window_predict(load_model(source)[0], volume, 32, precision="fp32")
+    exported = sliding_window_predict(load_model(slim)[0], volume, 32, precision="fp32")
     assert np.abs(original - exported).max() < 5e-3  # float16 rounding of the weights only
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -31,6 +29,10 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+#: The exact path: float32 arithmetic and every window computed, for closed-form comparisons.
+EXACT = {"precision": "fp32", "skip_empty": False}
 
 
 def _voxelwise_model() -> nn.Module:
@@ -75,7 +77,7 @@ def test_voxelwise_model_gives_its_closed_form_on_any_stack_size(overlap, flips)
     # Odd sizes; the crop is larger than the stack along x and smaller along z and y.
     volume = np.random.default_rng(1).uniform(-2, 2, (37, 50, 23)).astype(np.float32)
     prob = sliding_window_predict(_voxelwise_model(), volume, crop=(16, 32, 32), overlap=overlap,
-                                  batch_size=2, flips=flips)
+                                  batch_size=2, flips=flips, **EXACT)
     assert prob.shape == volume.shape and prob.dtype == np.float32
     np.testing.assert_allclose(prob, _sigmoid(2.0 * volume.astype(np.float64)), atol=1e-6)
 
@@ -85,7 +87,7 @@ def test_blending_is_the_gaussian_weighted_average_of_the_grid_windows():
     bias = torch.linspace(-3.0, 3.0, crop) ** 2 - 2.0  # window-position dependent
     model = _BiasMap(bias.reshape(1, 1, crop))
     prob = sliding_window_predict(model, np.zeros((1, 1, size), np.float32), crop=(1, 1, crop),
-                                  overlap=overlap)[0, 0]
+                                  overlap=overlap, **EXACT)[0, 0]
     # Independently: step 4, windows needed to cover 22 voxels: 5, spanning 24, so one voxel of
     # zeros before the stack; window k starts at 4 k - 1. MONAI's Gaussian has sigma = crop / 8
     # around the window centre.
@@ -114,7 +116,7 @@ def test_equals_monai_where_its_placement_is_the_grid(shape):
     # MONAI's own windows are then ours, so the results agree.
     model, crop = _context_model(), (8, 16, 16)
     volume = np.random.default_rng(2).random(shape, dtype=np.float32)
-    ours = sliding_window_predict(model, volume, crop=crop, overlap=0.5)
+    ours = sliding_window_predict(model, volume, crop=crop, overlap=0.5, **EXACT)
     with torch.inference_mode():
         theirs = sliding_window_inference(
             torch.from_numpy(volume)[None, None], crop, 1,
@@ -133,7 +135,7 @@ def test_flips_average_the_eight_flipped_predictions():
             p = torch.softmax(model(flipped), dim=1)[:, 1:2]
             expected = expected + (torch.flip(p, dims) if dims else p)
     expected = (expected / 8)[0, 0].numpy()
-    with_flips = sliding_window_predict(model, volume, crop=crop, flips=True)
+    with_flips = sliding_window_predict(model, volume, crop=crop, flips=True, **EXACT)
     np.testing.assert_allclose(with_flips, expected, atol=1e-6)
     assert np.abs(with_flips - sliding_window_predict(model, volume, crop=crop)).max() > 1e-4
 
@@ -153,10 +155,10 @@ def test_block_wise_zarr_prediction_equals_in_memory(tmp_path, shape, overlap, f
     raw = _raw_stack(shape, seed=5)
     src = _zarr(tmp_path / "raw.zarr", raw, chunks=(8, 32, 32))
     in_memory = sliding_window_predict(model, norm.normalize(raw), crop, overlap=overlap,
-                                       flips=flips)
+                                       flips=flips, precision="fp32")
     blocks = predict_blocks(model, tmp_path / "raw.zarr" if as_path else src,
                             tmp_path / "prob.zarr", crop, norm, block=(24, 40, 40),
-                            overlap=overlap, batch_size=3, flips=flips)
+                            overlap=overlap, batch_size=3, flips=flips, precision="fp32")
     assert blocks.shape == shape and blocks.dtype == np.float32
     assert blocks.chunks == tuple(min(b, n) for b, n in zip((24, 40, 40), shape, strict=True))
     np.testing.assert_allclose(blocks[...], in_memory, atol=1e-5)
@@ -172,10 +174,12 @@ def test_block_wise_fills_an_existing_uint8_array_and_refuses_an_existing_path(t
                             chunks=(10, 16, 16))
     calls = []
     out = predict_blocks(model, src, dst, crop, norm, block=(10, 16, 16), batch_size=2,
+                         precision="fp32",
                          progress=lambda done, total: calls.append((done, total)))
-    assert calls and calls == [(done, calls[0][1]) for done in range(1, calls[0][1] + 1)]
-    expected = encode_probability(sliding_window_predict(model, norm.normalize(raw), crop),
-                                  "uint8")
+    done, totals = zip(*calls, strict=True)  # windows, over all blocks, every one counted
+    assert list(done) == sorted(set(done)) and set(totals) == {done[-1]}
+    expected = encode_probability(
+        sliding_window_predict(model, norm.normalize(raw), crop, precision="fp32"), "uint8")
     assert out is dst and out.dtype == np.uint8
     assert np.abs(out[...].astype(int) - expected).max() <= 1  # rounding at a .5 boundary
     assert (out[...] == expected).mean() > 0.999
@@ -189,9 +193,10 @@ def test_block_wise_reads_the_full_resolution_array_of_an_ome_zarr_group(tmp_pat
     group = zarr.open_group(str(tmp_path / "stack.ome.zarr"), mode="w")
     group.create_array("0", shape=raw.shape, dtype=raw.dtype)[...] = raw
     out = predict_blocks(model, tmp_path / "stack.ome.zarr", tmp_path / "p.zarr", crop, norm,
-                         block=(8, 8, 8))
-    np.testing.assert_allclose(out[...], sliding_window_predict(model, norm.normalize(raw), crop),
-                               atol=1e-5)
+                         block=(8, 8, 8), precision="fp32")
+    np.testing.assert_allclose(
+        out[...], sliding_window_predict(model, norm.normalize(raw), crop, precision="fp32"),
+        atol=1e-5)
     zarr.open_group(str(tmp_path / "empty.zarr"), mode="w")
     with pytest.raises(InputError, match="array '0'"):
         predict_blocks(model, tmp_path / "empty.zarr", tmp_path / "q.zarr", crop, norm)
@@ -209,14 +214,17 @@ def test_window_grid_reaches_every_voxel_and_blocks_see_the_same_windows():
             assert covering == list(range(first, last + 1))
 
 
-def test_progress_is_reported_after_every_batch():
-    calls = []
+def test_progress_counts_windows_after_every_batch_and_skipped_ones_at_once():
     volume = np.zeros((20, 20, 20), np.float32)
-    sliding_window_predict(_voxelwise_model(), volume, crop=8, overlap=0.5, batch_size=4,
-                           progress=lambda done, total: calls.append((done, total)))
     n_windows = 4**3  # per axis: ceil((20 - 8) / 4) + 1
-    total = math.ceil(n_windows / 4)
-    assert calls == [(done, total) for done in range(1, total + 1)]
+    for skip_empty, expected in [(False, [(done, n_windows) for done in range(4, 65, 4)]),
+                                 (True, [(n_windows, n_windows)])]:  # zeros: no signal anywhere
+        calls = []
+        sliding_window_predict(_voxelwise_model(), volume, crop=8, overlap=0.5, batch_size=4,
+                               skip_empty=skip_empty,
+                               progress=lambda done, total, calls=calls: calls.append(
+                                   (done, total)))
+        assert calls == expected
 
 
 def test_model_mode_is_restored_and_nothing_is_tracked():
@@ -230,8 +238,8 @@ def test_model_mode_is_restored_and_nothing_is_tracked():
 def test_bfloat16_autocast_on_cpu_stays_close():
     model, volume = _context_model(seed=8), np.random.default_rng(8).random((12, 20, 20),
                                                                              dtype=np.float32)
-    exact = sliding_window_predict(model, volume, crop=(8, 16, 16))
-    amp = sliding_window_predict(model, volume, crop=(8, 16, 16), amp=True)
+    exact = sliding_window_predict(model, volume, crop=(8, 16, 16), **EXACT)
+    amp = sliding_window_predict(model, volume, crop=(8, 16, 16), precision="bf16")
     assert amp.dtype == np.float32
     np.testing.assert_allclose(amp, exact, atol=2e-2)
 
@@ -250,7 +258,8 @@ def test_bad_arguments_are_refused(volume, kwargs, message):
 
 def test_a_model_with_the_wrong_output_is_named():
     with pytest.raises(ValueError, match="logits"):
-        sliding_window_predict(nn.Conv3d(1, 1, 1), np.zeros((8, 8, 8), np.float32), crop=8)
+        sliding_window_predict(nn.Conv3d(1, 1, 1), np.zeros((8, 8, 8), np.float32), crop=8,
+                               skip_empty=False)
 
 
 @pytest.mark.parametrize("prob_dtype", ["float32", "uint8"])

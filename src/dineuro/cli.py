@@ -272,7 +272,15 @@ MaskThreshold = Annotated[float, typer.Option(
 #: Mirrors dineuro.predict.DEFAULT_BATCH_SIZE (not imported: the CLI starts without torch).
 BatchSize = Annotated[int, typer.Option(min=1, help="Windows per forward pass.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
-Amp = Annotated[bool, typer.Option(help="bf16 autocast (for GPUs).")]
+#: Mirrors dineuro.predict.PRECISIONS.
+Precision = Annotated[str, typer.Option(
+    help="auto: bf16 where the CPU (AVX512-BF16, AMX) or GPU computes it natively, else fp32; "
+         "or bf16, fp32.")]
+AllWindows = Annotated[bool, typer.Option(
+    "--all-windows", help="Run the network on every window, also those without signal "
+                          "(which are otherwise skipped with probability 0).")]
+Threads = Annotated[int, typer.Option(
+    min=0, help="CPU threads for the network; 0: PyTorch's default (the physical cores).")]
 #: File endings of checkpoints, to read the older `run MODEL INPUT...` form.
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 ModelOption = Annotated[str | None, typer.Option(
@@ -307,7 +315,9 @@ def predict(
     = "float32",
     batch_size: BatchSize = 4,
     device: Device = "auto",
-    amp: Amp = False,
+    precision: Precision = "auto",
+    all_windows: AllWindows = False,
+    threads: Threads = 0,
     channel: Channel = None,
     blocks: Annotated[bool, typer.Option(
         help="Read and write zarr block by block, for stacks larger than memory: writes "
@@ -318,7 +328,8 @@ def predict(
     NAME_mask.tif per stack.
 
     Stacks of any size work (padded and cropped back); windows are blended with Gaussian
-    weights. The checkpoint carries the network, crop and normalisation it was trained with.
+    weights, and windows without signal are skipped. The checkpoint carries the network, crop
+    and normalisation it was trained with.
     """
     from dineuro.predict import find_stacks, output_paths, predict_blocks, predict_stack
 
@@ -331,9 +342,11 @@ def predict(
     for stack in stacks:
         for path in (zarr_output(stack),) if blocks else output_paths(stack, out):
             refuse_existing(path)
+    _set_threads(threads)
     network, crop, norm = _load_for_prediction(model, device)
     options = {"overlap": overlap, "batch_size": batch_size, "flips": flips,
-               "device": _device(device), "amp": amp, "prob_dtype": prob_dtype}
+               "device": _device(device), "precision": precision,
+               "skip_empty": not all_windows, "prob_dtype": prob_dtype}
     with _progress() as progress:
         for stack in stacks:
             task = progress.add_task(f"predicting {stack.name}", total=None)
@@ -479,7 +492,9 @@ def run(
         help="float32 or uint8 (= round(p * 255)) for NAME_prob.tif.")] = "float32",
     batch_size: BatchSize = 4,
     device: Device = "auto",
-    amp: Amp = False,
+    precision: Precision = "auto",
+    all_windows: AllWindows = False,
+    threads: Threads = 0,
     channel: Channel = None,
     high: High = 0.5,
     low: Low = 0.25,
@@ -499,10 +514,12 @@ def run(
     With no --model, the model that ships with dineuro does the prediction, so
     `dineuro run stack.tif -o out` works on a fresh installation.
 
-    Prediction is exactly `dineuro predict`'s; tracing is `dineuro trace` of NAME_prob.tif
-    with the soma found automatically. Existing outputs are refused before anything runs. A
-    stack whose map cannot be traced (empty, or mostly foreground) gets a warning and the
-    batch goes on.
+    Prediction is exactly `dineuro predict`'s; tracing is `dineuro trace` of the map, taken
+    from memory rather than read back from NAME_prob.tif (so at full float precision even
+    with --prob-dtype uint8). Existing outputs are refused before anything runs. A stack whose
+    map cannot be traced (empty, or mostly foreground) gets a warning and the batch goes on.
+    Each stack's line says how many windows the network ran on, in which precision, and the
+    seconds spent predicting and tracing.
     """
     from dineuro.predict import find_stacks, output_paths
 
@@ -511,9 +528,11 @@ def run(
     for stack in stacks:
         for path in (*output_paths(stack, out), _swc_output(stack, out)):
             refuse_existing(path)
+    _set_threads(threads)
     network, crop, norm = _load_for_prediction(model, device)
     options = {"overlap": overlap, "batch_size": batch_size, "flips": flips,
-               "device": _device(device), "amp": amp, "prob_dtype": prob_dtype,
+               "device": _device(device), "precision": precision,
+               "skip_empty": not all_windows, "prob_dtype": prob_dtype,
                "threshold": threshold, "channel": channel}
     trace_options = {"high": high, "low": low, "max_gap": max_gap, "gap_floor": gap_floor,
                      "prune_length": prune, "spur_radii": spur_radii,
@@ -535,12 +554,17 @@ def _swc_output(stack: Path, out: Path) -> Path:
 
 def _predict_and_trace(stacks: list[Path], out: Path, loaded, options: dict,
                        trace_options: dict) -> list[str]:
-    """Predict and trace each stack into ``out`` with a progress bar; the names whose map
-    could not be traced (each gets a warning, the batch goes on)."""
-    from dineuro.predict import predict_stack
-    from dineuro.trace import trace_file
+    """Predict and trace each stack into ``out`` with a progress bar and a line per stack;
+    the names whose map could not be traced (each gets a warning, the batch goes on)."""
+    import time
+
+    from dineuro.predict import WindowStats, output_paths, predict_file, write_prediction
+    from dineuro.trace import write_trace
 
     network, crop, norm = loaded
+    options = dict(options)
+    threshold = options.pop("threshold", 0.5)
+    prob_dtype = options.pop("prob_dtype", "float32")
     untraced = []
     with _progress() as progress:
         overall = progress.add_task("stacks", total=len(stacks))
@@ -550,21 +574,38 @@ def _predict_and_trace(stacks: list[Path], out: Path, loaded, options: dict,
             def advance(done: int, total: int, task=task) -> None:
                 progress.update(task, completed=done, total=total)
 
-            prob_path, _ = predict_stack(network, stack, out, crop, norm, progress=advance,
-                                         **options)
+            stats, start = WindowStats(), time.perf_counter()
+            prob = predict_file(network, stack, crop, norm, progress=advance, stats=stats,
+                                **options)
+            prob_path, mask_path = output_paths(stack, out)
+            write_prediction(prob, prob_path, mask_path, threshold=threshold,
+                             prob_dtype=prob_dtype)
+            predicted = time.perf_counter()
             progress.update(task, description=f"tracing {stack.name}")
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
-                    trace_file(prob_path, _swc_output(stack, out), kind="probability",
-                               **trace_options)
+                    write_trace(prob, _swc_output(stack, out), source=prob_path,
+                                kind="probability", **trace_options)
                 except InputError as exc:
                     untraced.append(stack.name)
                     warnings.warn(f"not traced: {exc}", UserWarning, stacklevel=1)
             progress.remove_task(task)
+            progress.console.print(
+                f"{stack.name}: network on {stats.computed} of {stats.windows} windows "
+                f"({stats.precision}), predicted in {predicted - start:.1f} s, traced in "
+                f"{time.perf_counter() - predicted:.1f} s", highlight=False)
             _print_warnings(caught, f"{stack.name}: ")
             progress.advance(overall)
     return untraced
+
+
+def _set_threads(threads: int) -> None:
+    """``--threads``: 0 leaves PyTorch's default (one per physical core)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 @app.command("model-card")

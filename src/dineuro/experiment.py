@@ -578,11 +578,14 @@ def _predict(checkpoint: Path, data: Path, names: list[str], options: dict, fold
 def _predict_into(folder, model, meta, norm, dataset, names, options, device, record) -> None:
     from dineuro.predict import predict_stack
 
+    # Experiments compare networks: every window, in float32, as the predictions they made
+    # before skipping and bf16 existed (and may still find cached).
     with atomic_dir(folder) as tmp:
         for name in names:
             predict_stack(model, dataset.images[name], tmp, meta["model_config"]["crop"], norm,
                           overlap=options["overlap"], flips=options["flips"],
-                          batch_size=options["batch_size"], device=device)
+                          batch_size=options["batch_size"], device=device, precision="fp32",
+                          skip_empty=False)
         (tmp / PREDICTION_RECORD).write_text(json.dumps(record, indent=2) + "\n")
 
 

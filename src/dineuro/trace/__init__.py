@@ -84,6 +84,7 @@ from dineuro.trace._trace import (
     as_probability,
     trace,
     trace_file,
+    write_trace,
 )
 
 __all__ = [
@@ -104,4 +105,5 @@ __all__ = [
     "as_probability",
     "trace",
     "trace_file",
+    "write_trace",
 ]

@@ -159,13 +159,18 @@ def train_step(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Opti
 
 def validate(model: nn.Module, stacks: list[Stack], crop, overlap: float, device,
              amp: bool = False) -> float:
-    """Mean Dice of (probability > 0.5) against the label, over whole validation stacks."""
+    """Mean Dice of (probability > 0.5) against the label, over whole validation stacks.
+
+    Every window is computed, in the training's precision: validation measures the network,
+    so a window that prediction would skip for want of signal still counts what it would say.
+    """
     from dineuro.predict import sliding_window_predict
 
     scores = []
     for stack in stacks:
         prob = sliding_window_predict(model, stack.normalized(), crop, overlap=overlap,
-                                      device=device, amp=amp)
+                                      device=device, precision="bf16" if amp else "fp32",
+                                      skip_empty=False)
         scores.append(dice(prob > VAL_THRESHOLD, stack.label))
     return float(np.mean(scores))
 

@@ -1,0 +1,101 @@
+"""Neurite probability maps from a trained network: sliding window in memory or block by block.
+
+The network sees windows of its training crop; their softmax class-1 probabilities are blended
+with MONAI's Gaussian weights (sigma = 0.125 of the crop), which favour each window's centre,
+where the network has the most context. The loop is ours (:mod:`dineuro.predict._windows`) and
+computes what ``monai.inferers.sliding_window_inference(mode="gaussian")`` computes on the same
+windows, except that windows without signal are not computed.
+
+Window placement is a fixed grid, the same for a whole stack in memory and for any block of it.
+MONAI's own placement depends on the extent of the array it is given: it shifts the last window
+back to end at the array's edge and pads arrays smaller than the crop symmetrically. A block of a
+large stack would then get windows at other places than the whole stack, and block-wise output
+would differ from in-memory output near every block edge. We therefore pad the stack (with
+zeros, see below) to the smallest size MONAI tiles without shifting, ``crop + k * step`` per axis
+with ``step = int(crop * (1 - overlap))`` (MONAI's step), split as MONAI splits its padding
+(half before, the rest after). The grid is then ``start_k = -pad_before + k * step`` in stack
+coordinates (:class:`WindowGrid`); a block is predicted from the region covered by exactly the
+grid windows that touch it, so every voxel gets the same windows, weights and summation order in
+both modes. A stack whose extent is already ``crop + k * step`` gets MONAI's own placement; one
+smaller than the crop is padded as MONAI pads it.
+
+Padding is zeros, not reflection: after percentile normalisation the background of a
+light-microscopy stack is at or near 0, so zeros look like more background, whereas a reflection
+would mirror neurites into a continuation that is not there. Zeros need no data from beyond a
+block either, which keeps block-wise padding trivially identical to in-memory padding.
+
+Most of a stack is background: on a sparse 60x512x512 stack 85-90 % of the windows hold no
+neurite. :func:`signal_windows` decides which windows hold signal from their own voxels (so
+in-memory and block-wise prediction skip the same ones), and only those are computed
+(``skip_empty=True``, the default); the rest get probability 0, what the network gives
+background. The network runs in bf16 where the hardware has native bf16 (``precision="auto"``,
+:func:`resolve_precision`).
+
+Test-time flips (``flips=True``) average the probabilities of all 8 combinations of flipping z,
+y and x, each flipped back, inside every window: 8 times the compute for a smoother, orientation-
+independent map.
+"""
+
+from dineuro.predict._blocks import DEFAULT_BLOCK, predict_blocks
+from dineuro.predict._files import (
+    DEFAULT_THRESHOLD,
+    checked_outputs,
+    find_stacks,
+    output_paths,
+    predict_file,
+    predict_stack,
+    write_prediction,
+)
+from dineuro.predict._grid import WindowGrid
+from dineuro.predict._precision import PRECISIONS, native_bf16, resolve_precision
+from dineuro.predict._signal import SIGNAL_THRESHOLD, signal_windows
+from dineuro.predict._stack import sliding_window_predict
+from dineuro.predict._storage import (
+    DEFAULT_PROB_DTYPE,
+    PROB_DTYPES,
+    TIFF_PROB_DTYPES,
+    UINT8_SCALE,
+    encode_probability,
+)
+from dineuro.predict._windows import (
+    CLASSES,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_OVERLAP,
+    FLIP_AXES,
+    NEURITE,
+    SIGMA_SCALE,
+    Progress,
+    WindowStats,
+)
+
+__all__ = [
+    "CLASSES",
+    "DEFAULT_BATCH_SIZE",
+    "DEFAULT_BLOCK",
+    "DEFAULT_OVERLAP",
+    "DEFAULT_PROB_DTYPE",
+    "DEFAULT_THRESHOLD",
+    "FLIP_AXES",
+    "NEURITE",
+    "PRECISIONS",
+    "PROB_DTYPES",
+    "SIGMA_SCALE",
+    "SIGNAL_THRESHOLD",
+    "TIFF_PROB_DTYPES",
+    "UINT8_SCALE",
+    "Progress",
+    "WindowGrid",
+    "WindowStats",
+    "checked_outputs",
+    "encode_probability",
+    "find_stacks",
+    "native_bf16",
+    "output_paths",
+    "predict_blocks",
+    "predict_file",
+    "predict_stack",
+    "resolve_precision",
+    "signal_windows",
+    "sliding_window_predict",
+    "write_prediction",
+]

@@ -1,0 +1,177 @@
+"""Prediction of a stack larger than memory: zarr to zarr, block by block."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from dineuro.data.normalize import NormalizationConfig
+from dineuro.errors import InputError
+from dineuro.io._atomic import atomic_dir, refuse_existing
+from dineuro.models.vit3d import Triple, as_triple
+from dineuro.predict._grid import WindowGrid
+from dineuro.predict._precision import resolve_precision
+from dineuro.predict._storage import (
+    DEFAULT_PROB_DTYPE,
+    PROB_DTYPES,
+    check_choice,
+    encode_probability,
+    encoding_note,
+)
+from dineuro.predict._windows import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_OVERLAP,
+    Progress,
+    WindowPredictor,
+    WindowStats,
+    blend,
+    check_batch_size,
+    inference,
+)
+
+#: Block of a zarr stack predicted at a time (z, y, x); memory scales with (block + 2 crop).
+DEFAULT_BLOCK = (128, 256, 256)
+
+
+def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
+                   norm: NormalizationConfig, *, block: int | Sequence[int] = DEFAULT_BLOCK,
+                   overlap: float = DEFAULT_OVERLAP, batch_size: int = DEFAULT_BATCH_SIZE,
+                   flips: bool = False, device: str | torch.device = "cpu", precision: str = "auto",
+                   skip_empty: bool = True, prob_dtype: str = DEFAULT_PROB_DTYPE,
+                   progress: Progress | None = None, stats: WindowStats | None = None):
+    """Predict a raw stack that does not fit in memory, block by block, from zarr to zarr.
+
+    The output equals :func:`sliding_window_predict` on the whole normalised stack (up to float
+    rounding of the model on different batches): intensity limits come from the whole stack
+    (:meth:`NormalizationConfig.limits`, a strided subsample read slab by slab), and each block
+    is predicted from the region of exactly the :class:`WindowGrid` windows that touch it. That
+    region is the halo: it reaches up to ``crop - 1`` voxels beyond the block on each side, set
+    by the grid rather than chosen. Memory is bounded by that region (a few float32 copies of
+    ``block + 2 * crop`` voxels) whatever the stack size. Windows that touch two blocks are
+    computed for each, so the extra compute is about ``(block + crop - step) / block`` per axis:
+    larger blocks waste less.
+
+    Args:
+        model: as for :func:`sliding_window_predict`.
+        src: the raw (z, y, x) stack: a zarr array, a path to one (or to an OME-Zarr group, whose
+            full-resolution array "0" is used), or any array with numpy slicing.
+        dst: a path where a new zarr array is written (it must not exist; written to a
+            temporary folder and renamed when complete), or an existing zarr array of the stack's
+            shape to fill.
+        crop: window (z, y, x) of the model.
+        norm: the normalisation the model was trained with.
+        block: output block (z, y, x) computed at a time; also the chunk shape of a new array.
+        overlap, batch_size, flips, device, precision, skip_empty: as for
+            :func:`sliding_window_predict`; whether a window holds signal depends on its
+            voxels alone, so the same windows are skipped as in memory.
+        prob_dtype: "float32", "float16" or "uint8" (round(p * 255)) for a new array.
+        progress: ``progress(done, total)`` in windows, over all blocks.
+        stats: a :class:`WindowStats` to fill in, over all blocks.
+
+    Returns:
+        The probability array (a ``zarr.Array``); for a path, reopened read-only.
+
+    Raises:
+        InputError: ``src`` cannot be opened as a 3D array, ``dst`` exists or does not fit.
+        ValueError: bad options (see :func:`sliding_window_predict`).
+    """
+    import zarr
+
+    check_choice(prob_dtype, PROB_DTYPES, "prob_dtype")
+    if not isinstance(dst, zarr.Array):
+        refuse_existing(dst)  # before the whole-stack percentiles, which take a while
+    source = _open_source(src)
+    grid = WindowGrid.of(source.shape, crop, overlap)
+    block = as_triple(block, "block")
+    limits = norm.limits(source)
+    blocks = list(itertools.product(*(range(0, n, b)
+                                      for n, b in zip(grid.shape, block, strict=True))))
+    regions = [[grid.touching(axis, begin, min(begin + block[axis], grid.shape[axis]))
+                for axis, begin in enumerate(corner)] for corner in blocks]
+    check_batch_size(batch_size)
+    total = sum(math.prod(last - first + 1 for first, last in region) for region in regions)
+    predictor = WindowPredictor(model, grid.crop, flips, device,
+                                resolve_precision(precision, device), total, progress, stats)
+    attrs = {"dineuro": {"content": "probability of neurite (class 1)",
+                         "encoding": encoding_note(prob_dtype), "normalization": norm.to_dict(),
+                         "limits": list(limits), "crop": list(grid.crop), "overlap": overlap,
+                         "flips": flips}}
+    with _destination(dst, grid.shape, block, prob_dtype, attrs) as out, \
+            inference(model, predictor.device):
+        for corner, region in zip(blocks, regions, strict=True):
+            end = tuple(min(c + b, n) for c, b, n in zip(corner, block, grid.shape, strict=True))
+            first = tuple(grid.start(axis, k) for axis, (k, _) in enumerate(region))
+            stop = tuple(grid.start(axis, k) + grid.crop[axis]
+                         for axis, (_, k) in enumerate(region))
+            data = _read_padded(source, first, stop, norm, limits)
+            prob = blend(torch.from_numpy(data), grid.crop, overlap, batch_size, predictor,
+                         skip_empty)
+            keep = tuple(slice(c - f, e - f) for c, e, f in zip(corner, end, first, strict=True))
+            out[tuple(slice(c, e) for c, e in zip(corner, end, strict=True))] = encode_probability(
+                prob[keep].numpy(), np.dtype(out.dtype).name)
+    return dst if isinstance(dst, zarr.Array) else zarr.open_array(str(dst), mode="r")
+
+
+def _open_source(src):
+    """``src`` as a 3D array with numpy slicing: zarr paths are opened read-only."""
+    if isinstance(src, (str, os.PathLike)):
+        import zarr
+
+        path = Path(src)
+        if not path.exists():
+            raise InputError("does not exist.", path)
+        try:
+            node = zarr.open(str(path), mode="r")
+        except Exception as exc:  # zarr raises several types for a folder that is not zarr
+            raise InputError(f"cannot be opened as a zarr array ({exc}).", path) from exc
+        if not hasattr(node, "shape"):
+            if "0" not in node:
+                raise InputError("is a zarr group without an array '0'; give the path of the "
+                                 "array to predict.", path)
+            node = node["0"]
+        src = node
+    if len(getattr(src, "shape", ())) != 3 or min(src.shape) < 1:
+        raise InputError(f"the stack should be a non-empty 3D (z, y, x) array, got shape "
+                         f"{getattr(src, 'shape', None)}.")
+    return src
+
+
+@contextlib.contextmanager
+def _destination(dst, shape: Triple, block: Triple, prob_dtype: str, attrs: dict):
+    """The output array: an existing zarr array to fill, or a new one written atomically."""
+    import zarr
+
+    if isinstance(dst, zarr.Array):
+        if tuple(dst.shape) != shape:
+            raise InputError(f"the output array has shape {tuple(dst.shape)}, the stack "
+                             f"{shape}.")
+        if dst.dtype.name not in PROB_DTYPES:
+            raise InputError(f"the output array has dtype {dst.dtype}; probabilities are "
+                             f"stored as {', '.join(PROB_DTYPES)}.")
+        yield dst
+        return
+    with atomic_dir(dst) as tmp:
+        out = zarr.create_array(store=str(tmp), shape=shape, dtype=prob_dtype, fill_value=0,
+                                chunks=tuple(min(b, n) for b, n in zip(block, shape, strict=True)))
+        out.attrs.update(attrs)
+        yield out
+
+
+def _read_padded(source, first: Triple, stop: Triple, norm: NormalizationConfig,
+                 limits: tuple[float, float]) -> np.ndarray:
+    """``source[first:stop]`` normalised, with zeros where the range leaves the stack."""
+    region = np.zeros(tuple(b - a for a, b in zip(first, stop, strict=True)), np.float32)
+    inside = tuple(slice(max(a, 0), min(b, n))
+                   for a, b, n in zip(first, stop, source.shape, strict=True))
+    local = tuple(slice(s.start - a, s.stop - a) for s, a in zip(inside, first, strict=True))
+    region[local] = norm.normalize(np.asarray(source[inside]), limits)
+    return region
+

@@ -1,0 +1,174 @@
+"""Stack files in, probability map and mask files out."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from torch import nn
+
+from dineuro.data.normalize import NormalizationConfig
+from dineuro.errors import InputError
+from dineuro.io._atomic import refuse_existing
+from dineuro.io._slices import slice_paths
+from dineuro.io.volume import SUPPORTED_EXTENSIONS, Volume, read_volume, write_volume
+from dineuro.predict._stack import sliding_window_predict
+from dineuro.predict._storage import (
+    DEFAULT_PROB_DTYPE,
+    TIFF_PROB_DTYPES,
+    check_choice,
+    encode_probability,
+)
+from dineuro.predict._windows import Progress
+
+DEFAULT_THRESHOLD = 0.5
+
+
+def predict_stack(model: nn.Module, path: str | os.PathLike, out_dir: str | os.PathLike,
+                  crop: int | Sequence[int], norm: NormalizationConfig, *,
+                  threshold: float = DEFAULT_THRESHOLD, prob_dtype: str = DEFAULT_PROB_DTYPE,
+                  channel: int | None = None, progress: Progress | None = None,
+                  **window_options) -> tuple[Path, Path]:
+    """Predict one stack file and write its probability map and binary mask next to each other.
+
+    :func:`predict_file`, then :func:`write_prediction` into ``out_dir``:
+
+    - ``out_dir/NAME_prob.tif``: probability of neurite, float32, or uint8 = round(p * 255);
+    - ``out_dir/NAME_mask.tif``: uint8, 1 where the (float) probability exceeds ``threshold``.
+
+    ``NAME`` is the input's name without its extension (see :func:`output_paths`). Both outputs
+    are checked not to exist, and the options checked, before anything is computed.
+
+    Args:
+        model, crop, progress: see :func:`sliding_window_predict`.
+        path: input stack (file or folder of TIFF slices).
+        out_dir: output folder, created if missing.
+        norm: the normalisation the model was trained with.
+        threshold: mask = probability > threshold, in [0, 1].
+        prob_dtype: "float32" or "uint8" (ImageJ TIFF cannot hold float16).
+        channel: channel of a multi-channel input.
+        **window_options: overlap, batch_size, flips, device, precision, skip_empty of
+            :func:`sliding_window_predict`.
+
+    Returns:
+        The paths of the probability map and of the mask.
+
+    Raises:
+        InputError: unreadable input, an output that already exists, or a bad option.
+    """
+    outputs = checked_outputs(path, out_dir, threshold, prob_dtype)
+    prob = predict_file(model, path, crop, norm, channel=channel, progress=progress,
+                        **window_options)
+    write_prediction(prob, *outputs, threshold=threshold, prob_dtype=prob_dtype)
+    return outputs
+
+
+def checked_outputs(path: str | os.PathLike, out_dir: str | os.PathLike, threshold: float,
+                    prob_dtype: str) -> tuple[Path, Path]:
+    """The map and mask paths of a stack, refused when they exist or the options are bad."""
+    check_choice(prob_dtype, TIFF_PROB_DTYPES, "prob_dtype")
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"threshold should be in [0, 1], got {threshold}.")
+    prob_path, mask_path = output_paths(path, out_dir)
+    refuse_existing(prob_path)
+    refuse_existing(mask_path)
+    return prob_path, mask_path
+
+
+def predict_file(model: nn.Module, path: str | os.PathLike, crop: int | Sequence[int],
+                 norm: NormalizationConfig, *, channel: int | None = None,
+                 progress: Progress | None = None, **window_options) -> Volume:
+    """The probability map of a stack file, in memory, with the stack's voxel spacing.
+
+    Reads any stack :func:`~dineuro.io.volume.read_volume` reads, normalises it with ``norm``
+    and runs :func:`sliding_window_predict` (``**window_options`` are its options).
+
+    Raises:
+        InputError: an unreadable input.
+    """
+    raw, spacing = read_volume(path, channel)
+    normalised = norm.normalize(raw)
+    del raw  # only the float32 copy is needed from here on
+    prob = sliding_window_predict(model, normalised, crop, progress=progress, **window_options)
+    return Volume(prob, spacing)
+
+
+def write_prediction(prob: Volume, prob_path: Path, mask_path: Path, *,
+                     threshold: float = DEFAULT_THRESHOLD,
+                     prob_dtype: str = DEFAULT_PROB_DTYPE) -> None:
+    """Write a map as ``prob_dtype`` and its mask (probability > ``threshold``) as uint8, each
+    through a temporary file renamed when complete."""
+    write_volume(prob_path, encode_probability(prob.array, prob_dtype), prob.spacing)
+    write_volume(mask_path, (prob.array > threshold).astype(np.uint8), prob.spacing)
+
+
+def find_stacks(inputs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Expand the inputs of ``predict`` into stacks, each to be predicted once.
+
+    A stack file is taken as it is; a folder of 2D TIFF slices is one stack; any other folder
+    is a folder of stacks, expanded into its supported files in natural order. Two stacks with
+    the same name would write the same outputs, so that is an error.
+
+    Raises:
+        InputError: an input that does not exist, a folder with no stacks, or a name clash.
+    """
+    stacks: list[Path] = []
+    for item in map(Path, inputs):
+        if not item.exists():
+            raise InputError("does not exist.", item)
+        if item.is_dir() and not _is_slice_folder(item):
+            found = [p for p in slice_paths(item) + sorted(item.iterdir())
+                     if p.is_file() and not p.name.startswith(".") and _is_stack_file(p)]
+            if not found:
+                raise InputError(f"holds no stacks ({', '.join(SUPPORTED_EXTENSIONS)}) and no 2D "
+                                 "TIFF slices.", item)
+            stacks += list(dict.fromkeys(found))  # natural order, each file once
+        else:
+            stacks.append(item)
+    names: dict[str, Path] = {}
+    for stack in stacks:
+        name = output_paths(stack, ".")[0].name
+        if name in names:
+            raise InputError(f"has the same name as {names[name]}, so their outputs would "
+                             "collide; predict them into separate folders.", stack)
+        names[name] = stack
+    return stacks
+
+
+def _is_stack_file(path: Path) -> bool:
+    return any(path.name.lower().endswith(ext) for ext in SUPPORTED_EXTENSIONS)
+
+
+def _is_slice_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds 2D TIFF slices (one stack) rather than 3D stacks."""
+    import tifffile
+
+    slices = slice_paths(folder)
+    if not slices:
+        return False
+    try:
+        with tifffile.TiffFile(slices[0]) as tif:
+            return len(tif.pages) == 1 and tif.pages[0].ndim == 2
+    except (OSError, ValueError, IndexError) as exc:
+        raise InputError(f"cannot be read as a TIFF file ({exc}).", slices[0]) from exc
+
+
+def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, Path]:
+    """``(out_dir/NAME_prob.tif, out_dir/NAME_mask.tif)`` for the stack at ``path``.
+
+    Examples::
+
+        >>> [p.name for p in output_paths("data/neuron_03.nii.gz", "out")]
+        ['neuron_03_prob.tif', 'neuron_03_mask.tif']
+    """
+    path, name = Path(path), Path(path).name
+    for extension in sorted(SUPPORTED_EXTENSIONS, key=len, reverse=True):
+        if name.lower().endswith(extension):
+            name = name[:-len(extension)]
+            break
+    out_dir = Path(out_dir)
+    return out_dir / f"{name}_prob.tif", out_dir / f"{name}_mask.tif"
+
+

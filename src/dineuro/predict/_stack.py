@@ -1,0 +1,107 @@
+"""Prediction of a normalised stack held in memory."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from dineuro.predict._grid import WindowGrid
+from dineuro.predict._precision import resolve_precision
+from dineuro.predict._windows import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_OVERLAP,
+    Progress,
+    WindowPredictor,
+    WindowStats,
+    blend,
+    check_batch_size,
+    inference,
+)
+
+
+def sliding_window_predict(model: nn.Module, volume: np.ndarray, crop: int | Sequence[int],
+                           overlap: float = DEFAULT_OVERLAP, batch_size: int = DEFAULT_BATCH_SIZE,
+                           flips: bool = False, device: str | torch.device = "cpu",
+                           progress: Progress | None = None, precision: str = "auto",
+                           skip_empty: bool = True, stats: WindowStats | None = None
+                           ) -> np.ndarray:
+    """Probability of neurite for every voxel of a normalised stack held in memory.
+
+    Windows lie on the fixed :class:`WindowGrid` (zero padding, see :mod:`dineuro.predict`) and
+    are blended with MONAI's Gaussian weights; any stack size works, the output has the input's
+    shape exactly.
+
+    Args:
+        model: maps (B, 1, *crop) float32 to (B, 2, *crop) logits (background, neurite). It is
+            moved to ``device`` (in place, as ``Module.to`` does) and run in eval mode under
+            ``torch.inference_mode``; its train/eval mode is restored afterwards.
+        volume: normalised (z, y, x) float stack (see :mod:`dineuro.data.normalize`).
+        crop: window (z, y, x) the model takes, or one int for a cube.
+        overlap: fraction of a window shared with its neighbour along each axis, in [0, 1).
+        batch_size: windows per forward pass.
+        flips: average over all 8 axis-flip combinations (8x the compute).
+        device: where the model runs; the stack and the blended output stay in CPU memory.
+        progress: called as ``progress(done, total)`` in windows, after every batch.
+        precision: "auto" (bf16 where ``device`` has native bf16, else fp32), "bf16" (autocast)
+            or "fp32"; see :func:`resolve_precision`. Blending is float32 either way.
+        skip_empty: compute only the windows with signal (:func:`signal_windows`); the others
+            get probability 0. False computes every window.
+        stats: a :class:`WindowStats` to fill in (windows computed, precision used).
+
+    Returns:
+        float32 array of ``volume``'s shape, values in [0, 1].
+
+    Raises:
+        ValueError: a volume that is not a non-empty 3D float array, bad options, or a model
+            whose output is not (B, 2, *crop).
+
+    Examples::
+
+        >>> conv = nn.Conv3d(1, 2, 1)
+        >>> prob = sliding_window_predict(conv, np.zeros((5, 40, 9), np.float32), crop=16)
+        >>> prob.shape, prob.dtype
+        ((5, 40, 9), dtype('float32'))
+    """
+    volume = checked_volume(volume)
+    grid = WindowGrid.of(volume.shape, crop, overlap)
+    check_batch_size(batch_size)
+    predictor = WindowPredictor(model, grid.crop, flips, device,
+                                resolve_precision(precision, device), grid.n_windows, progress,
+                                stats)
+    with inference(model, predictor.device):
+        prob = blend(pad_to_grid(volume, grid), grid.crop, overlap, batch_size, predictor,
+                     skip_empty)
+    return np.ascontiguousarray(prob[inner(grid)].numpy())
+
+
+def pad_to_grid(volume: np.ndarray, grid: WindowGrid) -> torch.Tensor:
+    """The stack with the grid's zeros around it (no copy when it needs none)."""
+    if grid.padded_shape == grid.shape:
+        return torch.from_numpy(volume)
+    padded = torch.zeros(grid.padded_shape)
+    padded[inner(grid)] = torch.from_numpy(volume)
+    return padded
+
+
+def inner(grid: WindowGrid) -> tuple[slice, ...]:
+    """Where the stack lies in the grid's padded extent."""
+    return tuple(slice(p, p + n) for p, n in zip(grid.pad_before, grid.shape, strict=True))
+
+
+def checked_volume(volume) -> np.ndarray:
+    """A normalised stack as a contiguous float32 (z, y, x) array.
+
+    Raises:
+        ValueError: not floating point (a raw stack), not 3D, or empty.
+    """
+    volume = np.asarray(volume)
+    if not np.issubdtype(volume.dtype, np.floating):
+        raise ValueError(f"volume should be a normalised float stack, got {volume.dtype}; "
+                         "normalise raw stacks first (NormalizationConfig.normalize).")
+    if volume.ndim != 3 or volume.size == 0:
+        raise ValueError(f"volume should be a non-empty 3D (z, y, x) stack, got shape "
+                         f"{volume.shape}.")
+    return np.ascontiguousarray(volume, dtype=np.float32)

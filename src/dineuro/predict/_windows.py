@@ -1,0 +1,149 @@
+"""The window loop: which windows run, the network on them in batches, Gaussian blending.
+
+Every window of a region's :class:`~dineuro.predict.WindowGrid` is weighted by MONAI's Gaussian
+importance map (``compute_importance_map``, sigma = :data:`SIGMA_SCALE` of the crop, floored at
+1e-3) and the map is the weighted sum of the windows' class-1 probabilities over the sum of all
+weights: what ``monai.inferers.sliding_window_inference(mode="gaussian")`` computes where its
+windows are the grid's. We run the loop ourselves rather than through MONAI for one reason:
+windows without signal (:func:`~dineuro.predict.signal_windows`) are not computed at all, yet
+keep their weight with probability 0, so a skipped window gives exactly what a network that
+sees only background would give it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from monai.data.utils import compute_importance_map
+from torch import nn
+
+from dineuro.models.vit3d import Triple
+from dineuro.predict._grid import WindowGrid
+from dineuro.predict._signal import region_signal
+
+DEFAULT_OVERLAP = 0.5
+#: Windows per forward pass. Not 1: for a single window with few channels PyTorch's CPU
+#: convolution heuristic takes its slow im2col path instead of oneDNN (measured 7x slower per
+#: window for the tiny preset at batch 1 than at batch 4).
+DEFAULT_BATCH_SIZE = 4
+#: MONAI's Gaussian blending: sigma = this fraction of the crop, per axis.
+SIGMA_SCALE = 0.125
+#: Every combination of flipping the (z, y, x) axes of a (B, C, z, y, x) batch; () is none.
+FLIP_AXES = tuple(axes for n in range(4) for axes in itertools.combinations((2, 3, 4), n))
+CLASSES = 2
+NEURITE = 1
+
+Progress = Callable[[int, int], None]
+
+
+@dataclass
+class WindowStats:
+    """What a prediction did, filled in when passed as ``stats``: for reports and benchmarks.
+
+    Attributes:
+        windows: windows in the grid (over all blocks, for block-wise prediction).
+        computed: windows the network ran on (the others held no signal).
+        precision: "bf16" or "fp32", as resolved for the device.
+    """
+
+    windows: int = 0
+    computed: int = 0
+    precision: str = ""
+
+
+class WindowPredictor:
+    """The network on a batch of windows: class-1 softmax, flips, precision, progress.
+
+    ``progress(done, total)`` counts windows: computed ones after their batch, skipped ones
+    when the skip is decided, so the bar moves at the speed the stack really costs.
+    """
+
+    def __init__(self, model: nn.Module, crop: Triple, flips: bool, device, precision: str,
+                 total: int, progress: Progress | None, stats: WindowStats | None = None):
+        self.model, self.crop = model, crop
+        self.bf16 = precision == "bf16"
+        self.device = torch.device(device)
+        self.flips = FLIP_AXES if flips else ((),)
+        self.total, self.progress, self.done = total, progress, 0
+        self.stats = WindowStats() if stats is None else stats
+        self.stats.windows, self.stats.computed, self.stats.precision = total, 0, precision
+
+    def __call__(self, windows: torch.Tensor) -> torch.Tensor:
+        windows = windows.to(self.device)
+        prob = sum(self._prob(windows.flip(axes)).flip(axes) if axes else self._prob(windows)
+                   for axes in self.flips)
+        self.stats.computed += len(windows)
+        self.advance(len(windows))
+        return (prob[:, 0] / len(self.flips) if len(self.flips) > 1 else prob[:, 0]).cpu()
+
+    def advance(self, windows: int) -> None:
+        self.done += windows
+        if self.progress is not None and windows:
+            self.progress(self.done, self.total)
+
+    def _prob(self, windows: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            logits = self.model(windows)
+        expected = (windows.shape[0], CLASSES, *self.crop)
+        if tuple(logits.shape) != expected:
+            raise ValueError(f"the model should map windows {tuple(windows.shape)} to logits "
+                             f"{expected} (background, neurite), got {tuple(logits.shape)}.")
+        return torch.softmax(logits.float(), dim=1)[:, NEURITE:NEURITE + 1]
+
+
+def blend(padded: torch.Tensor, crop: Triple, overlap: float, batch_size: int,
+          predictor: WindowPredictor, skip_empty: bool) -> torch.Tensor:
+    """Gaussian-blended probability over a (z, y, x) region tiled exactly by the window grid.
+
+    ``padded`` must measure ``crop + k * step`` per axis (the region's grid then needs no
+    padding); with ``skip_empty`` only the windows with signal are computed.
+    """
+    region = WindowGrid.of(padded.shape, crop, overlap)
+    if region.padded_shape != tuple(padded.shape):
+        raise AssertionError(f"region {tuple(padded.shape)} is not on the window grid.")
+    weight = compute_importance_map(crop, mode="gaussian", sigma_scale=SIGMA_SCALE)
+    corners = list(itertools.product(*(range(0, k * s, s)
+                                       for k, s in zip(region.counts, region.step, strict=True))))
+    run = (region_signal(padded, region) if skip_empty
+           else np.ones(region.counts, dtype=bool)).ravel()
+    total = torch.zeros(padded.shape)
+    for corner in corners:
+        total[_window(corner, crop)] += weight
+    chosen = [corner for corner, keep in zip(corners, run, strict=True) if keep]
+    predictor.advance(len(corners) - len(chosen))
+    out = torch.zeros(padded.shape)
+    for first in range(0, len(chosen), batch_size):
+        batch = [_window(corner, crop) for corner in chosen[first:first + batch_size]]
+        prob = predictor(torch.stack([padded[where] for where in batch])[:, None])
+        for where, window_prob in zip(batch, prob, strict=True):
+            out[where] += weight * window_prob
+    return out.div_(total)
+
+
+@contextlib.contextmanager
+def inference(model: nn.Module, device: torch.device) -> Iterator[None]:
+    """Eval mode and inference mode on ``device``; the model's train/eval mode is restored."""
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model should be a torch.nn.Module, got {type(model).__name__}.")
+    training = model.training
+    model.to(device).eval()
+    try:
+        with torch.inference_mode():
+            yield
+    finally:
+        model.train(training)
+
+
+def check_batch_size(batch_size: int) -> None:
+    if not (isinstance(batch_size, int) and batch_size >= 1):
+        raise ValueError(f"batch_size should be a positive int, got {batch_size!r}.")
+
+
+def _window(corner: tuple[int, ...], crop: Triple) -> tuple[slice, ...]:
+    return tuple(slice(c, c + n) for c, n in zip(corner, crop, strict=True))
+

@@ -1,0 +1,148 @@
+"""The fast paths of prediction: skipping windows without signal, and the choice of bf16."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from scipy import ndimage
+from torch import nn
+
+from dineuro.data.normalize import NormalizationConfig
+from dineuro.predict import (
+    SIGNAL_THRESHOLD,
+    WindowGrid,
+    WindowStats,
+    _precision,
+    predict_blocks,
+    resolve_precision,
+    signal_windows,
+    sliding_window_predict,
+)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _structure_model() -> nn.Module:
+    """Logits (0, 100 (3x3x3 mean - 0.1)): neurite where a neighbourhood is bright, so that
+    background and a lone speck get probability ~0, as a trained network gives them."""
+    conv = nn.Conv3d(1, 2, kernel_size=3, padding=1)
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[1] = 100.0 / 27
+        conv.bias.copy_(torch.tensor([0.0, -10.0]))
+    return conv
+
+
+def _sparse_stack(shape=(20, 64, 72), seed=0) -> np.ndarray:
+    """Dim noise everywhere, isolated bright specks, and one blurred neurite in a corner."""
+    rng = np.random.default_rng(seed)
+    volume = rng.uniform(0.0, 0.02, shape).astype(np.float32)
+    specks = rng.random(shape) < 2e-4
+    volume[specks] = 1.0
+    line = np.zeros(shape, np.float32)
+    line[shape[0] // 2, 8, 4:30] = 1.0
+    volume += 3 * ndimage.gaussian_filter(line, 1.0)
+    return volume
+
+
+def _brute_force_signal(volume: np.ndarray, crop, overlap) -> np.ndarray:
+    """Per window, on its own voxels: the largest 3x3x3 mean over the positions where the
+    3x3x3 neighbourhood lies inside the window, above the threshold."""
+    grid = WindowGrid.of(volume.shape, crop, overlap)
+    padded = np.zeros(grid.padded_shape, np.float32)
+    padded[tuple(slice(p, p + n) for p, n in zip(grid.pad_before, grid.shape, strict=True))] = \
+        volume
+    out = np.zeros(grid.counts, dtype=bool)
+    for index in np.ndindex(*grid.counts):
+        window = padded[tuple(slice(k * s, k * s + c)
+                              for k, s, c in zip(index, grid.step, grid.crop, strict=True))]
+        mean = ndimage.uniform_filter(window.astype(np.float64), size=3, mode="constant")
+        out[index] = mean[1:-1, 1:-1, 1:-1].max() > SIGNAL_THRESHOLD
+    return out
+
+
+@pytest.mark.parametrize(("crop", "overlap"), [(16, 0.5), ((8, 24, 16), 0.25)])
+def test_signal_windows_equal_a_brute_force_per_window_computation(crop, overlap):
+    volume = _sparse_stack()
+    expected = _brute_force_signal(volume, crop, overlap)
+    assert expected.any() and not expected.all()  # the case tests something
+    np.testing.assert_array_equal(signal_windows(volume, crop, overlap), expected)
+
+
+def test_a_lone_speck_is_no_signal_but_a_dim_blurred_neurite_is():
+    speck = np.zeros((16, 16, 16), np.float32)
+    speck[8, 8, 8] = 1.0  # saturated, but alone: its 3x3x3 mean is 1/27
+    assert not signal_windows(speck, 16, 0.5).any()
+    line = np.zeros((16, 16, 16), np.float32)
+    line[8, 8, :] = 1.0
+    dim = 0.3 * ndimage.gaussian_filter(line, 1.0) / ndimage.gaussian_filter(line, 1.0).max()
+    assert signal_windows(dim.astype(np.float32), 16, 0.5).all()
+
+
+def test_skipping_gives_the_full_map_when_the_network_sees_background_as_background():
+    volume, model = _sparse_stack(), _structure_model()
+    stats = WindowStats()
+    fast = sliding_window_predict(model, volume, crop=16, precision="fp32", stats=stats)
+    full = sliding_window_predict(model, volume, crop=16, precision="fp32", skip_empty=False)
+    run = signal_windows(volume, 16, 0.5)
+    assert stats.windows == run.size and stats.computed == run.sum() < run.size
+    assert stats.precision == "fp32"
+    np.testing.assert_allclose(fast, full, atol=1e-2)  # what a lone speck got: < 0.01
+    assert (fast > 0.5).sum() > 20 and np.array_equal(fast > 0.5, full > 0.5)
+
+
+def test_block_wise_prediction_skips_the_same_windows_as_in_memory(tmp_path):
+    # A model whose background probability is far from 0: any window skipped in one mode and
+    # computed in the other would show.
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv3d(1, 4, 3, padding=1), nn.Tanh(), nn.Conv3d(4, 2, 3, padding=1))
+    norm = NormalizationConfig(low=0.0, high=100.0)
+    raw = (_sparse_stack(seed=1) * 1000).astype(np.uint16)
+    src = zarr.create_array(store=str(tmp_path / "raw.zarr"), shape=raw.shape, dtype=raw.dtype,
+                            chunks=(10, 32, 32))
+    src[...] = raw
+    memory_stats, block_stats = WindowStats(), WindowStats()
+    in_memory = sliding_window_predict(model, norm.normalize(raw), (8, 16, 16), precision="fp32",
+                                       stats=memory_stats)
+    blocks = predict_blocks(model, src, tmp_path / "p.zarr", (8, 16, 16), norm,
+                            block=(10, 24, 40), precision="fp32", stats=block_stats)
+    assert memory_stats.computed < memory_stats.windows  # something was skipped
+    assert block_stats.computed < block_stats.windows
+    np.testing.assert_allclose(blocks[...], in_memory, atol=1e-5)
+
+
+@pytest.mark.parametrize(("flags", "expected"), [
+    ({"fpu", "avx2", "avx512f", "avx512_bf16"}, "bf16"),
+    ({"fpu", "amx_bf16", "amx_tile"}, "bf16"),
+    ({"fpu", "avx2", "avx512f"}, "fp32"),  # bf16 would be emulated: slower than float32
+    (set(), "fp32"),  # no /proc/cpuinfo: we cannot tell
+])
+def test_auto_precision_is_bf16_only_on_cpus_with_native_bf16(monkeypatch, flags, expected):
+    monkeypatch.setattr(_precision, "_cpu_flags", lambda: frozenset(flags))
+    assert resolve_precision("auto", "cpu") == expected
+    assert resolve_precision("fp32", "cpu") == "fp32"
+    assert resolve_precision("bf16", "cpu") == "bf16"
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path, monkeypatch):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx512_bf16\n\nprocessor\t: 1\n")
+    monkeypatch.setattr(_precision, "CPUINFO", cpuinfo)
+    _precision._cpu_flags.cache_clear()
+    try:
+        assert _precision._cpu_flags() == {"fpu", "sse", "avx512_bf16"}
+    finally:
+        _precision._cpu_flags.cache_clear()
+
+
+def test_an_unknown_precision_is_refused():
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp16", "cpu")
