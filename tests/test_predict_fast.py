@@ -11,15 +11,16 @@ from torch import nn
 
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.predict import (
-    SIGNAL_THRESHOLD,
     WindowGrid,
     WindowStats,
     _precision,
+    _signal,
     predict_blocks,
     resolve_precision,
     signal_windows,
     sliding_window_predict,
 )
+from dineuro.predict._signal import MAD_TO_SIGMA, NOISE_FACTOR, SPECK_FLOOR, STRIDE, signal_level
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -53,9 +54,22 @@ def _sparse_stack(shape=(20, 64, 72), seed=0) -> np.ndarray:
     return volume
 
 
+def _brute_force_threshold(volume: np.ndarray) -> float:
+    """The level from the whole stack's 3x3x3 mean at interior voxels of every STRIDE-th row
+    and column: median + NOISE_FACTOR scaled MADs, at least the speck floor."""
+    mean = ndimage.uniform_filter(volume.astype(np.float64), size=3)[1:-1, 1:-1, 1:-1]
+    rows = np.arange(1, volume.shape[1] - 1) % STRIDE == 0
+    cols = np.arange(1, volume.shape[2] - 1) % STRIDE == 0
+    values = mean[:, rows][:, :, cols]
+    background = np.median(values)
+    noise = MAD_TO_SIGMA * np.median(np.abs(values - background))
+    return max(background + NOISE_FACTOR * noise, SPECK_FLOOR)
+
+
 def _brute_force_signal(volume: np.ndarray, crop, overlap) -> np.ndarray:
     """Per window, on its own voxels: the largest 3x3x3 mean over the positions where the
-    3x3x3 neighbourhood lies inside the window, above the threshold."""
+    3x3x3 neighbourhood lies inside the window, above the stack's level."""
+    threshold = _brute_force_threshold(volume)
     grid = WindowGrid.of(volume.shape, crop, overlap)
     padded = np.zeros(grid.padded_shape, np.float32)
     padded[tuple(slice(p, p + n) for p, n in zip(grid.pad_before, grid.shape, strict=True))] = \
@@ -65,16 +79,33 @@ def _brute_force_signal(volume: np.ndarray, crop, overlap) -> np.ndarray:
         window = padded[tuple(slice(k * s, k * s + c)
                               for k, s, c in zip(index, grid.step, grid.crop, strict=True))]
         mean = ndimage.uniform_filter(window.astype(np.float64), size=3, mode="constant")
-        out[index] = mean[1:-1, 1:-1, 1:-1].max() > SIGNAL_THRESHOLD
+        out[index] = mean[1:-1, 1:-1, 1:-1].max() > threshold
     return out
 
 
+def _hazy_stack(seed=2) -> np.ndarray:
+    """The sparse stack on a background of 0.2 with noise: a fixed level would run everywhere."""
+    rng = np.random.default_rng(seed)
+    return (_sparse_stack(seed=seed) + 0.2 + rng.normal(0, 0.03, (20, 64, 72))).astype(
+        np.float32)
+
+
 @pytest.mark.parametrize(("crop", "overlap"), [(16, 0.5), ((8, 24, 16), 0.25)])
-def test_signal_windows_equal_a_brute_force_per_window_computation(crop, overlap):
-    volume = _sparse_stack()
+@pytest.mark.parametrize("stack", [_sparse_stack, _hazy_stack])
+def test_signal_windows_equal_a_brute_force_per_window_computation(crop, overlap, stack):
+    volume = stack()
     expected = _brute_force_signal(volume, crop, overlap)
     assert expected.any() and not expected.all()  # the case tests something
     np.testing.assert_array_equal(signal_windows(volume, crop, overlap), expected)
+
+
+def test_the_signal_level_does_not_depend_on_the_tiles_it_is_read_in(monkeypatch):
+    volume = _hazy_stack()
+    whole = signal_level(volume.__getitem__, volume.shape)
+    monkeypatch.setattr(_signal, "TILE", (5, 7, 11))
+    tiled = signal_level(volume.__getitem__, volume.shape)
+    assert tiled == pytest.approx(whole, abs=1e-7) and whole.background > 0.2
+    assert whole.threshold == pytest.approx(_brute_force_threshold(volume), abs=1e-6)
 
 
 def test_a_lone_speck_is_no_signal_but_a_dim_blurred_neurite_is():

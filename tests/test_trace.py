@@ -595,3 +595,17 @@ def test_cli_run_predicts_and_traces_every_stack(tiny_checkpoint, tmp_path):
     again = invoke("run", tiny_checkpoint, stacks, "-o", out, "--device", "cpu")
     assert again.code == 2 and "already exists" in again.err
     assert not (out / "b.swc").exists()
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_hysteresis_equals_scikit_image(seed):
+    from skimage.filters import apply_hysteresis_threshold
+
+    from dineuro.trace._trace import hysteresis
+
+    rng = np.random.default_rng(seed)
+    prob = ndimage.gaussian_filter(rng.random((20, 40, 30)), 1.2).astype(np.float32)
+    prob = (prob - prob.min()) / (prob.max() - prob.min())
+    expected = apply_hysteresis_threshold(prob, 0.5, 0.7)
+    assert expected.any() and (prob > 0.5).sum() > expected.sum()  # some pieces lack a high
+    np.testing.assert_array_equal(hysteresis(prob, 0.5, 0.7), expected)

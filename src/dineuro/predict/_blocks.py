@@ -19,6 +19,7 @@ from dineuro.io._atomic import atomic_dir, refuse_existing
 from dineuro.models.vit3d import Triple, as_triple
 from dineuro.predict._grid import WindowGrid
 from dineuro.predict._precision import resolve_precision
+from dineuro.predict._signal import signal_level
 from dineuro.predict._storage import (
     DEFAULT_PROB_DTYPE,
     PROB_DTYPES,
@@ -71,7 +72,9 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
         block: output block (z, y, x) computed at a time; also the chunk shape of a new array.
         overlap, batch_size, flips, device, precision, skip_empty: as for
             :func:`sliding_window_predict`; whether a window holds signal depends on its
-            voxels alone, so the same windows are skipped as in memory.
+            voxels and on the whole stack's background level, measured in the same tiles
+            as in memory (a pass over the stack before the first block), so the same
+            windows are skipped.
         prob_dtype: "float32", "float16" or "uint8" (round(p * 255)) for a new array.
         progress: ``progress(done, total)`` in windows, over all blocks.
         stats: a :class:`WindowStats` to fill in, over all blocks.
@@ -100,6 +103,8 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
     total = sum(math.prod(last - first + 1 for first, last in region) for region in regions)
     predictor = WindowPredictor(model, grid.crop, flips, device,
                                 resolve_precision(precision, device), total, progress, stats)
+    level = signal_level(lambda region: norm.normalize(np.asarray(source[region]), limits),
+                         source.shape) if skip_empty else None
     attrs = {"dineuro": {"content": "probability of neurite (class 1)",
                          "encoding": encoding_note(prob_dtype), "normalization": norm.to_dict(),
                          "limits": list(limits), "crop": list(grid.crop), "overlap": overlap,
@@ -113,7 +118,7 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
                          for axis, (_, k) in enumerate(region))
             data = _read_padded(source, first, stop, norm, limits)
             prob = blend(torch.from_numpy(data), grid.crop, overlap, batch_size, predictor,
-                         skip_empty)
+                         level)
             keep = tuple(slice(c - f, e - f) for c, e, f in zip(corner, end, first, strict=True))
             out[tuple(slice(c, e) for c, e in zip(corner, end, strict=True))] = encode_probability(
                 prob[keep].numpy(), np.dtype(out.dtype).name)

@@ -1,20 +1,27 @@
 """Which windows hold signal: the cheap test that lets prediction skip empty background.
 
-A window is computed when the brightest voxel of its 3x3x3 running mean exceeds
-:data:`SIGNAL_THRESHOLD` (normalised intensity). A mean over 27 voxels, not a single voxel,
-because on noisy stacks isolated shot-noise voxels and hot pixels reach 0.3-0.5 after
-normalisation in nearly every window, while a neurite, even a dim one, is a line of voxels that
-a 3x3x3 mean keeps (a one-voxel-radius neurite keeps about a third of its brightness; a lone
-speck a 27th). Only the window's own voxels enter its test (the mean is taken where the 3x3x3
-neighbourhood lies inside the window), so a window is skipped or computed alike whether the
-stack is predicted whole or block by block. ``benchmarks/run_speed.py`` measures what skipping
-costs: the largest full-run probability inside a skipped window, and Dice and traced F1 against
-computing every window.
+A window is computed when the brightest voxel of its 3x3x3 running mean stands out of the
+stack's background: above ``background + NOISE_FACTOR * noise``, the median and the scaled
+median absolute deviation of the same running mean over the whole stack
+(:func:`signal_level`), and never below :data:`SPECK_FLOOR`. A mean over 27 voxels rather
+than single voxels, because on noisy stacks isolated shot-noise voxels and hot pixels stand out
+in nearly every window, while a neurite, even a dim one, is a line of voxels that the mean keeps
+(a blurred neurite keeps most of its brightness; a lone speck a 27th). Relative to the stack's
+own background, because after percentile normalisation the background of a sparse stack sits
+anywhere from 0 to 0.3 with its own noise.
+
+Only a window's own voxels enter its test (the mean is taken where the 3x3x3 neighbourhood
+lies inside the window), and the level comes from the whole stack measured tile by tile in a
+fixed tiling, so a window is skipped or computed alike whether the stack is predicted whole or
+block by block. ``benchmarks/run_speed.py`` measures what skipping costs: the largest full-run
+probability inside a skipped window, and Dice and traced F1 against computing every window.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -22,10 +29,61 @@ import torch.nn.functional as F
 
 from dineuro.predict._grid import WindowGrid
 
-#: Least 3x3x3 mean of normalised intensity that makes a window worth computing.
-SIGNAL_THRESHOLD = 0.05
+#: A window holds signal above background + this many noise units (see the module docstring;
+#: chosen on synthetic stacks by ``benchmarks/run_speed.py``-style agreement checks).
+NOISE_FACTOR = 3.0
+#: ... and above this 3x3x3 mean in any case: a lone saturated speck gives 1/27 = 0.037.
+SPECK_FLOOR = 0.05
 #: Edge of the running mean, per axis (1 along an axis where the window is thinner).
 SMOOTHING = 3
+#: The background level is measured on every slice and every STRIDE-th row and column, read
+#: in tiles of TILE (z, y, x) voxels: bounded memory for stacks on disk, the same voxels for
+#: a stack in memory.
+STRIDE = 3
+TILE = (32, 256, 256)
+#: MAD to standard deviation for normal noise.
+MAD_TO_SIGMA = 1.4826
+
+Reader = Callable[[tuple[slice, ...]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class SignalLevel:
+    """A stack's background and noise of its 3x3x3 running mean (normalised intensity)."""
+
+    background: float
+    noise: float
+
+    @property
+    def threshold(self) -> float:
+        """The least running mean that makes a window worth computing."""
+        return max(self.background + NOISE_FACTOR * self.noise, SPECK_FLOOR)
+
+
+def signal_level(read: Reader, shape: Sequence[int]) -> SignalLevel:
+    """Background (median) and noise (scaled MAD) of a stack's 3x3x3 running mean.
+
+    Args:
+        read: returns the normalised float32 voxels of a (z, y, x) region given as slices.
+        shape: the stack's shape; a stack thinner than 3 voxels along an axis has no full
+            neighbourhood, and gets background and noise 0 (the :data:`SPECK_FLOOR` alone).
+    """
+    shape = tuple(int(n) for n in shape)
+    if min(shape) < SMOOTHING:
+        return SignalLevel(0.0, 0.0)
+    samples = []
+    # Interior voxels (a full neighbourhood inside the stack) in tiles; each read with a halo.
+    for corner in itertools.product(*(range(1, n - 1, t) for n, t in zip(shape, TILE,
+                                                                           strict=True))):
+        end = [min(c + t, n - 1) for c, t, n in zip(corner, TILE, shape, strict=True)]
+        region = tuple(slice(c - 1, e + 1) for c, e in zip(corner, end, strict=True))
+        mean = running_mean(torch.from_numpy(np.ascontiguousarray(read(region), np.float32)),
+                            (SMOOTHING,) * 3)[0, 0].numpy()
+        _, y, x = corner  # every STRIDE-th row and column of the stack, wherever the tile is
+        samples.append(mean[:, (-y) % STRIDE::STRIDE, (-x) % STRIDE::STRIDE].ravel())
+    values = np.concatenate(samples)
+    background = float(np.median(values))
+    return SignalLevel(background, MAD_TO_SIGMA * float(np.median(np.abs(values - background))))
 
 
 def signal_windows(volume: np.ndarray, crop: int | Sequence[int], overlap: float) -> np.ndarray:
@@ -46,18 +104,29 @@ def signal_windows(volume: np.ndarray, crop: int | Sequence[int], overlap: float
 
     volume = checked_volume(volume)
     grid = WindowGrid.of(volume.shape, crop, overlap)
-    return region_signal(pad_to_grid(volume, grid), grid)
+    level = signal_level(volume.__getitem__, volume.shape)
+    return region_signal(pad_to_grid(volume, grid), grid, level)
 
 
-def region_signal(padded: torch.Tensor, region: WindowGrid) -> np.ndarray:
+def region_signal(padded: torch.Tensor, region: WindowGrid, level: SignalLevel) -> np.ndarray:
     """:func:`signal_windows` of a region that its grid tiles without padding."""
     kernel = tuple(SMOOTHING if c >= SMOOTHING else 1 for c in region.crop)
-    mean = padded[None, None]
-    for axis, size in enumerate(kernel):  # separable: three passes of 3 reads, not one of 27
+    inside = tuple(c - k + 1 for c, k in zip(region.crop, kernel, strict=True))
+    peaks = F.max_pool3d(running_mean(padded, kernel), inside, stride=region.step)[0, 0]
+    return (peaks > level.threshold).numpy()
+
+
+def running_mean(volume: torch.Tensor, kernel: Sequence[int]) -> torch.Tensor:
+    """(1, 1, ...) mean over ``kernel`` around every voxel whose neighbourhood lies inside.
+
+    Separable: three passes of a few reads each, not one pass of ``prod(kernel)``.
+    """
+    mean = volume[None, None]
+    for axis, size in enumerate(kernel):
         if size > 1:
-            shape = [1, 1, 1]
+            shape = [1] * 3
             shape[axis] = size
             mean = F.avg_pool3d(mean, tuple(shape), stride=1)
-    inside = tuple(c - k + 1 for c, k in zip(region.crop, kernel, strict=True))
-    peaks = F.max_pool3d(mean, inside, stride=region.step)[0, 0]
-    return (peaks > SIGNAL_THRESHOLD).numpy()
+    return mean
+
+

@@ -10,6 +10,7 @@ from torch import nn
 
 from dineuro.predict._grid import WindowGrid
 from dineuro.predict._precision import resolve_precision
+from dineuro.predict._signal import signal_level
 from dineuro.predict._windows import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_OVERLAP,
@@ -71,9 +72,10 @@ def sliding_window_predict(model: nn.Module, volume: np.ndarray, crop: int | Seq
     predictor = WindowPredictor(model, grid.crop, flips, device,
                                 resolve_precision(precision, device), grid.n_windows, progress,
                                 stats)
+    level = signal_level(volume.__getitem__, volume.shape) if skip_empty else None
     with inference(model, predictor.device):
         prob = blend(pad_to_grid(volume, grid), grid.crop, overlap, batch_size, predictor,
-                     skip_empty)
+                     level)
     return np.ascontiguousarray(prob[inner(grid)].numpy())
 
 

@@ -24,7 +24,7 @@ from torch import nn
 
 from dineuro.models.vit3d import Triple
 from dineuro.predict._grid import WindowGrid
-from dineuro.predict._signal import region_signal
+from dineuro.predict._signal import SignalLevel, region_signal
 
 DEFAULT_OVERLAP = 0.5
 #: Windows per forward pass. Not 1: for a single window with few channels PyTorch's CPU
@@ -87,6 +87,8 @@ class WindowPredictor:
             self.progress(self.done, self.total)
 
     def _prob(self, windows: torch.Tensor) -> torch.Tensor:
+        if self.device.type == "cpu":  # as the weights (see inference)
+            windows = windows.contiguous(memory_format=torch.channels_last_3d)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
             logits = self.model(windows)
         expected = (windows.shape[0], CLASSES, *self.crop)
@@ -97,11 +99,12 @@ class WindowPredictor:
 
 
 def blend(padded: torch.Tensor, crop: Triple, overlap: float, batch_size: int,
-          predictor: WindowPredictor, skip_empty: bool) -> torch.Tensor:
+          predictor: WindowPredictor, level: SignalLevel | None) -> torch.Tensor:
     """Gaussian-blended probability over a (z, y, x) region tiled exactly by the window grid.
 
     ``padded`` must measure ``crop + k * step`` per axis (the region's grid then needs no
-    padding); with ``skip_empty`` only the windows with signal are computed.
+    padding); with the stack's signal ``level`` only the windows with signal are computed,
+    without it all.
     """
     region = WindowGrid.of(padded.shape, crop, overlap)
     if region.padded_shape != tuple(padded.shape):
@@ -109,7 +112,7 @@ def blend(padded: torch.Tensor, crop: Triple, overlap: float, batch_size: int,
     weight = compute_importance_map(crop, mode="gaussian", sigma_scale=SIGMA_SCALE)
     corners = list(itertools.product(*(range(0, k * s, s)
                                        for k, s in zip(region.counts, region.step, strict=True))))
-    run = (region_signal(padded, region) if skip_empty
+    run = (region_signal(padded, region, level) if level is not None
            else np.ones(region.counts, dtype=bool)).ravel()
     total = torch.zeros(padded.shape)
     for corner in corners:
@@ -127,15 +130,28 @@ def blend(padded: torch.Tensor, crop: Triple, overlap: float, batch_size: int,
 
 @contextlib.contextmanager
 def inference(model: nn.Module, device: torch.device) -> Iterator[None]:
-    """Eval mode and inference mode on ``device``; the model's train/eval mode is restored."""
+    """Eval mode and inference mode on ``device``; the model's train/eval mode is restored.
+
+    On a CPU the 3D convolutions' weights are stored channels-last meanwhile (their memory
+    layout only, restored afterwards so that training goes on bit for bit as it would have):
+    oneDNN then convolves without reordering every activation, measured about 25 % faster per
+    window for the default network in bf16 and 10 % in float32.
+    """
     if not isinstance(model, nn.Module):
         raise ValueError(f"model should be a torch.nn.Module, got {type(model).__name__}.")
     training = model.training
     model.to(device).eval()
+    convolutions = [module for module in model.modules()
+                    if isinstance(module, (nn.Conv3d, nn.ConvTranspose3d))
+                    and module.weight.is_contiguous()] if device.type == "cpu" else []
+    for module in convolutions:
+        module.to(memory_format=torch.channels_last_3d)
     try:
         with torch.inference_mode():
             yield
     finally:
+        for module in convolutions:
+            module.to(memory_format=torch.contiguous_format)
         model.train(training)
 
 

@@ -430,15 +430,27 @@ def _finish(zyx, radius, brightness, edges, given, *, scale, offset, shape, prun
 
 
 def _foreground(prob: np.ndarray, high: float, low: float) -> np.ndarray:
-    from skimage.filters import apply_hysteresis_threshold
-
-    mask = apply_hysteresis_threshold(prob, low, high)
+    mask = hysteresis(prob, low, high)
     fraction = mask.mean()
     if fraction > MAX_FOREGROUND_FRACTION:
         raise InputError(f"{fraction:.0%} of the voxels are foreground at thresholds {low:g}/"
                          f"{high:g}; a neuron fills a small fraction of a stack, so this is "
                          "not a neurite probability map (or the thresholds are too low).")
     return mask
+
+
+def hysteresis(prob: np.ndarray, low: float, high: float) -> np.ndarray:
+    """Voxels above ``low`` in a (face-connected) piece holding a voxel above ``high``.
+
+    What scikit-image's ``apply_hysteresis_threshold`` computes, found by looking up the labels
+    under the ``high`` voxels instead of summing them over every label: on a noisy 60x512x512
+    map with tens of thousands of pieces that sum was half of the whole trace's time.
+    """
+    labels, count = ndimage.label(prob > low)
+    keep = np.zeros(count + 1, dtype=bool)
+    keep[labels[prob > high]] = True
+    keep[0] = False
+    return keep[labels]
 
 
 def _given_root(root, offset, shape, zyx, label_of, labels, scale, root_snap) -> int:
