@@ -88,32 +88,29 @@ def test_blending_is_the_gaussian_weighted_average_of_the_grid_windows():
     model = _BiasMap(bias.reshape(1, 1, crop))
     prob = sliding_window_predict(model, np.zeros((1, 1, size), np.float32), crop=(1, 1, crop),
                                   overlap=overlap, **EXACT)[0, 0]
-    # Independently: step 4, windows needed to cover 22 voxels: 5, spanning 24, so one voxel of
-    # zeros before the stack; window k starts at 4 k - 1. MONAI's Gaussian has sigma = crop / 8
-    # around the window centre.
-    step, n_windows, before = 4, 5, 1
+    # Independently: step 4, windows needed to cover 22 voxels: 5, starting at 0, 4, 8, 12 and
+    # (moved back to end at the edge) 14. MONAI's Gaussian has sigma = crop / 8 around the
+    # window centre.
+    starts = [0, 4, 8, 12, 14]
     offsets = np.arange(crop) - (crop - 1) / 2
     weight = np.exp(-offsets**2 / (2 * (crop / 8) ** 2))
     p_window = _sigmoid(bias.numpy().astype(np.float64))
     num, den, plain = np.zeros(size), np.zeros(size), np.zeros(size)
-    for k in range(n_windows):
+    for start in starts:
         for i in range(crop):
-            v = k * step - before + i
-            if 0 <= v < size:
-                num[v] += weight[i] * p_window[i]
-                den[v] += weight[i]
-                plain[v] += p_window[i]
+            num[start + i] += weight[i] * p_window[i]
+            den[start + i] += weight[i]
+            plain[start + i] += p_window[i]
     np.testing.assert_allclose(prob, num / den, atol=1e-6)
     # The weights matter: an unweighted average is far from it.
-    counts = np.bincount([k * step - before + i for k in range(n_windows) for i in range(crop)
-                          if 0 <= k * step - before + i < size], minlength=size)
+    counts = np.bincount([start + i for start in starts for i in range(crop)], minlength=size)
     assert np.abs(prob - plain / counts).max() > 0.05
 
 
-@pytest.mark.parametrize("shape", [(16, 32, 40), (5, 9, 11)])
-def test_equals_monai_where_its_placement_is_the_grid(shape):
-    # Extent crop + k * step (no padding) or smaller than the crop (MONAI's symmetric zero pad):
-    # MONAI's own windows are then ours, so the results agree.
+@pytest.mark.parametrize("shape", [(16, 32, 40), (5, 9, 11), (13, 37, 21)])
+def test_equals_monai_sliding_window_inference(shape):
+    # On the grid (crop + k * step), smaller than the crop (MONAI's symmetric zero pad), and
+    # neither (MONAI's last window moved back to the edge): the windows are MONAI's.
     model, crop = _context_model(), (8, 16, 16)
     volume = np.random.default_rng(2).random(shape, dtype=np.float32)
     ours = sliding_window_predict(model, volume, crop=crop, overlap=0.5, **EXACT)

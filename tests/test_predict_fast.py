@@ -71,13 +71,11 @@ def _brute_force_signal(volume: np.ndarray, crop, overlap) -> np.ndarray:
     3x3x3 neighbourhood lies inside the window, above the stack's level."""
     threshold = _brute_force_threshold(volume)
     grid = WindowGrid.of(volume.shape, crop, overlap)
-    padded = np.zeros(grid.padded_shape, np.float32)
-    padded[tuple(slice(p, p + n) for p, n in zip(grid.pad_before, grid.shape, strict=True))] = \
-        volume
+    assert all(n >= c for n, c in zip(volume.shape, grid.crop, strict=True))  # no padding
     out = np.zeros(grid.counts, dtype=bool)
     for index in np.ndindex(*grid.counts):
-        window = padded[tuple(slice(k * s, k * s + c)
-                              for k, s, c in zip(index, grid.step, grid.crop, strict=True))]
+        window = volume[tuple(slice(grid.start(axis, k), grid.start(axis, k) + c)
+                              for axis, (k, c) in enumerate(zip(index, grid.crop, strict=True)))]
         mean = ndimage.uniform_filter(window.astype(np.float64), size=3, mode="constant")
         out[index] = mean[1:-1, 1:-1, 1:-1].max() > threshold
     return out

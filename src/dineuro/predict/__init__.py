@@ -6,23 +6,12 @@ where the network has the most context. The loop is ours (:mod:`dineuro.predict.
 computes what ``monai.inferers.sliding_window_inference(mode="gaussian")`` computes on the same
 windows, except that windows without signal are not computed.
 
-Window placement is a fixed grid, the same for a whole stack in memory and for any block of it.
-MONAI's own placement depends on the extent of the array it is given: it shifts the last window
-back to end at the array's edge and pads arrays smaller than the crop symmetrically. A block of a
-large stack would then get windows at other places than the whole stack, and block-wise output
-would differ from in-memory output near every block edge. We therefore pad the stack (with
-zeros, see below) to the smallest size MONAI tiles without shifting, ``crop + k * step`` per axis
-with ``step = int(crop * (1 - overlap))`` (MONAI's step), split as MONAI splits its padding
-(half before, the rest after). The grid is then ``start_k = -pad_before + k * step`` in stack
-coordinates (:class:`WindowGrid`); a block is predicted from the region covered by exactly the
-grid windows that touch it, so every voxel gets the same windows, weights and summation order in
-both modes. A stack whose extent is already ``crop + k * step`` gets MONAI's own placement; one
-smaller than the crop is padded as MONAI pads it.
-
-Padding is zeros, not reflection: after percentile normalisation the background of a
-light-microscopy stack is at or near 0, so zeros look like more background, whereas a reflection
-would mirror neurites into a continuation that is not there. Zeros need no data from beyond a
-block either, which keeps block-wise padding trivially identical to in-memory padding.
+Windows lie where MONAI places them (:class:`WindowGrid`): every ``int(crop * (1 - overlap))``
+voxels, the last moved back to end at the stack's edge, so that no window reads beyond the
+stack (zero padding, tried before, cost accuracy: the network never saw zero slabs in
+training). The grid belongs to the whole stack: a block of a large stack is predicted from the
+region covered by exactly the grid windows that touch it, so every voxel gets the same windows,
+weights and summation order in memory and block by block.
 
 Much of a sparse stack can be background. :func:`signal_windows` decides which windows hold
 signal, from their own voxels and the stack's background level (so in-memory and block-wise

@@ -116,9 +116,10 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
             first = tuple(grid.start(axis, k) for axis, (k, _) in enumerate(region))
             stop = tuple(grid.start(axis, k) + grid.crop[axis]
                          for axis, (_, k) in enumerate(region))
+            starts = tuple(tuple(grid.start(axis, k) - first[axis] for k in range(lo, hi + 1))
+                           for axis, (lo, hi) in enumerate(region))
             data = _read_padded(source, first, stop, norm, limits)
-            prob = blend(torch.from_numpy(data), grid.crop, overlap, batch_size, predictor,
-                         level)
+            prob = blend(torch.from_numpy(data), starts, grid.crop, batch_size, predictor, level)
             keep = tuple(slice(c - f, e - f) for c, e, f in zip(corner, end, first, strict=True))
             out[tuple(slice(c, e) for c, e in zip(corner, end, strict=True))] = encode_probability(
                 prob[keep].numpy(), np.dtype(out.dtype).name)

@@ -45,6 +45,8 @@ TILE = (32, 256, 256)
 MAD_TO_SIGMA = 1.4826
 
 Reader = Callable[[tuple[slice, ...]], np.ndarray]
+#: Per axis, where windows start in a region.
+Starts = tuple[tuple[int, ...], ...]
 
 
 @dataclass(frozen=True)
@@ -100,20 +102,25 @@ def signal_windows(volume: np.ndarray, crop: int | Sequence[int], overlap: float
         >>> run.shape, [tuple(map(int, np.flatnonzero(run.any(axis=a)))) for a in [(0, 2), (0, 1)]]
         ((1, 7, 7), [(0, 1), (0, 1, 2)])
     """
-    from dineuro.predict._stack import checked_volume, pad_to_grid
+    from dineuro.predict._stack import checked_volume, grid_region
 
     volume = checked_volume(volume)
     grid = WindowGrid.of(volume.shape, crop, overlap)
+    region, starts = grid_region(volume, grid)
     level = signal_level(volume.__getitem__, volume.shape)
-    return region_signal(pad_to_grid(volume, grid), grid, level)
+    return region_signal(region, starts, grid.crop, level).reshape(grid.counts)
 
 
-def region_signal(padded: torch.Tensor, region: WindowGrid, level: SignalLevel) -> np.ndarray:
-    """:func:`signal_windows` of a region that its grid tiles without padding."""
-    kernel = tuple(SMOOTHING if c >= SMOOTHING else 1 for c in region.crop)
-    inside = tuple(c - k + 1 for c, k in zip(region.crop, kernel, strict=True))
-    peaks = F.max_pool3d(running_mean(padded, kernel), inside, stride=region.step)[0, 0]
-    return (peaks > level.threshold).numpy()
+def region_signal(region: torch.Tensor, starts: Starts, crop: Sequence[int],
+                  level: SignalLevel) -> np.ndarray:
+    """Whether each window (``itertools.product`` of ``starts``, in ``region``) holds signal:
+    the largest running mean inside it above the level (see the module docstring)."""
+    kernel = tuple(SMOOTHING if c >= SMOOTHING else 1 for c in crop)
+    inside = tuple(c - k + 1 for c, k in zip(crop, kernel, strict=True))
+    mean = running_mean(region, kernel)[0, 0]
+    return np.array([float(mean[tuple(slice(s, s + n) for s, n in zip(corner, inside,
+                                                                      strict=True))].max())
+                     > level.threshold for corner in itertools.product(*starts)], dtype=bool)
 
 
 def running_mean(volume: torch.Tensor, kernel: Sequence[int]) -> torch.Tensor:

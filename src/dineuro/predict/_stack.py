@@ -10,7 +10,7 @@ from torch import nn
 
 from dineuro.predict._grid import WindowGrid
 from dineuro.predict._precision import resolve_precision
-from dineuro.predict._signal import signal_level
+from dineuro.predict._signal import Starts, signal_level
 from dineuro.predict._windows import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_OVERLAP,
@@ -31,9 +31,9 @@ def sliding_window_predict(model: nn.Module, volume: np.ndarray, crop: int | Seq
                            ) -> np.ndarray:
     """Probability of neurite for every voxel of a normalised stack held in memory.
 
-    Windows lie on the fixed :class:`WindowGrid` (zero padding, see :mod:`dineuro.predict`) and
-    are blended with MONAI's Gaussian weights; any stack size works, the output has the input's
-    shape exactly.
+    Windows lie on the stack's :class:`WindowGrid` (as MONAI places them) and are blended
+    with MONAI's Gaussian weights; any stack size works, the output has the input's shape
+    exactly.
 
     Args:
         model: maps (B, 1, *crop) float32 to (B, 2, *crop) logits (background, neurite). It is
@@ -73,24 +73,30 @@ def sliding_window_predict(model: nn.Module, volume: np.ndarray, crop: int | Seq
                                 resolve_precision(precision, device), grid.n_windows, progress,
                                 stats)
     level = signal_level(volume.__getitem__, volume.shape) if skip_empty else None
+    region, starts = grid_region(volume, grid)
     with inference(model, predictor.device):
-        prob = blend(pad_to_grid(volume, grid), grid.crop, overlap, batch_size, predictor,
-                     level)
+        prob = blend(region, starts, grid.crop, batch_size, predictor, level)
     return np.ascontiguousarray(prob[inner(grid)].numpy())
 
 
-def pad_to_grid(volume: np.ndarray, grid: WindowGrid) -> torch.Tensor:
-    """The stack with the grid's zeros around it (no copy when it needs none)."""
-    if grid.padded_shape == grid.shape:
-        return torch.from_numpy(volume)
-    padded = torch.zeros(grid.padded_shape)
-    padded[inner(grid)] = torch.from_numpy(volume)
-    return padded
+def grid_region(volume: np.ndarray, grid: WindowGrid) -> tuple[torch.Tensor, Starts]:
+    """The stack as the region its windows cover (zeros around it only along an axis shorter
+    than the crop; no copy otherwise) and where the windows start in it."""
+    extent = grid.extent
+    if all(first == 0 for first, _ in extent):
+        region = torch.from_numpy(volume)
+    else:
+        region = torch.zeros(tuple(end - first for first, end in extent))
+        region[inner(grid)] = torch.from_numpy(volume)
+    starts = tuple(tuple(s - first for s in grid.starts(axis))
+                   for axis, (first, _) in enumerate(extent))
+    return region, starts
 
 
 def inner(grid: WindowGrid) -> tuple[slice, ...]:
-    """Where the stack lies in the grid's padded extent."""
-    return tuple(slice(p, p + n) for p, n in zip(grid.pad_before, grid.shape, strict=True))
+    """Where the stack lies in the region its windows cover."""
+    return tuple(slice(-first, -first + n)
+                 for (first, _), n in zip(grid.extent, grid.shape, strict=True))
 
 
 def checked_volume(volume) -> np.ndarray:

@@ -1,13 +1,15 @@
 """The window loop: which windows run, the network on them in batches, Gaussian blending.
 
-Every window of a region's :class:`~dineuro.predict.WindowGrid` is weighted by MONAI's Gaussian
+Every window of a :class:`~dineuro.predict.WindowGrid` is weighted by MONAI's Gaussian
 importance map (``compute_importance_map``, sigma = :data:`SIGMA_SCALE` of the crop, floored at
 1e-3) and the map is the weighted sum of the windows' class-1 probabilities over the sum of all
-weights: what ``monai.inferers.sliding_window_inference(mode="gaussian")`` computes where its
-windows are the grid's. We run the loop ourselves rather than through MONAI for one reason:
-windows without signal (:func:`~dineuro.predict.signal_windows`) are not computed at all, yet
-keep their weight with probability 0, so a skipped window gives exactly what a network that
-sees only background would give it.
+weights: what ``monai.inferers.sliding_window_inference(mode="gaussian")`` computes, whose
+windows the grid's are. We run the loop ourselves rather than through MONAI for two reasons:
+a block of a large stack is blended from exactly the whole stack's windows that touch it
+(MONAI would place its own windows over the block), and windows without signal
+(:func:`~dineuro.predict.signal_windows`) are not computed at all, yet keep their weight with
+probability 0, so a skipped window gives exactly what a network that sees only background
+would give it.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ from monai.data.utils import compute_importance_map
 from torch import nn
 
 from dineuro.models.vit3d import Triple
-from dineuro.predict._grid import WindowGrid
-from dineuro.predict._signal import SignalLevel, region_signal
+from dineuro.predict._signal import SignalLevel, Starts, region_signal
 
 DEFAULT_OVERLAP = 0.5
 #: Windows per forward pass. Not 1: for a single window with few channels PyTorch's CPU
@@ -98,31 +99,27 @@ class WindowPredictor:
         return torch.softmax(logits.float(), dim=1)[:, NEURITE:NEURITE + 1]
 
 
-def blend(padded: torch.Tensor, crop: Triple, overlap: float, batch_size: int,
+def blend(region: torch.Tensor, starts: Starts, crop: Triple, batch_size: int,
           predictor: WindowPredictor, level: SignalLevel | None) -> torch.Tensor:
-    """Gaussian-blended probability over a (z, y, x) region tiled exactly by the window grid.
+    """Gaussian-blended probability over a (z, y, x) region covered by the given windows.
 
-    ``padded`` must measure ``crop + k * step`` per axis (the region's grid then needs no
-    padding); with the stack's signal ``level`` only the windows with signal are computed,
-    without it all.
+    ``starts`` holds, per axis, where the windows start in ``region``; every window lies
+    inside it and every voxel of it is in some window. With the stack's signal ``level`` only
+    the windows with signal are computed, without it all of them.
     """
-    region = WindowGrid.of(padded.shape, crop, overlap)
-    if region.padded_shape != tuple(padded.shape):
-        raise AssertionError(f"region {tuple(padded.shape)} is not on the window grid.")
     weight = compute_importance_map(crop, mode="gaussian", sigma_scale=SIGMA_SCALE)
-    corners = list(itertools.product(*(range(0, k * s, s)
-                                       for k, s in zip(region.counts, region.step, strict=True))))
-    run = (region_signal(padded, region, level) if level is not None
-           else np.ones(region.counts, dtype=bool)).ravel()
-    total = torch.zeros(padded.shape)
+    corners = list(itertools.product(*starts))
+    run = (region_signal(region, starts, crop, level) if level is not None
+           else np.ones(len(corners), dtype=bool))
+    total = torch.zeros(region.shape)
     for corner in corners:
         total[_window(corner, crop)] += weight
     chosen = [corner for corner, keep in zip(corners, run, strict=True) if keep]
     predictor.advance(len(corners) - len(chosen))
-    out = torch.zeros(padded.shape)
+    out = torch.zeros(region.shape)
     for first in range(0, len(chosen), batch_size):
         batch = [_window(corner, crop) for corner in chosen[first:first + batch_size]]
-        prob = predictor(torch.stack([padded[where] for where in batch])[:, None])
+        prob = predictor(torch.stack([region[where] for where in batch])[:, None])
         for where, window_prob in zip(batch, prob, strict=True):
             out[where] += weight * window_prob
     return out.div_(total)
