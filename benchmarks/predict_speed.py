@@ -4,8 +4,10 @@ Modes, all with the same network, crop, overlap (default 0.5), Gaussian blending
 
 - ``monai`` (the reference): ``monai.inferers.sliding_window_inference`` on the whole normalised
   stack, then softmax and class 1, as a plain MONAI user would write it;
-- ``dineuro``: :func:`dineuro.predict.sliding_window_predict` (fixed window grid with zero
-  padding, class-1 probabilities blended instead of 2-channel logits);
+- ``dineuro``: :func:`dineuro.predict.sliding_window_predict` (its own window loop over MONAI's
+  window placement, class-1 probabilities blended instead of 2-channel logits), on the exact
+  path (float32, every window) so that the comparison is of the implementation; the fast paths
+  (bf16, skipping windows without signal) are measured by ``benchmarks/run_speed.py``;
 - ``dineuro-blocks`` (only with ``--block``): :func:`dineuro.predict.predict_blocks` from a raw
   uint16 zarr stack on disk to a float32 zarr array, including the whole-stack percentiles.
 
@@ -57,6 +59,8 @@ KIB = 1024
 FALLBACK_UNETR = {"tiny": dict(crop=32, feature_size=8, hidden_size=48, num_heads=3),
                   "small": dict(crop=64, feature_size=16, hidden_size=384, num_heads=6)}
 RAW_MAX = 4095  # a 12-bit camera in a uint16 stack
+#: The exact prediction path, as MONAI computes it: float32, every window.
+EXACT = {"precision": "fp32", "skip_empty": False}
 
 
 def peak_rss_mib() -> float:
@@ -119,13 +123,13 @@ def runner(mode: str, model, crop, shape, args, workdir: Path):
         def run():
             dst = workdir / f"prob{next(counter)}.zarr"
             predict_blocks(model, src, dst, crop, NormalizationConfig(), block=args.block,
-                           overlap=args.overlap, batch_size=args.batch_size)
+                           overlap=args.overlap, batch_size=args.batch_size, **EXACT)
         return run
 
     volume = make_volume(shape)
     if mode == "dineuro":
         return lambda: sliding_window_predict(model, volume, crop, overlap=args.overlap,
-                                              batch_size=args.batch_size)
+                                              batch_size=args.batch_size, **EXACT)
 
     from monai.inferers import sliding_window_inference
 
