@@ -31,6 +31,8 @@ Usage::
     python benchmarks/trace_vs_peers.py data/bench \\
         --model runs/bench_tiny/best.pt
     python benchmarks/trace_vs_peers.py data/bench --model default   # the packaged model
+    python benchmarks/trace_vs_peers.py data/bench --model default --precision fp32 \
+        --all-windows                                     # ... on the exact prediction path
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from dineuro.evaluate_swc import DEFAULT_SWC_THRESHOLD
 from dineuro.io import SwcTree, read_volume
 from dineuro.metrics import dice
 from dineuro.neuron_distance import compare_trees
+from dineuro.predict import PRECISIONS
 from dineuro.trace import EmptyTraceWarning, trace
 
 #: The model row's Dice scores its map at p > this, as ``dineuro predict`` writes NAME_mask.tif.
@@ -174,9 +177,11 @@ def markdown(results: list[MethodResult], header: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def predict_all(model: Path | str, dataset, names: list[str], out_dir: Path, device: str
-                ) -> dict[str, float]:
-    """Predict each stack into ``out_dir`` as ``dineuro predict`` does; seconds per name."""
+def predict_all(model: Path | str, dataset, names: list[str], out_dir: Path, device: str,
+                **window_options) -> dict[str, float]:
+    """Predict each stack into ``out_dir`` as ``dineuro predict`` does (``window_options``:
+    precision, skip_empty of :func:`dineuro.predict.sliding_window_predict`); seconds per
+    name."""
     from dineuro.checkpoint import load_model, resolve_model
     from dineuro.data.normalize import NormalizationConfig
     from dineuro.predict import predict_stack
@@ -187,13 +192,13 @@ def predict_all(model: Path | str, dataset, names: list[str], out_dir: Path, dev
     for name in names:
         start = time.perf_counter()
         predict_stack(network, dataset.images[name], out_dir, meta["model_config"]["crop"], norm,
-                      device=device)
+                      device=device, **window_options)
         seconds[name] = time.perf_counter() - start
     return seconds
 
 
 def run(data: Path, pred: Path | None, model: Path | str | None, split: str, threshold: float,
-        device: str, method: str = "thinning") -> list[MethodResult]:
+        device: str, method: str = "thinning", **window_options) -> list[MethodResult]:
     """Score every method on the ``split`` stacks of ``data`` (see the module docstring)."""
     dataset = open_dataset(data)
     names = dataset.split()[split]
@@ -201,7 +206,7 @@ def run(data: Path, pred: Path | None, model: Path | str | None, split: str, thr
         predict_seconds = {}
         if model is not None:
             pred = Path(scratch)
-            predict_seconds = predict_all(model, dataset, names, pred, device)
+            predict_seconds = predict_all(model, dataset, names, pred, device, **window_options)
         results = [MethodResult("gold mask, traced"), MethodResult("model map, traced"),
                    MethodResult("raw image (percentile-normalised), traced"),
                    MethodResult("Rivulet2 on the raw image (Otsu threshold)")]
@@ -254,9 +259,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, help="also write the Markdown table here")
     parser.add_argument("--method", default="thinning", choices=("thinning", "geodesic"),
                         help="the tracer's centre-line method (default %(default)s)")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="for --model (default %(default)s)")
+    parser.add_argument("--all-windows", action="store_true",
+                        help="for --model: compute every window (default: skip those without "
+                             "signal, as dineuro run does)")
     args = parser.parse_args()
     results = run(args.data, args.pred, args.model, args.split, args.threshold, args.device,
-                  args.method)
+                  args.method, precision=args.precision, skip_empty=not args.all_windows)
     n_stacks = len(results[0].seconds)
     table = markdown(results, header(args.data, n_stacks, args.split, args.threshold))
     print(table)

@@ -33,6 +33,7 @@ def test_train_predict_evaluate(trained, tmp_path):
     result = invoke("predict", run / "best.pt", stack, "-o", tmp_path / "pred",
                     "--prob-dtype", "uint8")
     assert result.code == 0, result.err
+    assert f"{test[0]}.tif: network on " in result.err  # windows computed, precision
     prob = read_volume(tmp_path / "pred" / f"{test[0]}_prob.tif")
     mask = read_volume(tmp_path / "pred" / f"{test[0]}_mask.tif")
     image = read_volume(stack)

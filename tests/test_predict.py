@@ -161,6 +161,7 @@ def test_block_wise_zarr_prediction_equals_in_memory(tmp_path, shape, overlap, f
     np.testing.assert_allclose(blocks[...], in_memory, atol=1e-5)
     reopened = zarr.open_array(str(tmp_path / "prob.zarr"), mode="r")
     assert reopened.attrs["dineuro"]["normalization"] == norm.to_dict()
+    assert reopened.attrs["dineuro"]["precision"] == "fp32"  # as resolved, for the record
 
 
 def test_block_wise_fills_an_existing_uint8_array_and_refuses_an_existing_path(tmp_path):

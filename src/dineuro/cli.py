@@ -327,11 +327,18 @@ def predict(
     """Apply a trained model (the packaged default unless --model): writes NAME_prob.tif and
     NAME_mask.tif per stack.
 
-    Stacks of any size work (padded and cropped back); windows are blended with Gaussian
-    weights, and windows without signal are skipped. The checkpoint carries the network, crop
+    Stacks of any size work (windows placed as MONAI places them, a stack thinner than a
+    window padded); windows are blended with Gaussian weights, and windows without signal are
+    skipped. The checkpoint carries the network, crop
     and normalisation it was trained with.
     """
-    from dineuro.predict import find_stacks, output_paths, predict_blocks, predict_stack
+    from dineuro.predict import (
+        WindowStats,
+        find_stacks,
+        output_paths,
+        predict_blocks,
+        predict_stack,
+    )
 
     model, inputs = _model_and_inputs(model, inputs)
     stacks = [Path(p) for p in inputs] if blocks else find_stacks(inputs)
@@ -354,13 +361,17 @@ def predict(
             def advance(done: int, total: int, task=task) -> None:
                 progress.update(task, completed=done, total=total)
 
+            stats = WindowStats()
             if blocks:
                 predict_blocks(network, stack, zarr_output(stack), crop, norm,
                                block=_parse_triple(block, "--block", int), progress=advance,
-                               **options)
+                               stats=stats, **options)
             else:
                 predict_stack(network, stack, out, crop, norm, threshold=threshold,
-                              channel=channel, progress=advance, **options)
+                              channel=channel, progress=advance, stats=stats, **options)
+            progress.console.print(f"{stack.name}: network on {stats.computed} of "
+                                   f"{stats.windows} windows ({stats.precision})",
+                                   highlight=False)
     err.print(f"wrote predictions of {len(stacks)} stack(s) to {out}/")
 
 
@@ -558,13 +569,20 @@ def _predict_and_trace(stacks: list[Path], out: Path, loaded, options: dict,
     the names whose map could not be traced (each gets a warning, the batch goes on)."""
     import time
 
-    from dineuro.predict import WindowStats, output_paths, predict_file, write_prediction
+    from dineuro.predict import (
+        DEFAULT_PROB_DTYPE,
+        DEFAULT_THRESHOLD,
+        WindowStats,
+        output_paths,
+        predict_file,
+        write_prediction,
+    )
     from dineuro.trace import write_trace
 
     network, crop, norm = loaded
     options = dict(options)
-    threshold = options.pop("threshold", 0.5)
-    prob_dtype = options.pop("prob_dtype", "float32")
+    threshold = options.pop("threshold", DEFAULT_THRESHOLD)
+    prob_dtype = options.pop("prob_dtype", DEFAULT_PROB_DTYPE)
     untraced = []
     with _progress() as progress:
         overall = progress.add_task("stacks", total=len(stacks))

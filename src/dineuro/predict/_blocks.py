@@ -108,7 +108,8 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
     attrs = {"dineuro": {"content": "probability of neurite (class 1)",
                          "encoding": encoding_note(prob_dtype), "normalization": norm.to_dict(),
                          "limits": list(limits), "crop": list(grid.crop), "overlap": overlap,
-                         "flips": flips}}
+                         "flips": flips, "precision": predictor.stats.precision,
+                         "skip_empty": skip_empty}}
     with _destination(dst, grid.shape, block, prob_dtype, attrs) as out, \
             inference(model, predictor.device):
         for corner, region in zip(blocks, regions, strict=True):
