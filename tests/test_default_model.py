@@ -76,6 +76,14 @@ def test_run_traces_the_map_it_wrote_and_reports_its_windows(small_stack, tmp_pa
     assert np.array_equal(written.parent_index, again.parent_index)
 
 
+def test_run_refuses_a_bad_option_before_predicting(small_stack, tmp_path):
+    stack = tmp_path / "stack.tif"
+    write_volume(stack, small_stack.image, small_stack.spacing)
+    result = invoke("run", stack, "-o", tmp_path / "out", "--prob-dtype", "float16")
+    assert result.code == 2 and "prob_dtype" in result.err and "Traceback" not in result.err
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
 def test_old_positional_model_form_is_still_read():
     assert _model_and_inputs(None, [Path("best.pt"), Path("a.tif")]) == ("best.pt",
                                                                         [Path("a.tif")])

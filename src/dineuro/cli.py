@@ -573,7 +573,7 @@ def _predict_and_trace(stacks: list[Path], out: Path, loaded, options: dict,
         DEFAULT_PROB_DTYPE,
         DEFAULT_THRESHOLD,
         WindowStats,
-        output_paths,
+        checked_outputs,
         predict_file,
         write_prediction,
     )
@@ -583,6 +583,7 @@ def _predict_and_trace(stacks: list[Path], out: Path, loaded, options: dict,
     options = dict(options)
     threshold = options.pop("threshold", DEFAULT_THRESHOLD)
     prob_dtype = options.pop("prob_dtype", DEFAULT_PROB_DTYPE)
+    outputs = {stack: checked_outputs(stack, out, threshold, prob_dtype) for stack in stacks}
     untraced = []
     with _progress() as progress:
         overall = progress.add_task("stacks", total=len(stacks))
@@ -595,7 +596,7 @@ def _predict_and_trace(stacks: list[Path], out: Path, loaded, options: dict,
             stats, start = WindowStats(), time.perf_counter()
             prob = predict_file(network, stack, crop, norm, progress=advance, stats=stats,
                                 **options)
-            prob_path, mask_path = output_paths(stack, out)
+            prob_path, mask_path = outputs[stack]
             write_prediction(prob, prob_path, mask_path, threshold=threshold,
                              prob_dtype=prob_dtype)
             predicted = time.perf_counter()
