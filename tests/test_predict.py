@@ -21,14 +21,7 @@ from dineuro.predict import (
     sliding_window_predict,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny convolutions: with 2 threads on a loaded 2-core machine they run 5x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 #: The exact path: float32 arithmetic and every window computed, for closed-form comparisons.

@@ -22,13 +22,7 @@ from dineuro.predict import (
 )
 from dineuro.predict._signal import MAD_TO_SIGMA, NOISE_FACTOR, SPECK_FLOOR, STRIDE, signal_level
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _structure_model() -> nn.Module:

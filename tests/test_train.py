@@ -25,14 +25,7 @@ TINY = ["size=tiny", "transfer=scratch", "crop=[16, 32, 32]", "model_options={pa
         "batch_size=2", "lr=1e-3", "warmup_steps=2", "tensorboard=false"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """One torch thread, also for the module fixtures: the machine is shared (2 contended threads
-    are far slower), and float sums, hence weights, depend on the thread count."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
