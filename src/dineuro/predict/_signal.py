@@ -13,8 +13,9 @@ anywhere from 0 to 0.3 with its own noise.
 Only a window's own voxels enter its test (the mean is taken where the 3x3x3 neighbourhood
 lies inside the window), and the level comes from the whole stack measured tile by tile in a
 fixed tiling, so a window is skipped or computed alike whether the stack is predicted whole or
-block by block. ``benchmarks/run_speed.py`` measures what skipping costs: the largest full-run
-probability inside a skipped window, and Dice and traced F1 against computing every window.
+block by block. ``benchmarks/run_speed.py`` and ``benchmarks/skip_threshold.py`` measure what
+skipping costs: the largest full-run probability inside a skipped window, and Dice and traced
+F1 against computing every window.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ import torch.nn.functional as F
 from dineuro.predict._grid import WindowGrid
 
 #: A window holds signal above background + this many noise units (see the module docstring;
-#: chosen on synthetic stacks by ``benchmarks/run_speed.py``-style agreement checks).
+#: chosen on synthetic stacks with ``benchmarks/skip_threshold.py``: 4 skips about twice as
+#: many windows but moved one stack's Dice by 0.0023).
 NOISE_FACTOR = 3.0
 #: ... and above this 3x3x3 mean in any case: a lone saturated speck gives 1/27 = 0.037.
 SPECK_FLOOR = 0.05
