@@ -627,6 +627,83 @@ def _set_threads(threads: int) -> None:
         torch.set_num_threads(threads)
 
 
+class _AdaptBars:
+    """Rich progress bars fed by adapt's ``progress(stage, done, total, loss)``: one per stage."""
+
+    def __init__(self, progress: Progress):
+        self.progress, self.tasks = progress, {}
+
+    def __call__(self, stage: str, done: int, total: int, loss: float | None) -> None:
+        if stage not in self.tasks:
+            self.tasks[stage] = self.progress.add_task(stage, total=total, loss="")
+        shown = {} if loss is None else {"loss": f"loss {loss:.4f}"}
+        self.progress.update(self.tasks[stage], completed=done, total=total, **shown)
+
+
+@app.command()
+def adapt(
+    inputs: Annotated[list[Path], typer.Argument(
+        help=f"The lab's unlabelled stacks ({STACK_FORMATS}) or folders of them.")],
+    out: Annotated[Path, typer.Option(
+        "-o", "--out", help="The adapted checkpoint to write (.pt; must not exist). The run's "
+                            "labels, checks and state go to the folder beside it, OUT.adapt/ "
+                            "without the .pt.")],
+    model: ModelOption = None,
+    steps: Annotated[int | None, typer.Option(
+        min=1, help="Fine-tuning steps per round (default 500).")] = None,
+    rounds: Annotated[int | None, typer.Option(
+        min=1, help="Rounds of label-then-fine-tune (default 1).")] = None,
+    synthetic: Annotated[Path | None, typer.Option(
+        help="Dataset folder (dineuro synth layout) to mix in so the network does not forget; "
+             "default: synthesise 10 stacks of the realistic preset, the default model's "
+             "training data.")] = None,
+    overrides: Annotated[list[str] | None, typer.Option(
+        "--set", help="KEY=VALUE for any other setting (lr, batch_size, synthetic_share, "
+                      "fg_prob, bg_prob, margin, holdout, guard_margin, seed, ...).")] = None,
+    resume: Annotated[bool, typer.Option(
+        help="Continue an interrupted run from OUT.adapt/state.pt, exactly.")] = False,
+    device: Device = "auto",
+    threads: Annotated[int | None, typer.Option(
+        min=1, help="CPU threads for the network (default: PyTorch's).")] = None,
+) -> None:
+    """Adapt a network to your own microscope from unlabelled stacks (self-training).
+
+    Each round labels your stacks with the network and the tracer: foreground where a traced
+    tree's tube and a high probability agree, background where the probability is low far
+    from any trace, the rest ignored. Then the network is fine-tuned on those labels mixed
+    with synthetic stacks with gold labels. Some of your stacks are held back: after every
+    round adapt reports the network's agreement with their first labels, and its Dice on
+    held-back synthetic stacks, and warns when the latter fell by more than a margin. Use the
+    result with `dineuro run --model OUT STACK`.
+    """
+    from dineuro.adapt import AdaptConfig
+    from dineuro.adapt import adapt as run_adapt
+    from dineuro.predict import find_stacks
+    from dineuro.train.config import parse_override
+
+    values = dict(parse_override(item) for item in overrides or [])
+    given = {"stacks": [str(p) for p in find_stacks(inputs)], "out": str(out),
+             "model": model or "default", "steps": steps, "rounds": rounds,
+             "synthetic": None if synthetic is None else str(synthetic), "device": device,
+             "threads": threads}
+    values |= {key: value for key, value in given.items() if value is not None}
+    config = AdaptConfig.from_dict(values)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with _progress(TextColumn("{task.fields[loss]}"), MofNCompleteColumn()) as progress:
+            result = run_adapt(config, progress=_AdaptBars(progress), resume=resume)
+    _print_warnings(caught)
+    for checked in [result.before, *result.rounds]:
+        when = "before" if "round" not in checked else f"round {checked['round']}"
+        synthetic_dice, agree = checked["synthetic_dice"], checked["agreement"]
+        err.print(f"{when}: Dice on held-back synthetic stacks "
+                  f"{'-' if synthetic_dice is None else f'{synthetic_dice:.3f}'}, agreement "
+                  f"with held-back stacks' first labels {'-' if agree is None else f'{agree:.3f}'}",
+                  highlight=False)
+    err.print(f"wrote {result.out} in {result.seconds:.0f} s; labels, checks and state in "
+              f"{result.work}/")
+
+
 @app.command("model-card")
 def model_card(model: ModelOption = None) -> None:
     """Show how a model was made and what it scored: the card of the packaged default model

@@ -34,6 +34,7 @@ from dineuro.predict._files import (
     output_paths,
     predict_file,
     predict_stack,
+    stack_name,
     write_prediction,
 )
 from dineuro.predict._grid import WindowGrid
@@ -88,5 +89,6 @@ __all__ = [
     "signal_level",
     "signal_windows",
     "sliding_window_predict",
+    "stack_name",
     "write_prediction",
 ]

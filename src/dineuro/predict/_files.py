@@ -163,12 +163,23 @@ def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[P
         >>> [p.name for p in output_paths("data/neuron_03.nii.gz", "out")]
         ['neuron_03_prob.tif', 'neuron_03_mask.tif']
     """
-    path, name = Path(path), Path(path).name
+    name, out_dir = stack_name(path), Path(out_dir)
+    return out_dir / f"{name}_prob.tif", out_dir / f"{name}_mask.tif"
+
+
+def stack_name(path: str | os.PathLike) -> str:
+    """The name outputs of the stack at ``path`` are called by: its file name without the
+    volume extension.
+
+    Examples::
+
+        >>> stack_name("data/neuron_03.nii.gz")
+        'neuron_03'
+    """
+    name = Path(path).name
     for extension in sorted(SUPPORTED_EXTENSIONS, key=len, reverse=True):
         if name.lower().endswith(extension):
-            name = name[:-len(extension)]
-            break
-    out_dir = Path(out_dir)
-    return out_dir / f"{name}_prob.tif", out_dir / f"{name}_mask.tif"
+            return name[:-len(extension)]
+    return name
 
 

@@ -42,6 +42,12 @@ SCALE_PROB, SCALE_FACTOR = 0.3, 0.2  # image * (1 + U(-0.2, 0.2))
 SHIFT_PROB, SHIFT_OFFSET = 0.3, 0.1  # image + U(-0.1, 0.1)
 CONTRAST_PROB, CONTRAST_GAMMA = 0.3, (0.7, 1.5)
 NOISE_PROB, NOISE_STD = 0.2, 0.03  # std drawn from U(0, 0.03)
+#: Strong augmentation (``Augmenter(strong=True)``, for crops labelled by the model itself):
+#: on top of the above, another blur, a wider gamma and more noise, so the network cannot
+#: match its own labels by repeating what it already saw.
+BLUR_PROB, BLUR_SIGMA = 0.3, (0.3, 1.2)  # Gaussian blur, sigma per axis from U(0.3, 1.2)
+STRONG_CONTRAST_PROB, STRONG_CONTRAST_GAMMA = 0.3, (0.5, 2.0)
+STRONG_NOISE_PROB, STRONG_NOISE_STD = 0.3, 0.08
 #: Seeds handed to MONAI transforms are below this (``RandomState`` takes uint32).
 SEED_BOUND = 2**32
 
@@ -53,7 +59,8 @@ class Stack:
     Attributes:
         name: the stack's name in the dataset.
         raw: the stack as stored, (z, y, x).
-        label: foreground mask, bool, same shape.
+        label: foreground mask, bool, same shape (or a uint8 pseudo-label whose values 0, 1
+            and :data:`dineuro.adapt.labels.IGNORE` pass through crops and augmentation).
         limits: whole-stack intensity limits of the normalisation.
         spacing: voxel size (z, y, x).
         foreground: flat indices of the foreground voxels (int64).
@@ -167,17 +174,20 @@ class Augmenter:
     Args:
         config: which transforms are on.
         crop: the crop (z, y, x); ``rotate90`` needs y == x.
+        strong: add the strong intensity transforms (blur, wide gamma, more noise) after the
+            configured ones.
 
     Raises:
         InputError: ``rotate90`` with a crop whose y and x differ.
     """
 
-    def __init__(self, config: AugmentConfig, crop: Sequence[int]):
+    def __init__(self, config: AugmentConfig, crop: Sequence[int], strong: bool = False):
         from monai.transforms import (
             Compose,
             RandAdjustContrastd,
             RandFlipd,
             RandGaussianNoised,
+            RandGaussianSmoothd,
             RandRotate90d,
             RandScaleIntensityd,
             RandShiftIntensityd,
@@ -203,6 +213,13 @@ class Augmenter:
                                                   prob=CONTRAST_PROB))
         if config.noise:
             transforms.append(RandGaussianNoised(image, prob=NOISE_PROB, std=NOISE_STD))
+        if strong:
+            transforms += [
+                RandGaussianSmoothd(image, sigma_x=BLUR_SIGMA, sigma_y=BLUR_SIGMA,
+                                    sigma_z=BLUR_SIGMA, prob=BLUR_PROB),
+                RandAdjustContrastd(image, gamma=STRONG_CONTRAST_GAMMA,
+                                    prob=STRONG_CONTRAST_PROB),
+                RandGaussianNoised(image, prob=STRONG_NOISE_PROB, std=STRONG_NOISE_STD)]
         transforms.append(ToTensord(both, track_meta=False))
         self.transform = Compose(transforms)
 

@@ -1,0 +1,125 @@
+"""Pseudo-labels: what the current model and the tracer are sure of in an unlabelled stack.
+
+A pseudo-label is a uint8 volume with three values:
+
+- :data:`FOREGROUND` (1): the tube of a traced tree (:func:`dineuro.data.render.render_mask` of
+  the SWC the tracer made from the model's map) where the map is also at least ``fg_prob``.
+  Both must agree: the tube alone would label the blur around a thin fibre, the map alone the
+  isolated noise voxels that the tracer dropped as debris.
+- :data:`BACKGROUND` (0): map below ``bg_prob`` and farther than ``margin`` voxels (in x voxels,
+  physical) from every traced tube. The margin keeps the dim edges of real neurites, which the
+  model may underrate, out of the background.
+- :data:`IGNORE` (2): everything else; it contributes no loss (:mod:`dineuro.adapt.loss`).
+
+Only what the tracer keeps counts as foreground, so the labels inherit its judgement of what a
+neurite is (pruned spurs, no debris trees), and the network is taught its own confident,
+traced output, not its raw map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+from dineuro.data.render import render_mask, spacing_in_x_voxels
+from dineuro.io.swc import SwcTree
+
+BACKGROUND, FOREGROUND, IGNORE = 0, 1, 2
+#: Least map value of a foreground voxel (the mask threshold of predict).
+FG_PROB = 0.5
+#: Largest map value of a background voxel.
+BG_PROB = 0.1
+#: Background keeps this far (x voxels, physical) from every traced tube.
+MARGIN = 3.0
+
+
+@dataclass(frozen=True)
+class LabelStats:
+    """How much of a stack a pseudo-label decides.
+
+    Attributes:
+        voxels: voxels of the stack.
+        foreground: voxels labelled foreground.
+        background: voxels labelled background.
+        ignored: voxels left out of the loss.
+        trees: traced trees behind the foreground.
+        nodes: their SWC nodes.
+        map_foreground: voxels of the map above ``fg_prob`` (on a tree or not), for comparison.
+    """
+
+    voxels: int
+    foreground: int
+    background: int
+    ignored: int
+    trees: int
+    nodes: int
+    map_foreground: int
+
+    def to_dict(self) -> dict[str, float]:
+        out = dict(vars(self))
+        out["foreground_share"] = self.foreground / self.voxels
+        out["ignored_share"] = self.ignored / self.voxels
+        return out
+
+
+def pseudo_label(prob: np.ndarray, tree: SwcTree, spacing: Sequence[float] = (1.0, 1.0, 1.0),
+                 fg_prob: float = FG_PROB, bg_prob: float = BG_PROB, margin: float = MARGIN
+                 ) -> np.ndarray:
+    """The pseudo-label (uint8: :data:`BACKGROUND`, :data:`FOREGROUND`, :data:`IGNORE`) of a
+    stack from the model's map ``prob`` and the tracer's ``tree`` of it.
+
+    Args:
+        prob: (z, y, x) probability map in [0, 1].
+        tree: the traced trees, in the map's voxel coordinates (empty: no foreground).
+        spacing: (z, y, x) voxel size; the tube and the margin are physical.
+        fg_prob: least map value of a foreground voxel (inside a tube).
+        bg_prob: background needs a map value below this ...
+        margin: ... and a distance of more than this from every tube, in x voxels.
+
+    Examples::
+
+        >>> from dineuro.io.swc import SwcTree
+        >>> prob = np.zeros((5, 5, 20), np.float32)
+        >>> prob[2, 2, 3:17] = 0.9
+        >>> line = SwcTree(ids=[1, 2], types=[3, 3], xyz=[[3, 2, 2], [16, 2, 2]],
+        ...                radius=[1, 1], parents=[-1, 1])
+        >>> label = pseudo_label(prob, line, margin=1)
+        >>> int((label == FOREGROUND).sum()), int(label[2, 2, 1]), int(label[2, 2, 0])
+        (14, 2, 0)
+    """
+    prob = np.asarray(prob)
+    if not 0.0 <= bg_prob <= fg_prob <= 1.0:
+        raise ValueError(f"need 0 <= bg_prob <= fg_prob <= 1, got {bg_prob} and {fg_prob}.")
+    if margin < 0:
+        raise ValueError(f"margin should be >= 0, got {margin}.")
+    label = np.full(prob.shape, IGNORE, np.uint8)
+    if len(tree):
+        tube = render_mask(tree, prob.shape, spacing)
+        near = distance_to(tube, spacing) <= margin
+    else:
+        tube = near = np.zeros(prob.shape, bool)
+    label[(prob < bg_prob) & ~near] = BACKGROUND
+    label[tube & (prob >= fg_prob)] = FOREGROUND
+    return label
+
+
+def distance_to(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Physical distance (x voxels) of every voxel to the nearest voxel of ``mask`` (0 on it;
+    inf everywhere when the mask is empty)."""
+    if not mask.any():
+        return np.full(mask.shape, np.inf)
+    return ndimage.distance_transform_edt(~mask, sampling=spacing_in_x_voxels(spacing))
+
+
+def label_stats(label: np.ndarray, prob: np.ndarray, tree: SwcTree,
+                fg_prob: float = FG_PROB) -> LabelStats:
+    """What ``label`` decides, with the tree and map it came from."""
+    counts = np.bincount(label.ravel(), minlength=IGNORE + 1)
+    roots = len(tree.roots)
+    return LabelStats(voxels=int(label.size), foreground=int(counts[FOREGROUND]),
+                      background=int(counts[BACKGROUND]), ignored=int(counts[IGNORE]),
+                      trees=roots, nodes=len(tree),
+                      map_foreground=int(np.count_nonzero(prob >= fg_prob)))
