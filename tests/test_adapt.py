@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -31,7 +32,7 @@ from dineuro.adapt import (
     pseudo_label,
 )
 from dineuro.adapt.crops import MixedCrops
-from dineuro.adapt.labels import label_stats
+from dineuro.adapt.labels import label_stats, no_signal
 from dineuro.adapt.loop import agreement, holdout_names
 from dineuro.adapt.loss import SMOOTH, MaskedDiceCE
 from dineuro.checkpoint import load_checkpoint, load_model, save_checkpoint
@@ -41,6 +42,7 @@ from dineuro.errors import InputError
 from dineuro.io import read_swc, read_volume, write_volume
 from dineuro.io.swc import SwcTree
 from dineuro.models.build import build_model
+from dineuro.predict import signal_level
 from dineuro.trace import trace
 from dineuro.train.config import AugmentConfig
 from dineuro.train.data import (
@@ -180,16 +182,20 @@ def _brute_distance(mask: np.ndarray, spacing) -> np.ndarray:
     return pairs.min(axis=1).reshape(mask.shape)
 
 
-def test_pseudo_label_against_brute_force():
-    """Foreground: the tube where the map is sure; background: the map low and physically
-    farther than the margin from every tube (z voxels count twice here); the rest ignored.
-    The thresholds and the margin are hit exactly by some voxels, so their sides matter."""
+@pytest.mark.parametrize("core", [1.0, 0.5])
+def test_pseudo_label_against_brute_force(core):
+    """Foreground: the tube's core (radii times ``core``) where the map is sure; background:
+    the map low and physically farther than the margin from every whole tube (z voxels count
+    twice here); the rest ignored. The thresholds and the margin are hit exactly by some
+    voxels, so their sides matter."""
     prob = _quantised_prob()
     fg_prob, bg_prob, margin = 0.5, 0.25, 2.0
-    label = pseudo_label(prob, TUBES, ANISOTROPIC, fg_prob, bg_prob, margin)
+    label = pseudo_label(prob, TUBES, ANISOTROPIC, fg_prob, bg_prob, margin, core)
     tube = render_mask(TUBES, SHAPE, ANISOTROPIC)
     distance = _brute_distance(tube, ANISOTROPIC)
-    foreground = tube & (prob >= fg_prob)
+    inner = render_mask(replace(TUBES, radius=TUBES.radius * core), SHAPE, ANISOTROPIC)
+    assert (core == 1) == np.array_equal(inner, tube)
+    foreground = inner & (prob >= fg_prob)
     background = (prob < bg_prob) & (distance > margin)
     expected = np.full(SHAPE, IGNORE, np.uint8)
     expected[foreground] = FOREGROUND
@@ -202,7 +208,45 @@ def test_pseudo_label_against_brute_force():
     assert np.any((prob == bg_prob) & (distance > margin))
     # Anisotropy matters: the isotropic label of the same map differs.
     assert not np.array_equal(label, pseudo_label(prob, TUBES, (1, 1, 1), fg_prob, bg_prob,
-                                                  margin))
+                                                  margin, core))
+
+
+def _brute_running_mean(image: np.ndarray) -> np.ndarray:
+    """Mean of every voxel's 3x3x3 neighbourhood, over the neighbours inside the stack."""
+    padded = np.pad(image.astype(np.float64), 1, constant_values=np.nan)
+    shifted = [padded[1 + dz:1 + dz + image.shape[0], 1 + dy:1 + dy + image.shape[1],
+                      1 + dx:1 + dx + image.shape[2]]
+               for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)]
+    return np.nanmean(shifted, axis=0)
+
+
+def test_no_signal_is_the_window_test_per_voxel():
+    """A voxel has no signal when its neighbourhood mean is at most the stack's signal level
+    (the level prediction skips windows by): a bright line and its neighbours have signal,
+    and most of the noise floor has none."""
+    rng = np.random.default_rng(5)
+    image = (rng.random(SHAPE) * 0.1).astype(np.float32)
+    image[3, 5, 4:20] = 0.9
+    dark = no_signal(image)
+    level = signal_level(image.__getitem__, image.shape).threshold
+    np.testing.assert_array_equal(dark, _brute_running_mean(image) <= level + 1e-6)
+    assert not dark[3, 5, 4:20].any() and not dark[2, 4, 10]
+    assert dark.mean() > 0.8
+
+
+def test_pseudo_label_background_needs_a_dark_image():
+    """With the image, a low map is background only where the image has no signal: a
+    neurite the model missed is ignored, not taught as background."""
+    prob = _quantised_prob()
+    image = np.zeros(SHAPE, np.float32)
+    image[5, 8, 2:23] = 1.0  # a fibre the tracer did not find, away from TUBES
+    without = pseudo_label(prob, TUBES, ANISOTROPIC, 0.5, 0.25, 2.0)
+    with_image = pseudo_label(prob, TUBES, ANISOTROPIC, 0.5, 0.25, 2.0, image=image)
+    dark = no_signal(image)
+    np.testing.assert_array_equal(with_image == BACKGROUND, (without == BACKGROUND) & dark)
+    np.testing.assert_array_equal(with_image == FOREGROUND, without == FOREGROUND)
+    assert np.any((without == BACKGROUND) & ~dark)
+    assert not np.any(with_image[5, 8, 2:23] == BACKGROUND)
 
 
 def test_pseudo_label_of_an_empty_tree_has_no_foreground():
@@ -215,11 +259,12 @@ def test_pseudo_label_of_an_empty_tree_has_no_foreground():
     np.testing.assert_array_equal(label == IGNORE, prob >= 0.25)
 
 
-@pytest.mark.parametrize("fg_prob, bg_prob, margin", [
-    (0.3, 0.4, 1.0), (1.5, 0.1, 1.0), (0.5, -0.1, 1.0), (0.5, 0.1, -1.0)])
-def test_pseudo_label_refuses_bad_thresholds(fg_prob, bg_prob, margin):
+@pytest.mark.parametrize("fg_prob, bg_prob, margin, core", [
+    (0.3, 0.4, 1.0, 0.5), (1.5, 0.1, 1.0, 0.5), (0.5, -0.1, 1.0, 0.5), (0.5, 0.1, -1.0, 0.5),
+    (0.5, 0.1, 1.0, 1.5), (0.5, 0.1, 1.0, -0.1)])
+def test_pseudo_label_refuses_bad_thresholds(fg_prob, bg_prob, margin, core):
     with pytest.raises(ValueError):
-        pseudo_label(_quantised_prob(), TUBES, (1, 1, 1), fg_prob, bg_prob, margin)
+        pseudo_label(_quantised_prob(), TUBES, (1, 1, 1), fg_prob, bg_prob, margin, core)
 
 
 def test_label_stats_count_the_label():
@@ -502,8 +547,10 @@ def test_run_folder_and_checkpoint(straight, lab, start):
         prob = _probability(network, read_volume(path).array)
         tree = trace(prob, SPACING)
         assert len(tree) > 0 and np.count_nonzero(label == FOREGROUND) > 0
+        image = NormalizationConfig().normalize(read_volume(path).array)
         np.testing.assert_array_equal(label, pseudo_label(prob, tree, SPACING, config.fg_prob,
-                                                          config.bg_prob, config.margin))
+                                                          config.bg_prob, config.margin,
+                                                          config.core, image))
         written = read_swc(work / "round_1" / f"{path.stem}.swc")  # 3 decimals
         np.testing.assert_allclose(written.xyz, tree.xyz, atol=5e-4)
         np.testing.assert_array_equal(written.parents, tree.parents)
@@ -521,22 +568,29 @@ def test_run_folder_and_checkpoint(straight, lab, start):
     assert "resume" not in load_checkpoint(config.out)
 
 
-def test_synthetic_guard_rail_is_the_dice_on_held_back_synthetic_stacks(straight, synthetic,
-                                                                        start):
-    """The 'before' Dice: the starting network on the synthetic val and test stacks, every
-    window in float32, mask > 0.5, averaged over stacks."""
+def test_synthetic_guard_rails_score_held_back_synthetic_stacks(straight, synthetic, start):
+    """The 'before' scores: the starting network on the synthetic val and test stacks, every
+    window in float32; Dice of mask > 0.5 and length F1 of its trace against the gold SWC
+    (0 for an empty trace), averaged over stacks."""
     from dineuro.data.dataset import open_dataset
     from dineuro.metrics import dice
+    from dineuro.neuron_distance import compare_trees
 
     dataset = open_dataset(synthetic)
     split = dataset.split()
     network, _ = load_model(start)
-    scores = []
+    dices, f1s = [], []
     for name in split["val"] + split["test"]:
-        prob = _probability(network, dataset.image(name).array, precision="fp32",
-                            skip_empty=False)
-        scores.append(dice(prob > 0.5, dataset.label(name)))
-    assert straight[1].before["synthetic_dice"] == pytest.approx(np.mean(scores), abs=1e-9)
+        image = dataset.image(name)
+        prob = _probability(network, image.array, precision="fp32", skip_empty=False)
+        dices.append(dice(prob > 0.5, dataset.label(name)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tree = trace(prob, image.spacing)
+        f1s.append(compare_trees(tree, dataset.tree(name)).f1 if len(tree) else 0.0)
+    before = straight[1].before
+    assert before["synthetic_dice"] == pytest.approx(np.mean(dices), abs=1e-9)
+    assert before["synthetic_f1"] == pytest.approx(np.mean(f1s), abs=1e-9)
 
 
 @pytest.mark.parametrize("stage, at, redone", [
@@ -720,6 +774,6 @@ def test_cli_runs_an_adaptation(lab, synthetic, start, tmp_path):
     assert sorted(Path(p).name for p in config.stacks) == [p.name for p in lab]
     assert (config.steps, config.rounds, config.warmup_steps, config.holdout) == (2, 1, 0, 0.5)
     assert config.model == str(start) and config.threads == 1
-    assert "before: Dice on held-back synthetic stacks" in result.err
-    assert "round 1: Dice on held-back synthetic stacks" in result.err
+    assert "before: held-back synthetic stacks: traced F1" in result.err
+    assert "round 1: held-back synthetic stacks: traced F1" in result.err
     assert load_model(out)[1]["adapt_config"] == config.to_dict()

@@ -672,8 +672,8 @@ def adapt(
     tree's tube and a high probability agree, background where the probability is low far
     from any trace, the rest ignored. Then the network is fine-tuned on those labels mixed
     with synthetic stacks with gold labels. Some of your stacks are held back: after every
-    round adapt reports the network's agreement with their first labels, and its Dice on
-    held-back synthetic stacks, and warns when the latter fell by more than a margin. Use the
+    round adapt reports the network's agreement with their first labels, and its traced F1
+    and Dice on held-back synthetic stacks, and warns when that F1 fell by more than a margin. Use the
     result with `dineuro run --model OUT STACK`.
     """
     from dineuro.adapt import AdaptConfig
@@ -695,11 +695,11 @@ def adapt(
     _print_warnings(caught)
     for checked in [result.before, *result.rounds]:
         when = "before" if "round" not in checked else f"round {checked['round']}"
-        synthetic_dice, agree = checked["synthetic_dice"], checked["agreement"]
-        err.print(f"{when}: Dice on held-back synthetic stacks "
-                  f"{'-' if synthetic_dice is None else f'{synthetic_dice:.3f}'}, agreement "
-                  f"with held-back stacks' first labels {'-' if agree is None else f'{agree:.3f}'}",
-                  highlight=False)
+        shown = {key: "-" if checked[key] is None else f"{checked[key]:.3f}"
+                 for key in ("synthetic_f1", "synthetic_dice", "agreement")}
+        err.print(f"{when}: held-back synthetic stacks: traced F1 {shown['synthetic_f1']}, Dice "
+                  f"{shown['synthetic_dice']}; agreement with held-back stacks' first labels "
+                  f"{shown['agreement']}", highlight=False)
     err.print(f"wrote {result.out} in {result.seconds:.0f} s; labels, checks and state in "
               f"{result.work}/")
 

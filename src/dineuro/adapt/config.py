@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from dineuro.adapt.labels import BG_PROB, FG_PROB, MARGIN
+from dineuro.adapt.labels import BG_PROB, CORE, FG_PROB, MARGIN
 from dineuro.errors import InputError
 from dineuro.train.config import (
     DEVICE_PATTERN,
@@ -62,9 +62,11 @@ class AdaptConfig:
         fg_prob: least map value of a pseudo-foreground voxel (:mod:`dineuro.adapt.labels`).
         bg_prob: largest map value of a pseudo-background voxel.
         margin: pseudo-background keeps this far from every traced tube (x voxels).
+        core: pseudo-foreground is the traced tube with its radii scaled by this.
         holdout: share of the lab's stacks held back from training to measure agreement with
             their pseudo-labels (at least one when there are 3 or more stacks).
-        guard_margin: the synthetic val Dice may fall by this much before adapt warns.
+        guard_margin: the traced F1 on held-back synthetic stacks may fall by this much before
+            adapt warns.
         overlap: sliding-window overlap when labelling and checking.
         save_every: write the resumable state every this many steps (and after each round).
         seed: master seed of crops, augmentations, synthesis and the hold-out choice.
@@ -92,6 +94,7 @@ class AdaptConfig:
     fg_prob: float = FG_PROB
     bg_prob: float = BG_PROB
     margin: float = MARGIN
+    core: float = CORE
     holdout: float = 0.2
     guard_margin: float = 0.02
     overlap: float = 0.5
@@ -134,6 +137,7 @@ class AdaptConfig:
         require(0 <= self.bg_prob <= self.fg_prob <= 1, "fg_prob",
                 "should be in [bg_prob, 1] with bg_prob >= 0", (self.fg_prob, self.bg_prob))
         require(self.margin >= 0, "margin", "should be >= 0", self.margin)
+        require(0 <= self.core <= 1, "core", "should be in [0, 1]", self.core)
         require(0 <= self.holdout < 1, "holdout", "should be in [0, 1)", self.holdout)
         require(self.guard_margin >= 0, "guard_margin", "should be >= 0", self.guard_margin)
         require(0 <= self.overlap < 1, "overlap", "should be in [0, 1)", self.overlap)

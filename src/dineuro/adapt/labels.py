@@ -2,13 +2,18 @@
 
 A pseudo-label is a uint8 volume with three values:
 
-- :data:`FOREGROUND` (1): the tube of a traced tree (:func:`dineuro.data.render.render_mask` of
-  the SWC the tracer made from the model's map) where the map is also at least ``fg_prob``.
-  Both must agree: the tube alone would label the blur around a thin fibre, the map alone the
-  isolated noise voxels that the tracer dropped as debris.
-- :data:`BACKGROUND` (0): map below ``bg_prob`` and farther than ``margin`` voxels (in x voxels,
-  physical) from every traced tube. The margin keeps the dim edges of real neurites, which the
-  model may underrate, out of the background.
+- :data:`FOREGROUND` (1): the core of a traced tree (:func:`dineuro.data.render.render_mask`
+  of the SWC the tracer made from the model's map, radii scaled by ``core``, at least the
+  one-voxel line) where the map is also at least ``fg_prob``. Both must agree: the tube alone
+  would label the blur around a thin fibre, the map alone the isolated noise voxels that the
+  tracer dropped as debris. Only the core, because on a new microscope the map's (and so the
+  trace's) radius is the least certain thing about a neurite; the rest of the tube is ignored.
+- :data:`BACKGROUND` (0): map below ``bg_prob``, farther than ``margin`` voxels (in x voxels,
+  physical) from every traced tube, and, when the image is given, no signal in the image
+  there (its 3x3x3 running mean at most the stack's signal level, the test prediction uses to
+  skip windows). The margin keeps the dim edges of traced neurites out of the background; the
+  image test keeps out the neurites the model missed, which a low map alone would teach it to
+  go on missing.
 - :data:`IGNORE` (2): everything else; it contributes no loss (:mod:`dineuro.adapt.loss`).
 
 Only what the tracer keeps counts as foreground, so the labels inherit its judgement of what a
@@ -19,9 +24,11 @@ traced output, not its raw map.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 from scipy import ndimage
 
 from dineuro.data.render import render_mask, spacing_in_x_voxels
@@ -34,6 +41,8 @@ FG_PROB = 0.5
 BG_PROB = 0.1
 #: Background keeps this far (x voxels, physical) from every traced tube.
 MARGIN = 3.0
+#: Foreground is the traced tube with its radii scaled by this.
+CORE = 0.5
 
 
 @dataclass(frozen=True)
@@ -66,8 +75,8 @@ class LabelStats:
 
 
 def pseudo_label(prob: np.ndarray, tree: SwcTree, spacing: Sequence[float] = (1.0, 1.0, 1.0),
-                 fg_prob: float = FG_PROB, bg_prob: float = BG_PROB, margin: float = MARGIN
-                 ) -> np.ndarray:
+                 fg_prob: float = FG_PROB, bg_prob: float = BG_PROB, margin: float = MARGIN,
+                 core: float = CORE, image: np.ndarray | None = None) -> np.ndarray:
     """The pseudo-label (uint8: :data:`BACKGROUND`, :data:`FOREGROUND`, :data:`IGNORE`) of a
     stack from the model's map ``prob`` and the tracer's ``tree`` of it.
 
@@ -75,9 +84,12 @@ def pseudo_label(prob: np.ndarray, tree: SwcTree, spacing: Sequence[float] = (1.
         prob: (z, y, x) probability map in [0, 1].
         tree: the traced trees, in the map's voxel coordinates (empty: no foreground).
         spacing: (z, y, x) voxel size; the tube and the margin are physical.
-        fg_prob: least map value of a foreground voxel (inside a tube).
+        fg_prob: least map value of a foreground voxel (inside the core).
         bg_prob: background needs a map value below this ...
-        margin: ... and a distance of more than this from every tube, in x voxels.
+        margin: ... a distance of more than this from every tube, in x voxels ...
+        core: (foreground is the tube with radii times this, in [0, 1]) ...
+        image: ... and, when given, no signal in this normalised (z, y, x) image there
+            (:func:`no_signal`).
 
     Examples::
 
@@ -93,17 +105,32 @@ def pseudo_label(prob: np.ndarray, tree: SwcTree, spacing: Sequence[float] = (1.
     prob = np.asarray(prob)
     if not 0.0 <= bg_prob <= fg_prob <= 1.0:
         raise ValueError(f"need 0 <= bg_prob <= fg_prob <= 1, got {bg_prob} and {fg_prob}.")
-    if margin < 0:
-        raise ValueError(f"margin should be >= 0, got {margin}.")
+    if margin < 0 or not 0.0 <= core <= 1.0:
+        raise ValueError(f"need margin >= 0 and core in [0, 1], got {margin} and {core}.")
     label = np.full(prob.shape, IGNORE, np.uint8)
     if len(tree):
-        tube = render_mask(tree, prob.shape, spacing)
-        near = distance_to(tube, spacing) <= margin
+        near = distance_to(render_mask(tree, prob.shape, spacing), spacing) <= margin
+        inner = render_mask(replace(tree, radius=tree.radius * core), prob.shape, spacing)
     else:
-        tube = near = np.zeros(prob.shape, bool)
-    label[(prob < bg_prob) & ~near] = BACKGROUND
-    label[tube & (prob >= fg_prob)] = FOREGROUND
+        near = inner = np.zeros(prob.shape, bool)
+    background = (prob < bg_prob) & ~near
+    if image is not None:
+        background &= no_signal(image)
+    label[background] = BACKGROUND
+    label[inner & (prob >= fg_prob)] = FOREGROUND
     return label
+
+
+def no_signal(image: np.ndarray) -> np.ndarray:
+    """Voxels whose 3x3x3 running mean (over the part of the neighbourhood inside the stack)
+    is at most the stack's signal level, :meth:`dineuro.predict.SignalLevel.threshold`."""
+    from dineuro.predict import signal_level
+
+    image = np.ascontiguousarray(image, dtype=np.float32)
+    level = signal_level(image.__getitem__, image.shape)
+    mean = F.avg_pool3d(torch.from_numpy(image)[None, None], 3, stride=1, padding=1,
+                        count_include_pad=False)[0, 0].numpy()
+    return mean <= level.threshold
 
 
 def distance_to(mask: np.ndarray, spacing: Sequence[float]) -> np.ndarray:

@@ -9,9 +9,12 @@ round's network.
 
 Guard rails, after every round (and once before the first, as the reference):
 
-- synthetic Dice: the mean Dice on the synthetic stacks not used for training (val and test
-  splits), predicted with every window in float32 as training validates. If it falls by more
-  than ``guard_margin`` below the starting network's, an :class:`AdaptWarning` says so.
+- synthetic F1 and Dice: on the synthetic stacks not used for training (val and test
+  splits), predicted with every window in float32 as training validates, the mean traced
+  length F1 against their gold SWCs (:func:`dineuro.neuron_distance.compare_trees`) and the
+  mean Dice of the map. If the F1 falls by more than ``guard_margin`` below the starting
+  network's, an :class:`AdaptWarning` says so. F1 rather than Dice, because Dice also moves
+  when the network only draws neurites thinner or fatter, which the trace does not mind.
 - agreement: on the held-back lab stacks (never trained on), Dice of the network's map
   (>= ``fg_prob``) with their first-round pseudo-labels, over the voxels those labels decide.
   It tells whether the adapted network still finds what the starting one was sure of.
@@ -59,9 +62,10 @@ from dineuro.errors import InputError
 from dineuro.io._atomic import atomic_file
 from dineuro.io.swc import SwcTree, write_swc
 from dineuro.io.volume import Volume, read_volume, write_volume
+from dineuro.metrics import dice
 from dineuro.train import runtime
 from dineuro.train.data import Stack, load_stacks
-from dineuro.train.loop import make_optimizer, train_step, validate
+from dineuro.train.loop import VAL_THRESHOLD, make_optimizer, train_step
 
 CONFIG_FILE, METRICS_FILE, ROUNDS_FILE, STATE_FILE = ("config.yaml", "metrics.csv",
                                                       "rounds.json", "state.pt")
@@ -86,7 +90,8 @@ class AdaptResult:
     Attributes:
         out: the adapted checkpoint.
         work: the run's folder.
-        rounds: per round, its guard rails (``synthetic_dice``, ``agreement``) and label stats.
+        rounds: per round, its guard rails (``synthetic_f1``, ``synthetic_dice``,
+            ``agreement``).
         before: the guard rails of the starting network.
         seconds: wall time, across resumes.
         model: the adapted network.
@@ -107,8 +112,8 @@ def label_stack(model, crop, raw: np.ndarray, spacing, norm: NormalizationConfig
     from dineuro.predict import sliding_window_predict
     from dineuro.trace import trace
 
-    prob = sliding_window_predict(model, norm.normalize(raw), crop, overlap=config.overlap,
-                                  device=device)
+    image = norm.normalize(raw)
+    prob = sliding_window_predict(model, image, crop, overlap=config.overlap, device=device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an empty trace labels no foreground; stats say so
         try:
@@ -118,8 +123,22 @@ def label_stack(model, crop, raw: np.ndarray, spacing, norm: NormalizationConfig
     if tree is None:
         tree = SwcTree(ids=[], types=[], xyz=np.zeros((0, 3)), radius=[], parents=[])
         return np.full(prob.shape, IGNORE, np.uint8), tree, prob
-    return pseudo_label(prob, tree, spacing, config.fg_prob, config.bg_prob,
-                        config.margin), tree, prob
+    return pseudo_label(prob, tree, spacing, config.fg_prob, config.bg_prob, config.margin,
+                        config.core, image), tree, prob
+
+
+def traced_f1(prob: np.ndarray, spacing, gold: SwcTree) -> float:
+    """Length F1 of the trace of ``prob`` against ``gold`` (0 for an empty or refused trace)."""
+    from dineuro.neuron_distance import compare_trees
+    from dineuro.trace import trace
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            tree = trace(prob, spacing)
+        except InputError:
+            return 0.0
+    return compare_trees(tree, gold).f1 if len(tree) else 0.0
 
 
 def agreement(prob: np.ndarray, label: np.ndarray, fg_prob: float) -> float | None:
@@ -196,6 +215,7 @@ class _Adaptation:
         train_names, check_names = synthetic_names(dataset)
         self.synthetic_train = load_stacks(dataset, train_names, self.norm)
         self.synthetic_check = load_stacks(dataset, check_names, self.norm)
+        self.synthetic_trees = {name: dataset.tree(name) for name in check_names}
         if self.before is None:
             self.before = self._check(self._labels(1))
             self._save_state(None, None, None)
@@ -336,9 +356,7 @@ class _Adaptation:
         from dineuro.predict import sliding_window_predict
 
         self._report("checking", 0, 1, None)
-        result = {"synthetic_dice": validate(self.model, self.synthetic_check, self.crop,
-                                             self.config.overlap, self.device)
-                  if self.synthetic_check else None}
+        result = self._synthetic_scores()
         first = self._first_labels(labels)
         scores = {}
         for name in self.held:
@@ -353,6 +371,21 @@ class _Adaptation:
         self._report("checking", 1, 1, None)
         return result
 
+    def _synthetic_scores(self) -> dict[str, float | None]:
+        """Mean traced F1 and map Dice on the held-back synthetic stacks (None without any)."""
+        from dineuro.predict import sliding_window_predict
+
+        f1s, dices = [], []
+        for stack in self.synthetic_check:
+            prob = sliding_window_predict(self.model, stack.normalized(), self.crop,
+                                          overlap=self.config.overlap, device=self.device,
+                                          precision="fp32", skip_empty=False)
+            dices.append(dice(prob > VAL_THRESHOLD, stack.label))
+            f1s.append(traced_f1(prob, stack.spacing, self.synthetic_trees[stack.name]))
+        if not f1s:
+            return {"synthetic_f1": None, "synthetic_dice": None}
+        return {"synthetic_f1": float(np.mean(f1s)), "synthetic_dice": float(np.mean(dices))}
+
     def _first_labels(self, labels: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
         """The hold-out stacks' labels of round 1 (the starting network's)."""
         if (self.work / "round_1" / LABELS_FILE).exists():
@@ -361,9 +394,9 @@ class _Adaptation:
         return labels
 
     def _warn_if_worse(self, checked: dict) -> None:
-        before, after = self.before["synthetic_dice"], checked["synthetic_dice"]
+        before, after = self.before["synthetic_f1"], checked["synthetic_f1"]
         if before is not None and after < before - self.config.guard_margin:
-            warnings.warn(f"after round {checked['round']} the network's Dice on held-back "
+            warnings.warn(f"after round {checked['round']} the network's traced F1 on held-back "
                           f"synthetic stacks fell from {before:.3f} to {after:.3f} (more than "
                           f"guard_margin {self.config.guard_margin:g}); it may have forgotten "
                           "what it knew: fewer steps, a lower lr or a larger synthetic_share "
