@@ -688,6 +688,26 @@ def test_fixed_labels_replace_pseudo_labels(lab, synthetic, start, runs):
     assert result.before["agreement"] == pytest.approx(expected)
 
 
+def test_blend_keeps_that_share_of_the_weights_change(lab, synthetic, start, runs):
+    """One round with blend 1 is the plain fine-tuned network; blend 0.5 ends halfway between
+    it and the start, and blend 0 at the start itself."""
+    ends = {}
+    for blend in (1.0, 0.5, 0.0):
+        config = _config(lab, synthetic, start, runs / f"blend-{blend}" / "adapted.pt",
+                         rounds=1, blend=blend)
+        ends[blend] = _weights(adapt(config).model)
+    first = _weights(load_model(start)[0])
+    moved = 0
+    for key, begin in first.items():
+        if not begin.is_floating_point():
+            continue
+        torch.testing.assert_close(ends[0.5][key], begin + 0.5 * (ends[1.0][key] - begin),
+                                   rtol=0, atol=1e-6)
+        assert torch.equal(ends[0.0][key], begin)
+        moved += int(not torch.equal(ends[1.0][key], begin))
+    assert moved > 0
+
+
 def test_fixed_labels_are_checked_before_anything_is_written(lab, synthetic, start, runs):
     """A missing or misshapen gold mask is one sentence, and no run folder is left behind."""
     config = _config(lab, synthetic, start, runs / "bad-fixed" / "adapted.pt", steps=1)

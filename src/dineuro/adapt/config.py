@@ -53,6 +53,8 @@ class AdaptConfig:
             default model's training data).
         synthetic_stacks: how many (its 70/10/20 split: train crops, val guard).
         lr: peak AdamW learning rate of each round (fine-tuning: well below training's).
+        blend: share of a round's change of the weights that is kept (0 keeps the starting
+            network, 1 the fine-tuned one; :func:`dineuro.adapt.loop.blend_weights`).
         weight_decay: AdamW weight decay.
         warmup_steps: linear warm-up steps at the start of each round.
         schedule: "cosine" or "poly" decay within a round.
@@ -84,7 +86,8 @@ class AdaptConfig:
     synthetic: str | None = None
     synthetic_preset: str = "realistic"
     synthetic_stacks: int = 10
-    lr: float = 2e-4
+    lr: float = 1e-4
+    blend: float = 0.5
     weight_decay: float = 1e-5
     warmup_steps: int = 20
     schedule: str = "cosine"
@@ -125,6 +128,7 @@ class AdaptConfig:
         require(self.synthetic_stacks >= 3, "synthetic_stacks",
                 "should be at least 3 (train and val stacks)", self.synthetic_stacks)
         require(self.lr > 0 and math.isfinite(self.lr), "lr", "should be positive", self.lr)
+        require(0 <= self.blend <= 1, "blend", "should be in [0, 1]", self.blend)
         require(self.weight_decay >= 0, "weight_decay", "should be >= 0", self.weight_decay)
         require(self.warmup_steps >= 0, "warmup_steps", "should be >= 0", self.warmup_steps)
         require(self.schedule in SCHEDULES, "schedule", f"should be one of {list(SCHEDULES)}",

@@ -1,0 +1,161 @@
+"""Does ``dineuro adapt`` close the gap to a model trained on the shifted domain's labels?
+
+A domain-shift benchmark that the synthetic generator makes possible. For each shift (a fixed
+microscope outside what the default model was trained on; :data:`SHIFTS`):
+
+1. synthesise the shifted domain (:data:`N_STACKS` stacks; the same neurons in every shift,
+   since morphology is drawn before imaging);
+2. score the default model on its test split (unadapted);
+3. ``adapt`` the default model on the train split's images only, no labels (adapted);
+4. fine-tune it as adapt does but on the train split's gold masks, keeping the whole weight
+   change (``blend`` 1; the ceiling);
+5. score both on the test split, and all three on the source domain's test split (the default
+   model's noisy evaluation set), to see what adapting costs there.
+
+Scores are those of the README's default-model table (``benchmarks/trace_vs_peers.py``): Dice
+of the map, ESA/DSA/PDS and length precision/recall/F1 of the traced SWC against the gold SWC.
+"Gap closed" is (adapted - unadapted) / (ceiling - unadapted) in traced F1. Everything is
+synthetic.
+
+Usage (the README's adaptation table)::
+
+    dineuro synth -o data/noisy --preset realistic --difficulty 0.9 --seed 1
+    python benchmarks/adapt_shift.py --source data/noisy -o runs/adapt_shift
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from trace_vs_peers import metric_values, run
+
+from dineuro.adapt import AdaptConfig, adapt
+from dineuro.checkpoint import resolve_model
+from dineuro.data.dataset import open_dataset
+from dineuro.data.synth import PRESETS, write_synthetic_dataset
+from dineuro.data.synth.generate import SynthConfig
+from dineuro.data.synth.imaging import imaging_for_difficulty
+from dineuro.evaluate_swc import DEFAULT_SWC_THRESHOLD
+from dineuro.train.config import parse_override
+
+#: Stacks per shifted domain: 12 to adapt on (train), 6 to score (test), 2 unused (val).
+N_STACKS, SPLIT, SHAPE, SEED = 20, (0.6, 0.1, 0.3), (64, 256, 256), 3
+#: Shifts: overrides of the bench image model (``imaging_for_difficulty(0.5)``), each a
+#: microscope outside the realistic preset's range whose neurites stay plainly visible.
+SHIFTS = {
+    # a wide PSF, as in widefield or deep two-photon imaging, with the photons to show it
+    "widefield": {"psf_sigma_xy": 1.8, "psf_sigma_z": 3.5, "signal_photons": 250.0},
+    # bright, uneven autofluorescent background with many large out-of-focus blobs
+    "haze": {"background_photons": 10.0, "background_variation": 0.8, "blob_count": 60,
+             "blob_sigma": (3.0, 10.0), "blob_brightness": (0.3, 1.2), "median_level": 0.2},
+    # punctate neurites: every branch beaded, swellings 8-12 voxels apart, dim in between
+    "beads": {"bead_fraction": 1.0, "bead_period": (8.0, 12.0), "bead_width": 1.0,
+              "bead_floor": 0.1, "signal_photons": 150.0},
+}
+#: Scores shown, in this order.
+SCORES = ("dice", "f1", "precision", "recall", "esa", "dsa", "pds")
+MODEL_ROW = "model map, traced"
+
+
+def shifted_domain(name: str, out: Path) -> Path:
+    """The shifted dataset ``name``, synthesised into ``out`` unless already there."""
+    if not (out / "split.json").exists():
+        config = SynthConfig(n_stacks=N_STACKS, shape=SHAPE, split=SPLIT, seed=SEED,
+                             imaging=imaging_for_difficulty(0.5, **SHIFTS[name]))
+        write_synthetic_dataset(out, config)
+    return out
+
+
+def scores(model: Path | str, data: Path) -> dict:
+    """Mean scores of ``model``'s traced maps on the test split of ``data``."""
+    results = {r.label: r for r in run(data, None, model, "test", DEFAULT_SWC_THRESHOLD, "cpu")}
+    row = results[MODEL_ROW]
+    return {metric: float(np.mean(metric_values(row, metric))) for metric in SCORES}
+
+
+def adapted(model: str, data: Path, out: Path, synthetic: Path, args, gold: bool) -> Path:
+    """adapt (or, with ``gold``, the same fine-tuning on gold masks) on the train split."""
+    dataset = open_dataset(data)
+    names = dataset.split()["train"]
+    if out.exists():
+        return out
+    config = AdaptConfig.from_dict(
+        {"stacks": [str(dataset.images[n]) for n in names], "out": str(out), "model": model,
+         "steps": args.steps, "rounds": args.rounds, "synthetic": str(synthetic),
+         "seed": args.seed, "device": "cpu", **dict(map(parse_override, args.sets)),
+         **({"blend": 1.0} if gold else {})})
+    labels = {n: dataset.label(n).astype(np.uint8) for n in names} if gold else None
+    adapt(config, fixed_labels=labels)
+    return out
+
+
+def table(rows: list[dict]) -> str:
+    lines = ["| shift | model | " + " | ".join(SCORES) + " | source F1 | gap closed |",
+             "|---|---|" + "---:|" * (len(SCORES) + 2)]
+    for row in rows:
+        cells = [row["shift"], row["model"], *(f"{row['shifted'][m]:.3f}" for m in SCORES),
+                 f"{row['source']['f1']:.3f}", row.get("gap_closed", "")]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-o", "--out", type=Path, required=True, help="work folder")
+    parser.add_argument("--source", type=Path, required=True,
+                        help="the source domain's evaluation set (data/noisy)")
+    parser.add_argument("--shifts", default=",".join(SHIFTS))
+    parser.add_argument("--model", default="default")
+    parser.add_argument("--steps", type=int, default=AdaptConfig.steps)
+    parser.add_argument("--rounds", type=int, default=AdaptConfig.rounds)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                        help="any other adapt setting, for both adapt and the ceiling")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    args.out.mkdir(parents=True, exist_ok=True)
+    synthetic = args.out / "synthetic"
+    if not (synthetic / "split.json").exists():  # the mix-in set adapt would synthesise
+        write_synthetic_dataset(synthetic, replace(PRESETS[AdaptConfig.synthetic_preset],
+                                                   n_stacks=AdaptConfig.synthetic_stacks,
+                                                   seed=args.seed))
+    model = str(resolve_model(args.model))
+    source_before = scores(model, args.source)
+    rows = []
+    for name in args.shifts.split(","):
+        start = time.perf_counter()
+        data = shifted_domain(name, args.out / f"data_{name}")
+        models = {"unadapted": model,
+                  "adapted": adapted(model, data, args.out / f"{name}_adapted.pt", synthetic,
+                                     args, gold=False),
+                  "ceiling (gold labels)": adapted(model, data, args.out / f"{name}_gold.pt",
+                                                   synthetic, args, gold=True)}
+        found = {key: {"shift": name, "model": key, "shifted": scores(path, data),
+                       "source": source_before if key == "unadapted"
+                       else scores(path, args.source)}
+                 for key, path in models.items()}
+        low, high = found["unadapted"]["shifted"]["f1"], found["ceiling (gold labels)"][
+            "shifted"]["f1"]
+        gain = found["adapted"]["shifted"]["f1"] - low
+        found["adapted"]["gap_closed"] = f"{gain / (high - low):.2f}" if high > low else "n/a"
+        rows += found.values()
+        print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
+    settings = "".join(f", {item}" for item in args.sets)
+    text = (f"Adaptation to shifted synthetic domains ({N_STACKS} stacks of {SHAPE}, seed "
+            f"{SEED}, train split adapted on, test split scored; adapt {args.steps} steps x "
+            f"{args.rounds} round(s){settings}; source: {args.source} test split).\n\n"
+            + table(rows))
+    (args.out / "adapt_shift.md").write_text(text)
+    (args.out / "adapt_shift.json").write_text(json.dumps(rows, indent=2) + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
