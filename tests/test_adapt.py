@@ -22,6 +22,7 @@ import pytest
 import torch
 import yaml
 from test_cli import assert_input_error, invoke
+from test_train import _assert_same_weights, _Stop, _weights
 
 from dineuro.adapt import (
     BACKGROUND,
@@ -67,18 +68,6 @@ def _empty_tree() -> SwcTree:
     return SwcTree(ids=[], types=[], xyz=np.zeros((0, 3)), radius=[], parents=[])
 
 
-def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-
-
-class _Stop(Exception):
-    """Raised by a progress callback to interrupt a run, as Ctrl-C would."""
 
 
 # -- loss -----------------------------------------------------------------------------------

@@ -673,8 +673,8 @@ def adapt(
     from any trace, the rest ignored. Then the network is fine-tuned on those labels mixed
     with synthetic stacks with gold labels. Some of your stacks are held back: after every
     round adapt reports the network's agreement with their first labels, and its traced F1
-    and Dice on held-back synthetic stacks, and warns when that F1 fell by more than a margin. Use the
-    result with `dineuro run --model OUT STACK`.
+    and Dice on held-back synthetic stacks, and warns when that F1 fell by more than a margin.
+    Use the result with `dineuro run --model OUT STACK`.
     """
     from dineuro.adapt import AdaptConfig
     from dineuro.adapt import adapt as run_adapt

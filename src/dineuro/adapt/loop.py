@@ -205,7 +205,7 @@ class _Adaptation:
     def run(self, resume: bool) -> AdaptResult:
         config = self.config
         state = self._check_out(resume)
-        self.device = runtime_device(config.device)
+        self.device = runtime.resolve_device(config.device)
         self.model, meta = load_model(resolve_model(config.model), self.device)
         self.start_weights = {key: value.detach().clone()
                               for key, value in self.model.state_dict().items()}
@@ -508,15 +508,6 @@ def synthetic_dataset(work: Path, config: AdaptConfig):
 
     return open_dataset(config.synthetic if config.synthetic is not None
                         else work / SYNTHETIC_DIR)
-
-
-def runtime_device(name: str) -> torch.device:
-    """"auto" -> CUDA when available, else CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {name!r} was asked for but CUDA is not available.")
-    return torch.device(name)
 
 
 def atomic_text(path: Path, text: str) -> None:

@@ -42,6 +42,7 @@ from dineuro.pretrain.dino import (
     teacher_temperatures,
 )
 from dineuro.pretrain.images import shrink
+from dineuro.train.runtime import resolve_device
 
 #: Grid of the official checkpoints' position embedding (224-pixel images at /16).
 OFFICIAL_GRID = 14
@@ -183,7 +184,7 @@ def pretrain(config: PretrainConfig, images: Sequence[np.ndarray], out: str | Pa
                          paths.backbone)
     _check_outputs(paths, resume)
     images = [shrink(image, config.short_side) for image in images]
-    device = _device(config.device)
+    device = resolve_device(config.device)
     student, teacher = build_networks(config)
     student.to(device)
     teacher.to(device)
@@ -249,14 +250,6 @@ def pretrain(config: PretrainConfig, images: Sequence[np.ndarray], out: str | Pa
     with atomic_file(paths.backbone) as tmp:
         torch.save(official_backbone(teacher.backbone), tmp)
     return paths
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise InputError(f"device {name!r} was asked for but CUDA is not available.")
-    return torch.device(name)
 
 
 def _check_outputs(paths: PretrainPaths, resume: bool) -> None:

@@ -51,6 +51,19 @@ def set_random_state(state: dict, crops: TrainingCrops) -> None:
     crops.load_state(state["crops"])
 
 
+def resolve_device(name: str) -> torch.device:
+    """The device ``name`` means in one process: "auto" is CUDA when available, else CPU.
+
+    Raises:
+        InputError: a CUDA device asked for where CUDA is not available.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} was asked for but CUDA is not available.")
+    return torch.device(name)
+
+
 @contextlib.contextmanager
 def distributed(device_name: str) -> Iterator[tuple[int, int, torch.device]]:
     """(rank, world size, device) of this process; sets up torch.distributed under torchrun."""
