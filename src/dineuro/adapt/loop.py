@@ -234,7 +234,8 @@ class _Adaptation:
         self.synthetic_check = load_stacks(dataset, check_names, self.norm)
         self.synthetic_trees = {name: dataset.tree(name) for name in check_names}
         if self.before is None:
-            self.before = self._check(self._labels(1))
+            self._labels(1)
+            self.before = self._check()
             self._save_state(None, None, None)
         return self._rounds(state)
 
@@ -329,9 +330,8 @@ class _Adaptation:
                 if self.step % config.save_every == 0 and self.step < config.steps:
                     self._save_state(optimizer, scheduler, crops)
             blend_weights(self.model, self.start_weights, config.blend)
-            if len(self.history) < self.round:
-                self.history.append(self._check(labels) | {"round": self.round})
-                self._warn_if_worse(self.history[-1])
+            self.history.append(self._check() | {"round": self.round})
+            self._warn_if_worse(self.history[-1])
             self.round, self.step = self.round + 1, 0
             self._save_state(None, None, None)
         return self._finish()
@@ -369,19 +369,20 @@ class _Adaptation:
                      np.flatnonzero(label == FOREGROUND).astype(np.int64))
 
     # -- guard rails ----------------------------------------------------------------------
-    def _check(self, labels: Mapping[str, np.ndarray]) -> dict:
-        """Synthetic Dice and hold-out agreement of the current network."""
+    def _check(self) -> dict:
+        """Synthetic F1 and Dice, and hold-out agreement of the current network (with the
+        hold-out stacks' first labels, which round 1's folder holds)."""
         from dineuro.predict import sliding_window_predict
 
         self._report("checking", 0, 1, None)
         result = self._synthetic_scores()
-        first = self._first_labels(labels)
         scores = {}
         for name in self.held:
             lab = self.lab[name]
+            first = read_volume(self.work / "round_1" / f"{name}_label.tif").array
             prob = sliding_window_predict(self.model, self.norm.normalize(lab.raw), self.crop,
                                           overlap=self.config.overlap, device=self.device)
-            scores[name] = agreement(prob, first[name], self.config.fg_prob)
+            scores[name] = agreement(prob, first, self.config.fg_prob)
         known = [score for score in scores.values() if score is not None]
         result["agreement"] = float(np.mean(known)) if known else None
         result["agreement_per_stack"] = scores
@@ -403,13 +404,6 @@ class _Adaptation:
         if not f1s:
             return {"synthetic_f1": None, "synthetic_dice": None}
         return {"synthetic_f1": float(np.mean(f1s)), "synthetic_dice": float(np.mean(dices))}
-
-    def _first_labels(self, labels: Mapping[str, np.ndarray]) -> Mapping[str, np.ndarray]:
-        """The hold-out stacks' labels of round 1 (the starting network's)."""
-        if (self.work / "round_1" / LABELS_FILE).exists():
-            return {name: read_volume(self.work / "round_1" / f"{name}_label.tif").array
-                    for name in self.held}
-        return labels
 
     def _warn_if_worse(self, checked: dict) -> None:
         before, after = self.before["synthetic_f1"], checked["synthetic_f1"]
