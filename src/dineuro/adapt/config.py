@@ -51,7 +51,8 @@ class AdaptConfig:
             ``synthetic_stacks`` stacks of ``synthetic_preset`` into the run folder.
         synthetic_preset: preset synthesised when ``synthetic`` is null ("realistic" is the
             default model's training data).
-        synthetic_stacks: how many (its 70/10/20 split: train crops, val guard).
+        synthetic_stacks: how many (split 70/10/20: train for crops, val and test for the
+            guard rails).
         lr: peak AdamW learning rate of each round (fine-tuning: well below training's).
         blend: share of a round's change of the weights that is kept (0 keeps the starting
             network, 1 the fine-tuned one; :func:`dineuro.adapt.loop.blend_weights`).
