@@ -135,7 +135,9 @@ def label_stack(model, crop, raw: np.ndarray, spacing, norm: NormalizationConfig
 def blend_weights(model: torch.nn.Module, start: Mapping[str, torch.Tensor],
                   blend: float) -> None:
     """Move ``model``'s floating-point weights back to ``start + blend * (weights - start)``,
-    in place (integer buffers stay)."""
+    in place (integer buffers stay); ``blend`` 1 leaves them exactly as they are."""
+    if blend == 1:
+        return
     with torch.no_grad():
         for key, value in model.state_dict().items():
             if value.is_floating_point():
