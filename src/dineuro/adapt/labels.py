@@ -85,9 +85,9 @@ def pseudo_label(prob: np.ndarray, tree: SwcTree, spacing: Sequence[float] = (1.
         tree: the traced trees, in the map's voxel coordinates (empty: no foreground).
         spacing: (z, y, x) voxel size; the tube and the margin are physical.
         fg_prob: least map value of a foreground voxel (inside the core).
+        core: foreground is the tube with its radii times this, in [0, 1].
         bg_prob: background needs a map value below this ...
         margin: ... a distance of more than this from every tube, in x voxels ...
-        core: (foreground is the tube with radii times this, in [0, 1]) ...
         image: ... and, when given, no signal in this normalised (z, y, x) image there
             (:func:`no_signal`).
 
