@@ -64,6 +64,17 @@ SPACING = (1.0, 0.5, 0.5)
 FOREGROUND_SHIFT = 1.0
 
 
+def _interrupt(config: AdaptConfig, stage: str, at: int) -> None:
+    """Run adapt until its progress reports ``at`` in ``stage``, then stop it there, as
+    Ctrl-C would."""
+    def stop(name, done, total, loss):
+        if (name, done) == (stage, at):
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        adapt(config, progress=stop)
+
+
 def _empty_tree() -> SwcTree:
     return SwcTree(ids=[], types=[], xyz=np.zeros((0, 3)), radius=[], parents=[])
 
@@ -593,12 +604,7 @@ def test_resume_continues_exactly(straight, lab, synthetic, start, runs, stage, 
     config, result, weights, seen = straight
     ours = replace(config, out=str(runs / f"resumed-{stage[0]}{stage[-1]}-{at}" / "adapted.pt"))
 
-    def stop(name, done, total, loss):
-        if (name, done) == (stage, at):
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        adapt(ours, progress=stop)
+    _interrupt(ours, stage, at)
     assert not Path(ours.out).exists()
     resumed_seen = []
     resumed = adapt(replace(ours, save_every=3), progress=lambda *a: resumed_seen.append(a),
@@ -630,12 +636,7 @@ def test_refusals_keep_existing_runs(straight, lab, synthetic, start, runs):
         adapt(config, resume=True)
     interrupted = _config(lab, synthetic, start, runs / "refusals" / "adapted.pt")
 
-    def stop(name, done, total, loss):
-        if name == "training round 1" and done == 3:
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        adapt(interrupted, progress=stop)
+    _interrupt(interrupted, "training round 1", 3)
     before = {p: p.read_bytes() for p in interrupted.work.rglob("*") if p.is_file()}
     with pytest.raises(InputError, match="already holds an adapt run"):
         adapt(interrupted)
@@ -722,12 +723,7 @@ def test_interrupted_first_labelling_resumes(lab, synthetic, start, runs, straig
     where the uninterrupted run ends."""
     config = _config(lab, synthetic, start, runs / "first-labels" / "adapted.pt")
 
-    def stop(name, done, total, loss):
-        if name == "labelling round 1" and done == 2:
-            raise _Stop
-
-    with pytest.raises(_Stop):
-        adapt(config, progress=stop)
+    _interrupt(config, "labelling round 1", 2)
     with pytest.raises(InputError, match="already holds an adapt run"):
         adapt(config)
     resumed = adapt(config, resume=True)
