@@ -80,7 +80,7 @@ def test_run_refuses_a_bad_option_before_predicting(small_stack, tmp_path):
     stack = tmp_path / "stack.tif"
     write_volume(stack, small_stack.image, small_stack.spacing)
     result = invoke("run", stack, "-o", tmp_path / "out", "--prob-dtype", "float16")
-    assert result.code == 2 and "prob_dtype" in result.err and "Traceback" not in result.err
+    assert result.code == 2 and "--prob-dtype" in result.err and "Traceback" not in result.err
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 

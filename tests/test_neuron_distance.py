@@ -349,12 +349,13 @@ def test_a_tree_without_length_has_no_hairiness():
 # ---------------------------------------------------------------- bad input
 
 
-def test_compare_trees_refuses_empty_and_invalid_trees_and_bad_thresholds():
+def test_compare_trees_refuses_an_empty_gold_and_invalid_trees_and_bad_thresholds():
+    # An empty *test* tree is scored (tests/failures/test_bad_inputs.py); an empty gold is not.
     empty = make_tree(np.zeros((0, 3)), [])
-    with pytest.raises(ValueError, match="test tree"):
-        compare_trees(empty, line_at(0))
-    with pytest.raises(ValueError, match="gold tree"):
+    with pytest.raises(ValueError, match="gold tree: contains no nodes"):
         compare_trees(line_at(0), empty)
+    with pytest.raises(ValueError, match="test tree.*cycle"):
+        compare_trees(make_tree([(0, 0, 0), (1, 0, 0)], [2, 1]), line_at(0))
     with pytest.raises(ValueError, match="gold tree.*cycle"):
         compare_trees(line_at(0), make_tree([(0, 0, 0), (1, 0, 0)], [2, 1]))
     for threshold in (0.0, -1.0, float("nan"), float("inf")):
@@ -369,7 +370,8 @@ def test_compare_swc_files_reads_both_and_names_an_empty_file(tmp_path):
     assert (result.esa, result.pds, result.threshold) == (pytest.approx(3.0), 1.0, 2.5)
     empty = tmp_path / "empty.swc"
     empty.write_text("# no nodes\n")
-    with pytest.raises(InputError, match=re.escape(str(empty))):
+    with pytest.raises(InputError, match=re.escape(f"{empty}: contains no nodes, so there is "
+                                                   "no gold reconstruction")):
         compare_swc_files(test_path, empty)
     with pytest.raises(InputError, match="threshold"):
         compare_swc_files(test_path, gold_path, 0)

@@ -315,9 +315,10 @@ def test_cldice_loss_trains(dataset, tmp_path):
     assert load_model(result.last)[1]["train_config"]["loss"] == "dice_ce_cldice"
 
 
-def test_resume_needs_a_run(dataset, tmp_path):
-    with pytest.raises(InputError, match="no last.pt"):
-        train(_config(dataset, tmp_path / "none", "steps=2"), resume=True)
+def test_resume_without_a_checkpoint_starts_from_step_0(dataset, tmp_path):
+    with pytest.warns(UserWarning, match="holds no last.pt yet.*starts from step 0"):
+        result = train(_config(dataset, tmp_path / "none", "steps=1"), resume=True)
+    assert result.steps == 1 and load_checkpoint(result.last)["step"] == 1
 
 
 def test_loss_decreases(dataset, tmp_path):

@@ -29,6 +29,7 @@ what it scored. Its card is also ``default_model/card.json`` beside it.
 from __future__ import annotations
 
 import inspect
+import io
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -38,6 +39,7 @@ import torch
 from torch import nn
 
 from dineuro import __version__
+from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
 from dineuro.io._atomic import atomic_file
 
@@ -83,11 +85,9 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
     no optimizer or random state, and an optional model ``card`` (plain types).
 
     Raises:
-        InputError: ``src`` is not a dineuro checkpoint.
+        InputError: ``src`` is not a dineuro checkpoint or one :func:`load_model` refuses.
     """
-    data = load_checkpoint(src)
-    model = build_network(data["model_config"])
-    model.load_state_dict(data["state_dict"], strict=True)
+    model, data = load_model(src)
     meta = {key: data[key] for key in EXPORTED if key in data}
     if card is not None:
         meta["card"] = dict(card)
@@ -136,9 +136,22 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, **meta: Any) -> P
                "model_config": dict(config),
                "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
                **meta}
+    return save_atomically(payload, path)
+
+
+def save_atomically(obj: Any, path: str | os.PathLike) -> Path:
+    """``torch.save`` through a temporary file renamed when complete (:func:`atomic_file`).
+
+    Serialised in memory first, then written by Python: torch's writer reports a full disk
+    as a ``RuntimeError`` about stream positions (also through a file object), Python as an
+    ``OSError`` (ENOSPC), which the command line turns into one sentence naming ``path``.
+    The copy in memory is as large as the file, which the weights in memory already are.
+    """
     path = Path(path)
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
     with atomic_file(path) as tmp:
-        torch.save(payload, tmp)
+        tmp.write_bytes(buffer.getbuffer())
     return path
 
 
@@ -210,9 +223,11 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
         ``spacing``, ``train_config``, ``step``, ``val_dice``, ``dineuro_version``, ...).
 
     Raises:
-        InputError: not a dineuro checkpoint, or weights that do not fit the stored config.
+        InputError: not a dineuro checkpoint, weights that are not finite (a diverged
+            training) or that do not fit the stored config.
     """
     data = load_checkpoint(path)
+    _check_finite(data["state_dict"], path)
     try:
         model = build_network(data["model_config"])
     except InputError as exc:
@@ -224,6 +239,38 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
                          f"({_first_line(exc)}).", path) from exc
     meta = {key: value for key, value in data.items() if key not in ("state_dict", "resume")}
     return model.to(device).eval(), meta
+
+
+def load_for_prediction(path: str | os.PathLike, device: str | torch.device = "cpu"
+                        ) -> tuple[nn.Module, Any, NormalizationConfig]:
+    """All that prediction needs from a checkpoint: the network (:func:`load_model`), its input
+    crop (z, y, x) as stored, and the normalisation it was trained with.
+
+    Raises:
+        InputError: naming ``path``: what :func:`load_model` refuses, and a checkpoint without
+            normalisation settings or with invalid ones (predict must normalise as training
+            did, so it does not guess).
+    """
+    model, meta = load_model(path, device)
+    if "normalization" not in meta:
+        raise InputError("lacks the 'normalization' entry that prediction needs; it was not "
+                         "written by dineuro train.", path)
+    try:
+        norm = NormalizationConfig.from_dict(meta["normalization"])
+    except InputError as exc:
+        raise InputError(str(exc), path) from exc
+    return model, meta["model_config"]["crop"], norm
+
+
+def _check_finite(state_dict: Mapping[str, torch.Tensor], path: str | os.PathLike) -> None:
+    """Refuse weights with NaN or inf values, naming the first such tensor: a network with them
+    predicts NaN everywhere, silently."""
+    for name, tensor in state_dict.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            what = "NaN" if torch.isnan(tensor).any() else "infinite"
+            raise InputError(f"its weight tensor {name!r} holds {what} values: the training "
+                             "that wrote it diverged; use an earlier checkpoint or train again.",
+                             path)
 
 
 _PLAIN = (type(None), bool, int, float, str, torch.Tensor)

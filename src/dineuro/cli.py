@@ -1,7 +1,8 @@
 """The ``dineuro`` command line: parses arguments, shows progress, calls one function per verb.
 
 Library code never prints; this module does. Bad input (:class:`dineuro.errors.InputError`)
-becomes one sentence on stderr and exit code 2, without a traceback.
+becomes one sentence on stderr and exit code 2, a failure of the machine (an ``OSError``: a full
+disk, a read-only folder) one sentence and exit code 1, both without a traceback.
 """
 
 from __future__ import annotations
@@ -25,8 +26,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from dineuro.errors import InputError
-from dineuro.io._atomic import refuse_existing
+from dineuro.errors import InputError, environment_failure
+from dineuro.io._atomic import check_writable, made_folder, refuse_existing
 
 app = typer.Typer(
     help="dineuro: segment 3D light-microscopy stacks of single neurons and trace them into SWC.",
@@ -50,8 +51,14 @@ def main() -> None:
     try:
         app()
     except InputError as exc:
-        err.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
-        sys.exit(2)
+        _fail(str(exc), 2)
+    except OSError as exc:  # the machine, not the input: a full disk, a read-only folder
+        _fail(environment_failure(exc), 1)
+
+
+def _fail(sentence: str, code: int) -> None:
+    err.print(f"[bold red]error:[/] {escape(sentence)}", highlight=False, soft_wrap=True)
+    sys.exit(code)
 
 
 def _progress(*columns) -> Progress:
@@ -86,6 +93,7 @@ def convert(
     """
     from dineuro.io.volume import convert_volume
 
+    check_writable(dst.parent)
     volume = convert_volume(src, dst, channel=channel)
     z, y, x = volume.array.shape
     err.print(f"wrote {dst}: {z} x {y} x {x} (z, y, x), {volume.array.dtype}, "
@@ -140,6 +148,7 @@ def synth(
     except ValueError as exc:
         raise InputError(str(exc)) from exc
     refuse_existing(out)
+    check_writable(out.parent)
     _write_synthetic(out, config, "synthesising stacks")
     err.print(f"wrote {config.n_stacks} stacks to {out}/ (images/, labels/, swc/, split.json, "
               "meta.json)")
@@ -176,6 +185,7 @@ def show(
     if out.suffix.lower() not in FIGURE_FORMATS:
         raise InputError(f"should end in one of {', '.join(FIGURE_FORMATS)}.", out)
     refuse_existing(out)
+    check_writable(out.parent)
     volume = read_volume(stack, channel=channel)
     tree = read_swc(swc) if swc is not None else None
     if tree is not None:
@@ -219,7 +229,8 @@ def train(
         help="DINO checkpoint file, or a name from `dineuro weights list` (same as "
              "--set teacher=...).")] = None,
     resume: Annotated[bool, typer.Option(
-        help="Continue the run in the config's out folder from its last.pt, exactly.")] = False,
+        help="Continue the run in the config's out folder from its last.pt, exactly; a run "
+             "stopped before its first checkpoint starts again from step 0.")] = False,
 ) -> None:
     """Train a segmentation network on a dataset folder; writes best.pt, last.pt, metrics.csv.
 
@@ -231,36 +242,31 @@ def train(
 
     extra = [f"teacher={teacher}"] if teacher is not None else []
     resolved = load_config(config, [*(overrides or []), *extra])
+    check_writable(resolved.out)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with _train_progress() as progress:
             result = run_training(resolved, progress=_TrainBar(progress), resume=resume)
-    for warning in caught:
-        if issubclass(warning.category, UserWarning):
-            err.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False)
+    _print_warnings(caught)
     best = "-" if result.best_val_dice is None else f"{result.best_val_dice:.4f}"
     err.print(f"trained {result.steps} steps in {result.seconds:.0f} s; best val Dice {best}; "
               f"checkpoints in {result.out}")
 
 
 def _device(name: str) -> str:
-    """"auto" -> "cuda" when a GPU is visible, else "cpu"; anything else as given."""
-    if name != "auto":
-        return name
-    import torch
+    """"auto" -> "cuda" when a GPU is visible, else "cpu"; a device that is not there is
+    refused in one sentence."""
+    from dineuro.train.runtime import resolve_device
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(resolve_device(name))
 
 
 def _load_for_prediction(model: Path | str, device: str):
     """(network, crop, normalisation) of a checkpoint, or of the packaged default model for
     "default": all that prediction needs from it."""
-    from dineuro.checkpoint import load_model, resolve_model
-    from dineuro.data.normalize import NormalizationConfig
+    from dineuro.checkpoint import load_for_prediction, resolve_model
 
-    network, meta = load_model(resolve_model(model), _device(device))
-    return (network, meta["model_config"]["crop"],
-            NormalizationConfig.from_dict(meta["normalization"]))
+    return load_for_prediction(resolve_model(model), _device(device))
 
 
 Overlap = Annotated[float, typer.Option(
@@ -279,6 +285,9 @@ Precision = Annotated[str, typer.Option(
 AllWindows = Annotated[bool, typer.Option(
     "--all-windows", help="Run the network on every window, also those without signal "
                           "(which are otherwise skipped with probability 0).")]
+SkipExisting = Annotated[bool, typer.Option(
+    "--skip-existing", help="Skip stacks whose outputs all exist (to finish an interrupted "
+                            "batch); without it, any existing output is refused.")]
 Threads = Annotated[int, typer.Option(
     min=0, help="CPU threads for the network; 0: PyTorch's default (the physical cores).")]
 #: File endings of checkpoints, to read the older `run MODEL INPUT...` form.
@@ -323,6 +332,7 @@ def predict(
         help="Read and write zarr block by block, for stacks larger than memory: writes "
              "OUT/NAME_prob.zarr.")] = False,
     block: Annotated[str, typer.Option(help="Block size z,y,x for --blocks.")] = "128,256,256",
+    skip_existing: SkipExisting = False,
 ) -> None:
     """Apply a trained model (the packaged default unless --model): writes NAME_prob.tif and
     NAME_mask.tif per stack.
@@ -346,16 +356,16 @@ def predict(
     def zarr_output(stack: Path) -> Path:
         return out / f"{stack.name.removesuffix('.zarr')}_prob.zarr"
 
-    for stack in stacks:
-        for path in (zarr_output(stack),) if blocks else output_paths(stack, out):
-            refuse_existing(path)
+    todo = _batch(stacks, out, (lambda s: (zarr_output(s),)) if blocks
+                  else (lambda s: output_paths(s, out)), skip_existing,
+                  None if blocks else (channel, prob_dtype))
     _set_threads(threads)
     network, crop, norm = _load_for_prediction(model, device)
     options = {"overlap": overlap, "batch_size": batch_size, "flips": flips,
                "device": _device(device), "precision": precision,
                "skip_empty": not all_windows, "prob_dtype": prob_dtype}
-    with _progress() as progress:
-        for stack in stacks:
+    with made_folder(out), _progress() as progress:
+        for stack in todo:
             task = progress.add_task(f"predicting {stack.name}", total=None)
 
             def advance(done: int, total: int, task=task) -> None:
@@ -372,7 +382,34 @@ def predict(
             progress.console.print(f"{stack.name}: network on {stats.computed} of "
                                    f"{stats.windows} windows ({stats.precision})",
                                    highlight=False)
-    err.print(f"wrote predictions of {len(stacks)} stack(s) to {out}/")
+    err.print(f"wrote predictions of {len(todo)} stack(s) to {out}/{_skipped(stacks, todo)}")
+
+
+def _batch(stacks: list[Path], out: Path, outputs_of, skip_existing: bool,
+           probe: tuple[int | None, str] | None) -> list[Path]:
+    """The stacks of a batch still to do, after every check that can fail before the work:
+    existing outputs, each stack's header (with ``probe`` = (channel, prob dtype)), and
+    whether OUT takes the outputs (a map and a uint8 mask per stack)."""
+    import numpy as np
+
+    from dineuro.io._atomic import check_writable
+    from dineuro.predict import TIFF_PROB_DTYPES, output_bytes, pending, probe_stacks
+
+    todo = pending(stacks, outputs_of, skip_existing)
+    needed = 0
+    if probe is not None:
+        channel, prob_dtype = probe
+        if prob_dtype not in TIFF_PROB_DTYPES:
+            raise InputError(f"--prob-dtype should be one of {', '.join(TIFF_PROB_DTYPES)}, "
+                             f"not {prob_dtype!r}.")
+        needed = output_bytes(probe_stacks(todo, channel), np.dtype(prob_dtype).itemsize + 1)
+    check_writable(out, needed)
+    return todo
+
+
+def _skipped(stacks: list[Path], todo: list[Path]) -> str:
+    done = len(stacks) - len(todo)
+    return f" ({done} stack(s) skipped: their outputs exist)" if done else ""
 
 
 High = Annotated[float, typer.Option(
@@ -432,7 +469,7 @@ def _print_warnings(caught, prefix: str = "") -> None:
     for warning in caught:
         if issubclass(warning.category, UserWarning):
             err.print(f"[yellow]warning:[/] {escape(prefix + str(warning.message))}",
-                      highlight=False)
+                      highlight=False, soft_wrap=True)  # one line, for logs and grep
 
 
 @app.command()
@@ -479,6 +516,7 @@ def trace(
     from dineuro.trace import trace_file
 
     position = "auto" if root == "auto" else _parse_root(root)
+    check_writable(out.parent)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         tree = trace_file(prob, out, image=image, channel=channel, root=position,
@@ -507,6 +545,7 @@ def run(
     all_windows: AllWindows = False,
     threads: Threads = 0,
     channel: Channel = None,
+    skip_existing: SkipExisting = False,
     high: High = 0.5,
     low: Low = 0.25,
     max_gap: MaxGap = 6.0,
@@ -536,9 +575,8 @@ def run(
 
     model, inputs = _model_and_inputs(model, inputs)
     stacks = find_stacks(inputs)
-    for stack in stacks:
-        for path in (*output_paths(stack, out), _swc_output(stack, out)):
-            refuse_existing(path)
+    todo = _batch(stacks, out, lambda s: (*output_paths(s, out), _swc_output(s, out)),
+                  skip_existing, (channel, prob_dtype))
     _set_threads(threads)
     network, crop, norm = _load_for_prediction(model, device)
     options = {"overlap": overlap, "batch_size": batch_size, "flips": flips,
@@ -550,9 +588,11 @@ def run(
                      "min_piece_length": min_piece_length, "min_tree_length": min_tree_length,
                      "smooth": smooth, "node_step": step, "keep_fragments": keep_fragments,
                      "method": method}
-    untraced = _predict_and_trace(stacks, out, (network, crop, norm), options, trace_options)
-    skipped = f"; not traced: {', '.join(untraced)}" if untraced else ""
-    err.print(f"wrote predictions and SWC trees of {len(stacks)} stack(s) to {out}/{skipped}")
+    with made_folder(out):
+        untraced = _predict_and_trace(todo, out, (network, crop, norm), options, trace_options)
+    failed = f"; not traced: {', '.join(untraced)}" if untraced else ""
+    err.print(f"wrote predictions and SWC trees of {len(todo)} stack(s) to "
+              f"{out}/{_skipped(stacks, todo)}{failed}")
 
 
 def _swc_output(stack: Path, out: Path) -> Path:
@@ -566,9 +606,12 @@ def _swc_output(stack: Path, out: Path) -> Path:
 def _predict_and_trace(stacks: list[Path], out: Path, loaded, options: dict,
                        trace_options: dict) -> list[str]:
     """Predict and trace each stack into ``out`` with a progress bar and a line per stack;
-    the names whose map could not be traced (each gets a warning, the batch goes on)."""
+    the names whose map could not be traced (each gets a warning and an SWC that says why;
+    the batch goes on). A stack's three files are written after its tracing, all or none."""
     import time
 
+    from dineuro.io._atomic import undo_on_failure
+    from dineuro.io.swc import write_swc
     from dineuro.predict import (
         DEFAULT_PROB_DTYPE,
         DEFAULT_THRESHOLD,
@@ -577,14 +620,15 @@ def _predict_and_trace(stacks: list[Path], out: Path, loaded, options: dict,
         predict_file,
         write_prediction,
     )
-    from dineuro.trace import write_trace
+    from dineuro.trace import trace_volume, untraced
 
     network, crop, norm = loaded
     options = dict(options)
     threshold = options.pop("threshold", DEFAULT_THRESHOLD)
     prob_dtype = options.pop("prob_dtype", DEFAULT_PROB_DTYPE)
-    outputs = {stack: checked_outputs(stack, out, threshold, prob_dtype) for stack in stacks}
-    untraced = []
+    outputs = {stack: (*checked_outputs(stack, out, threshold, prob_dtype),
+                       _swc_output(stack, out)) for stack in stacks}
+    not_traced = []
     with _progress() as progress:
         overall = progress.add_task("stacks", total=len(stacks))
         for stack in stacks:
@@ -596,27 +640,31 @@ def _predict_and_trace(stacks: list[Path], out: Path, loaded, options: dict,
             stats, start = WindowStats(), time.perf_counter()
             prob = predict_file(network, stack, crop, norm, progress=advance, stats=stats,
                                 **options)
-            prob_path, mask_path = outputs[stack]
-            write_prediction(prob, prob_path, mask_path, threshold=threshold,
-                             prob_dtype=prob_dtype)
+            prob_path, mask_path, swc_path = outputs[stack]
             predicted = time.perf_counter()
             progress.update(task, description=f"tracing {stack.name}")
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 try:
-                    write_trace(prob, _swc_output(stack, out), source=prob_path,
-                                kind="probability", **trace_options)
+                    tree = trace_volume(prob, source=prob_path, kind="probability",
+                                        **trace_options)
                 except InputError as exc:
-                    untraced.append(stack.name)
+                    not_traced.append(stack.name)
+                    tree = untraced(prob_path, str(exc))
                     warnings.warn(f"not traced: {exc}", UserWarning, stacklevel=1)
+            traced = time.perf_counter()
+            with undo_on_failure(*outputs[stack]):  # written last: a stack is all or nothing
+                write_prediction(prob, prob_path, mask_path, threshold=threshold,
+                                 prob_dtype=prob_dtype)
+                write_swc(swc_path, tree, allow_empty=True)
             progress.remove_task(task)
             progress.console.print(
                 f"{stack.name}: network on {stats.computed} of {stats.windows} windows "
                 f"({stats.precision}), predicted in {predicted - start:.1f} s, traced in "
-                f"{time.perf_counter() - predicted:.1f} s", highlight=False)
+                f"{traced - predicted:.1f} s", highlight=False)
             _print_warnings(caught, f"{stack.name}: ")
             progress.advance(overall)
-    return untraced
+    return not_traced
 
 
 def _set_threads(threads: int) -> None:
@@ -689,6 +737,7 @@ def adapt(
              "threads": threads}
     values |= {key: value for key, value in given.items() if value is not None}
     config = AdaptConfig.from_dict(values)
+    check_writable(out.parent)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         with _progress(TextColumn("{task.fields[loss]}"), MofNCompleteColumn()) as progress:
@@ -756,6 +805,7 @@ def evaluate(
     from dineuro.data.dataset import IMAGES, SPLIT_FILE, SPLITS, open_dataset
     from dineuro.evaluate import evaluate_folder, markdown_table, write_tables
 
+    check_writable(out if out is not None else pred_dir)
     names = None
     if (gold / IMAGES).is_dir() and (gold / SPLIT_FILE).exists() and split != "all":
         if split not in SPLITS:
@@ -1016,5 +1066,6 @@ def weights_fetch(
             path = fetch(name, to, progress=lambda done, total: progress.update(
                 task, completed=done, total=total))
     for warning in caught:
-        err.print(f"[yellow]warning:[/] {warning.message}", highlight=False)
+        err.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False,
+                  soft_wrap=True)
     err.print(f"weights ready: {path}")

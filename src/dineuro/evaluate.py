@@ -47,7 +47,7 @@ from dineuro.evaluate_swc import (
     find_traces,
     score_trace,
 )
-from dineuro.io._atomic import atomic_file, refuse_existing
+from dineuro.io._atomic import atomic_file, refuse_existing, undo_on_failure
 from dineuro.io.volume import Volume, read_volume
 
 MASK_SUFFIX, PROB_SUFFIX = "_mask.tif", "_prob.tif"
@@ -229,7 +229,8 @@ def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
     Raises:
         InputError: a folder is missing or holds nothing usable, no name has both prediction
             and gold, a prediction is not a binary mask or probability map, or its shape
-            differs from its gold, an SWC is invalid, or ``swc_threshold`` is not positive.
+            differs from its gold, an SWC is invalid or lies entirely outside its stack, a gold
+            SWC has no nodes, or ``swc_threshold`` is not positive.
 
     Examples::
 
@@ -253,14 +254,10 @@ def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
                          f"{_examples(predictions)} vs {_examples(gold_readers)}).", pred_dir)
     rows = []
     for name in wanted:
-        if name in predictions and name in gold_readers:
-            rows.append(_score_files(name, predictions[name], gold_readers[name],
-                                     DEFAULT_THRESHOLD if threshold is None else threshold))
-        else:
-            rows.append(_missing_row(name, predictions.get(name), name in gold_readers))
-        if traces:
-            rows[-1] = replace(rows[-1], trace=score_trace(
-                traces.get(name), gold_swcs.get(name), swc_threshold))
+        rows.append(_score_name(name, predictions.get(name), gold_readers.get(name),
+                                DEFAULT_THRESHOLD if threshold is None else threshold,
+                                traces.get(name), gold_swcs.get(name),
+                                swc_threshold if traces else None))
         if on_stack is not None:
             on_stack(name)
     return EvaluationTable(rows=tuple(rows),
@@ -268,9 +265,32 @@ def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
                            swc_threshold=float(swc_threshold) if traces else None)
 
 
-def _score_files(name: str, prediction: Path, read_gold: GoldReader,
+def _score_name(name: str, prediction: Path | None, read_gold: GoldReader | None,
+                threshold: float, trace: Path | None, gold_swc: Path | None,
+                swc_threshold: float | None) -> StackScore:
+    """The row of one stack: its prediction against its gold mask (or a missing row) and, when
+    the table scores traces (``swc_threshold`` given), its trace against its gold SWC.
+
+    The gold is read once, also for a trace without a prediction: both SWCs are checked against
+    its shape, as an SWC outside the stack is the wrong file, not a complete miss. (A gold SWC
+    always comes with a gold reader: :func:`find_gold_swcs` looks only for those names.)
+    """
+    needs_gold = prediction is not None or (swc_threshold is not None
+                                            and None not in (trace, gold_swc))
+    gold = read_gold() if read_gold is not None and needs_gold else None
+    if prediction is None or gold is None:
+        row = _missing_row(name, prediction, read_gold is not None)
+    else:
+        row = _score_files(name, prediction, gold, threshold)
+    if swc_threshold is None:
+        return row
+    shape = None if gold is None else gold[0].array.shape
+    return replace(row, trace=score_trace(trace, gold_swc, swc_threshold, shape))
+
+
+def _score_files(name: str, prediction: Path, gold: tuple[Volume, Path],
                  threshold: float) -> StackScore:
-    (gold_mask, spacing), gold_path = read_gold()
+    (gold_mask, spacing), gold_path = gold
     pred_mask = read_prediction(prediction, threshold)
     if pred_mask.shape != gold_mask.shape:
         raise InputError(f"has shape {pred_mask.shape} but its gold {gold_path} has shape "
@@ -327,20 +347,22 @@ def write_tables(table: EvaluationTable, out_dir: str | os.PathLike) -> tuple[Pa
     """Write ``metrics.csv`` (one row per stack) and ``metrics.md`` (with a summary row).
 
     With scored traces the CSV has :data:`TRACE_CSV_COLUMNS` before its note. Both files are
-    written atomically; neither may exist yet (checked before writing either).
+    written atomically; neither may exist yet (checked before writing either), and if the
+    second cannot be written the first is removed again.
 
     Returns:
         The CSV and Markdown paths.
     """
     out_dir = Path(out_dir)
     csv_path, md_path = (refuse_existing(out_dir / name) for name in (CSV_NAME, MARKDOWN_NAME))
-    with atomic_file(csv_path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        traced = table.swc_threshold is not None
-        writer.writerow(_csv_columns(traced))
-        writer.writerows(_csv_row(row, traced) for row in table.rows)
-    with atomic_file(md_path) as tmp:
-        tmp.write_text(markdown_table(table))
+    with undo_on_failure(csv_path, md_path):
+        with atomic_file(csv_path) as tmp, open(tmp, "w", newline="") as f:
+            writer = csv.writer(f)
+            traced = table.swc_threshold is not None
+            writer.writerow(_csv_columns(traced))
+            writer.writerows(_csv_row(row, traced) for row in table.rows)
+        with atomic_file(md_path) as tmp:
+            tmp.write_text(markdown_table(table))
     return csv_path, md_path
 
 

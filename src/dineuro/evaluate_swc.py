@@ -9,20 +9,25 @@ ones. HD95 in :mod:`dineuro.evaluate` differs: it is in x/y voxels with z scaled
 
 An empty trace (an SWC of comments only, which the tracer writes when nothing in the map is above
 its threshold) matches none of the gold's length: recall and F1 are 0, and it has no distances
-or cable, so ESA, DSA, PDS, precision and the hairiness ratio are left empty.
+or cable, so ESA, DSA, PDS, precision and the hairiness ratio are left empty (as in
+:class:`~dineuro.neuron_distance.NeuronDistance`, where they are nan). A gold SWC without nodes
+is refused, as is a trace or gold SWC that lies entirely outside its stack (the rule of
+:func:`~dineuro.data.render.check_tree_in_stack`, which ``show`` and the rendering of gold
+masks from SWCs apply too).
 """
 
 from __future__ import annotations
 
+import math
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from dineuro.data.dataset import IMAGES, SWC
-from dineuro.errors import InputError
+from dineuro.data.render import check_tree_in_stack
 from dineuro.io.swc import SwcTree, read_swc
-from dineuro.neuron_distance import DEFAULT_THRESHOLD, compare_trees
+from dineuro.neuron_distance import DEFAULT_THRESHOLD, compare_trees, read_gold_swc
 
 SWC_SUFFIX = ".swc"
 #: Distance in SWC units from which a point counts as apart; Vaa3D's threshold of 2.
@@ -77,27 +82,26 @@ def find_gold_swcs(gold: str | os.PathLike, names: Iterable[str]) -> dict[str, P
 
 
 def read_trace(path: str | os.PathLike) -> SwcTree | None:
-    """A traced SWC file, strictly read; None when it holds comments only (an empty trace)."""
-    path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot be read ({exc.strerror}).", path) from None
-    if all(not line.strip() or line.lstrip().startswith("#") for line in lines):
-        return None
-    return read_swc(path)
+    """A traced SWC file, strictly read; None when it holds comments only (an empty trace),
+    for callers that draw it or not."""
+    tree = read_swc(path, allow_empty=True)
+    return tree if len(tree) else None
 
 
 def score_trace(trace: Path | None, gold: Path | None,
-                threshold: float = DEFAULT_SWC_THRESHOLD) -> TraceScore:
+                threshold: float = DEFAULT_SWC_THRESHOLD,
+                shape: Sequence[int] | None = None) -> TraceScore:
     """Scores of the traced SWC file ``trace`` against the gold SWC file ``gold``.
 
     Args:
         trace, gold: the two files; None where a stack lacks one (a row with a note).
         threshold: distance in SWC units (see :mod:`dineuro.neuron_distance`).
+        shape: the (z, y, x) shape of their stack, to refuse an SWC that lies outside it (and
+            would score as a complete miss); None to skip that check.
 
     Raises:
-        InputError: naming the file: an unreadable or invalid SWC, or an empty gold SWC.
+        InputError: naming the file: an unreadable or invalid SWC, an empty gold SWC, or one
+            that lies entirely outside the stack.
     """
     name = "" if trace is None else trace.name
     if trace is None or gold is None:
@@ -105,11 +109,18 @@ def score_trace(trace: Path | None, gold: Path | None,
                                                     (NO_GOLD_SWC, gold is None)) if missing)
         return TraceScore(trace=name, esa=None, dsa=None, pds=None, precision=None,
                           recall=None, f1=None, hairiness_ratio=None, note=note)
-    tree, gold_tree = read_trace(trace), read_swc(gold)
-    if tree is None:
-        return TraceScore(trace=name, esa=None, dsa=None, pds=None, precision=None,
-                          recall=0.0, f1=0.0, hairiness_ratio=None, note=EMPTY_TRACE)
+    tree, gold_tree = read_swc(trace, allow_empty=True), read_gold_swc(gold)
+    if shape is not None:
+        check_tree_in_stack(gold_tree, shape, gold)
+        check_tree_in_stack(tree, shape, trace)
     result = compare_trees(tree, gold_tree, threshold)
-    return TraceScore(trace=name, esa=result.esa, dsa=result.dsa, pds=result.pds,
-                      precision=result.precision, recall=result.recall, f1=result.f1,
-                      hairiness_ratio=result.hairiness_ratio, note="")
+    return TraceScore(trace=name, esa=_defined(result.esa), dsa=_defined(result.dsa),
+                      pds=_defined(result.pds), precision=_defined(result.precision),
+                      recall=result.recall, f1=result.f1,
+                      hairiness_ratio=result.hairiness_ratio,
+                      note="" if len(tree) else EMPTY_TRACE)
+
+
+def _defined(score: float) -> float | None:
+    """None for a score that is undefined (nan: an empty trace has no points to average)."""
+    return None if math.isnan(score) else score

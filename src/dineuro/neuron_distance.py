@@ -41,6 +41,9 @@ Where this differs from Vaa3D (``neuron_sim_scores.cpp``):
 - A tree without length (only isolated nodes and zero-length edges) has precision or recall
   equal to the fraction of its points within ``T``, instead of 0 / 0.
 - The threshold must be positive; a directional DSA without any distant point is 0.
+- An empty test tree (no nodes: what the tracer writes for a map with nothing in it) is scored as
+  an empty reconstruction (see :class:`NeuronDistance`) rather than refused; Vaa3D refuses it.
+  An empty gold tree is refused: there is nothing to score against.
 
 Zero-length edges count as in Vaa3D: one sample point (the child) and, as a target, a point.
 
@@ -56,6 +59,7 @@ Examples::
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
@@ -88,6 +92,13 @@ class NeuronDistance:
     Distances and lengths are in SWC units; fractions are in [0, 1]. ``*_test_to_gold`` values
     are over the test tree's sample points measured against the gold tree, ``*_gold_to_test``
     the other way round.
+
+    An empty test tree (no nodes) matches none of the gold: recall and F1 are 0, and
+    ``pds_gold_to_test`` is 1. What averages over its sample points, of which there are none, is
+    undefined (nan): precision, ``esa_test_to_gold``, ``dsa_test_to_gold``,
+    ``pds_test_to_gold``, and so ESA, DSA and PDS. A gold point is infinitely far from no tree:
+    ``esa_gold_to_test`` and ``dsa_gold_to_test`` are inf. Its length, nodes, points and tips
+    are 0, its hairiness and the ratio None. :meth:`to_dict` writes nan and inf as None.
 
     Args:
         threshold: distance from which a point counts as apart.
@@ -143,8 +154,10 @@ class NeuronDistance:
     hairiness_ratio: float | None
 
     def to_dict(self) -> dict[str, float | int | None]:
-        """All fields as a plain dict, ready for ``json.dumps`` (None becomes null)."""
-        return asdict(self)
+        """All fields as a plain dict, ready for ``json.dumps``: nan and inf (the undefined
+        scores of an empty test tree) become None, hence null, as JSON has no such numbers."""
+        return {key: None if isinstance(value, float) and not math.isfinite(value) else value
+                for key, value in asdict(self).items()}
 
 
 class _Sampling(NamedTuple):
@@ -295,11 +308,24 @@ def _check_threshold(threshold: float) -> float:
     return threshold
 
 
-def _check_tree(tree: SwcTree, name: str) -> None:
+def _check_tree(tree: SwcTree, name: str, allow_empty: bool = False) -> None:
     try:
-        validate_swc(tree)
+        validate_swc(tree, allow_empty=allow_empty)
     except InputError as exc:
         raise ValueError(f"{name} tree: {exc}") from None
+
+
+def _against_empty_test(gold: SwcTree, threshold: float) -> NeuronDistance:
+    """The scores of a test tree without nodes against ``gold`` (see :class:`NeuronDistance`)."""
+    sampling, tips = _sample(gold), terminal_tips(gold)
+    nan, inf = math.nan, math.inf
+    return NeuronDistance(
+        threshold=threshold, esa=nan, dsa=nan, pds=nan, precision=nan, recall=0.0, f1=0.0,
+        esa_test_to_gold=nan, esa_gold_to_test=inf, dsa_test_to_gold=nan, dsa_gold_to_test=inf,
+        pds_test_to_gold=nan, pds_gold_to_test=1.0, test_length=0.0,
+        gold_length=sampling.length, test_nodes=0, gold_nodes=len(gold), test_points=0,
+        gold_points=len(sampling.points), test_tips=0, gold_tips=tips, test_hairiness=None,
+        gold_hairiness=hairiness(tips, sampling.length), hairiness_ratio=None)
 
 
 def compare_trees(test: SwcTree, gold: SwcTree,
@@ -310,8 +336,8 @@ def compare_trees(test: SwcTree, gold: SwcTree,
     each take a fraction of a second.
 
     Args:
-        test: the reconstruction to score (forests allowed).
-        gold: the reference reconstruction (forests allowed).
+        test: the reconstruction to score (forests allowed; without nodes: an empty one).
+        gold: the reference reconstruction (forests allowed; at least one node).
         threshold: distance in SWC units from which a sample point counts as apart (DSA, PDS)
             and below which it counts as matched (precision, recall).
 
@@ -320,12 +346,14 @@ def compare_trees(test: SwcTree, gold: SwcTree,
         values and precision with recall.
 
     Raises:
-        ValueError: a tree without nodes or otherwise invalid (see
-            :func:`dineuro.io.swc.validate_swc`), or a threshold that is not positive.
+        ValueError: an invalid tree (see :func:`dineuro.io.swc.validate_swc`), a gold tree
+            without nodes, or a threshold that is not positive.
     """
     threshold = _check_threshold(threshold)
-    _check_tree(test, "test")
+    _check_tree(test, "test", allow_empty=True)
     _check_tree(gold, "gold")
+    if not len(test):
+        return _against_empty_test(gold, threshold)
     test_sampling, gold_sampling = _sample(test), _sample(gold)
     test_distance = _SegmentIndex(gold_sampling.start, gold_sampling.end).distances(
         test_sampling.points)
@@ -355,21 +383,33 @@ def compare_trees(test: SwcTree, gold: SwcTree,
         gold_hairiness=gold_hairiness, hairiness_ratio=_ratio(test_hairiness, gold_hairiness))
 
 
+def read_gold_swc(path: str | os.PathLike) -> SwcTree:
+    """A gold SWC file, read strictly with :func:`read_swc`; one without nodes is refused in
+    words that say why, since an empty *test* file is accepted (an empty reconstruction)."""
+    tree = read_swc(path, allow_empty=True)
+    if not len(tree):
+        raise InputError("contains no nodes, so there is no gold reconstruction to score "
+                         "against.", path)
+    return tree
+
+
 def compare_swc_files(test_path: str | os.PathLike, gold_path: str | os.PathLike,
                       threshold: float = DEFAULT_THRESHOLD) -> NeuronDistance:
     """:func:`compare_trees` of two SWC files, read strictly with :func:`read_swc`.
 
     Args:
-        test_path: the reconstruction to score.
-        gold_path: the reference reconstruction.
+        test_path: the reconstruction to score; a file of comments only (what ``dineuro trace``
+            writes for an empty map) is an empty reconstruction.
+        gold_path: the reference reconstruction; it must have nodes.
         threshold: distance in SWC units; see :func:`compare_trees`.
 
     Raises:
         InputError: a threshold that is not positive, or a file that is missing, unreadable,
-            empty or not a valid SWC forest (naming the file).
+            not a valid SWC forest, or a gold file without nodes (naming the file).
     """
     try:
         threshold = _check_threshold(threshold)
     except ValueError as exc:
         raise InputError(str(exc)) from None
-    return compare_trees(read_swc(test_path), read_swc(gold_path), threshold)
+    return compare_trees(read_swc(test_path, allow_empty=True), read_gold_swc(gold_path),
+                         threshold)

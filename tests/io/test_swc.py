@@ -126,6 +126,20 @@ def test_an_empty_tree_is_written_only_when_allowed(tmp_path):
                   allow_empty=True)
 
 
+def test_an_empty_tree_is_read_only_when_allowed(tmp_path):
+    empty = write_swc(tmp_path / "empty.swc", SwcTree([], [], np.zeros((0, 3)), [], [],
+                                                       comments=["nothing traced", ""]),
+                      allow_empty=True)
+    with pytest.raises(InputError, match="empty.swc: contains no nodes"):
+        read_swc(empty)
+    tree = read_swc(empty, allow_empty=True)
+    assert (len(tree), tree.xyz.shape, tree.comments) == (0, (0, 3), ["nothing traced", ""])
+    # Only the count of nodes is relaxed: a bad node line is refused all the same.
+    bad = write_text(tmp_path, "# header\n1 1 0 0 0 1\n", name="bad.swc")
+    with pytest.raises(InputError, match="line 2: expected 7 columns"):
+        read_swc(bad, allow_empty=True)
+
+
 NODE = "1 1 0 0 0 1 -1\n"
 
 

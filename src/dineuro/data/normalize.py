@@ -40,6 +40,13 @@ PERCENTILE = "percentile"
 METHODS = (PERCENTILE,)
 
 
+class NonFiniteError(ValueError):
+    """A stack holds NaN or infinite voxels, which no normalisation can map to [0, 1]."""
+
+    def __init__(self):
+        super().__init__("the stack holds NaN or infinite values; they cannot be normalised.")
+
+
 def subsample_strides(shape: tuple[int, ...], max_samples: int | None = None
                       ) -> tuple[int, int, int]:
     """Strides (z, y, x) of the subsample on which percentiles are computed.
@@ -120,7 +127,7 @@ def percentiles_of(volume, low: float = DEFAULT_LOW, high: float = DEFAULT_HIGH,
         raise ValueError(f"volume should not be empty, got shape {tuple(volume.shape)}.")
     lo, hi = (float(v) for v in np.percentile(sample, [low, high]))
     if not (math.isfinite(lo) and math.isfinite(hi)):
-        raise ValueError("the stack holds NaN or infinite values; they cannot be normalised.")
+        raise NonFiniteError
     if hi <= lo:
         hi = float(sample.max())
     return lo, hi
@@ -131,7 +138,7 @@ def rescale(volume, lo: float, hi: float) -> np.ndarray:
 
     This is the one place where voxels are transformed, so in-memory and block-wise prediction
     compute every voxel identically. Equal limits (a constant stack) give zeros rather than a
-    division by zero.
+    division by zero. NaN or infinite voxels (also float64 values beyond float32) are refused.
 
     Examples
     --------
@@ -139,6 +146,8 @@ def rescale(volume, lo: float, hi: float) -> np.ndarray:
     array([0. , 0. , 0.5, 1. ], dtype=float32)
     """
     out = np.array(volume, dtype=np.float32, copy=True)
+    if not np.isfinite(out).all():  # clipping would hide inf, and NaN survives it
+        raise NonFiniteError
     if hi <= lo:
         out[...] = 0.0
         return out

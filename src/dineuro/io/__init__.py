@@ -8,17 +8,21 @@ Volumes are numpy arrays in (z, y, x) order with their voxel spacing; SWC coordi
 from dineuro.io.swc import SwcTree, read_swc, swc_to_zyx, validate_swc, write_swc, zyx_to_swc
 from dineuro.io.volume import (
     SUPPORTED_EXTENSIONS,
+    StackHeader,
     Volume,
     convert_volume,
+    probe_volume,
     read_volume,
     write_volume,
 )
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
+    "StackHeader",
     "SwcTree",
     "Volume",
     "convert_volume",
+    "probe_volume",
     "read_swc",
     "read_volume",
     "swc_to_zyx",

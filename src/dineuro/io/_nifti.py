@@ -19,6 +19,7 @@ from nibabel.filebasedimages import ImageFileError
 from nibabel.spatialimages import HeaderDataError
 
 from dineuro.errors import InputError
+from dineuro.io._placeholder import placeholder
 
 DTYPES = tuple(np.dtype(name) for name in ("uint8", "int8", "uint16", "int16", "uint32",
                                            "int32", "uint64", "int64", "float32", "float64"))
@@ -39,9 +40,19 @@ def read(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:
         The voxels; their axis names (``"ZYX"`` for a 3D file, ``"CZYX"`` for a 5D file with a
         single time point, a singleton time axis dropped); and the (z, y, x) spacing.
     """
+    return _open(path, lambda image: np.asanyarray(image.dataobj))
+
+
+def probe(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:
+    """What :func:`read` returns, with a :func:`placeholder` for the voxels: the header only."""
+    return _open(path, lambda image: placeholder(image.shape, image.get_data_dtype()))
+
+
+def _open(path: Path, voxels) -> tuple[np.ndarray, str, tuple[float, float, float]]:
+    """``voxels(image)`` as (..., z, y, x), its axis names and the spacing of a NIfTI file."""
     try:
         image = nib.load(path, mmap=False)
-        data = np.asanyarray(image.dataobj)
+        data = voxels(image)
     except _READ_ERRORS as exc:
         raise InputError(f"cannot be read as a NIfTI file ({exc}).", path) from exc
     if data.ndim > len(_AXES):

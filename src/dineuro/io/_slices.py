@@ -15,6 +15,7 @@ import numpy as np
 
 from dineuro.errors import InputError
 from dineuro.io import _tiff
+from dineuro.io._placeholder import placeholder
 
 SLICE_SUFFIXES = (".tif", ".tiff")
 
@@ -30,19 +31,33 @@ def read(folder: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:
     array, axes, spacing
         The stacked voxels, ``"ZYX"``, and the first slice's (z, y, x) spacing.
     """
+    return _stack(folder, load=True)
+
+
+def probe(folder: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:
+    """What :func:`read` returns, with a :func:`placeholder` for the voxels: every slice's
+    header only."""
+    return _stack(folder, load=False)
+
+
+def _stack(folder: Path, load: bool) -> tuple[np.ndarray, str, tuple[float, float, float]]:
+    """The slices of ``folder``, each checked against the first; stacked when ``load``, else
+    only their headers read."""
     paths = slice_paths(folder)
     if not paths:
         raise InputError("holds no TIFF slices (.tif or .tiff files).", folder)
-    first, spacing = _read_slice(paths[0])
-    stack = np.empty((len(paths), *first.shape), dtype=first.dtype)
-    stack[0] = first
-    for index, path in enumerate(paths[1:], start=1):
-        plane, _ = _read_slice(path)
+    open_slice = _tiff.read if load else _tiff.probe
+    first, spacing = _open_slice(paths[0], open_slice)
+    shape = (len(paths), *first.shape)
+    stack = np.empty(shape, first.dtype) if load else placeholder(shape, first.dtype)
+    for index, path in enumerate(paths):
+        plane = first if index == 0 else _open_slice(path, open_slice)[0]
         if plane.shape != first.shape or plane.dtype != first.dtype:
             raise InputError(f"has shape {plane.shape} and dtype {plane.dtype}, but the first "
                              f"slice {paths[0].name} has shape {first.shape} and dtype "
                              f"{first.dtype}; all slices must match.", path)
-        stack[index] = plane
+        if load:
+            stack[index] = plane
     return stack, "ZYX", spacing
 
 
@@ -64,8 +79,8 @@ def _natural_key(path: Path) -> tuple[list[str | int], str]:
     return [int(part) if position % 2 else part for position, part in enumerate(parts)], path.name
 
 
-def _read_slice(path: Path) -> tuple[np.ndarray, tuple[float, float, float]]:
-    array, axes, spacing = _tiff.read(path)
+def _open_slice(path: Path, open_slice) -> tuple[np.ndarray, tuple[float, float, float]]:
+    array, axes, spacing = open_slice(path)
     if axes != "YX":
         raise InputError(f"is not a 2D slice: it has axes {axes} and shape {array.shape}.", path)
     return array, spacing

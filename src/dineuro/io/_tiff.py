@@ -21,6 +21,7 @@ import numpy as np
 import tifffile
 
 from dineuro.errors import InputError
+from dineuro.io._placeholder import placeholder
 
 # What ImageJ hyperstacks can hold (tifffile refuses anything else with imagej=True).
 DTYPES = tuple(np.dtype(name) for name in ("uint8", "uint16", "int16", "float32"))
@@ -44,6 +45,16 @@ def read(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:
         The voxels; tifffile's axis names, with the stack axis called Z and samples (RGB) called
         C; and the (z, y, x) voxel spacing (see the module docstring for units).
     """
+    return _open(path, lambda series: series.asarray())
+
+
+def probe(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:
+    """What :func:`read` returns, with a :func:`placeholder` for the voxels: the header only."""
+    return _open(path, lambda series: placeholder(series.shape, series.dtype))
+
+
+def _open(path: Path, voxels) -> tuple[np.ndarray, str, tuple[float, float, float]]:
+    """``voxels(series)``, the axes and the spacing of the one image series of a TIFF file."""
     with _tifffile_errors() as errors:
         try:
             with tifffile.TiffFile(path) as tif:
@@ -51,7 +62,7 @@ def read(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:
                 if not n_series:
                     raise InputError("holds no image data; it is truncated or empty.", path)
                 series = tif.series[0]
-                array, axes, spacing = series.asarray(), series.axes, _spacing(tif)
+                array, axes, spacing = voxels(series), series.axes, _spacing(tif)
         except _READ_ERRORS as exc:
             raise InputError(f"cannot be read as a TIFF file ({exc}).", path) from exc
     if errors:

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from dineuro.errors import InputError
+from dineuro.io._placeholder import placeholder
 
 MAGIC = b"raw_image_stack_by_hpeng"
 _BYTE_ORDERS = {b"B": ">", b"L": "<"}
@@ -44,15 +45,28 @@ def read(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:
         The voxels, the axis names ``"CZYX"``, and (1.0, 1.0, 1.0) since the format stores no
         spacing.
     """
+    byte_order, dtype, sizes, header_len = _header(path)
+    x, y, z, c = sizes
+    data = np.fromfile(path, dtype=dtype.newbyteorder(byte_order), count=math.prod(sizes),
+                       offset=header_len)
+    return data.reshape(c, z, y, x).astype(dtype, copy=False), "CZYX", _NO_SPACING
+
+
+def probe(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:
+    """What :func:`read` returns, with a :func:`placeholder` for the voxels: the header only."""
+    _, dtype, (x, y, z, c), _ = _header(path)
+    return placeholder((c, z, y, x), dtype), "CZYX", _NO_SPACING
+
+
+def _header(path: Path) -> tuple[str, np.dtype, tuple[int, int, int, int], int]:
+    """Byte order, voxel dtype, (x, y, z, c) sizes and header length, checked against the
+    file size."""
     file_size = path.stat().st_size
     with open(path, "rb") as file:
         head = file.read(_PREFIX_LEN + 4 * struct.calcsize(_SIZE_CODES[0]))
     byte_order, dtype = _parse_prefix(head, path)
     sizes, header_len = _parse_sizes(head, byte_order, dtype.itemsize, file_size, path)
-    x, y, z, c = sizes
-    data = np.fromfile(path, dtype=dtype.newbyteorder(byte_order), count=math.prod(sizes),
-                       offset=header_len)
-    return data.reshape(c, z, y, x).astype(dtype, copy=False), "CZYX", _NO_SPACING
+    return byte_order, dtype, sizes, header_len
 
 
 def _parse_prefix(head: bytes, path: Path) -> tuple[str, np.dtype]:

@@ -306,18 +306,20 @@ def _check(tree: SwcTree, path, lines: np.ndarray | None, allow_empty: bool = Fa
     _check_cycles(tree.ids, parent, path)
 
 
-def validate_swc(tree: SwcTree, path: str | os.PathLike | None = None) -> None:
+def validate_swc(tree: SwcTree, path: str | os.PathLike | None = None, *,
+                 allow_empty: bool = False) -> None:
     """Check that ``tree`` is a valid SWC forest; raise :class:`InputError` otherwise.
 
-    Checks: at least one node; finite coordinates and radii; radii >= 0; ids >= 0 and unique;
-    every parent id is ``-1`` or an existing id; no cycles of parent links; no line breaks in
-    comments. :func:`read_swc` and :func:`write_swc` call it.
+    Checks: at least one node (unless ``allow_empty``); finite coordinates and radii; radii >= 0;
+    ids >= 0 and unique; every parent id is ``-1`` or an existing id; no cycles of parent links;
+    no line breaks in comments. :func:`read_swc` and :func:`write_swc` call it.
 
     Args:
         tree: the tree to check.
         path: the file the tree came from or goes to, named in the error.
+        allow_empty: accept a tree without nodes (an empty reconstruction).
     """
-    _check(tree, path, None)
+    _check(tree, path, None, allow_empty)
 
 
 def _parse_line_values(path: Path, fields: list[list[str]], lines: list[int]) -> np.ndarray:
@@ -336,7 +338,7 @@ def _parse_line_values(path: Path, fields: list[list[str]], lines: list[int]) ->
     raise AssertionError("numpy refused a value that float() accepts")  # pragma: no cover
 
 
-def read_swc(path: str | os.PathLike) -> SwcTree:
+def read_swc(path: str | os.PathLike, *, allow_empty: bool = False) -> SwcTree:
     """Read an SWC file into an :class:`SwcTree`, strictly.
 
     Seven whitespace-separated columns per node line; ``#`` lines are kept as comments; blank
@@ -346,6 +348,9 @@ def read_swc(path: str | os.PathLike) -> SwcTree:
 
     Args:
         path: the ``.swc`` file.
+        allow_empty: return a tree without nodes for a file without node lines (what a tracer
+            writes for a stack with nothing in it, see :func:`write_swc`) instead of refusing
+            it; for reading reconstructions to be scored, where that is an empty result.
 
     Returns:
         The tree, validated with :func:`validate_swc`.
@@ -353,7 +358,8 @@ def read_swc(path: str | os.PathLike) -> SwcTree:
     Raises:
         InputError: naming the file (and the line, where there is one) for an unreadable file, a
             line without exactly 7 columns, a non-numeric or non-integer value, non-finite or
-            negative values, duplicate ids, missing parents, cycles, or no nodes at all.
+            negative values, duplicate ids, missing parents, cycles, or no nodes at all (unless
+            ``allow_empty``).
     """
     path = Path(path)
     try:
@@ -384,9 +390,7 @@ def read_swc(path: str | os.PathLike) -> SwcTree:
                              f"({' '.join(SWC_COLUMNS)}), found {len(row)}.", path)
         fields.append(row)
         lines.append(lineno)
-    if not fields:
-        raise InputError("contains no nodes.", path)
-    values = _parse_line_values(path, fields, lines)
+    values = _parse_line_values(path, fields, lines).reshape(-1, len(SWC_COLUMNS))
     for column in (0, 1, 6):
         column_values = values[:, column]
         bad = np.flatnonzero((column_values != np.round(column_values))
@@ -397,7 +401,7 @@ def read_swc(path: str | os.PathLike) -> SwcTree:
                              "not an integer.", path)
     tree = SwcTree(ids=values[:, 0], types=values[:, 1], xyz=values[:, 2:5],
                    radius=values[:, 5], parents=values[:, 6], comments=comments)
-    _check(tree, path, np.asarray(lines))
+    _check(tree, path, np.asarray(lines), allow_empty)
     return tree
 
 
@@ -421,7 +425,7 @@ def write_swc(path: str | os.PathLike, tree: SwcTree, *, allow_empty: bool = Fal
         tree: the tree; validated first with :func:`validate_swc`.
         allow_empty: write a tree without nodes as a file of comments only (what a tracer
             writes for a stack with nothing in it, so that a batch does not stop), instead of
-            refusing it. :func:`read_swc` refuses such a file.
+            refusing it. :func:`read_swc` reads such a file back only with ``allow_empty``.
 
     Returns:
         ``path`` as a Path.

@@ -72,7 +72,7 @@ def read_volume(path: str | os.PathLike, channel: int | None = None) -> Volume:
     ------
     InputError
         The path does not exist, has an unknown extension, cannot be parsed, is not 3D, is empty,
-        or the channel is missing or out of range.
+        holds NaN or infinite voxels, or the channel is missing or out of range.
 
     Examples
     --------
@@ -84,14 +84,65 @@ def read_volume(path: str | os.PathLike, channel: int | None = None) -> Volume:
     ((5, 7, 9), dtype('uint16'), (2.0, 0.5, 0.5))
     """
     path = Path(path)
+    array, spacing = _open(path, channel, "read")
+    array = np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+    _check_finite(array, path)
+    return Volume(array, spacing)
+
+
+class StackHeader(NamedTuple):
+    """What a stack file says about itself, without its voxels: (z, y, x) shape, dtype and
+    spacing of the channel that would be read."""
+
+    shape: tuple[int, int, int]
+    dtype: np.dtype
+    spacing: tuple[float, float, float]
+
+
+def probe_volume(path: str | os.PathLike, channel: int | None = None) -> StackHeader:
+    """The shape, dtype and spacing :func:`read_volume` would return, from the file's header.
+
+    Runs every check of :func:`read_volume` that does not need the voxels (format, header,
+    axes, channel, spacing), so a batch can refuse a bad stack before the first one is
+    processed, at the cost of reading headers only.
+
+    Raises:
+        InputError: as :func:`read_volume`, except for damaged or non-finite voxel data.
+
+    Examples::
+
+        >>> import tempfile, numpy as np
+        >>> path = Path(tempfile.mkdtemp()) / "stack.tif"
+        >>> _ = write_volume(path, np.zeros((5, 7, 9), np.uint16), spacing=(2.0, 0.5, 0.5))
+        >>> probe_volume(path)
+        StackHeader(shape=(5, 7, 9), dtype=dtype('uint16'), spacing=(2.0, 0.5, 0.5))
+    """
+    path = Path(path)
+    array, spacing = _open(path, channel, "probe")
+    return StackHeader(array.shape, array.dtype.newbyteorder("="), spacing)
+
+
+def _open(path: Path, channel: int | None, how: str) -> tuple[np.ndarray, tuple[float, ...]]:
+    """The (z, y, x) channel of a stack (``how`` = "read") or a placeholder of it ("probe"),
+    and its checked spacing."""
     if not path.exists():
         raise InputError("does not exist.", path)
-    if path.is_dir():
-        array, axes, spacing = _slices.read(path)
-    else:
-        _, module = _format_of(path, supported=_READABLE)
-        array, axes, spacing = module.read(path)
-    return Volume(_as_zyx(array, axes, channel, path), _checked_spacing(spacing, path))
+    module = _slices if path.is_dir() else _format_of(path, supported=_READABLE)[1]
+    array, axes, spacing = getattr(module, how)(path)
+    return _as_zyx(array, axes, channel, path), _checked_spacing(spacing, path)
+
+
+def _check_finite(array: np.ndarray, path: Path) -> None:
+    """Refuse NaN and infinite voxels: no normalisation, threshold or distance means anything
+    on them, and they would surface much later as an unrelated error."""
+    if array.dtype.kind not in "fc":
+        return
+    bad = ~np.isfinite(array)
+    if bad.any():
+        first = tuple(int(i) for i in np.unravel_index(np.argmax(bad), array.shape))
+        raise InputError(f"holds {int(bad.sum())} NaN or infinite voxel(s), the first at (z, y, "
+                         f"x) = {first}; replace them (with 0, say) before using the stack.",
+                         path)
 
 
 def write_volume(path: str | os.PathLike, volume_or_array: Volume | np.ndarray,
@@ -177,7 +228,7 @@ def _format_of(path: Path, supported: str) -> tuple[str, ModuleType]:
 
 
 def _as_zyx(array: np.ndarray, axes: str, channel: int | None, path: Path) -> np.ndarray:
-    """Pick the channel, check the result is a non-empty (z, y, x) stack, make it C-contiguous.
+    """Pick the channel and check the result is a non-empty (z, y, x) stack (a view).
 
     ``axes`` names the axes of ``array`` with tifffile's letters (Z, Y, X, C, T, ...).
     """
@@ -192,7 +243,7 @@ def _as_zyx(array: np.ndarray, axes: str, channel: int | None, path: Path) -> np
     if axes != "ZYX":
         raise InputError(f"has axes {axes} (shape {array.shape}); a 3D (Z, Y, X) stack, "
                          f"optionally with channels, is needed.", path)
-    return np.ascontiguousarray(array, dtype=array.dtype.newbyteorder("="))
+    return array
 
 
 def _pick_channel(channels: np.ndarray, channel: int | None, path: Path) -> np.ndarray:

@@ -26,6 +26,7 @@ y and x, each flipped back, inside every window: 8 times the compute for a smoot
 independent map.
 """
 
+from dineuro.predict._batch import output_bytes, pending, probe_stacks
 from dineuro.predict._blocks import DEFAULT_BLOCK, predict_blocks
 from dineuro.predict._files import (
     DEFAULT_THRESHOLD,
@@ -81,10 +82,13 @@ __all__ = [
     "encode_probability",
     "find_stacks",
     "native_bf16",
+    "output_bytes",
     "output_paths",
+    "pending",
     "predict_blocks",
     "predict_file",
     "predict_stack",
+    "probe_stacks",
     "resolve_precision",
     "signal_level",
     "signal_windows",

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from dineuro.data.normalize import NormalizationConfig
+from dineuro.data.normalize import NonFiniteError, NormalizationConfig
 from dineuro.errors import InputError
 from dineuro.io._atomic import atomic_dir, refuse_existing
 from dineuro.models.vit3d import Triple, as_triple
@@ -83,7 +83,8 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
         The probability array (a ``zarr.Array``); for a path, reopened read-only.
 
     Raises:
-        InputError: ``src`` cannot be opened as a 3D array, ``dst`` exists or does not fit.
+        InputError: ``src`` cannot be opened as a 3D array or holds NaN or infinite voxels,
+            ``dst`` exists or does not fit.
         ValueError: bad options (see :func:`sliding_window_predict`).
     """
     import zarr
@@ -94,37 +95,50 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
     source = _open_source(src)
     grid = WindowGrid.of(source.shape, crop, overlap)
     block = as_triple(block, "block")
-    limits = norm.limits(source)
-    blocks = list(itertools.product(*(range(0, n, b)
-                                      for n, b in zip(grid.shape, block, strict=True))))
-    regions = [[grid.touching(axis, begin, min(begin + block[axis], grid.shape[axis]))
-                for axis, begin in enumerate(corner)] for corner in blocks]
-    check_batch_size(batch_size)
-    total = sum(math.prod(last - first + 1 for first, last in region) for region in regions)
-    predictor = WindowPredictor(model, grid.crop, flips, device,
-                                resolve_precision(precision, device), total, progress, stats)
-    level = signal_level(lambda region: norm.normalize(np.asarray(source[region]), limits),
-                         source.shape) if skip_empty else None
-    attrs = {"dineuro": {"content": "probability of neurite (class 1)",
-                         "encoding": encoding_note(prob_dtype), "normalization": norm.to_dict(),
-                         "limits": list(limits), "crop": list(grid.crop), "overlap": overlap,
-                         "flips": flips, "precision": predictor.stats.precision,
-                         "skip_empty": skip_empty}}
-    with _destination(dst, grid.shape, block, prob_dtype, attrs) as out, \
-            inference(model, predictor.device):
-        for corner, region in zip(blocks, regions, strict=True):
-            end = tuple(min(c + b, n) for c, b, n in zip(corner, block, grid.shape, strict=True))
-            first = tuple(grid.start(axis, k) for axis, (k, _) in enumerate(region))
-            stop = tuple(grid.start(axis, k) + grid.crop[axis]
-                         for axis, (_, k) in enumerate(region))
-            starts = tuple(tuple(grid.start(axis, k) - first[axis] for k in range(lo, hi + 1))
-                           for axis, (lo, hi) in enumerate(region))
-            data = _read_padded(source, first, stop, norm, limits)
-            prob = blend(torch.from_numpy(data), starts, grid.crop, batch_size, predictor, level)
-            keep = tuple(slice(c - f, e - f) for c, e, f in zip(corner, end, first, strict=True))
-            out[tuple(slice(c, e) for c, e in zip(corner, end, strict=True))] = encode_probability(
-                prob[keep].numpy(), np.dtype(out.dtype).name)
+    with _naming(src):  # NaN or inf found by the limits, the signal pass or a block
+        limits = norm.limits(source)
+        blocks = list(itertools.product(*(range(0, n, b)
+                                          for n, b in zip(grid.shape, block, strict=True))))
+        regions = [[grid.touching(axis, begin, min(begin + block[axis], grid.shape[axis]))
+                    for axis, begin in enumerate(corner)] for corner in blocks]
+        check_batch_size(batch_size)
+        total = sum(math.prod(last - first + 1 for first, last in region) for region in regions)
+        predictor = WindowPredictor(model, grid.crop, flips, device,
+                                    resolve_precision(precision, device), total, progress, stats)
+        level = signal_level(lambda region: norm.normalize(np.asarray(source[region]), limits),
+                             source.shape) if skip_empty else None
+        attrs = {"dineuro": {"content": "probability of neurite (class 1)",
+                             "encoding": encoding_note(prob_dtype), "normalization": norm.to_dict(),
+                             "limits": list(limits), "crop": list(grid.crop), "overlap": overlap,
+                             "flips": flips, "precision": predictor.stats.precision,
+                             "skip_empty": skip_empty}}
+        with _destination(dst, grid.shape, block, prob_dtype, attrs) as out, \
+                inference(model, predictor.device):
+            for corner, region in zip(blocks, regions, strict=True):
+                end = tuple(min(c + b, n)
+                            for c, b, n in zip(corner, block, grid.shape, strict=True))
+                first = tuple(grid.start(axis, k) for axis, (k, _) in enumerate(region))
+                stop = tuple(grid.start(axis, k) + grid.crop[axis]
+                             for axis, (_, k) in enumerate(region))
+                starts = tuple(tuple(grid.start(axis, k) - first[axis] for k in range(lo, hi + 1))
+                               for axis, (lo, hi) in enumerate(region))
+                data = _read_padded(source, first, stop, norm, limits)
+                prob = blend(torch.from_numpy(data), starts, grid.crop, batch_size, predictor,
+                             level)
+                keep = tuple(slice(c - f, e - f)
+                             for c, e, f in zip(corner, end, first, strict=True))
+                out[tuple(slice(c, e) for c, e in zip(corner, end, strict=True))] = \
+                    encode_probability(prob[keep].numpy(), np.dtype(out.dtype).name)
     return dst if isinstance(dst, zarr.Array) else zarr.open_array(str(dst), mode="r")
+
+
+@contextlib.contextmanager
+def _naming(src):
+    """A stack with NaN or infinite voxels as bad input, naming ``src`` when it is a path."""
+    try:
+        yield
+    except NonFiniteError as exc:
+        raise InputError(str(exc), src if isinstance(src, (str, os.PathLike)) else None) from exc
 
 
 def _open_source(src):

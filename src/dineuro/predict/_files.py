@@ -11,7 +11,7 @@ from torch import nn
 
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
-from dineuro.io._atomic import refuse_existing
+from dineuro.io._atomic import refuse_existing, undo_on_failure
 from dineuro.io._slices import slice_paths
 from dineuro.io.volume import SUPPORTED_EXTENSIONS, Volume, read_volume, write_volume
 from dineuro.predict._stack import sliding_window_predict
@@ -99,9 +99,11 @@ def write_prediction(prob: Volume, prob_path: Path, mask_path: Path, *,
                      threshold: float = DEFAULT_THRESHOLD,
                      prob_dtype: str = DEFAULT_PROB_DTYPE) -> None:
     """Write a map as ``prob_dtype`` and its mask (probability > ``threshold``) as uint8, each
-    through a temporary file renamed when complete."""
-    write_volume(prob_path, encode_probability(prob.array, prob_dtype), prob.spacing)
-    write_volume(mask_path, (prob.array > threshold).astype(np.uint8), prob.spacing)
+    through a temporary file renamed when complete; if the mask cannot be written, the map
+    written for it is removed again."""
+    with undo_on_failure(prob_path, mask_path):
+        write_volume(prob_path, encode_probability(prob.array, prob_dtype), prob.spacing)
+        write_volume(mask_path, (prob.array > threshold).astype(np.uint8), prob.spacing)
 
 
 def find_stacks(inputs: Sequence[str | os.PathLike]) -> list[Path]:

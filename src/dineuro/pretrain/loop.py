@@ -24,6 +24,7 @@ import torch
 import yaml
 
 from dineuro import __version__
+from dineuro.checkpoint import save_atomically
 from dineuro.errors import InputError
 from dineuro.io._atomic import atomic_file
 from dineuro.models.standardize import standardize_per_sample
@@ -247,8 +248,7 @@ def pretrain(config: PretrainConfig, images: Sequence[np.ndarray], out: str | Pa
                 progress(done, config.steps, loss.item(), entropy)
     finally:
         torch.set_num_threads(threads)
-    with atomic_file(paths.backbone) as tmp:
-        torch.save(official_backbone(teacher.backbone), tmp)
+    save_atomically(official_backbone(teacher.backbone), paths.backbone)
     return paths
 
 
@@ -281,8 +281,7 @@ def _save_state(path: Path, step: int, config: PretrainConfig, student: MultiCro
              "teacher": teacher.state_dict(), "optimizer": optimizer.state_dict(),
              "dino_loss": loss_fn.state_dict(), "step": step, "config": config.to_dict(),
              "torch_rng": torch.get_rng_state(), "dineuro_version": __version__}
-    with atomic_file(path) as tmp:
-        torch.save(state, tmp)
+    save_atomically(state, path)
 
 
 def _load_state(path: Path, config: PretrainConfig, student: MultiCropNetwork,

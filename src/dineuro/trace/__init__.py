@@ -84,6 +84,8 @@ from dineuro.trace._trace import (
     as_probability,
     trace,
     trace_file,
+    trace_volume,
+    untraced,
     write_trace,
 )
 
@@ -105,5 +107,7 @@ __all__ = [
     "as_probability",
     "trace",
     "trace_file",
+    "trace_volume",
+    "untraced",
     "write_trace",
 ]

@@ -547,24 +547,44 @@ def write_trace(prob: Volume, out: str | os.PathLike, *, source: str | os.PathLi
                 image: np.ndarray | None = None, **options) -> SwcTree:
     """Trace a map held in memory (with its spacing) into a new SWC file, atomically.
 
-    What :func:`trace_file` does once it has read the map; ``dineuro run`` calls it with the
-    map it has just predicted, so the map is not read back from disk.
+    What :func:`trace_file` does once it has read the map: :func:`trace_volume`, then write.
 
     Args:
-        prob: the map and its (z, y, x) spacing.
+        prob, source, image, **options: as for :func:`trace_volume`.
         out: the SWC to write; must not exist.
-        source: the file the map is (or came from): named in errors and the SWC header.
-        image, **options: as for :func:`trace`.
 
     Raises:
         InputError: naming ``source``, for any of :func:`trace`'s reasons, or an existing
             ``out``; nothing is written then.
     """
     out = refuse_existing(out)
+    tree = trace_volume(prob, source=source, image=image, **options)
+    write_swc(out, tree, allow_empty=True)
+    return tree
+
+
+def trace_volume(prob: Volume, *, source: str | os.PathLike, image: np.ndarray | None = None,
+                 **options) -> SwcTree:
+    """:func:`trace` of a map held in memory, with its spacing; ``dineuro run`` calls it with
+    the map it has just predicted, so the map is not read back from disk.
+
+    Args:
+        prob: the map and its (z, y, x) spacing.
+        source: the file the map is (or came from): named in errors and the SWC header.
+        image, **options: as for :func:`trace`.
+
+    Raises:
+        InputError: naming ``source``, for any of :func:`trace`'s reasons.
+    """
     try:
         tree = trace(prob.array, prob.spacing, image=image, **options)
     except InputError as exc:
         raise exc if exc.path else InputError(str(exc), source) from exc
     tree.comments.insert(0, f"traced from {Path(source).name}")
-    write_swc(out, tree, allow_empty=True)
     return tree
+
+
+def untraced(source: str | os.PathLike, reason: str) -> SwcTree:
+    """An SWC of comments only, for a map that could not be traced: it says why, and a batch
+    that finds it knows the stack was done (``dineuro run --skip-existing``)."""
+    return _empty([f"not traced from {Path(source).name}: {reason}"])

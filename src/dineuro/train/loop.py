@@ -16,6 +16,8 @@ The run folder ``OUT``:
   val_dice (empty between validations), seconds (wall time since the run began, across resumes).
 - ``best.pt``, ``last.pt``: :mod:`dineuro.checkpoint` files.
 - ``tensorboard/``: the same scalars, when ``torch.utils.tensorboard`` imports.
+- ``.NAME.XXXX.partial.SUFFIX``: hidden temporary files of the atomic writes; only a killed
+  process leaves one, and the next start removes it.
 
 Reproducibility. Weights are initialised after ``torch.manual_seed(seed)``; the crops of
 process ``rank`` come from ``numpy.random.default_rng([seed, rank])`` and each crop's MONAI
@@ -27,6 +29,18 @@ not stopped. ``last.pt`` is written at validation steps only: a resumed run redo
 after the last validation and replaces their rows in ``metrics.csv``. Raising ``steps`` on
 resume stretches the learning-rate schedule from that step on (it depends on the total).
 
+Interruptions. A validation step writes, in this order, its row of ``metrics.csv`` (with its
+val_dice), ``best.pt`` (when the Dice improved) and ``last.pt``, each ``.pt`` atomically. A run
+killed anywhere thus leaves no row missing before ``last.pt``'s step, and a resume drops the
+rows after it, so ``metrics.csv`` always matches the resumed run. ``best.pt`` goes before
+``last.pt`` so that ``last.pt`` never records a best step whose ``best.pt`` is missing; a kill
+between the two leaves a ``best.pt`` that the resumed run writes again at that step. A run folder
+without ``last.pt`` never reached a checkpoint and holds nothing worth keeping: ``train``, and
+``train`` with ``resume`` (with a warning), start it again from step 0, removing its
+``metrics.csv``, ``tensorboard/`` and ``best.pt`` (a kill between the first ``best.pt`` and
+``last.pt`` leaves one). A folder with ``last.pt`` is only ever resumed. Every start removes the
+temporary files a killed write left.
+
 Distributed. Under ``torchrun`` (``WORLD_SIZE`` > 1) the process group is gloo on CPU and NCCL
 on CUDA (one GPU per local rank); every process draws its own crops, DDP averages gradients,
 only rank 0 validates and writes files, and the others wait for it.
@@ -37,6 +51,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import math
+import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -50,6 +65,7 @@ from torch import nn
 from dineuro.checkpoint import load_checkpoint, save_checkpoint
 from dineuro.data.dataset import open_dataset
 from dineuro.errors import InputError
+from dineuro.io._atomic import atomic_file, partial_files
 from dineuro.metrics import dice
 from dineuro.train import runtime
 from dineuro.train.config import TrainConfig
@@ -58,6 +74,7 @@ from dineuro.train.losses import make_loss
 
 CONFIG_FILE, METRICS_FILE = "config.yaml", "metrics.csv"
 BEST, LAST = "best.pt", "last.pt"
+TENSORBOARD_DIR = "tensorboard"
 METRICS_COLUMNS = ("step", "lr", "loss", "val_dice", "seconds")
 #: Validation masks are probability > this.
 VAL_THRESHOLD = 0.5
@@ -187,14 +204,15 @@ def train(config: TrainConfig, progress: Progress | None = None,
         progress: called after every step as ``progress(step, total, loss, val_dice)``;
             ``val_dice`` is None except at validation steps.
         resume: continue the run in ``config.out`` from its ``last.pt``; only
-            :data:`RESUMABLE_CHANGES` may differ from its stored config.
+            :data:`RESUMABLE_CHANGES` may differ from its stored config. Without ``last.pt``
+            the run starts from step 0, with a warning.
 
     Returns:
         A :class:`TrainResult` (in every process).
 
     Raises:
-        InputError: a bad dataset, model option or teacher; ``config.out`` already holding a
-            run (without ``resume``) or no run (with it).
+        InputError: a bad dataset, model option or teacher; ``config.out`` holding a
+            ``last.pt`` without ``resume``.
     """
     threads = torch.get_num_threads()
     if config.threads is not None:
@@ -264,21 +282,33 @@ class _Run:
         if checkpoint is not None:
             self._restore(checkpoint)
         if self.main:
-            self.out.mkdir(parents=True, exist_ok=True)
+            _prepare_out(self.out, self.step)
             config.save(self.out / CONFIG_FILE)
-            _truncate_metrics(self.out / METRICS_FILE, self.step)
         self._barrier()
         return self._loop()
 
     def _check_out(self, resume: bool) -> dict | None:
+        """The checkpoint to continue from, or None to start from step 0.
+
+        Only ``last.pt`` makes a run worth continuing: a folder without it is started again,
+        ``resume`` or not, and one with it is never overwritten by a fresh start. A folder
+        whose ``best.pt`` or ``metrics.csv`` has no ``config.yaml`` beside it was not made by
+        a run (config.yaml is written first), so nothing in it is removed.
+        """
         last = self.out / LAST
-        if resume:
-            if not last.exists():
-                raise InputError(f"holds no {LAST} to resume from.", self.out)
+        if last.exists():
+            if not resume:
+                raise InputError("already holds a training run; resume it or choose another "
+                                 "out folder.", self.out)
             return load_checkpoint(last)
-        if any((self.out / name).exists() for name in (LAST, BEST, CONFIG_FILE, METRICS_FILE)):
-            raise InputError("already holds a training run; resume it or choose another "
-                             "out folder.", self.out)
+        stray = [name for name in (BEST, METRICS_FILE) if (self.out / name).exists()]
+        if stray and not (self.out / CONFIG_FILE).exists():  # not ours: never remove it
+            raise InputError(f"holds {' and '.join(stray)} but no {CONFIG_FILE}, so it is not a "
+                             "training run that dineuro could start again; choose another out "
+                             "folder.", self.out)
+        if resume and self.main:  # one warning per run, not one per process
+            warnings.warn(f"{self.out} holds no {LAST} yet: the run stopped before its first "
+                          "checkpoint, so it starts from step 0.", UserWarning, stacklevel=3)
         return None
 
     def _restore(self, checkpoint: dict) -> None:
@@ -327,12 +357,10 @@ class _Run:
                 loss = self._mean(loss)
                 self.step += 1
                 val_dice = None
-                if self.step % config.val_every == 0 or self.step == config.steps:
-                    val_dice = self._validate(amp_device is not None)
-                    last_dice = val_dice
-                    self.seconds = time.perf_counter() - started
-                    self._save(val_dice)
-                self.seconds = time.perf_counter() - started
+                validation_step = self.step % config.val_every == 0 or self.step == config.steps
+                if validation_step:
+                    val_dice = last_dice = self._validate(amp_device is not None)
+                self.seconds = time.perf_counter() - started  # the row and last.pt both keep it
                 if self.main:
                     _append_metrics(self.out / METRICS_FILE, self.step, lr, loss, val_dice,
                                     self.seconds)
@@ -341,6 +369,8 @@ class _Run:
                         writer.add_scalar("train/lr", lr, self.step)
                         if val_dice is not None:
                             writer.add_scalar("val/dice", val_dice, self.step)
+                if validation_step:  # after the row: a resume drops rows after last.pt's step
+                    self._save(val_dice)
                 if self.progress is not None:
                     self.progress(self.step, config.steps, loss, val_dice)
         finally:
@@ -367,7 +397,7 @@ class _Run:
         return value
 
     def _save(self, val_dice: float | None) -> None:
-        """Gather every process's random state; rank 0 writes last.pt (and best.pt)."""
+        """Gather every process's random state; rank 0 writes best.pt (if better), then last.pt."""
         randomness = runtime.random_state(self.crops)
         if self.world > 1:
             gathered = [None] * self.world
@@ -412,6 +442,24 @@ def _append_metrics(path: Path, step: int, lr: float, loss: float, val_dice: flo
                          "" if val_dice is None else f"{val_dice:.6f}", f"{seconds:.2f}"])
 
 
+def _prepare_out(out: Path, step: int) -> None:
+    """Ready the run folder ``out`` for a run that continues after ``step`` (0: from scratch).
+
+    Removes the temporary files of writes a kill interrupted and the rows of ``metrics.csv``
+    after ``step``; from scratch, also what a run killed before its first ``last.pt`` left.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (CONFIG_FILE, METRICS_FILE, BEST, LAST):
+        for leftover in partial_files(out / name):
+            leftover.unlink()
+    if step == 0:
+        (out / METRICS_FILE).unlink(missing_ok=True)
+        (out / BEST).unlink(missing_ok=True)
+        shutil.rmtree(out / TENSORBOARD_DIR, ignore_errors=True)
+    else:
+        _truncate_metrics(out / METRICS_FILE, step)
+
+
 def _truncate_metrics(path: Path, step: int) -> None:
     """Drop rows after ``step`` (written after the checkpoint a resumed run starts from)."""
     if not path.exists():
@@ -423,8 +471,6 @@ def _truncate_metrics(path: Path, step: int) -> None:
     keep = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) <= step]
     if len(keep) == len(rows):
         return
-    from dineuro.io._atomic import atomic_file
-
     with atomic_file(path) as tmp, tmp.open("w", newline="") as f:
         csv.writer(f).writerows(keep)
 
@@ -435,7 +481,7 @@ def _tensorboard(out: Path):
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         return None
-    return SummaryWriter(log_dir=str(out / "tensorboard"))
+    return SummaryWriter(log_dir=str(out / TENSORBOARD_DIR))
 
 
 def _check_resumable(config: TrainConfig, stored: dict, path: Path) -> None:

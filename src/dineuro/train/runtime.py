@@ -55,13 +55,19 @@ def resolve_device(name: str) -> torch.device:
     """The device ``name`` means in one process: "auto" is CUDA when available, else CPU.
 
     Raises:
-        InputError: a CUDA device asked for where CUDA is not available.
+        InputError: a name torch does not know, or a CUDA device asked for where CUDA is not
+            available.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise InputError(f"device {name!r} is not a device name; use auto, cpu, cuda or "
+                         "cuda:N.") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {name!r} was asked for but CUDA is not available.")
-    return torch.device(name)
+    return device
 
 
 @contextlib.contextmanager
