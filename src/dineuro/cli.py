@@ -39,7 +39,7 @@ app = typer.Typer(
 weights_app = typer.Typer(help="DINO teacher checkpoints: list the known ones, download them.",
                           no_args_is_help=True, rich_markup_mode="markdown")
 app.add_typer(weights_app, name="weights")
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # a message is one line, also in a log
 
 STACK_FORMATS = ".tif/.tiff, a folder of 2D TIFF slices, .v3draw, .nii/.nii.gz"
 Channel = Annotated[int | None, typer.Option(
@@ -392,7 +392,7 @@ def _batch(stacks: list[Path], out: Path, outputs_of, skip_existing: bool,
     whether OUT takes the outputs (a map and a uint8 mask per stack)."""
     import numpy as np
 
-    from dineuro.io._atomic import check_writable
+    from dineuro.io._atomic import partial_files
     from dineuro.predict import TIFF_PROB_DTYPES, output_bytes, pending, probe_stacks
 
     todo = pending(stacks, outputs_of, skip_existing)
@@ -404,6 +404,10 @@ def _batch(stacks: list[Path], out: Path, outputs_of, skip_existing: bool,
                              f"not {prob_dtype!r}.")
         needed = output_bytes(probe_stacks(todo, channel), np.dtype(prob_dtype).itemsize + 1)
     check_writable(out, needed)
+    for stack in todo:  # temporaries a killed run left; its finished files stay
+        for path in outputs_of(stack):
+            for leftover in partial_files(path):
+                leftover.unlink()
     return todo
 
 

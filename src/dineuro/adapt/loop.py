@@ -64,7 +64,7 @@ from dineuro.adapt.loss import MaskedDiceCE
 from dineuro.checkpoint import load_checkpoint, load_model, resolve_model, save_checkpoint
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
-from dineuro.io._atomic import atomic_file
+from dineuro.io._atomic import atomic_file, naming
 from dineuro.io.swc import SwcTree, write_swc
 from dineuro.io.volume import Volume, read_volume, write_volume
 from dineuro.metrics import dice
@@ -514,7 +514,7 @@ def atomic_text(path: Path, text: str) -> None:
 def _append_metrics(path: Path, round_: int, step: int, lr: float, loss: float,
                     seconds: float) -> None:
     new = not path.exists()
-    with path.open("a", newline="") as handle:
+    with naming(path), path.open("a", newline="") as handle:
         writer = csv.writer(handle)
         if new:
             writer.writerow(METRICS_COLUMNS)

@@ -41,7 +41,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     disk, say) raises an ``OSError`` that names ``path``, not the temporary file.
     """
     path = Path(path)
-    with _named(path):
+    with naming(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         prefix, suffix = _partial_affixes(path)
         fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=path.parent)
@@ -49,7 +49,7 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     tmp.chmod(0o666 & ~_umask())  # mkstemp makes 0600; results should read like any new file
     try:
-        with _named(path):
+        with naming(path):
             yield tmp
             os.replace(tmp, path)
     finally:
@@ -57,8 +57,9 @@ def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
 
 
 @contextlib.contextmanager
-def _named(path: Path) -> Iterator[None]:
-    """An ``OSError`` in the block re-raised naming ``path`` (the result the user asked for)."""
+def naming(path: str | os.PathLike) -> Iterator[None]:
+    """An ``OSError`` in the block re-raised naming ``path`` (the result the user asked for):
+    a failed ``write()`` names no file, and a temporary file's name means nothing to a user."""
     try:
         yield
     except OSError as exc:
@@ -93,11 +94,11 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     raises an ``OSError`` that names ``path``, not the temporary folder.
     """
     path = refuse_existing(path)
-    with _named(path):
+    with naming(path):
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     try:
-        with _named(path):
+        with naming(path):
             yield tmp
             os.replace(tmp, path)
     finally:
@@ -114,11 +115,12 @@ def check_writable(folder: str | os.PathLike, needed: int = 0) -> None:
 
     Raises:
         OSError: naming ``folder``: not writable, or too little space for ``needed`` bytes.
+        InputError: a file where ``folder`` or one of its parents should be.
     """
     folder = Path(folder)
     existing = next(p for p in (folder, *folder.parents) if p.exists())
     if not existing.is_dir():
-        raise NotADirectoryError(errno.ENOTDIR, "is a file, not a folder", str(existing))
+        raise InputError("is a file; a folder is needed here for the outputs.", existing)
     try:
         fd, probe = tempfile.mkstemp(prefix=".dineuro-write-check.", dir=existing)
     except OSError as exc:

@@ -138,11 +138,14 @@ def _check_finite(array: np.ndarray, path: Path) -> None:
     if array.dtype.kind not in "fc":
         return
     bad = ~np.isfinite(array)
+    if array.dtype.itemsize > 4:  # every stage computes in float32, where these become inf
+        with np.errstate(over="ignore"):
+            bad |= ~np.isfinite(array.astype(np.float32))
     if bad.any():
         first = tuple(int(i) for i in np.unravel_index(np.argmax(bad), array.shape))
-        raise InputError(f"holds {int(bad.sum())} NaN or infinite voxel(s), the first at (z, y, "
-                         f"x) = {first}; replace them (with 0, say) before using the stack.",
-                         path)
+        raise InputError(f"holds {int(bad.sum())} NaN or infinite voxel(s) (or beyond float32's "
+                         f"range), the first at (z, y, x) = {first}; replace them (with 0, say) "
+                         "before using the stack.", path)
 
 
 def write_volume(path: str | os.PathLike, volume_or_array: Volume | np.ndarray,

@@ -65,7 +65,7 @@ from torch import nn
 from dineuro.checkpoint import load_checkpoint, save_checkpoint
 from dineuro.data.dataset import open_dataset
 from dineuro.errors import InputError
-from dineuro.io._atomic import atomic_file, partial_files
+from dineuro.io._atomic import atomic_file, naming, partial_files
 from dineuro.metrics import dice
 from dineuro.train import runtime
 from dineuro.train.config import TrainConfig
@@ -434,7 +434,7 @@ class _Run:
 def _append_metrics(path: Path, step: int, lr: float, loss: float, val_dice: float | None,
                     seconds: float) -> None:
     new = not path.exists()
-    with path.open("a", newline="") as f:
+    with naming(path), path.open("a", newline="") as f:
         writer = csv.writer(f)
         if new:
             writer.writerow(METRICS_COLUMNS)
