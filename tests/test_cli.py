@@ -10,6 +10,7 @@ folder, no hidden ``.partial`` file beside it, and any existing file left byte f
 from __future__ import annotations
 
 import contextlib
+import errno
 import io
 import itertools
 import json
@@ -352,11 +353,41 @@ def test_synth_refuses_an_existing_folder(tmp_path):
     assert snapshot(tmp_path) == before
 
 
-def test_synth_crash_leaves_no_partial_folder(tmp_path):
-    """Even an unexpected failure mid-generation leaves no folder, hidden or not."""
-    result = invoke(*SYNTH_ARGS, "--dtype", "float32", "-o", tmp_path / "data")
+@pytest.mark.parametrize("failure", ["full disk", "bug"])
+def test_synth_crash_leaves_no_partial_folder(tmp_path, monkeypatch, failure):
+    """A failure mid-generation, once the first stack is written into the hidden partial
+    folder, leaves no folder, hidden or not: a full disk says so in one sentence, exit 1; an
+    unexpected error fails too (its traceback is for a bug report)."""
+    from dineuro.data.synth import generate
+
+    out = tmp_path / "data"
+    written, partial_at_crash = [], []
+    real_write = generate.write_sample
+
+    def write_then_crash(root, name, *args):
+        if written:  # the second stack
+            partial_at_crash.extend(snapshot(tmp_path))
+            if failure == "full disk":
+                raise OSError(errno.ENOSPC, "No space left on device", str(root / name))
+            raise RuntimeError("an unexpected bug")
+        real_write(root, name, *args)
+        written.append(name)
+
+    monkeypatch.setattr(generate, "write_sample", write_then_crash)
+    result = invoke(*SYNTH_ARGS, "-o", out)
+    # Generation was reached: the first stack's files were in the partial folder at the crash.
+    assert written == ["synth_000"]
+    partial = [p for p in partial_at_crash if re.fullmatch(r"\.data\.[^/]*\.partial", p)]
+    assert len(partial) == 1, partial_at_crash
+    assert f"{partial[0]}/images/synth_000.tif" in partial_at_crash, partial_at_crash
+    assert list(tmp_path.iterdir()) == []  # neither data nor .data.*.partial
     assert result.code != 0
-    assert list(tmp_path.iterdir()) == []
+    if failure == "full disk":
+        # One sentence (beside the progress bar) naming the folder asked for, not the partial.
+        errors = [line for line in result.err_lines if line.startswith("error:")]
+        assert result.code == 1 and "Traceback" not in result.err, result.err
+        assert len(errors) == 1 and errors[0].endswith("."), result.err
+        assert errors[0].startswith(f"error: {out}: No space left on device"), result.err
 
 
 @pytest.mark.parametrize("options", [["--dtype", "float32"], ["--seed", "-1"]],
@@ -479,16 +510,36 @@ def quick_demo(monkeypatch):
                                                                     shape=(24, 64, 64)))
 
 
-def _pixels_of(picture: Path, hex_color: str) -> int:
-    """How many pixels of a PNG have (about) this colour."""
-    rgb = np.array([int(hex_color[i:i + 2], 16) for i in (1, 3, 5)]) / 255
-    pixels = matplotlib.image.imread(picture)[..., :3]
-    return int((np.abs(pixels - rgb).max(axis=-1) < 0.08).sum())
+#: Colour distance (per channel, 0-1) within which a PNG pixel counts as an overlay's colour.
+COLOR_TOLERANCE = 0.08
+#: The fewest pixels that show an overlay was drawn: a line of the demo picture's width about
+#: 150 pixels long; a tinted mask covers far more.
+OVERLAY_PIXELS = 200
+
+
+def _overlay_pixels(picture: Path) -> dict[str, tuple[int, int]]:
+    """Pixels of each overlay's colour in the left and right half of a ``mip_figure`` PNG.
+
+    The left half holds the plain projections, the right half the same projections with the
+    overlays. A line (trace, gold SWC) is its flat colour; the mask is tinted with alpha over a
+    grey projection, so a masked pixel's red and blue exceed its green by alpha times the mask
+    colour's, whatever the grey beneath.
+    """
+    from dineuro.report import GOLD_COLOR, MASK_RGBA, SWC_COLOR
+
+    pixels = matplotlib.image.imread(picture)[..., :3].astype(float)
+    *mask_rgb, alpha = MASK_RGBA
+    tint = alpha * (np.array(mask_rgb) - mask_rgb[1])  # (r - g, 0, b - g) over any grey
+    found = {"mask": np.abs(pixels - pixels[..., 1:2] - tint).max(axis=-1) < COLOR_TOLERANCE}
+    for name, color in (("trace", SWC_COLOR), ("gold", GOLD_COLOR)):
+        rgb = np.array([int(color[i:i + 2], 16) for i in (1, 3, 5)]) / 255
+        found[name] = np.abs(pixels - rgb).max(axis=-1) < COLOR_TOLERANCE
+    half = pixels.shape[1] // 2
+    return {name: (int(hit[:, :half].sum()), int(hit[:, half:].sum()))
+            for name, hit in found.items()}
 
 
 def test_demo_runs_the_pipeline_then_reuses_it(tmp_path, quick_demo):
-    from dineuro.report import GOLD_COLOR, SWC_COLOR
-
     out = tmp_path / "demo"
     first = invoke("demo", "-o", out)
     assert first.code == 0, first.err
@@ -506,7 +557,10 @@ def test_demo_runs_the_pipeline_then_reuses_it(tmp_path, quick_demo):
     assert "F1" in first.out and "ESA" in first.out
     picture = out / f"{names[0]}_trace.png"
     assert picture.read_bytes().startswith(PNG_SIGNATURE)
-    assert _pixels_of(picture, SWC_COLOR) > 50 and _pixels_of(picture, GOLD_COLOR) > 50
+    # Trace (yellow), predicted mask (magenta) and gold SWC (cyan) drawn over the right-hand
+    # projections, none over the plain ones on the left.
+    overlays = _overlay_pixels(picture)
+    assert all(left == 0 and right > OVERLAY_PIXELS for left, right in overlays.values()), overlays
     stored = {p: (p.stat().st_mtime_ns, p.read_bytes())
               for p in out.rglob("*") if p.is_file() and p != picture}
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from dineuro.data.render import render_mask
 from dineuro.data.synth import (
     FOREGROUND_BOUNDS,
     PRESETS,
@@ -21,6 +22,10 @@ SMALL = PRESETS["small"]
 #: Alignment margin at the default difficulty: the median grey value on the label is at
 #: least this many times the median of the background far from the neuron.
 ALIGNMENT_RATIO = 3.0
+#: One-voxel alignment: moving the label (or the SWC) one voxel along any axis loses at least
+#: this share of the image brightness over it (of the label depth at the SWC's nodes).
+SHIFT_LOSS = 0.03
+SWC_SHIFT_LOSS = 0.1
 
 
 @pytest.fixture(scope="module")
@@ -38,6 +43,48 @@ def test_image_is_bright_on_the_label(small_stacks):
         on = np.median(stack.image[stack.label].astype(float))
         off = np.median(_background(stack).astype(float))
         assert on >= ALIGNMENT_RATIO * max(off, 1.0), (stack.name, on, off)
+
+
+def _brightness_over_label(stack, axis: int, shift: int) -> float:
+    """Sum of the image over the label moved ``shift`` voxels along array ``axis``.
+
+    The label's first and last plane along ``axis`` are left out for every shift, so each sum
+    covers the same label voxels and only the image under them moves.
+    """
+    n = stack.label.shape[axis]
+    label = np.take(stack.label, np.arange(1, n - 1), axis=axis)
+    image = np.take(stack.image, np.arange(1 + shift, n - 1 + shift), axis=axis)
+    return float(image[label].astype(float).sum())
+
+
+def test_image_is_brightest_on_the_label_not_one_voxel_beside_it(small_stacks):
+    # A blurred image of the labelled neurites matches its label best where it lies; an image
+    # or label one voxel off along x, y or z would match better one voxel over.
+    for stack in small_stacks:
+        for axis in range(3):
+            on = _brightness_over_label(stack, axis, 0)
+            beside = [_brightness_over_label(stack, axis, s) for s in (-1, 1)]
+            assert max(beside) < (1 - SHIFT_LOSS) * on, (stack.name, axis, on, beside)
+
+
+def test_swc_nodes_lie_deepest_in_the_label_not_one_voxel_beside(small_stacks):
+    # Nodes are the centres of the label's tubes: the label's depth there (physical distance to
+    # the background) is largest, and drops when the nodes move one voxel along any axis.
+    for stack in small_stacks:
+        depth = ndimage.distance_transform_edt(stack.label, sampling=stack.spacing)
+        zyx = np.rint(swc_to_zyx(stack.tree.xyz)).astype(int)
+        for axis in range(3):
+            moved = [np.clip(zyx + np.eye(3, dtype=int)[axis] * s, 0,
+                             np.array(stack.label.shape) - 1) for s in (-1, 0, 1)]
+            before, on, after = (depth[tuple(m.T)].mean() for m in moved)
+            assert max(before, after) < (1 - SWC_SHIFT_LOSS) * on, (stack.name, axis, on,
+                                                                      before, after)
+
+
+def test_label_is_the_swc_rendered(small_stacks):
+    for stack in small_stacks:
+        rendered = render_mask(stack.tree, stack.label.shape, stack.spacing, SMALL.min_radius)
+        assert np.array_equal(rendered, stack.label), stack.name
 
 
 def test_swc_nodes_fall_inside_the_label(small_stacks):
