@@ -57,7 +57,7 @@ def main() -> None:
 
 
 def _fail(sentence: str, code: int) -> None:
-    err.print(f"[bold red]error:[/] {escape(sentence)}", highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {escape(sentence)}", highlight=False)
     sys.exit(code)
 
 
@@ -473,7 +473,7 @@ def _print_warnings(caught, prefix: str = "") -> None:
     for warning in caught:
         if issubclass(warning.category, UserWarning):
             err.print(f"[yellow]warning:[/] {escape(prefix + str(warning.message))}",
-                      highlight=False, soft_wrap=True)  # one line, for logs and grep
+                      highlight=False)
 
 
 @app.command()
@@ -1070,6 +1070,5 @@ def weights_fetch(
             path = fetch(name, to, progress=lambda done, total: progress.update(
                 task, completed=done, total=total))
     for warning in caught:
-        err.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False,
-                  soft_wrap=True)
+        err.print(f"[yellow]warning:[/] {escape(str(warning.message))}", highlight=False)
     err.print(f"weights ready: {path}")

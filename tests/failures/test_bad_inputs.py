@@ -39,12 +39,7 @@ CROP, PATCH = (16, 32, 32), (8, 16, 16)  # the smallest network the tiny preset 
 OUTSIDE = "lies entirely outside the stack of shape (8, 16, 16) (z, y, x)"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def chain(*xyz) -> SwcTree:
