@@ -41,7 +41,7 @@ from torch import nn
 from dineuro import __version__
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
-from dineuro.io._atomic import atomic_file
+from dineuro.io.atomic import atomic_file
 
 CHECKPOINT_FORMAT = "dineuro-checkpoint/1"
 #: Entries written by :func:`save_checkpoint` itself; ``**meta`` cannot replace them.

@@ -27,7 +27,7 @@ from rich.progress import (
 )
 
 from dineuro.errors import InputError, environment_failure
-from dineuro.io._atomic import check_writable, made_folder, refuse_existing
+from dineuro.io.atomic import check_writable, made_folder, refuse_existing
 
 app = typer.Typer(
     help="dineuro: segment 3D light-microscopy stacks of single neurons and trace them into SWC.",
@@ -392,7 +392,7 @@ def _batch(stacks: list[Path], out: Path, outputs_of, skip_existing: bool,
     whether OUT takes the outputs (a map and a uint8 mask per stack)."""
     import numpy as np
 
-    from dineuro.io._atomic import partial_files
+    from dineuro.io.atomic import partial_files
     from dineuro.predict import TIFF_PROB_DTYPES, output_bytes, pending, probe_stacks
 
     todo = pending(stacks, outputs_of, skip_existing)
@@ -614,7 +614,7 @@ def _predict_and_trace(stacks: list[Path], out: Path, loaded, options: dict,
     the batch goes on). A stack's three files are written after its tracing, all or none."""
     import time
 
-    from dineuro.io._atomic import undo_on_failure
+    from dineuro.io.atomic import undo_on_failure
     from dineuro.io.swc import write_swc
     from dineuro.predict import (
         DEFAULT_PROB_DTYPE,

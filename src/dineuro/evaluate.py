@@ -47,7 +47,7 @@ from dineuro.evaluate_swc import (
     find_traces,
     score_trace,
 )
-from dineuro.io._atomic import atomic_file, refuse_existing, undo_on_failure
+from dineuro.io.atomic import atomic_file, refuse_existing, undo_on_failure
 from dineuro.io.volume import Volume, read_volume
 
 MASK_SUFFIX, PROB_SUFFIX = "_mask.tif", "_prob.tif"

@@ -47,7 +47,7 @@ import yaml
 
 from dineuro.errors import InputError
 from dineuro.evaluate import EvaluationTable
-from dineuro.io._atomic import atomic_dir, atomic_file
+from dineuro.io.atomic import atomic_dir, atomic_file
 from dineuro.train.config import (
     TrainConfig,
     config_from_dict,

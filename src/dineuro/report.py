@@ -19,7 +19,7 @@ import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
-from dineuro.io._atomic import atomic_file  # noqa: E402
+from dineuro.io.atomic import atomic_file  # noqa: E402
 from dineuro.io.swc import SwcTree  # noqa: E402
 
 FIGURE_FORMATS = (".png", ".pdf", ".svg")

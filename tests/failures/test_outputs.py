@@ -36,7 +36,7 @@ from test_cli import SYNTH_ARGS, Result, assert_input_error, invoke, snapshot
 
 from dineuro.errors import InputError, environment_failure
 from dineuro.io import probe_volume, read_volume, write_volume
-from dineuro.io._atomic import atomic_file, check_writable, made_folder, undo_on_failure
+from dineuro.io.atomic import atomic_file, check_writable, made_folder, undo_on_failure
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

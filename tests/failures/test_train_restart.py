@@ -23,7 +23,7 @@ from test_cli import assert_input_error, invoke, snapshot
 from test_train import TINY
 
 from dineuro.checkpoint import load_checkpoint
-from dineuro.io._atomic import atomic_file, partial_files
+from dineuro.io.atomic import atomic_file, partial_files
 from dineuro.train import load_config, loop, train
 
 STEPS, VAL_EVERY = 4, 2

@@ -64,7 +64,7 @@ from dineuro.adapt.loss import MaskedDiceCE
 from dineuro.checkpoint import load_checkpoint, load_model, resolve_model, save_checkpoint
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
-from dineuro.io._atomic import atomic_file, naming
+from dineuro.io.atomic import atomic_file, naming
 from dineuro.io.swc import SwcTree, write_swc
 from dineuro.io.volume import Volume, read_volume, write_volume
 from dineuro.metrics import dice

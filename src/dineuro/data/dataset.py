@@ -24,7 +24,7 @@ import numpy as np
 
 from dineuro.data.render import check_tree_in_stack, render_mask
 from dineuro.errors import InputError
-from dineuro.io._atomic import atomic_file
+from dineuro.io.atomic import atomic_file
 from dineuro.io.swc import SwcTree, read_swc, write_swc
 from dineuro.io.volume import SUPPORTED_EXTENSIONS, Volume, read_volume, write_volume
 

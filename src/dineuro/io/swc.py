@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from dineuro.errors import InputError
-from dineuro.io._atomic import atomic_file, refuse_existing
+from dineuro.io.atomic import atomic_file, refuse_existing
 
 SWC_COLUMNS = ("id", "type", "x", "y", "z", "radius", "parent")
 ROOT_PARENT = -1

@@ -26,7 +26,7 @@ import numpy as np
 
 from dineuro.errors import InputError
 from dineuro.io import _nifti, _slices, _tiff, _v3draw
-from dineuro.io._atomic import atomic_file, refuse_existing
+from dineuro.io.atomic import atomic_file, refuse_existing
 
 _FORMATS: dict[str, ModuleType] = {".tif": _tiff, ".tiff": _tiff, ".v3draw": _v3draw,
                                    ".nii": _nifti, ".nii.gz": _nifti}

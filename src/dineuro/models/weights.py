@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from dineuro.errors import InputError
-from dineuro.io._atomic import atomic_file
+from dineuro.io.atomic import atomic_file
 
 CACHE_ENV = "DINEURO_CACHE"
 DEFAULT_CACHE = Path("~/.cache/dineuro/weights")

@@ -15,7 +15,7 @@ from torch import nn
 
 from dineuro.data.normalize import NonFiniteError, NormalizationConfig
 from dineuro.errors import InputError
-from dineuro.io._atomic import atomic_dir, refuse_existing
+from dineuro.io.atomic import atomic_dir, refuse_existing
 from dineuro.models.vit3d import Triple, as_triple
 from dineuro.predict._grid import WindowGrid
 from dineuro.predict._precision import resolve_precision

@@ -11,8 +11,8 @@ from torch import nn
 
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
-from dineuro.io._atomic import refuse_existing, undo_on_failure
 from dineuro.io._slices import slice_paths
+from dineuro.io.atomic import refuse_existing, undo_on_failure
 from dineuro.io.volume import SUPPORTED_EXTENSIONS, Volume, read_volume, write_volume
 from dineuro.predict._stack import sliding_window_predict
 from dineuro.predict._storage import (

@@ -26,7 +26,7 @@ import yaml
 from dineuro import __version__
 from dineuro.checkpoint import save_atomically
 from dineuro.errors import InputError
-from dineuro.io._atomic import atomic_file
+from dineuro.io.atomic import atomic_file
 from dineuro.models.standardize import standardize_per_sample
 from dineuro.models.vit2d import VisionTransformer2d, resize_pos_embed_2d
 from dineuro.pretrain.augment import MultiCropAugment, collate_crops

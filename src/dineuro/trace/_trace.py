@@ -15,7 +15,7 @@ from scipy.sparse import csgraph
 
 from dineuro.data.render import spacing_in_x_voxels
 from dineuro.errors import InputError
-from dineuro.io._atomic import refuse_existing
+from dineuro.io.atomic import refuse_existing
 from dineuro.io.swc import SwcTree, write_swc, zyx_to_swc
 from dineuro.io.volume import Volume, read_volume
 from dineuro.trace._geodesic import geodesic_graph

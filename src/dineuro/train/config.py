@@ -226,7 +226,7 @@ class TrainConfig:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write the config as YAML, atomically."""
-        from dineuro.io._atomic import atomic_file
+        from dineuro.io.atomic import atomic_file
 
         with atomic_file(path) as tmp:
             tmp.write_text(self.to_yaml())

@@ -65,7 +65,7 @@ from torch import nn
 from dineuro.checkpoint import load_checkpoint, save_checkpoint
 from dineuro.data.dataset import open_dataset
 from dineuro.errors import InputError
-from dineuro.io._atomic import atomic_file, naming, partial_files
+from dineuro.io.atomic import atomic_file, naming, partial_files
 from dineuro.metrics import dice
 from dineuro.train import runtime
 from dineuro.train.config import TrainConfig

@@ -39,7 +39,7 @@ from dineuro.data.synth.morphology import (
     projection_fibre,
 )
 from dineuro.data.synth.realistic import StackRecipe, draw_recipe
-from dineuro.io._atomic import atomic_dir
+from dineuro.io.atomic import atomic_dir
 from dineuro.io.swc import SwcTree
 from dineuro.io.volume import Volume
 

@@ -1,4 +1,12 @@
-"""Atomic file and folder writes: a crash never leaves a half-written file that looks complete."""
+"""Writing outputs safely: a crash never leaves a half-written file that looks complete.
+
+Every stage writes through these: :func:`atomic_file` and :func:`atomic_dir` write under a hidden
+``.NAME.*.partial`` name and rename when complete (a restart removes what a killed write left:
+:func:`partial_files`); :func:`refuse_existing` keeps what the user has; :func:`check_writable`
+fails before the work, not after it; :func:`undo_on_failure` and :func:`made_folder` remove
+what a failed call created, so several files of one result are there all together or not at
+all; :func:`naming` makes an ``OSError`` name the file the user asked for.
+"""
 
 from __future__ import annotations
 
