@@ -731,8 +731,8 @@ def adapt(
     """
     from dineuro.adapt import AdaptConfig
     from dineuro.adapt import adapt as run_adapt
+    from dineuro.config import parse_override
     from dineuro.predict import find_stacks
-    from dineuro.train.config import parse_override
 
     values = dict(parse_override(item) for item in overrides or [])
     given = {"stacks": [str(p) for p in find_stacks(inputs)], "out": str(out),
@@ -997,8 +997,8 @@ def pretrain2d(
     """
     import tempfile
 
+    from dineuro.config import parse_override
     from dineuro.pretrain import collect_images, pretrain, resolve_config
-    from dineuro.train.config import parse_override
 
     if preset == "auto":
         preset = "paper" if _device("auto") == "cuda" else "cpu"

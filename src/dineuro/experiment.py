@@ -45,16 +45,11 @@ from typing import Any
 import numpy as np
 import yaml
 
+from dineuro.config import config_from_dict, parse_override, read_yaml_mapping, set_dotted
 from dineuro.errors import InputError
 from dineuro.evaluate import EvaluationTable
 from dineuro.io.atomic import atomic_dir, atomic_file
-from dineuro.train.config import (
-    TrainConfig,
-    config_from_dict,
-    parse_override,
-    read_yaml_mapping,
-    set_dotted,
-)
+from dineuro.train.config import TrainConfig
 
 #: The five strategies in the order of the paper's ablation table.
 TRANSFERS = ("scratch", "average", "center", "tubular", "deformable")

@@ -17,14 +17,9 @@ from typing import Any
 import yaml
 
 from dineuro.adapt.labels import BG_PROB, CORE, FG_PROB, MARGIN
+from dineuro.config import DEVICE_PATTERN, checked_value, field_types, require
 from dineuro.errors import InputError
-from dineuro.train.config import (
-    DEVICE_PATTERN,
-    SCHEDULES,
-    checked_value,
-    field_types,
-    require,
-)
+from dineuro.train.config import SCHEDULES
 
 #: Suffix of the folder beside the adapted checkpoint that holds the run: ``adapted.pt`` ->
 #: ``adapted.adapt/``.

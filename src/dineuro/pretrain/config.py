@@ -15,8 +15,8 @@ from typing import Any
 
 import yaml
 
+from dineuro.config import DEVICE_PATTERN, checked_value, field_types, require
 from dineuro.errors import InputError
-from dineuro.train.config import DEVICE_PATTERN, checked_value, field_types, require
 
 #: Backbone sizes: (embed_dim, depth, num_heads). ``vit_*`` are the DeiT/DINO names; ``tiny``,
 #: ``small`` and ``base`` are the student presets of :mod:`dineuro.models.presets`, so a teacher
