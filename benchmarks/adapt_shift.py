@@ -42,7 +42,7 @@ from dineuro.data.dataset import open_dataset
 from dineuro.data.synth import PRESETS, write_synthetic_dataset
 from dineuro.data.synth.generate import SynthConfig
 from dineuro.data.synth.imaging import imaging_for_difficulty
-from dineuro.evaluate_swc import DEFAULT_SWC_THRESHOLD
+from dineuro.evaluate import DEFAULT_SWC_THRESHOLD
 
 #: Stacks per shifted domain: 12 to adapt on (train), 6 to score (test), 2 unused (val).
 N_STACKS, SPLIT, SHAPE, SEED = 20, (0.6, 0.1, 0.3), (64, 256, 256), 3

@@ -21,8 +21,8 @@ import time
 
 import numpy as np
 
+from dineuro.evaluate.reconstruction import _sample, compare_trees
 from dineuro.io.swc import SwcTree
-from dineuro.neuron_distance import _sample, compare_trees
 
 BOX = np.array([512.0, 512.0, 256.0])  # (x, y, z)
 BRANCH_NODES = 200

@@ -23,7 +23,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from dineuro.metrics import hd95
+from dineuro.evaluate import hd95
 
 SPACING = (1.6, 0.55, 0.5)  # (z, y, x), a confocal stack's anisotropy
 WALK_STEPS = 4000

@@ -36,7 +36,7 @@ from dineuro.checkpoint import (
     export_checkpoint,
     load_checkpoint,
 )
-from dineuro.evaluate_swc import DEFAULT_SWC_THRESHOLD
+from dineuro.evaluate import DEFAULT_SWC_THRESHOLD
 
 #: The commands behind the training data and the evaluation sets, as the card records them.
 COMMANDS = {

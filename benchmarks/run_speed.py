@@ -8,7 +8,7 @@ for this machine only), and prints the accuracy of every path beside its speed, 
 faster path cannot hide a worse result.
 Accuracy is the Dice of a map (p > ``DEFAULT_THRESHOLD``) against ``labels/NAME.tif`` and the
 precision, recall and F1 of cable length of its trace against ``swc/NAME.swc``
-(:func:`dineuro.neuron_distance.compare_trees` at ``DEFAULT_SWC_THRESHOLD`` voxels, as
+(:func:`dineuro.evaluate.compare_trees` at ``DEFAULT_SWC_THRESHOLD`` voxels, as
 ``dineuro evaluate``; an empty or refused trace counts recall and F1 0). Every trace is
 :func:`dineuro.trace.trace` with its defaults, as ``dineuro run`` traces, except the floor's.
 
@@ -83,11 +83,9 @@ from dineuro.checkpoint import load_model, resolve_model
 from dineuro.data.dataset import open_dataset
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
-from dineuro.evaluate_swc import DEFAULT_SWC_THRESHOLD
+from dineuro.evaluate import DEFAULT_SWC_THRESHOLD, compare_trees, dice
 from dineuro.io.swc import SwcTree, read_swc, write_swc, zyx_to_swc
 from dineuro.io.volume import Volume, read_volume
-from dineuro.metrics import dice
-from dineuro.neuron_distance import compare_trees
 from dineuro.predict import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_OVERLAP,

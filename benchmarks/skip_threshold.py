@@ -28,7 +28,7 @@ from run_speed import trace_scores, traced
 from dineuro.checkpoint import load_model, resolve_model
 from dineuro.data.dataset import open_dataset
 from dineuro.data.normalize import NormalizationConfig
-from dineuro.metrics import dice
+from dineuro.evaluate import dice
 from dineuro.predict import WindowStats, _signal, sliding_window_predict
 
 MAP_THRESHOLD = 0.5

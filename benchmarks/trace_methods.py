@@ -9,7 +9,7 @@ three inputs per stack:
   fatter, soft, bumpy, speckled, dim in places (``kind="probability"``);
 - **raw image**: the stack itself, percentile-normalised (``kind="image"``).
 
-Each trace is scored against ``swc/NAME.swc`` with :func:`dineuro.neuron_distance.compare_trees`
+Each trace is scored against ``swc/NAME.swc`` with :func:`dineuro.evaluate.compare_trees`
 (SWC units, threshold 2 voxels, as ``dineuro evaluate``); the Markdown table gives F1,
 precision, recall, ESA and the hairiness ratio (tips per cable over the gold's; 1 = as hairy as
 the gold) as mean ± std over stacks, and the seconds per trace (wall clock, whatever else the
@@ -34,7 +34,7 @@ from scipy import ndimage
 from dineuro.data.dataset import open_dataset
 from dineuro.data.render import spacing_in_x_voxels
 from dineuro.errors import InputError
-from dineuro.neuron_distance import compare_trees
+from dineuro.evaluate import compare_trees
 from dineuro.trace import METHODS, EmptyTraceWarning, trace
 
 THRESHOLD = 2.0  # SWC units (voxels), as dineuro evaluate

@@ -2,7 +2,7 @@
 
 Traces every map of a split (``PRED/NAME_prob.tif``, from ``dineuro predict``) with each
 combination of the options given, and prints mean precision, recall, F1 and hairiness ratio
-against the gold SWCs (:func:`dineuro.neuron_distance.compare_trees`, threshold 2). Choose
+against the gold SWCs (:func:`dineuro.evaluate.compare_trees`, threshold 2). Choose
 defaults on the validation split, report on the test split. For example::
 
     dineuro predict data/bench/images -o pred/bench
@@ -20,9 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from dineuro.data.dataset import open_dataset
-from dineuro.evaluate import PROB_SUFFIX
+from dineuro.evaluate import PROB_SUFFIX, compare_trees
 from dineuro.io import read_volume
-from dineuro.neuron_distance import compare_trees
 from dineuro.trace import EmptyTraceWarning, trace
 
 COLUMNS = ("precision", "recall", "f1", "hairiness_ratio")

@@ -2,7 +2,7 @@
 
 On the test stacks of a dataset (``dineuro synth --preset bench``), each method's tree is compared
 with the gold ``swc/NAME.swc`` as ``dineuro evaluate`` and ``dineuro compare`` do
-(:func:`dineuro.neuron_distance.compare_trees`: raw SWC units, i.e. voxels with z not scaled, as
+(:func:`dineuro.evaluate.compare_trees`: raw SWC units, i.e. voxels with z not scaled, as
 Vaa3D's neuron_distance, so that the numbers compare with published ones; threshold 2), and the
 table gives ESA, DSA, PDS, length precision, recall and F1 as mean ± std over the stacks, and
 the hairiness ratio (terminal tips per 100 voxels of cable, over the gold's own; 1 = as hairy
@@ -50,11 +50,8 @@ import numpy as np
 
 from dineuro.data.dataset import open_dataset
 from dineuro.errors import InputError
-from dineuro.evaluate import PROB_SUFFIX
-from dineuro.evaluate_swc import DEFAULT_SWC_THRESHOLD
+from dineuro.evaluate import DEFAULT_SWC_THRESHOLD, PROB_SUFFIX, compare_trees, dice
 from dineuro.io import SwcTree, read_volume
-from dineuro.metrics import dice
-from dineuro.neuron_distance import compare_trees
 from dineuro.predict import PRECISIONS
 from dineuro.trace import EmptyTraceWarning, trace
 

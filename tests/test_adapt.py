@@ -573,8 +573,7 @@ def test_synthetic_guard_rails_score_held_back_synthetic_stacks(straight, synthe
     window in float32; Dice of mask > 0.5 and length F1 of its trace against the gold SWC
     (0 for an empty trace), averaged over stacks."""
     from dineuro.data.dataset import open_dataset
-    from dineuro.metrics import dice
-    from dineuro.neuron_distance import compare_trees
+    from dineuro.evaluate import compare_trees, dice
 
     dataset = open_dataset(synthetic)
     split = dataset.split()

@@ -23,8 +23,8 @@ from dineuro.cli import _model_and_inputs
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.data.synth import PRESETS, synthesize_stack
 from dineuro.errors import InputError
+from dineuro.evaluate import dice
 from dineuro.io import read_swc, write_volume
-from dineuro.metrics import dice
 from dineuro.models.build import build_model
 from dineuro.predict import WindowGrid, sliding_window_predict
 from dineuro.trace import trace_file

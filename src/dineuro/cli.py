@@ -847,7 +847,7 @@ def compare(
 
     from rich.table import Table
 
-    from dineuro.neuron_distance import compare_swc_files
+    from dineuro.evaluate import compare_swc_files
 
     result = compare_swc_files(test, gold, threshold)
     if json_output:
@@ -925,8 +925,7 @@ def demo(
     """
     from dineuro.data.dataset import open_dataset
     from dineuro.demo import demo_synth_config
-    from dineuro.evaluate import evaluate_folder, markdown_table
-    from dineuro.evaluate_swc import read_trace
+    from dineuro.evaluate import evaluate_folder, markdown_table, read_trace
     from dineuro.io.volume import read_volume
     from dineuro.predict import output_paths
     from dineuro.report import mip_figure, save_figure

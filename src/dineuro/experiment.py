@@ -48,6 +48,7 @@ import yaml
 from dineuro.config import config_from_dict, parse_override, read_yaml_mapping, set_dotted
 from dineuro.errors import InputError
 from dineuro.evaluate import EvaluationTable
+from dineuro.evaluate.tables import MeanStd, mean_std, plus_minus, write_csv
 from dineuro.io.atomic import atomic_dir, atomic_file
 from dineuro.train.config import TrainConfig
 
@@ -595,14 +596,14 @@ def _transfer_row(transfer: str, teacher: str | None, runs: list[RunResult],
                   scratch: Mapping[int, float]) -> TransferRow:
     """``scratch``: the scratch runs' mean Dice by seed, the baseline of the paired columns."""
     summaries = [run.table.summary() for run in runs]
-    dice = _mean_std([s.dice.mean for s in summaries])
-    hd95 = _mean_std([s.hd95.mean for s in summaries])
+    dice = mean_std(s.dice.mean for s in summaries)
+    hd95 = mean_std(s.hd95.mean for s in summaries)
     by_seed = {run.seed: s.dice.mean for run, s in zip(runs, summaries, strict=True)}
     paired = (math.nan, math.nan, 0) if transfer == "scratch" else \
         paired_difference(by_seed, scratch)
     return TransferRow(
-        transfer=transfer, seeds=len(runs), dice_mean=dice[0], dice_std=dice[1],
-        hd95_mean=hd95[0], hd95_std=hd95[1], dice_vs_scratch_mean=paired[0],
+        transfer=transfer, seeds=len(runs), dice_mean=dice.mean, dice_std=dice.std,
+        hd95_mean=hd95.mean, hd95_std=hd95.std, dice_vs_scratch_mean=paired[0],
         dice_vs_scratch_std=paired[1], seeds_above_scratch=paired[2],
         train_seconds=float(np.mean([r.train_seconds for r in runs])),
         steps=max(r.steps for r in runs),
@@ -618,16 +619,8 @@ def paired_difference(values: Mapping[int, float], baseline: Mapping[int, float]
     differences = [values[seed] - baseline[seed] for seed in values
                    if seed in baseline and math.isfinite(values[seed])
                    and math.isfinite(baseline[seed])]
-    mean, std = _mean_std(differences)
+    mean, std = mean_std(differences)
     return mean, std, sum(d > 0 for d in differences)
-
-
-def _mean_std(values: list[float]) -> tuple[float, float]:
-    """Mean and std (ddof=0) of the finite values; nan when there are none."""
-    finite = np.array([v for v in values if math.isfinite(v)], dtype=float)
-    if finite.size == 0:
-        return math.nan, math.nan
-    return float(finite.mean()), float(finite.std())
 
 
 # -- tables ---------------------------------------------------------------------------------
@@ -645,12 +638,7 @@ def write_ablation_tables(rows: Sequence[TransferRow], out: str | os.PathLike,
     out = Path(out)
     csv_path, md_path = out / CSV_NAME, out / MARKDOWN_NAME
     columns = TEACHER_CSV_COLUMNS if _named_teachers(rows) else CSV_COLUMNS
-    with atomic_file(csv_path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow(["" if v is None or isinstance(v, float) and math.isnan(v) else v
-                             for v in (getattr(row, c) for c in columns)])
+    write_csv(csv_path, columns, ([getattr(row, c) for c in columns] for row in rows))
     with atomic_file(md_path) as tmp:
         tmp.write_text(ablation_markdown(rows, config))
     return csv_path, md_path
@@ -664,18 +652,15 @@ def write_runs_table(runs: Sequence[RunResult], out: str | os.PathLike) -> Path:
     Returns:
         Its path.
     """
-    path = Path(out) / RUNS_CSV_NAME
-    with atomic_file(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(RUN_CSV_COLUMNS)
-        for run in runs:
-            summary = run.table.summary()
-            values = (run.transfer, run.teacher, run.seed, summary.dice.mean, summary.hd95.mean,
-                      summary.n_empty_prediction, summary.n_hd95_infinite, summary.n_scored,
-                      run.train_seconds, run.steps, run.folder.name)
-            writer.writerow(["" if v is None or isinstance(v, float) and math.isnan(v) else v
-                             for v in values])
-    return path
+    return write_csv(Path(out) / RUNS_CSV_NAME, RUN_CSV_COLUMNS,
+                     (_run_csv_row(run) for run in runs))
+
+
+def _run_csv_row(run: RunResult) -> tuple:
+    summary = run.table.summary()
+    return (run.transfer, run.teacher, run.seed, summary.dice.mean, summary.hd95.mean,
+            summary.n_empty_prediction, summary.n_hd95_infinite, summary.n_scored,
+            run.train_seconds, run.steps, run.folder.name)
 
 
 def ablation_markdown(rows: Sequence[TransferRow], config: ExperimentConfig | None = None) -> str:
@@ -725,8 +710,9 @@ def _markdown_row(group: Sequence[TransferRow], teachers: Sequence[str]) -> str:
     row fills every teacher's columns). Time, steps and empties cover all of its runs."""
     by_teacher = {row.teacher: row for row in group}
     shown = [by_teacher.get(teacher, by_teacher.get(None)) for teacher in teachers] or group
-    cells = [f"{_pm(row.dice_mean, row.dice_std, 3)} | {_pm(row.hd95_mean, row.hd95_std, 2)} "
-             f"| {_paired_cell(row)}" for row in shown]
+    cells = [f"{plus_minus(MeanStd(row.dice_mean, row.dice_std), 3)} "
+             f"| {plus_minus(MeanStd(row.hd95_mean, row.hd95_std), 2)} | {_paired_cell(row)}"
+             for row in shown]
     seconds = float(np.mean([row.train_seconds for row in group]))
     return (f"| {group[0].transfer} | {group[0].seeds} | {' | '.join(cells)} "
             f"| {_duration(seconds)} | {max(row.steps for row in group)} "
@@ -747,12 +733,6 @@ def _paired_cell(row: TransferRow) -> str:
         return "n/a"
     return (f"{row.dice_vs_scratch_mean:+.3f} ± {row.dice_vs_scratch_std:.3f} "
             f"({row.seeds_above_scratch}/{row.seeds} seeds)")
-
-
-def _pm(mean: float, std: float, decimals: int) -> str:
-    if math.isnan(mean):
-        return "n/a"
-    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
 
 
 def _duration(seconds: float) -> str:

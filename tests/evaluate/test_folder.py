@@ -6,11 +6,10 @@ import math
 import numpy as np
 import pytest
 
-from dineuro import metrics
 from dineuro.data.dataset import write_sample
 from dineuro.data.render import render_mask
 from dineuro.errors import InputError
-from dineuro.evaluate import evaluate_folder, markdown_table, read_prediction, write_tables
+from dineuro.evaluate import evaluate_folder, markdown_table, read_prediction, voxels, write_tables
 from dineuro.io import SwcTree, Volume, write_volume
 
 SHAPE, SPACING = (10, 16, 18), (2.0, 1.0, 1.0)
@@ -115,10 +114,10 @@ def test_scores_match_metrics_called_directly(table, pred_dir, gold_dir):
     for row in table.scored:
         pred = read_prediction(pred_dir / row.prediction)
         gold = dataset.label(row.name)
-        assert row.dice == metrics.dice(pred, gold)
-        assert row.hd95 == metrics.hd95(pred, gold, SPACING)
-        assert row.precision == metrics.precision(pred, gold)
-        assert row.recall == metrics.recall(pred, gold)
+        assert row.dice == voxels.dice(pred, gold)
+        assert row.hd95 == voxels.hd95(pred, gold, SPACING)
+        assert row.precision == voxels.precision(pred, gold)
+        assert row.recall == voxels.recall(pred, gold)
         assert (row.pred_voxels, row.gold_voxels) == (pred.sum(), gold.sum())
 
 

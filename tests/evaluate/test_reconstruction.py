@@ -16,15 +16,16 @@ import numpy as np
 import pytest
 from test_cli import invoke
 
-from dineuro import cli, neuron_distance
+from dineuro import cli
 from dineuro.errors import InputError
-from dineuro.io.swc import SwcTree, write_swc
-from dineuro.neuron_distance import (
+from dineuro.evaluate import reconstruction
+from dineuro.evaluate.reconstruction import (
     DEFAULT_THRESHOLD,
-    NeuronDistance,
+    ReconstructionScores,
     compare_swc_files,
     compare_trees,
 )
+from dineuro.io.swc import SwcTree, write_swc
 
 SCORES = ("esa", "dsa", "pds", "precision", "recall", "f1")
 DIRECTIONAL = ("esa", "dsa", "pds")
@@ -116,7 +117,7 @@ def reference_scores(test: SwcTree, gold: SwcTree, threshold: float = 2.0) -> di
     return out
 
 
-def assert_matches(result: NeuronDistance, expected: dict, rel: float = 1e-9) -> None:
+def assert_matches(result: ReconstructionScores, expected: dict, rel: float = 1e-9) -> None:
     for key, value in expected.items():
         assert getattr(result, key) == pytest.approx(value, rel=rel, abs=1e-9), key
 
@@ -259,8 +260,8 @@ def test_equals_brute_force_reference_on_random_trees(kind, seed):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_search_stays_exact_when_candidates_overflow(monkeypatch, seed):
     # One neighbour at first and tiny chunks: nearly every point takes the re-query path.
-    monkeypatch.setattr(neuron_distance, "FIRST_NEIGHBOURS", 1)
-    monkeypatch.setattr(neuron_distance, "CANDIDATE_BUDGET", 7)
+    monkeypatch.setattr(reconstruction, "FIRST_NEIGHBOURS", 1)
+    monkeypatch.setattr(reconstruction, "CANDIDATE_BUDGET", 7)
     test, gold = pair("scattered", seed)
     assert_matches(compare_trees(test, gold), reference_scores(test, gold))
 
@@ -296,7 +297,7 @@ def test_translating_both_trees_changes_nothing():
 
     before, after = compare_trees(test, gold), compare_trees(moved(test), moved(gold))
     assert (before.test_points, before.gold_points) == (after.test_points, after.gold_points)
-    for field in fields(NeuronDistance):
+    for field in fields(ReconstructionScores):
         assert getattr(after, field.name) == pytest.approx(getattr(before, field.name),
                                                            rel=1e-9, abs=1e-9), field.name
 

@@ -8,10 +8,14 @@ from test_cli import invoke
 
 from dineuro.data.dataset import write_sample
 from dineuro.errors import InputError
-from dineuro.evaluate import evaluate_folder, markdown_table, write_tables
-from dineuro.evaluate_swc import read_trace
+from dineuro.evaluate import (
+    compare_trees,
+    evaluate_folder,
+    markdown_table,
+    read_trace,
+    write_tables,
+)
 from dineuro.io import SwcTree, Volume, read_swc, write_swc, write_volume
-from dineuro.neuron_distance import compare_trees
 
 SHAPE, SPACING = (10, 16, 18), (2.0, 1.0, 1.0)
 BOX = (slice(4, 7), slice(6, 11), slice(2, 16))  # 3 * 5 * 14 = 210 voxels

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from dineuro.metrics import dice, hd95, precision, recall
+from dineuro.evaluate.voxels import dice, hd95, precision, recall
 
 # MONAI keeps surface distances in float32; a float64 reference agrees to this relative error.
 FLOAT32_RTOL = 1e-6

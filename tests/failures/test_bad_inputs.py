@@ -30,9 +30,9 @@ from test_cli import assert_input_error, invoke, run_script, snapshot
 from dineuro.checkpoint import load_checkpoint, load_for_prediction, save_checkpoint
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
+from dineuro.evaluate import compare_trees
 from dineuro.io import SwcTree, write_swc, write_volume
 from dineuro.models.build import build_model
-from dineuro.neuron_distance import compare_trees
 
 SHAPE = (8, 16, 16)  # (z, y, x)
 CROP, PATCH = (16, 32, 32), (8, 16, 16)  # the smallest network the tiny preset builds

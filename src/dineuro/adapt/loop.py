@@ -16,7 +16,7 @@ Guard rails, after every round (and once before the first, as the reference):
 
 - synthetic F1 and Dice: on the synthetic stacks not used for training (val and test
   splits), predicted with every window in float32 as training validates, the mean traced
-  length F1 against their gold SWCs (:func:`dineuro.neuron_distance.compare_trees`) and the
+  length F1 against their gold SWCs (:func:`dineuro.evaluate.compare_trees`) and the
   mean Dice of the map. If the F1 falls by more than ``guard_margin`` below the starting
   network's, an :class:`AdaptWarning` says so. F1 rather than Dice, because Dice also moves
   when the network only draws neurites thinner or fatter, which the trace does not mind.
@@ -64,10 +64,10 @@ from dineuro.adapt.loss import MaskedDiceCE
 from dineuro.checkpoint import load_checkpoint, load_model, resolve_model, save_checkpoint
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
+from dineuro.evaluate import dice
 from dineuro.io.atomic import atomic_file, naming
 from dineuro.io.swc import SwcTree, write_swc
 from dineuro.io.volume import Volume, read_volume, write_volume
-from dineuro.metrics import dice
 from dineuro.train import runtime
 from dineuro.train.data import Stack, load_stacks
 from dineuro.train.loop import VAL_THRESHOLD, make_optimizer, train_step
@@ -146,7 +146,7 @@ def blend_weights(model: torch.nn.Module, start: Mapping[str, torch.Tensor],
 
 def traced_f1(prob: np.ndarray, spacing, gold: SwcTree) -> float:
     """Length F1 of the trace of ``prob`` against ``gold`` (0 for an empty or refused trace)."""
-    from dineuro.neuron_distance import compare_trees
+    from dineuro.evaluate import compare_trees
     from dineuro.trace import trace
 
     with warnings.catch_warnings():

@@ -1,14 +1,9 @@
 """Score a folder of predicted masks against gold masks: one row per stack, a summary, tables.
 
-Predictions are what ``predict`` writes, per stack ``NAME``:
-
-- ``NAME_mask.tif``: a binary mask (0 and one positive value);
-- ``NAME_prob.tif``: a probability map, float in [0, 1] or uint8 meaning round(p x 255); a
-  voxel is foreground when p > threshold, as in ``predict``.
-
-Without a threshold the mask is scored as written (the map, at 0.5, only where there is no
-mask); with one, the map is re-thresholded (the mask only where there is no map). Each row
-names the file it scored.
+Predictions are what ``predict`` writes, per stack ``NAME_mask.tif`` and/or ``NAME_prob.tif``
+(see :mod:`dineuro.evaluate.predictions`). Without a threshold the mask is scored as written
+(the map, at 0.5, only where there is no mask); with one, the map is re-thresholded (the mask
+only where there is no map). Each row names the file it scored.
 
 Gold is either a dataset folder (see :mod:`dineuro.data.dataset`; masks from ``labels/`` or
 rendered from ``swc/``) or a plain folder of ``NAME.tif`` masks. HD95 is in x/y voxels, the unit
@@ -18,28 +13,29 @@ but no gold, or gold but no prediction, is kept as a row marked missing; an empt
 scored (Dice 0, HD95 inf) and noted.
 
 When ``pred_dir`` also holds traced ``NAME.swc`` files (``dineuro run`` writes them), each is
-compared with its gold SWC (:mod:`dineuro.evaluate_swc`; raw SWC units, z not scaled, as Vaa3D's
-neuron_distance and ``dineuro compare``) and the table gains ESA, DSA, PDS, F1 and hairiness ratio
-columns (length precision and recall in the CSV); stacks lacking either SWC are noted there.
+compared with its gold SWC (:mod:`dineuro.evaluate.traces`; raw SWC units, z not scaled, as
+Vaa3D's neuron_distance and ``dineuro compare``) and the table gains ESA, DSA, PDS, F1 and
+hairiness ratio columns (length precision and recall in the CSV); stacks lacking either SWC are
+noted there.
 Without traced SWCs the table is the segmentation table alone.
 """
 
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
-from dineuro import metrics
 from dineuro.data.dataset import IMAGES, LABELS, SWC, open_dataset
 from dineuro.errors import InputError
-from dineuro.evaluate_swc import (
+from dineuro.evaluate import voxels
+from dineuro.evaluate.predictions import DEFAULT_THRESHOLD, find_predictions, read_prediction
+from dineuro.evaluate.tables import MeanStd, mean_std, plus_minus, write_csv
+from dineuro.evaluate.traces import (
     DEFAULT_SWC_THRESHOLD,
     EMPTY_TRACE,
     TraceScore,
@@ -50,7 +46,6 @@ from dineuro.evaluate_swc import (
 from dineuro.io.atomic import atomic_file, refuse_existing, undo_on_failure
 from dineuro.io.volume import Volume, read_volume
 
-MASK_SUFFIX, PROB_SUFFIX = "_mask.tif", "_prob.tif"
 GOLD_EXTENSIONS = (".tif", ".tiff")
 CSV_NAME, MARKDOWN_NAME = "metrics.csv", "metrics.md"
 CSV_COLUMNS = ("name", "prediction", "dice", "hd95", "precision", "recall", "pred_voxels",
@@ -58,8 +53,6 @@ CSV_COLUMNS = ("name", "prediction", "dice", "hd95", "precision", "recall", "pre
 #: Inserted before "note" when traces are scored; precision and recall there are of SWC length.
 TRACE_CSV_COLUMNS = ("trace", "esa", "dsa", "pds", "swc_precision", "swc_recall", "swc_f1",
                      "swc_hairiness_ratio")
-DEFAULT_THRESHOLD = 0.5
-UINT8_FULL_SCALE = 255  # a uint8 probability map stores round(p * 255)
 
 #: Reads one stack's gold: ((boolean mask, (z, y, x) spacing), the file to name in errors).
 GoldReader = Callable[[], tuple[Volume, Path]]
@@ -75,7 +68,8 @@ class StackScore:
     Args:
         name: the stack's name.
         prediction: file name of the prediction used ("" when there is none).
-        dice, hd95, precision, recall: see :mod:`dineuro.metrics`; hd95 in spacing units.
+        dice, hd95, precision, recall: see :mod:`dineuro.evaluate.voxels`; hd95 in spacing
+            units.
         pred_voxels, gold_voxels: foreground voxel counts.
         spacing: (z, y, x) voxel size the HD95 was measured with.
         note: "" or what is special: empty prediction/gold, no gold, no prediction.
@@ -99,13 +93,6 @@ class StackScore:
         return self.dice is not None
 
 
-class MeanStd(NamedTuple):
-    """Mean and population standard deviation (ddof=0) over stacks; nan when there are none."""
-
-    mean: float
-    std: float
-
-
 @dataclass(frozen=True)
 class TraceSummary:
     """Aggregates over the stacks whose traced SWC was scored against a gold SWC.
@@ -115,7 +102,7 @@ class TraceSummary:
         n_missing: stacks lacking the trace or the gold SWC (not in any mean).
         n_empty: scored stacks whose trace is empty: in the recall and F1 means (as 0), not in
             the others, which they have no value for.
-        esa, dsa, pds, precision, recall, f1: see :class:`~dineuro.evaluate_swc.TraceScore`.
+        esa, dsa, pds, precision, recall, f1: see :class:`~dineuro.evaluate.traces.TraceScore`.
         hairiness_ratio: over the scored stacks whose trees both have length (not the empty
             traces).
     """
@@ -182,11 +169,10 @@ class EvaluationTable:
         return Summary(
             n_scored=len(scored), n_missing=len(self.missing),
             n_empty_prediction=sum(row.pred_voxels == 0 for row in scored),
-            dice=_mean_std(row.dice for row in scored),
-            hd95=_mean_std(d for d in hd if math.isfinite(d)),
+            dice=mean_std(row.dice for row in scored), hd95=mean_std(hd),
             n_hd95_infinite=sum(not math.isfinite(d) for d in hd),
-            precision=_mean_std(row.precision for row in scored),
-            recall=_mean_std(row.recall for row in scored),
+            precision=mean_std(row.precision for row in scored),
+            recall=mean_std(row.recall for row in scored),
             traces=None if self.swc_threshold is None else self._trace_summary())
 
     def _trace_summary(self) -> TraceSummary:
@@ -196,12 +182,12 @@ class EvaluationTable:
         return TraceSummary(
             n_scored=len(scored), n_missing=len(traces) - len(scored),
             n_empty=len(scored) - len(traced),
-            esa=_mean_std(t.esa for t in traced), dsa=_mean_std(t.dsa for t in traced),
-            pds=_mean_std(t.pds for t in traced),
-            precision=_mean_std(t.precision for t in traced),
-            recall=_mean_std(t.recall for t in scored), f1=_mean_std(t.f1 for t in scored),
-            hairiness_ratio=_mean_std(t.hairiness_ratio for t in traced
-                                      if t.hairiness_ratio is not None))
+            esa=mean_std(t.esa for t in traced), dsa=mean_std(t.dsa for t in traced),
+            pds=mean_std(t.pds for t in traced),
+            precision=mean_std(t.precision for t in traced),
+            recall=mean_std(t.recall for t in scored), f1=mean_std(t.f1 for t in scored),
+            hairiness_ratio=mean_std(t.hairiness_ratio for t in traced
+                                     if t.hairiness_ratio is not None))
 
 
 def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
@@ -221,7 +207,7 @@ def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
             prediction or gold are missing rows.
         on_stack: called with each name once its row is done (for progress display).
         swc_threshold: distance in SWC units for the reconstruction scores (see
-            :mod:`dineuro.evaluate_swc`), used when ``pred_dir`` holds ``NAME.swc`` traces.
+            :mod:`dineuro.evaluate.traces`), used when ``pred_dir`` holds ``NAME.swc`` traces.
 
     Returns:
         The table, one row per name, sorted by name.
@@ -305,42 +291,11 @@ def score_stack(name: str, prediction: str, pred: np.ndarray, gold: np.ndarray,
     empty = [label for label, count in ((EMPTY_PREDICTION, pred_voxels),
                                         (EMPTY_GOLD, gold_voxels)) if count == 0]
     return StackScore(
-        name=name, prediction=prediction, dice=metrics.dice(pred, gold),
-        hd95=metrics.hd95(pred, gold, xy_voxel_units(spacing)),
-        precision=metrics.precision(pred, gold), recall=metrics.recall(pred, gold),
+        name=name, prediction=prediction, dice=voxels.dice(pred, gold),
+        hd95=voxels.hd95(pred, gold, xy_voxel_units(spacing)),
+        precision=voxels.precision(pred, gold), recall=voxels.recall(pred, gold),
         pred_voxels=pred_voxels, gold_voxels=gold_voxels,
         spacing=tuple(float(s) for s in spacing), note=", ".join(empty))
-
-
-def find_predictions(pred_dir: str | os.PathLike, prefer_prob: bool = False) -> dict[str, Path]:
-    """Prediction file per stack name: ``NAME_mask.tif`` or ``NAME_prob.tif``.
-
-    Where a stack has both, the mask is chosen, or the probability map if ``prefer_prob``.
-    """
-    pred_dir = Path(pred_dir)
-    if not pred_dir.is_dir():
-        raise InputError("is not a folder of predictions.", pred_dir)
-    masks, probs = {}, {}
-    for path in sorted(pred_dir.iterdir()):
-        if path.name.startswith(".") or not path.is_file():
-            continue  # hidden files include half-written ``.NAME.partial.tif`` outputs
-        for suffix, found in ((MASK_SUFFIX, masks), (PROB_SUFFIX, probs)):
-            if path.name.endswith(suffix) and len(path.name) > len(suffix):
-                found[path.name[: -len(suffix)]] = path
-    predictions = masks | probs if prefer_prob else probs | masks
-    if not predictions:
-        raise InputError(f"has no NAME{MASK_SUFFIX} or NAME{PROB_SUFFIX} files.", pred_dir)
-    return predictions
-
-
-def read_prediction(path: str | os.PathLike, threshold: float = DEFAULT_THRESHOLD
-                    ) -> np.ndarray:
-    """A prediction file as a boolean (z, y, x) mask; a ``_prob.tif`` map is p > threshold."""
-    path = Path(path)
-    array = read_volume(path).array
-    if path.name.endswith(PROB_SUFFIX):
-        return _thresholded(array, threshold, path)
-    return _binary(array, path)
 
 
 def write_tables(table: EvaluationTable, out_dir: str | os.PathLike) -> tuple[Path, Path]:
@@ -356,11 +311,8 @@ def write_tables(table: EvaluationTable, out_dir: str | os.PathLike) -> tuple[Pa
     out_dir = Path(out_dir)
     csv_path, md_path = (refuse_existing(out_dir / name) for name in (CSV_NAME, MARKDOWN_NAME))
     with undo_on_failure(csv_path, md_path):
-        with atomic_file(csv_path) as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.writer(f)
-            traced = table.swc_threshold is not None
-            writer.writerow(_csv_columns(traced))
-            writer.writerows(_csv_row(row, traced) for row in table.rows)
+        traced = table.swc_threshold is not None
+        write_csv(csv_path, _csv_columns(traced), (_csv_row(row, traced) for row in table.rows))
         with atomic_file(md_path) as tmp:
             tmp.write_text(markdown_table(table))
     return csv_path, md_path
@@ -379,14 +331,15 @@ def markdown_table(table: EvaluationTable) -> str:
     if s.traces is not None:
         header += ["ESA", "DSA", "PDS", "F1", "hairiness ratio"]
         align += ["---:"] * 5
-        trace_totals = (f" {_pm(s.traces.esa, 2)} | {_pm(s.traces.dsa, 2)} "
-                        f"| {_pm(s.traces.pds, 3)} | {_pm(s.traces.f1, 3)} "
-                        f"| {_pm(s.traces.hairiness_ratio, 2)} |")
+        trace_totals = (f" {plus_minus(s.traces.esa, 2)} | {plus_minus(s.traces.dsa, 2)} "
+                        f"| {plus_minus(s.traces.pds, 3)} | {plus_minus(s.traces.f1, 3)} "
+                        f"| {plus_minus(s.traces.hairiness_ratio, 2)} |")
     lines = [
         _markdown_cells([*header, "note"]), "|" + "|".join([*align, "---"]) + "|",
         *(_markdown_row(row, s.traces is not None) for row in table.rows),
-        f"| **mean ± std** ({s.n_scored} stacks) | | {_pm(s.dice, 3)} | {_pm(s.hd95, 2)} "
-        f"| {_pm(s.precision, 3)} | {_pm(s.recall, 3)} | | |{trace_totals} "
+        f"| **mean ± std** ({s.n_scored} stacks) | | {plus_minus(s.dice, 3)} "
+        f"| {plus_minus(s.hd95, 2)} | {plus_minus(s.precision, 3)} | {plus_minus(s.recall, 3)} "
+        f"| | |{trace_totals} "
         f"{_summary_note(s)} |",
         "",
         "HD95 is in x/y voxels, z distances scaled by the z/x spacing ratio"
@@ -430,7 +383,7 @@ def _csv_row(row: StackScore, traced: bool) -> list:
         values.update(trace=t.trace, esa=t.esa, dsa=t.dsa, pds=t.pds, swc_precision=t.precision,
                       swc_recall=t.recall, swc_f1=t.f1, swc_hairiness_ratio=t.hairiness_ratio,
                       note=_row_note(row))
-    return ["" if values[c] is None else values[c] for c in _csv_columns(traced)]
+    return [values[c] for c in _csv_columns(traced)]
 
 
 def _markdown_row(row: StackScore, traced: bool) -> str:
@@ -467,19 +420,6 @@ def _fmt(value: float | int | None, decimals: int = 0) -> str:
     if isinstance(value, int):
         return str(value)
     return "inf" if math.isinf(value) else f"{value:.{decimals}f}"
-
-
-def _pm(value: MeanStd, decimals: int) -> str:
-    if math.isnan(value.mean):
-        return "n/a"
-    return f"{value.mean:.{decimals}f} ± {value.std:.{decimals}f}"
-
-
-def _mean_std(values: Iterable[float]) -> MeanStd:
-    values = np.fromiter(values, dtype=float)
-    if values.size == 0:
-        return MeanStd(math.nan, math.nan)
-    return MeanStd(float(values.mean()), float(values.std()))
 
 
 def _missing_row(name: str, prediction: Path | None, has_gold: bool) -> StackScore:
@@ -529,30 +469,6 @@ def _dataset_readers(root: Path) -> dict[str, GoldReader]:
                 or (root / SWC / f"{name}.swc").exists())
 
     return {name: (lambda name=name: read(name)) for name in dataset.names if has_gold(name)}
-
-
-def _thresholded(array: np.ndarray, threshold: float, path: Path) -> np.ndarray:
-    if array.dtype == np.uint8:
-        return array > np.float64(threshold) * UINT8_FULL_SCALE
-    if not np.issubdtype(array.dtype, np.floating):
-        raise InputError(f"holds {array.dtype} voxels; a probability map is float in [0, 1] "
-                         f"or uint8 (p x {UINT8_FULL_SCALE}).", path)
-    low, high = float(array.min()), float(array.max())
-    if not 0 <= low <= high <= 1:  # also false for NaN
-        raise InputError(f"holds values from {low} to {high}; a float probability map must "
-                         f"lie in [0, 1].", path)
-    return array > np.float64(threshold)  # in float64: a float16 threshold would round
-
-
-def _binary(array: np.ndarray, path: Path) -> np.ndarray:
-    mask = array != 0
-    if mask.any():
-        values = array[mask]
-        low, high = values.min(), values.max()
-        if low != high or low < 0:
-            raise InputError(f"is not a binary mask: its non-zero values range from {low} to "
-                             f"{high}; name a probability map NAME{PROB_SUFFIX}.", path)
-    return mask
 
 
 def _stem(path: Path) -> str:

@@ -42,8 +42,8 @@ Where this differs from Vaa3D (``neuron_sim_scores.cpp``):
   equal to the fraction of its points within ``T``, instead of 0 / 0.
 - The threshold must be positive; a directional DSA without any distant point is 0.
 - An empty test tree (no nodes: what the tracer writes for a map with nothing in it) is scored as
-  an empty reconstruction (see :class:`NeuronDistance`) rather than refused; Vaa3D refuses it.
-  An empty gold tree is refused: there is nothing to score against.
+  an empty reconstruction (see :class:`ReconstructionScores`) rather than refused; Vaa3D refuses
+  it. An empty gold tree is refused: there is nothing to score against.
 
 Zero-length edges count as in Vaa3D: one sample point (the child) and, as a target, a point.
 
@@ -86,7 +86,7 @@ HAIRINESS_LENGTH = 100.0
 
 
 @dataclass(frozen=True)
-class NeuronDistance:
+class ReconstructionScores:
     """Distances between a test and a gold reconstruction; see the module docstring.
 
     Distances and lengths are in SWC units; fractions are in [0, 1]. ``*_test_to_gold`` values
@@ -315,11 +315,12 @@ def _check_tree(tree: SwcTree, name: str, allow_empty: bool = False) -> None:
         raise ValueError(f"{name} tree: {exc}") from None
 
 
-def _against_empty_test(gold: SwcTree, threshold: float) -> NeuronDistance:
-    """The scores of a test tree without nodes against ``gold`` (see :class:`NeuronDistance`)."""
+def _against_empty_test(gold: SwcTree, threshold: float) -> ReconstructionScores:
+    """The scores of a test tree without nodes against ``gold`` (see
+    :class:`ReconstructionScores`)."""
     sampling, tips = _sample(gold), terminal_tips(gold)
     nan, inf = math.nan, math.inf
-    return NeuronDistance(
+    return ReconstructionScores(
         threshold=threshold, esa=nan, dsa=nan, pds=nan, precision=nan, recall=0.0, f1=0.0,
         esa_test_to_gold=nan, esa_gold_to_test=inf, dsa_test_to_gold=nan, dsa_gold_to_test=inf,
         pds_test_to_gold=nan, pds_gold_to_test=1.0, test_length=0.0,
@@ -329,7 +330,7 @@ def _against_empty_test(gold: SwcTree, threshold: float) -> NeuronDistance:
 
 
 def compare_trees(test: SwcTree, gold: SwcTree,
-                  threshold: float = DEFAULT_THRESHOLD) -> NeuronDistance:
+                  threshold: float = DEFAULT_THRESHOLD) -> ReconstructionScores:
     """ESA, DSA, PDS, length precision/recall/F1 and hairiness of ``test`` against ``gold``.
 
     Definitions, units and corner cases are in the module docstring. Two trees of 10^4 nodes
@@ -367,7 +368,7 @@ def compare_trees(test: SwcTree, gold: SwcTree,
     test_tips, gold_tips = terminal_tips(test), terminal_tips(gold)
     test_hairiness = hairiness(test_tips, test_sampling.length)
     gold_hairiness = hairiness(gold_tips, gold_sampling.length)
-    return NeuronDistance(
+    return ReconstructionScores(
         threshold=threshold,
         esa=(forward.mean + backward.mean) / 2,
         dsa=float(np.mean(far_means)) if far_means else 0.0,
@@ -394,7 +395,7 @@ def read_gold_swc(path: str | os.PathLike) -> SwcTree:
 
 
 def compare_swc_files(test_path: str | os.PathLike, gold_path: str | os.PathLike,
-                      threshold: float = DEFAULT_THRESHOLD) -> NeuronDistance:
+                      threshold: float = DEFAULT_THRESHOLD) -> ReconstructionScores:
     """:func:`compare_trees` of two SWC files, read strictly with :func:`read_swc`.
 
     Args:

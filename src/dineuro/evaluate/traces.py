@@ -2,18 +2,19 @@
 
 ``dineuro run`` writes a traced ``NAME.swc`` next to ``NAME_prob.tif`` and ``NAME_mask.tif``;
 its gold is a dataset's ``swc/NAME.swc`` or a ``NAME.swc`` beside ``NAME.tif`` in a folder of
-gold masks. Each pair is compared with :func:`dineuro.neuron_distance.compare_trees` in raw SWC
-units ((x, y, z) voxels, z not scaled by the spacing), as Vaa3D's ``neuron_distance`` does, so
-that the scores are those of ``dineuro compare`` on the two files and compare with published
-ones. HD95 in :mod:`dineuro.evaluate` differs: it is in x/y voxels with z scaled by the spacing.
+gold masks. Each pair is compared with :func:`dineuro.evaluate.reconstruction.compare_trees` in
+raw SWC units ((x, y, z) voxels, z not scaled by the spacing), as Vaa3D's ``neuron_distance``
+does, so that the scores are those of ``dineuro compare`` on the two files and compare with
+published ones. HD95 in :mod:`dineuro.evaluate.folder` differs: it is in x/y voxels with z scaled
+by the spacing.
 
 An empty trace (an SWC of comments only, which the tracer writes when nothing in the map is above
 its threshold) matches none of the gold's length: recall and F1 are 0, and it has no distances
 or cable, so ESA, DSA, PDS, precision and the hairiness ratio are left empty (as in
-:class:`~dineuro.neuron_distance.NeuronDistance`, where they are nan). A gold SWC without nodes
-is refused, as is a trace or gold SWC that lies entirely outside its stack (the rule of
-:func:`~dineuro.data.render.check_tree_in_stack`, which ``show`` and the rendering of gold
-masks from SWCs apply too).
+:class:`~dineuro.evaluate.reconstruction.ReconstructionScores`, where they are nan). A gold SWC
+without nodes is refused, as is a trace or gold SWC that lies entirely outside its stack (the
+rule of :func:`~dineuro.data.render.check_tree_in_stack`, which ``show`` and the rendering of
+gold masks from SWCs apply too).
 """
 
 from __future__ import annotations
@@ -26,8 +27,8 @@ from pathlib import Path
 
 from dineuro.data.dataset import IMAGES, SWC
 from dineuro.data.render import check_tree_in_stack
+from dineuro.evaluate.reconstruction import DEFAULT_THRESHOLD, compare_trees, read_gold_swc
 from dineuro.io.swc import SwcTree, read_swc
-from dineuro.neuron_distance import DEFAULT_THRESHOLD, compare_trees, read_gold_swc
 
 SWC_SUFFIX = ".swc"
 #: Distance in SWC units from which a point counts as apart; Vaa3D's threshold of 2.
@@ -95,7 +96,7 @@ def score_trace(trace: Path | None, gold: Path | None,
 
     Args:
         trace, gold: the two files; None where a stack lacks one (a row with a note).
-        threshold: distance in SWC units (see :mod:`dineuro.neuron_distance`).
+        threshold: distance in SWC units (see :mod:`dineuro.evaluate.reconstruction`).
         shape: the (z, y, x) shape of their stack, to refuse an SWC that lies outside it (and
             would score as a complete miss); None to skip that check.
 

@@ -16,7 +16,7 @@ than trusted from a file name. Accepted layouts:
 Examples::
 
     >>> teacher = load_teacher("dino_deitsmall16_pretrain.pth")  # doctest: +SKIP
-    >>> teacher.embed_dim, teacher.depth, teacher.num_heads, teacher.patch_size
+    >>> teacher.embed_dim, teacher.depth, teacher.num_heads, teacher.patch_size  # doctest: +SKIP
     (384, 12, 6, 16)
     >>> vit = teacher.to_vit2d()  # doctest: +SKIP
 """

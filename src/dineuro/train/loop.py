@@ -65,8 +65,8 @@ from torch import nn
 from dineuro.checkpoint import load_checkpoint, save_checkpoint
 from dineuro.data.dataset import open_dataset
 from dineuro.errors import InputError
+from dineuro.evaluate import dice
 from dineuro.io.atomic import atomic_file, naming, partial_files
-from dineuro.metrics import dice
 from dineuro.train import runtime
 from dineuro.train.config import TrainConfig
 from dineuro.train.data import Stack, TrainingCrops, load_stacks

@@ -1,0 +1,66 @@
+"""Evaluation, the last stage: predicted masks and traced SWCs scored against gold.
+
+- :mod:`~dineuro.evaluate.voxels`: Dice, precision, recall and HD95 of two (z, y, x) masks.
+- :mod:`~dineuro.evaluate.reconstruction`: ESA, DSA, PDS, length F1 and hairiness between two
+  SWC trees.
+- :mod:`~dineuro.evaluate.predictions`: ``NAME_mask.tif`` / ``NAME_prob.tif`` found and read as
+  masks.
+- :mod:`~dineuro.evaluate.traces`: a stack's traced ``NAME.swc`` scored against its gold SWC.
+- :mod:`~dineuro.evaluate.folder`: a folder of predictions (and traces) scored against gold,
+  one row per stack, written as ``metrics.csv`` and ``metrics.md``.
+- :mod:`~dineuro.evaluate.tables`: mean ± std over finite values and CSV cells, shared with the
+  transfer ablation (:mod:`dineuro.experiment`).
+"""
+
+from dineuro.evaluate.folder import (
+    EvaluationTable,
+    StackScore,
+    Summary,
+    TraceSummary,
+    evaluate_folder,
+    markdown_table,
+    score_stack,
+    write_tables,
+    xy_voxel_units,
+)
+from dineuro.evaluate.predictions import (
+    MASK_SUFFIX,
+    PROB_SUFFIX,
+    find_predictions,
+    read_prediction,
+)
+from dineuro.evaluate.reconstruction import (
+    ReconstructionScores,
+    compare_swc_files,
+    compare_trees,
+)
+from dineuro.evaluate.tables import MeanStd, mean_std
+from dineuro.evaluate.traces import DEFAULT_SWC_THRESHOLD, TraceScore, read_trace, score_trace
+from dineuro.evaluate.voxels import dice, hd95
+
+__all__ = [
+    "DEFAULT_SWC_THRESHOLD",
+    "MASK_SUFFIX",
+    "PROB_SUFFIX",
+    "EvaluationTable",
+    "MeanStd",
+    "ReconstructionScores",
+    "StackScore",
+    "Summary",
+    "TraceScore",
+    "TraceSummary",
+    "compare_swc_files",
+    "compare_trees",
+    "dice",
+    "evaluate_folder",
+    "find_predictions",
+    "hd95",
+    "markdown_table",
+    "mean_std",
+    "read_prediction",
+    "read_trace",
+    "score_stack",
+    "score_trace",
+    "write_tables",
+    "xy_voxel_units",
+]
