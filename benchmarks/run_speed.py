@@ -30,7 +30,8 @@ Table 1, the whole run:
   once per process). Its time over MONAI's is of the predict stage;
 - **dineuro run CLI**: ``dineuro run STACK -o TMP`` in a subprocess, end to end (interpreter
   start-up, imports and loading the model included); its note is the CLI's own line for the
-  stack (windows computed, seconds predicting and tracing).
+  stack (windows computed, seconds predicting and tracing). A second row runs it with the
+  options of variant (6) below.
 
 Table 2, the stages of the default path in-process: read the stack (``read_volume``),
 normalise, predict (``sliding_window_predict`` with its defaults: precision "auto", empty
@@ -43,7 +44,9 @@ bridges, and the per-tree work (roots, pruning, smoothing, resampling).
 
 Table 4, variants of the predict stage: (1) float32, every window: the slow path, reference of
 agreement; (2) float32, empty windows skipped; (3) bf16, every window; (4) the default (the
-predict stage of table 2, not run again); (5) the default at overlap 0.25. Each gives seconds,
+predict stage of table 2, not run again); (5) the default at overlap 0.25; (6) the network
+through 48x96x96 windows (``ViTUNETR.at_window``) at overlap 0.25, one window per forward pass
+(``dineuro run --window 48,96,96 --overlap 0.25 --batch-size 1``). Each gives seconds,
 windows computed (:func:`dineuro.predict.signal_windows`) out of the grid's, the largest
 probability of the slow path's map anywhere inside a skipped window (what skipping could have
 lost: near 0 means nothing), Dice, traced F1, and the differences from the slow path.
@@ -110,6 +113,8 @@ FLOOR_MIN_VOXELS = 27
 #: SWC type of every node of the floor's trees (dendrite): it finds no soma.
 DENDRITE = 3
 LOW_OVERLAP = 0.25
+#: The larger inference window of variant (6) (``dineuro run --window``).
+WIDE_WINDOW = (48, 96, 96)
 SLOW_PATH = "(1) fp32, every window"
 #: Predict variants of table 3; the default (empty options) is table 2's predict stage.
 VARIANTS = {
@@ -118,7 +123,12 @@ VARIANTS = {
     "(3) bf16, every window": dict(precision="bf16", skip_empty=False),
     "(4) default: auto, skip empty": {},
     f"(5) default, overlap {LOW_OVERLAP}": dict(overlap=LOW_OVERLAP),
+    f"(6) window {','.join(map(str, WIDE_WINDOW))}, overlap {LOW_OVERLAP}, batch 1":
+        dict(window=WIDE_WINDOW, overlap=LOW_OVERLAP, batch_size=1),
 }
+#: ``dineuro run`` options of variant (6), for the second CLI row.
+WIDE_OPTIONS = ("--window", ",".join(map(str, WIDE_WINDOW)), "--overlap", str(LOW_OVERLAP),
+                "--batch-size", "1")
 SCORES = ("precision", "recall", "f1")
 STAGES = ("read", "normalise", "predict", "trace", "write")
 CLI = [sys.executable, "-c", "from dineuro.cli import main; main()", "run"]
@@ -253,14 +263,15 @@ def write_outputs(prob: np.ndarray, tree: SwcTree | None, spacing, stack: Path,
         write_swc(swc_path(stack, out), tree, allow_empty=True)
 
 
-def run_cli(stack: Path, scratch: Path, threads: int) -> tuple[Path | None, float, str]:
-    """``dineuro run STACK`` in a subprocess: its output folder (None if it failed), seconds,
-    and its line about the stack (the last line of its errors when it failed)."""
+def run_cli(stack: Path, scratch: Path, threads: int, *options: str
+            ) -> tuple[Path | None, float, str]:
+    """``dineuro run STACK [OPTIONS]`` in a subprocess: its output folder (None if it failed),
+    seconds, and its line about the stack (the last line of its errors when it failed)."""
     out = Path(tempfile.mkdtemp(dir=scratch)) / "out"
     wide = dict(os.environ, COLUMNS=str(CLI_COLUMNS))
     start = time.perf_counter()
-    done = subprocess.run([*CLI, str(stack), "-o", str(out), "--threads", str(threads)],
-                          capture_output=True, text=True, env=wide, check=False)
+    done = subprocess.run([*CLI, str(stack), "-o", str(out), "--threads", str(threads),
+                           *options], capture_output=True, text=True, env=wide, check=False)
     seconds = time.perf_counter() - start
     lines = (done.stdout + done.stderr).strip().splitlines()
     if done.returncode:
@@ -341,6 +352,7 @@ def measure_stack(stack: Path, label: np.ndarray, gold: SwcTree, network: torch.
     (foreground, floor_tree), floor_seconds = timed(reps, classical_floor, raw, norm)
     log(f"{name}: dineuro run CLI")
     cli_out, cli_seconds, cli_note = run_cli(stack, scratch, args.threads)
+    wide_out, wide_seconds, wide_note = run_cli(stack, scratch, args.threads, *WIDE_OPTIONS)
 
     whole = {
         "classical floor": {"seconds": floor_seconds, "dice": dice(foreground, label),
@@ -356,6 +368,9 @@ def measure_stack(stack: Path, label: np.ndarray, gold: SwcTree, network: torch.
         "dineuro run CLI (subprocess)": {
             "seconds": cli_seconds, "note": cli_note,
             **(cli_accuracy(cli_out, stack, label, gold) if cli_out else {})},
+        f"dineuro run CLI {' '.join(WIDE_OPTIONS)}": {
+            "seconds": wide_seconds, "note": wide_note,
+            **(cli_accuracy(wide_out, stack, label, gold) if wide_out else {})},
     }
     for row in whole.values():
         row["x_floor"] = row["seconds"] / floor_seconds
@@ -383,15 +398,17 @@ def predict_variants(network: torch.nn.Module, volume: np.ndarray, crop,
     variant is ``default``, the predict stage's map and seconds."""
     rows, maps = {}, {}
     for label, options in VARIANTS.items():
-        if options:
+        options = dict(options)
+        window = options.pop("window", crop)
+        if options or window != crop:
             log(f"  predict {label}")
-            prob, seconds = timed(reps, sliding_window_predict, network, volume, crop,
-                                  device=DEVICE, **options)
+            prob, seconds = timed(reps, sliding_window_predict, network.at_window(window),
+                                  volume, window, device=DEVICE, **options)
         else:
             prob, seconds = default
         maps[label] = prob
         slow = maps[SLOW_PATH]
-        rows[label] = {"seconds": seconds, **window_use(volume, crop, options, slow),
+        rows[label] = {"seconds": seconds, **window_use(volume, window, options, slow),
                        "max_dp": float(np.abs(prob - slow).max())}
     return rows, maps
 

@@ -52,7 +52,7 @@ from dineuro.data.dataset import open_dataset
 from dineuro.errors import InputError
 from dineuro.evaluate import DEFAULT_SWC_THRESHOLD, PROB_SUFFIX, compare_trees, dice
 from dineuro.io import SwcTree, read_volume
-from dineuro.predict import PRECISIONS
+from dineuro.predict import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, PRECISIONS
 from dineuro.trace import EmptyTraceWarning, trace
 
 #: The model row's Dice scores its map at p > this, as ``dineuro predict`` writes NAME_mask.tif.
@@ -175,21 +175,19 @@ def markdown(results: list[MethodResult], header: str) -> str:
 
 
 def predict_all(model: Path | str, dataset, names: list[str], out_dir: Path, device: str,
-                **window_options) -> dict[str, float]:
-    """Predict each stack into ``out_dir`` as ``dineuro predict`` does (``window_options``:
-    precision, skip_empty of :func:`dineuro.predict.sliding_window_predict`); seconds per
-    name."""
-    from dineuro.checkpoint import load_model, resolve_model
-    from dineuro.data.normalize import NormalizationConfig
+                window=None, **window_options) -> dict[str, float]:
+    """Predict each stack into ``out_dir`` as ``dineuro predict`` does (``window``: as its
+    ``--window``; ``window_options``: overlap, batch_size, precision, skip_empty of
+    :func:`dineuro.predict.sliding_window_predict`); seconds per name."""
+    from dineuro.checkpoint import load_for_prediction, resolve_model
     from dineuro.predict import predict_stack
 
-    network, meta = load_model(resolve_model(model), device)
-    norm = NormalizationConfig.from_dict(meta["normalization"])
+    network, crop, norm = load_for_prediction(resolve_model(model), device, window)
     seconds = {}
     for name in names:
         start = time.perf_counter()
-        predict_stack(network, dataset.images[name], out_dir, meta["model_config"]["crop"], norm,
-                      device=device, **window_options)
+        predict_stack(network, dataset.images[name], out_dir, crop, norm, device=device,
+                      **window_options)
         seconds[name] = time.perf_counter() - start
     return seconds
 
@@ -261,9 +259,16 @@ def main() -> None:
     parser.add_argument("--all-windows", action="store_true",
                         help="for --model: compute every window (default: skip those without "
                              "signal, as dineuro run does)")
+    parser.add_argument("--window", type=lambda text: tuple(int(v) for v in text.split(",")),
+                        help="for --model: window z,y,x, as dineuro predict --window")
+    parser.add_argument("--overlap", type=float, default=DEFAULT_OVERLAP,
+                        help="for --model (default %(default)s)")
+    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                        help="for --model: windows per forward pass (default %(default)s)")
     args = parser.parse_args()
     results = run(args.data, args.pred, args.model, args.split, args.threshold, args.device,
-                  args.method, precision=args.precision, skip_empty=not args.all_windows)
+                  args.method, precision=args.precision, skip_empty=not args.all_windows,
+                  window=args.window, overlap=args.overlap, batch_size=args.batch_size)
     n_stacks = len(results[0].seconds)
     table = markdown(results, header(args.data, n_stacks, args.split, args.threshold))
     print(table)

@@ -24,7 +24,7 @@ from dineuro.data.normalize import NormalizationConfig
 from dineuro.data.synth import PRESETS, synthesize_stack
 from dineuro.errors import InputError
 from dineuro.evaluate import dice
-from dineuro.io import read_swc, write_volume
+from dineuro.io import read_swc, read_volume, write_volume
 from dineuro.models.build import build_model
 from dineuro.predict import WindowGrid, sliding_window_predict
 from dineuro.trace import trace_file
@@ -121,3 +121,34 @@ def test_model_card_verb_prints_the_card():
     result = invoke("model-card")
     assert result.code == 0, result.err
     assert "dineuro default model" in result.out and "scores" in result.out
+
+
+def test_predict_through_a_wider_window_runs_fewer_windows_and_still_segments(small_stack,
+                                                                           tmp_path):
+    """``--window 48,96,96 --overlap 0.25`` on a 48x128x128 stack: one window along z and
+    ceil((128 - 96) / 72) + 1 = 2 along y and x, 4 in all (48^3 at overlap 0.5: 25), and the
+    map is the network's through those windows."""
+    stack = tmp_path / "stack.tif"
+    write_volume(stack, small_stack.image, small_stack.spacing)
+    assert small_stack.image.shape == (48, 128, 128)
+    result = invoke("predict", stack, "-o", tmp_path / "out", "--device", "cpu", "--window",
+                    "48,96,96", "--overlap", "0.25", "--batch-size", "1", "--all-windows")
+    assert result.code == 0, result.err
+    assert "network on 4 of 4 windows" in result.err
+    network, meta = load_model(resolve_model("default"))
+    norm = NormalizationConfig.from_dict(meta["normalization"])
+    expected = sliding_window_predict(network.at_window((48, 96, 96)),
+                                      norm.normalize(small_stack.image), (48, 96, 96),
+                                      overlap=0.25, batch_size=1, skip_empty=False)
+    prob = read_volume(tmp_path / "out" / "stack_prob.tif").array
+    np.testing.assert_array_equal(prob, expected)
+    assert dice(prob > 0.5, small_stack.label) >= DICE_FLOOR
+
+
+def test_a_window_that_does_not_fit_the_patch_is_one_sentence(small_stack, tmp_path):
+    stack = tmp_path / "stack.tif"
+    write_volume(stack, small_stack.image, small_stack.spacing)
+    result = invoke("run", stack, "-o", tmp_path / "out", "--window", "48,100,96")
+    assert result.code == 2 and "Traceback" not in result.err
+    assert "--window" in result.err and "multiple of the patch" in result.err
+    assert not (tmp_path / "out").exists()

@@ -31,7 +31,7 @@ from __future__ import annotations
 import inspect
 import io
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -241,17 +241,30 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
     return model.to(device).eval(), meta
 
 
-def load_for_prediction(path: str | os.PathLike, device: str | torch.device = "cpu"
+def load_for_prediction(path: str | os.PathLike, device: str | torch.device = "cpu",
+                        window: Sequence[int] | None = None
                         ) -> tuple[nn.Module, Any, NormalizationConfig]:
     """All that prediction needs from a checkpoint: the network (:func:`load_model`), its input
-    crop (z, y, x) as stored, and the normalisation it was trained with.
+    window (z, y, x), and the normalisation it was trained with.
+
+    Args:
+        path: the checkpoint.
+        device: where the network runs.
+        window: predict through windows of this size instead of the training crop
+            (``ViTUNETR.at_window``); None keeps the crop.
 
     Raises:
         InputError: naming ``path``: what :func:`load_model` refuses, and a checkpoint without
             normalisation settings or with invalid ones (predict must normalise as training
-            did, so it does not guess).
+            did, so it does not guess); a window that is not a multiple of the patch.
     """
     model, meta = load_model(path, device)
+    if window is not None:
+        try:
+            model = model.at_window(window)
+        except ValueError as exc:
+            raise InputError(f"--window: {exc}") from exc
+        meta = {**meta, "model_config": model.config}
     if "normalization" not in meta:
         raise InputError("lacks the 'normalization' entry that prediction needs; it was not "
                          "written by dineuro train.", path)

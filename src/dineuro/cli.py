@@ -261,12 +261,13 @@ def _device(name: str) -> str:
     return str(resolve_device(name))
 
 
-def _load_for_prediction(model: Path | str, device: str):
-    """(network, crop, normalisation) of a checkpoint, or of the packaged default model for
+def _load_for_prediction(model: Path | str, device: str, window: str | None = None):
+    """(network, window, normalisation) of a checkpoint, or of the packaged default model for
     "default": all that prediction needs from it."""
     from dineuro.checkpoint import load_for_prediction, resolve_model
 
-    return load_for_prediction(resolve_model(model), _device(device))
+    return load_for_prediction(resolve_model(model), _device(device),
+                               _parse_triple(window, "--window", int))
 
 
 Overlap = Annotated[float, typer.Option(
@@ -285,6 +286,11 @@ Precision = Annotated[str, typer.Option(
 AllWindows = Annotated[bool, typer.Option(
     "--all-windows", help="Run the network on every window, also those without signal "
                           "(which are otherwise skipped with probability 0).")]
+Window = Annotated[str | None, typer.Option(
+    help="Window z,y,x the network predicts through (multiples of its patch, 16), instead of "
+         "its training crop (48,48,48): larger windows with a lower --overlap compute fewer "
+         "voxels, e.g. --window 48,96,96 --overlap 0.25 --batch-size 1 (see the README's "
+         "speed section for what it costs).", show_default=False)]
 SkipExisting = Annotated[bool, typer.Option(
     "--skip-existing", help="Skip stacks whose outputs all exist (to finish an interrupted "
                             "batch); without it, any existing output is refused.")]
@@ -332,6 +338,7 @@ def predict(
         help="Read and write zarr block by block, for stacks larger than memory: writes "
              "OUT/NAME_prob.zarr.")] = False,
     block: Annotated[str, typer.Option(help="Block size z,y,x for --blocks.")] = "128,256,256",
+    window: Window = None,
     skip_existing: SkipExisting = False,
 ) -> None:
     """Apply a trained model (the packaged default unless --model): writes NAME_prob.tif and
@@ -360,7 +367,7 @@ def predict(
                   else (lambda s: output_paths(s, out)), skip_existing,
                   None if blocks else (channel, prob_dtype))
     _set_threads(threads)
-    network, crop, norm = _load_for_prediction(model, device)
+    network, crop, norm = _load_for_prediction(model, device, window)
     options = {"overlap": overlap, "batch_size": batch_size, "flips": flips,
                "device": _device(device), "precision": precision,
                "skip_empty": not all_windows, "prob_dtype": prob_dtype}
@@ -549,6 +556,7 @@ def run(
     all_windows: AllWindows = False,
     threads: Threads = 0,
     channel: Channel = None,
+    window: Window = None,
     skip_existing: SkipExisting = False,
     high: High = 0.5,
     low: Low = 0.25,
@@ -582,7 +590,7 @@ def run(
     todo = _batch(stacks, out, lambda s: (*output_paths(s, out), _swc_output(s, out)),
                   skip_existing, (channel, prob_dtype))
     _set_threads(threads)
-    network, crop, norm = _load_for_prediction(model, device)
+    network, crop, norm = _load_for_prediction(model, device, window)
     options = {"overlap": overlap, "batch_size": batch_size, "flips": flips,
                "device": _device(device), "precision": precision,
                "skip_empty": not all_windows, "prob_dtype": prob_dtype,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 from monai.networks.nets import UNETR
@@ -163,3 +164,62 @@ def test_docstring_examples_run():
         result = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
         assert result.failed == 0, module.__name__
         assert result.attempted > 0, module.__name__
+
+
+# -- predicting through another window ---------------------------------------------------------
+def _tiny_unetr(**overrides) -> ViTUNETR:
+    torch.manual_seed(0)
+    return ViTUNETR(**{"crop": (16, 32, 32), "patch": 16, "embed_dim": 24, "depth": 4,
+                       "num_heads": 3, "feature_size": 4, **overrides}).eval()
+
+
+def _expected_ramp(n_in: int, n_out: int) -> np.ndarray:
+    """Token index i of a grid of n_in resized to n_out, trilinear with align_corners=False:
+    the source coordinate (i + 0.5) * n_in / n_out - 0.5, clamped to the grid; a linear
+    interpolation of a ramp is the ramp there."""
+    return np.clip((np.arange(n_out) + 0.5) * n_in / n_out - 0.5, 0, n_in - 1)
+
+
+def test_the_position_embedding_is_resized_trilinearly_over_the_token_grid():
+    from dineuro.models.vit3d import resize_pos_embed_3d
+
+    grid, new = (2, 3, 2), (2, 6, 5)
+    z, y, x = np.meshgrid(*(np.arange(n, dtype=float) for n in grid), indexing="ij")
+    ramps = np.stack([z, 10 * y, 100 * x], axis=-1).reshape(1, -1, 3)  # one ramp per channel
+    resized = resize_pos_embed_3d(torch.tensor(ramps, dtype=torch.float32), grid, new)
+    assert resized.shape == (1, math.prod(new), 3)
+    got = resized.numpy().reshape(*new, 3)
+    ez, ey, ex = np.meshgrid(*(_expected_ramp(a, b) for a, b in zip(grid, new, strict=True)),
+                             indexing="ij")
+    np.testing.assert_allclose(got, np.stack([ez, 10 * ey, 100 * ex], axis=-1), atol=1e-4)
+
+
+def test_at_window_keeps_every_weight_but_the_position_embedding():
+    net = _tiny_unetr()
+    wide = net.at_window((16, 64, 48))
+    assert wide.config["crop"] == [16, 64, 48] and wide.encoder.grid == (1, 4, 3)
+    assert net.config["crop"] == [16, 32, 32]  # the original is untouched
+    before, after = net.state_dict(), wide.state_dict()
+    assert before.keys() == after.keys()
+    for key, value in before.items():
+        if key != "encoder.pos_embed":
+            assert torch.equal(after[key], value), key
+    assert after["encoder.pos_embed"].shape == (1, 12, 24)
+    with torch.no_grad():
+        assert wide(torch.rand(2, 1, 16, 64, 48)).shape == (2, 2, 16, 64, 48)
+    assert not wide.training
+
+
+def test_at_window_of_its_own_crop_is_the_network_itself():
+    net = _tiny_unetr()
+    assert net.at_window((16, 32, 32)) is net and net.at_window([16, 32, 32]) is net
+
+
+def test_a_constant_position_embedding_stays_constant_and_a_window_must_fit_the_patch():
+    net = _tiny_unetr()
+    with torch.no_grad():
+        net.encoder.pos_embed.copy_(torch.arange(24.0).expand(1, 4, 24))
+    wide = net.at_window((32, 64, 64))
+    assert torch.equal(wide.encoder.pos_embed, torch.arange(24.0).expand(1, 32, 24))
+    with pytest.raises(ValueError, match="multiple of the patch"):
+        net.at_window((16, 40, 32))

@@ -20,6 +20,7 @@ paper and this module use blocks 3, 6, 9, 12):
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping, Sequence
 
@@ -29,7 +30,7 @@ from monai.networks.blocks.dynunet_block import UnetResBlock, get_conv_layer
 from torch import nn
 
 from dineuro.models.standardize import standardize_per_sample
-from dineuro.models.vit3d import Triple, VisionTransformer3d, as_triple
+from dineuro.models.vit3d import Triple, VisionTransformer3d, as_triple, resize_pos_embed_3d
 
 SPATIAL_DIMS = 3
 #: Kernel side of every decoder convolution (as MONAI's UNETR).
@@ -200,6 +201,32 @@ class ViTUNETR(nn.Module):
             "embedding_options": dict(embedding_options or {}), "drop_path": drop_path,
             "encoder_input": encoder_input,
         }
+
+    def at_window(self, window: int | Sequence[int]) -> ViTUNETR:
+        """This network for inputs of another size ``window`` (z, y, x): a copy with the same
+        weights and its position embedding resized to the new token grid
+        (:func:`~dineuro.models.vit3d.resize_pos_embed_3d`); itself when the size is its own.
+
+        Everything else works on any input size (convolutions, attention over however many
+        tokens), so a network trained on small crops can predict through larger windows,
+        whose lower overlap computes fewer voxels (``dineuro predict --window``).
+
+        Raises:
+            ValueError: a window that is not a multiple of the patch along every axis.
+        """
+        window = as_triple(window, "window")
+        if window == self.encoder.crop:
+            return self
+        names = inspect.signature(ViTUNETR).parameters
+        other = ViTUNETR(**{**{k: v for k, v in self.config.items() if k in names},
+                            "crop": window})
+        other.config = {**self.config, "crop": list(window)}
+        state = self.state_dict()
+        state["encoder.pos_embed"] = resize_pos_embed_3d(
+            state["encoder.pos_embed"], self.encoder.grid, other.encoder.grid)
+        other.load_state_dict(state)
+        parameter = next(self.parameters())
+        return other.to(device=parameter.device, dtype=parameter.dtype).train(self.training)
 
     def _token_volume(self, tokens: torch.Tensor) -> torch.Tensor:
         """Tokens (B, N, D) -> feature map (B, D, Z, H, W) on the token grid."""

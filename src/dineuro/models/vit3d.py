@@ -12,6 +12,7 @@ import inspect
 from collections.abc import Mapping, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dineuro.models.blocks import LAYER_NORM_EPS, Block
@@ -47,6 +48,27 @@ def token_grid(crop: int | Sequence[int], patch: int | Sequence[int]) -> Triple:
         raise ValueError(f"crop {crop} should be a multiple of the patch {patch} along every "
                          "axis (z, y, x).")
     return tuple(c // p for c, p in zip(crop, patch, strict=True))  # type: ignore[return-value]
+
+
+def resize_pos_embed_3d(pos_embed: torch.Tensor, grid: Sequence[int],
+                       new_grid: Sequence[int]) -> torch.Tensor:
+    """A position embedding (1, Z*H*W, D) of token ``grid`` resized to ``new_grid``.
+
+    Trilinear over the token grid (z-major order, ``align_corners=False``: each token is the
+    centre of its patch), as ViTs resize theirs for another input size. A grid that does not
+    change is returned as a copy.
+
+    Examples::
+
+        >>> ramp = torch.tensor([0.0, 1.0]).reshape(1, 2, 1)  # two tokens along x
+        >>> resize_pos_embed_3d(ramp, (1, 1, 2), (1, 1, 4)).flatten().tolist()
+        [0.0, 0.25, 0.75, 1.0]
+    """
+    grid, new_grid = tuple(grid), tuple(new_grid)
+    volume = pos_embed.detach().transpose(1, 2).unflatten(2, grid)  # (1, D, Z, H, W)
+    resized = F.interpolate(volume.float(), size=new_grid, mode="trilinear",
+                            align_corners=False).to(pos_embed.dtype)
+    return resized.flatten(2).transpose(1, 2).contiguous()
 
 
 class PatchEmbed3d(nn.Module):
