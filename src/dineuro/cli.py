@@ -26,6 +26,24 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from dineuro.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_GAP_FLOOR,
+    DEFAULT_HIGH,
+    DEFAULT_LOW,
+    DEFAULT_MAX_GAP,
+    DEFAULT_MIN_PIECE_LENGTH,
+    DEFAULT_MIN_TREE_LENGTH,
+    DEFAULT_NODE_STEP,
+    DEFAULT_OVERLAP,
+    DEFAULT_PROB_DTYPE,
+    DEFAULT_PRUNE_LENGTH,
+    DEFAULT_ROOT_SNAP,
+    DEFAULT_SMOOTH,
+    DEFAULT_SPUR_RADII,
+    DEFAULT_SWC_THRESHOLD,
+    DEFAULT_THRESHOLD,
+)
 from dineuro.errors import InputError, environment_failure
 from dineuro.io.atomic import check_writable, made_folder, refuse_existing
 
@@ -276,7 +294,6 @@ Flips = Annotated[bool, typer.Option(
     help="Average all 8 axis flips (test-time augmentation; 8x slower).")]
 MaskThreshold = Annotated[float, typer.Option(
     min=0.0, max=1.0, help="NAME_mask.tif = probability > threshold.")]
-#: Mirrors dineuro.predict.DEFAULT_BATCH_SIZE (not imported: the CLI starts without torch).
 BatchSize = Annotated[int, typer.Option(min=1, help="Windows per forward pass.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 #: Mirrors dineuro.predict.PRECISIONS.
@@ -322,13 +339,13 @@ def predict(
              "checkpoint (.pt) given first is taken as --model.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
     model: ModelOption = None,
-    overlap: Overlap = 0.5,
+    overlap: Overlap = DEFAULT_OVERLAP,
     flips: Flips = False,
-    threshold: MaskThreshold = 0.5,
+    threshold: MaskThreshold = DEFAULT_THRESHOLD,
     prob_dtype: Annotated[str, typer.Option(
         help="float32 or uint8 (= round(p * 255)) for NAME_prob.tif; zarr also float16.")]
-    = "float32",
-    batch_size: BatchSize = 4,
+    = DEFAULT_PROB_DTYPE,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     device: Device = "auto",
     precision: Precision = "auto",
     all_windows: AllWindows = False,
@@ -498,17 +515,17 @@ def trace(
     = "auto",
     root_snap: Annotated[float, typer.Option(
         min=0.0, help="How far (x voxels) a --root off the foreground may be from a neurite.")]
-    = 5.0,
-    high: High = 0.5,
-    low: Low = 0.25,
-    max_gap: MaxGap = 6.0,
-    gap_floor: GapFloor = 0.15,
-    prune: Prune = 4.0,
-    spur_radii: SpurRadii = 3.0,
-    min_piece_length: MinPiece = 10.0,
-    min_tree_length: MinTree = 30.0,
-    smooth: Smooth = 1.5,
-    step: Step = 2.0,
+    = DEFAULT_ROOT_SNAP,
+    high: High = DEFAULT_HIGH,
+    low: Low = DEFAULT_LOW,
+    max_gap: MaxGap = DEFAULT_MAX_GAP,
+    gap_floor: GapFloor = DEFAULT_GAP_FLOOR,
+    prune: Prune = DEFAULT_PRUNE_LENGTH,
+    spur_radii: SpurRadii = DEFAULT_SPUR_RADII,
+    min_piece_length: MinPiece = DEFAULT_MIN_PIECE_LENGTH,
+    min_tree_length: MinTree = DEFAULT_MIN_TREE_LENGTH,
+    smooth: Smooth = DEFAULT_SMOOTH,
+    step: Step = DEFAULT_NODE_STEP,
     keep_fragments: KeepFragments = False,
     method: Method = "thinning",
     kind: Annotated[str, typer.Option(
@@ -545,12 +562,12 @@ def run(
     inputs: Inputs,
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
     model: ModelOption = None,
-    overlap: Overlap = 0.5,
+    overlap: Overlap = DEFAULT_OVERLAP,
     flips: Flips = False,
-    threshold: MaskThreshold = 0.5,
+    threshold: MaskThreshold = DEFAULT_THRESHOLD,
     prob_dtype: Annotated[str, typer.Option(
-        help="float32 or uint8 (= round(p * 255)) for NAME_prob.tif.")] = "float32",
-    batch_size: BatchSize = 4,
+        help="float32 or uint8 (= round(p * 255)) for NAME_prob.tif.")] = DEFAULT_PROB_DTYPE,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     device: Device = "auto",
     precision: Precision = "auto",
     all_windows: AllWindows = False,
@@ -558,16 +575,16 @@ def run(
     channel: Channel = None,
     window: Window = None,
     skip_existing: SkipExisting = False,
-    high: High = 0.5,
-    low: Low = 0.25,
-    max_gap: MaxGap = 6.0,
-    gap_floor: GapFloor = 0.15,
-    prune: Prune = 4.0,
-    spur_radii: SpurRadii = 3.0,
-    min_piece_length: MinPiece = 10.0,
-    min_tree_length: MinTree = 30.0,
-    smooth: Smooth = 1.5,
-    step: Step = 2.0,
+    high: High = DEFAULT_HIGH,
+    low: Low = DEFAULT_LOW,
+    max_gap: MaxGap = DEFAULT_MAX_GAP,
+    gap_floor: GapFloor = DEFAULT_GAP_FLOOR,
+    prune: Prune = DEFAULT_PRUNE_LENGTH,
+    spur_radii: SpurRadii = DEFAULT_SPUR_RADII,
+    min_piece_length: MinPiece = DEFAULT_MIN_PIECE_LENGTH,
+    min_tree_length: MinTree = DEFAULT_MIN_TREE_LENGTH,
+    smooth: Smooth = DEFAULT_SMOOTH,
+    step: Step = DEFAULT_NODE_STEP,
     keep_fragments: KeepFragments = False,
     method: Method = "thinning",
 ) -> None:
@@ -624,14 +641,7 @@ def _predict_and_trace(stacks: list[Path], out: Path, loaded, options: dict,
 
     from dineuro.io.atomic import undo_on_failure
     from dineuro.io.swc import write_swc
-    from dineuro.predict import (
-        DEFAULT_PROB_DTYPE,
-        DEFAULT_THRESHOLD,
-        WindowStats,
-        checked_outputs,
-        predict_file,
-        write_prediction,
-    )
+    from dineuro.predict import WindowStats, checked_outputs, predict_file, write_prediction
     from dineuro.trace import trace_volume, untraced
 
     network, crop, norm = loaded
@@ -796,11 +806,10 @@ def evaluate(
     = "test",
     threshold: Annotated[float | None, typer.Option(
         help="Re-threshold NAME_prob.tif at p > T instead of scoring NAME_mask.tif.")] = None,
-    # the library's DEFAULT_SWC_THRESHOLD, not imported here so that the CLI starts quickly
     swc_threshold: Annotated[float, typer.Option(
         help="Distance in SWC units (voxels, z not scaled, as Vaa3D's neuron_distance) from "
              "which a traced point counts as apart from the gold SWC (DSA, PDS) and below which "
-             "it counts as matched (F1).")] = 2.0,
+             "it counts as matched (F1).")] = DEFAULT_SWC_THRESHOLD,
 ) -> None:
     """Score predictions against gold: Dice and HD95 per stack, mean and std; with traced
     NAME.swc files and gold SWCs, also ESA, DSA, PDS and F1 of the reconstructions.
@@ -838,10 +847,9 @@ def evaluate(
 def compare(
     test: Annotated[Path, typer.Argument(help="The reconstruction to score (SWC).")],
     gold: Annotated[Path, typer.Argument(help="The reference reconstruction (SWC).")],
-    # the library's DEFAULT_THRESHOLD, not imported here so that the CLI starts quickly
     threshold: Annotated[float, typer.Option(
         help="Distance in SWC units (voxels) from which a point counts as apart (DSA, PDS) "
-             "and below which it counts as matched (precision, recall).")] = 2.0,
+             "and below which it counts as matched (precision, recall).")] = DEFAULT_SWC_THRESHOLD,
     json_output: Annotated[bool, typer.Option(
         "--json", help="Print one JSON object with every value instead of a table.")] = False,
 ) -> None:

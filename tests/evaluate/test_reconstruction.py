@@ -6,7 +6,6 @@ segment of the other tree (plain numpy, O(N * M)); it shares no code with the kd
 
 from __future__ import annotations
 
-import inspect
 import json
 import math
 import re
@@ -16,11 +15,9 @@ import numpy as np
 import pytest
 from test_cli import invoke
 
-from dineuro import cli
 from dineuro.errors import InputError
 from dineuro.evaluate import reconstruction
 from dineuro.evaluate.reconstruction import (
-    DEFAULT_THRESHOLD,
     ReconstructionScores,
     compare_swc_files,
     compare_trees,
@@ -405,10 +402,6 @@ def test_cli_prints_a_table(swc_pair):
     # The test tree: 2 tips on 16 voxels of cable, 12.5 tips per 100.
     assert "hairiness" in result.out and "12.50" in result.out
 
-
-def test_cli_default_threshold_is_the_library_default():
-    default = inspect.signature(cli.compare).parameters["threshold"].default
-    assert default == DEFAULT_THRESHOLD
 
 
 @pytest.mark.parametrize("problem", ["missing", "cycle"])

@@ -12,6 +12,7 @@
   transfer ablation (:mod:`dineuro.experiment`).
 """
 
+from dineuro.defaults import DEFAULT_SWC_THRESHOLD
 from dineuro.evaluate.folder import (
     EvaluationTable,
     StackScore,
@@ -35,7 +36,7 @@ from dineuro.evaluate.reconstruction import (
     compare_trees,
 )
 from dineuro.evaluate.tables import MeanStd, mean_std
-from dineuro.evaluate.traces import DEFAULT_SWC_THRESHOLD, TraceScore, read_trace, score_trace
+from dineuro.evaluate.traces import TraceScore, read_trace, score_trace
 from dineuro.evaluate.voxels import dice, hd95
 
 __all__ = [

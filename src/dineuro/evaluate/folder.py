@@ -31,9 +31,10 @@ from pathlib import Path
 import numpy as np
 
 from dineuro.data.dataset import IMAGES, LABELS, SWC, open_dataset
+from dineuro.defaults import DEFAULT_THRESHOLD
 from dineuro.errors import InputError
 from dineuro.evaluate import voxels
-from dineuro.evaluate.predictions import DEFAULT_THRESHOLD, find_predictions, read_prediction
+from dineuro.evaluate.predictions import find_predictions, read_prediction
 from dineuro.evaluate.tables import MeanStd, mean_std, plus_minus, write_csv
 from dineuro.evaluate.traces import (
     DEFAULT_SWC_THRESHOLD,

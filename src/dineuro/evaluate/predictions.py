@@ -17,12 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
+from dineuro.defaults import DEFAULT_THRESHOLD
 from dineuro.errors import InputError
 from dineuro.io.volume import read_volume
 
 MASK_SUFFIX, PROB_SUFFIX = "_mask.tif", "_prob.tif"
-#: Probability above which a voxel of a map is foreground, as ``predict`` writes its masks.
-DEFAULT_THRESHOLD = 0.5
 UINT8_FULL_SCALE = 255  # a uint8 probability map stores round(p * 255)
 
 

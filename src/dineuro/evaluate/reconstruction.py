@@ -67,11 +67,10 @@ from typing import NamedTuple
 import numpy as np
 from scipy.spatial import cKDTree
 
+from dineuro.defaults import DEFAULT_SWC_THRESHOLD
 from dineuro.errors import InputError
 from dineuro.io.swc import ROOT_PARENT, SwcTree, read_swc, validate_swc
 
-#: Distance (SWC units) from which a sample point counts as apart from the other tree; Vaa3D's.
-DEFAULT_THRESHOLD = 2.0
 # Target segments are cut into pieces at most this long (SWC units), whose centres go into the
 # kd-tree. Only speed depends on it: shorter pieces mean more centres to search, longer ones more
 # candidate segments per point; 4 was fastest on random trees (benchmarks/compare_speed.py).
@@ -330,7 +329,7 @@ def _against_empty_test(gold: SwcTree, threshold: float) -> ReconstructionScores
 
 
 def compare_trees(test: SwcTree, gold: SwcTree,
-                  threshold: float = DEFAULT_THRESHOLD) -> ReconstructionScores:
+                  threshold: float = DEFAULT_SWC_THRESHOLD) -> ReconstructionScores:
     """ESA, DSA, PDS, length precision/recall/F1 and hairiness of ``test`` against ``gold``.
 
     Definitions, units and corner cases are in the module docstring. Two trees of 10^4 nodes
@@ -395,7 +394,7 @@ def read_gold_swc(path: str | os.PathLike) -> SwcTree:
 
 
 def compare_swc_files(test_path: str | os.PathLike, gold_path: str | os.PathLike,
-                      threshold: float = DEFAULT_THRESHOLD) -> ReconstructionScores:
+                      threshold: float = DEFAULT_SWC_THRESHOLD) -> ReconstructionScores:
     """:func:`compare_trees` of two SWC files, read strictly with :func:`read_swc`.
 
     Args:

@@ -27,12 +27,11 @@ from pathlib import Path
 
 from dineuro.data.dataset import IMAGES, SWC
 from dineuro.data.render import check_tree_in_stack
-from dineuro.evaluate.reconstruction import DEFAULT_THRESHOLD, compare_trees, read_gold_swc
+from dineuro.defaults import DEFAULT_SWC_THRESHOLD
+from dineuro.evaluate.reconstruction import compare_trees, read_gold_swc
 from dineuro.io.swc import SwcTree, read_swc
 
 SWC_SUFFIX = ".swc"
-#: Distance in SWC units from which a point counts as apart; Vaa3D's threshold of 2.
-DEFAULT_SWC_THRESHOLD = DEFAULT_THRESHOLD
 NO_TRACE, NO_GOLD_SWC, EMPTY_TRACE = "no trace", "no gold SWC", "empty trace"
 
 

@@ -26,10 +26,15 @@ y and x, each flipped back, inside every window: 8 times the compute for a smoot
 independent map.
 """
 
+from dineuro.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_OVERLAP,
+    DEFAULT_PROB_DTYPE,
+    DEFAULT_THRESHOLD,
+)
 from dineuro.predict._batch import output_bytes, pending, probe_stacks
 from dineuro.predict._blocks import DEFAULT_BLOCK, predict_blocks
 from dineuro.predict._files import (
-    DEFAULT_THRESHOLD,
     checked_outputs,
     find_stacks,
     output_paths,
@@ -43,7 +48,6 @@ from dineuro.predict._precision import PRECISIONS, native_bf16, resolve_precisio
 from dineuro.predict._signal import SignalLevel, signal_level, signal_windows
 from dineuro.predict._stack import sliding_window_predict
 from dineuro.predict._storage import (
-    DEFAULT_PROB_DTYPE,
     PROB_DTYPES,
     TIFF_PROB_DTYPES,
     UINT8_SCALE,
@@ -51,8 +55,6 @@ from dineuro.predict._storage import (
 )
 from dineuro.predict._windows import (
     CLASSES,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_OVERLAP,
     FLIP_AXES,
     NEURITE,
     SIGMA_SCALE,

@@ -10,20 +10,18 @@ import numpy as np
 from torch import nn
 
 from dineuro.data.normalize import NormalizationConfig
+from dineuro.defaults import DEFAULT_PROB_DTYPE, DEFAULT_THRESHOLD
 from dineuro.errors import InputError
 from dineuro.io._slices import slice_paths
 from dineuro.io.atomic import refuse_existing, undo_on_failure
 from dineuro.io.volume import SUPPORTED_EXTENSIONS, Volume, read_volume, write_volume
 from dineuro.predict._stack import sliding_window_predict
 from dineuro.predict._storage import (
-    DEFAULT_PROB_DTYPE,
     TIFF_PROB_DTYPES,
     check_choice,
     encode_probability,
 )
 from dineuro.predict._windows import Progress
-
-DEFAULT_THRESHOLD = 0.5
 
 
 def predict_stack(model: nn.Module, path: str | os.PathLike, out_dir: str | os.PathLike,

@@ -8,12 +8,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from dineuro.defaults import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP
 from dineuro.predict._grid import WindowGrid
 from dineuro.predict._precision import resolve_precision
 from dineuro.predict._signal import Starts, signal_level
 from dineuro.predict._windows import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_OVERLAP,
     Progress,
     WindowPredictor,
     WindowStats,

@@ -27,11 +27,6 @@ from torch import nn
 from dineuro.models.vit3d import Triple
 from dineuro.predict._signal import SignalLevel, Starts, region_signal
 
-DEFAULT_OVERLAP = 0.5
-#: Windows per forward pass. Not 1: for a single window with few channels PyTorch's CPU
-#: convolution heuristic takes its slow im2col path instead of oneDNN (measured 7x slower per
-#: window for the tiny preset at batch 1 than at batch 4).
-DEFAULT_BATCH_SIZE = 4
 #: MONAI's Gaussian blending: sigma = this fraction of the crop, per axis.
 SIGMA_SCALE = 0.125
 #: Every combination of flipping the (z, y, x) axes of a (B, C, z, y, x) batch; () is none.

@@ -66,7 +66,7 @@ map with nothing above ``high`` (or only noise) gives a tree without nodes and a
 :class:`EmptyTraceWarning` (written as an SWC of comments only), so a batch goes on.
 """
 
-from dineuro.trace._trace import (
+from dineuro.defaults import (
     DEFAULT_GAP_FLOOR,
     DEFAULT_HIGH,
     DEFAULT_LOW,
@@ -78,6 +78,8 @@ from dineuro.trace._trace import (
     DEFAULT_ROOT_SNAP,
     DEFAULT_SMOOTH,
     DEFAULT_SPUR_RADII,
+)
+from dineuro.trace._trace import (
     KINDS,
     METHODS,
     EmptyTraceWarning,

@@ -14,6 +14,19 @@ from scipy import ndimage
 from scipy.sparse import csgraph
 
 from dineuro.data.render import spacing_in_x_voxels
+from dineuro.defaults import (
+    DEFAULT_GAP_FLOOR,
+    DEFAULT_HIGH,
+    DEFAULT_LOW,
+    DEFAULT_MAX_GAP,
+    DEFAULT_MIN_PIECE_LENGTH,
+    DEFAULT_MIN_TREE_LENGTH,
+    DEFAULT_NODE_STEP,
+    DEFAULT_PRUNE_LENGTH,
+    DEFAULT_ROOT_SNAP,
+    DEFAULT_SMOOTH,
+    DEFAULT_SPUR_RADII,
+)
 from dineuro.errors import InputError
 from dineuro.io.atomic import refuse_existing
 from dineuro.io.swc import SwcTree, write_swc, zyx_to_swc
@@ -40,26 +53,6 @@ from dineuro.trace._tree import (
     subtree,
 )
 
-DEFAULT_HIGH = 0.5
-DEFAULT_LOW = 0.25
-#: Longest gap bridged, in x voxels between the two centre-line nodes it joins.
-DEFAULT_MAX_GAP = 6.0
-#: Least mean probability (or normalised intensity) along the part of a bridge outside the mask.
-DEFAULT_GAP_FLOOR = 0.15
-#: Shortest reach of a terminal branch kept, in x voxels beyond the radius of its branch point.
-DEFAULT_PRUNE_LENGTH = 4.0
-#: Shortest reach of a terminal branch kept, in radii of its branch point (from that point).
-DEFAULT_SPUR_RADII = 3.0
-#: Pieces of the foreground whose centre lines are shorter than this (x voxels) are noise.
-DEFAULT_MIN_PIECE_LENGTH = 10.0
-#: A separate tree shorter than this (x voxels of cable) is debris, unless it is the largest.
-DEFAULT_MIN_TREE_LENGTH = 30.0
-#: Gaussian sigma (x voxels along the arc) that smooths the voxel staircase of centre lines.
-DEFAULT_SMOOTH = 1.5
-#: Distance between resampled nodes along a branch, in x voxels.
-DEFAULT_NODE_STEP = 2.0
-#: A --root point outside the foreground snaps to a centre-line node at most this far (x voxels).
-DEFAULT_ROOT_SNAP = 5.0
 #: More foreground than this fraction of the stack is no neuron (they fill 0.02-2 %).
 MAX_FOREGROUND_FRACTION = 0.5
 #: Smallest radius written (x voxels): thinner neurites are still drawn a voxel wide.

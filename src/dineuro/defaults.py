@@ -1,0 +1,46 @@
+"""Defaults shared by the library and the command line, in one place that imports nothing.
+
+The command line must start without PyTorch, so it cannot take its option defaults from the
+modules that use them (:mod:`dineuro.predict` imports torch); typing them again as literals
+lets the two drift apart, a bug a tool's users never see coming. Both import them from here,
+and ``tests/test_defaults.py`` checks every command-line default against the library's.
+"""
+
+# -- prediction ---------------------------------------------------------------------------------
+#: Fraction of a window shared with its neighbour along each axis.
+DEFAULT_OVERLAP = 0.5
+#: Windows per forward pass. Not 1: for a single 48^3 window with few channels PyTorch's CPU
+#: convolution heuristic takes its slow im2col path instead of oneDNN (measured 7x slower per
+#: window for the tiny preset at batch 1 than at batch 4).
+DEFAULT_BATCH_SIZE = 4
+#: Probability above which a voxel of a map is foreground, as ``predict`` writes its masks.
+DEFAULT_THRESHOLD = 0.5
+#: How NAME_prob.tif stores probabilities.
+DEFAULT_PROB_DTYPE = "float32"
+
+# -- tracing (lengths in x voxels) ----------------------------------------------------------------
+#: Hysteresis: foreground is probability above the low threshold connected to some above high.
+DEFAULT_HIGH = 0.5
+DEFAULT_LOW = 0.25
+#: Longest gap bridged, in x voxels between the two centre-line nodes it joins.
+DEFAULT_MAX_GAP = 6.0
+#: Least mean probability (or normalised intensity) along the part of a bridge outside the mask.
+DEFAULT_GAP_FLOOR = 0.15
+#: Shortest reach of a terminal branch kept, in x voxels beyond the radius of its branch point.
+DEFAULT_PRUNE_LENGTH = 4.0
+#: Shortest reach of a terminal branch kept, in radii of its branch point (from that point).
+DEFAULT_SPUR_RADII = 3.0
+#: Pieces of the foreground whose centre lines are shorter than this (x voxels) are noise.
+DEFAULT_MIN_PIECE_LENGTH = 10.0
+#: A separate tree shorter than this (x voxels of cable) is debris, unless it is the largest.
+DEFAULT_MIN_TREE_LENGTH = 30.0
+#: Gaussian sigma (x voxels along the arc) that smooths the voxel staircase of centre lines.
+DEFAULT_SMOOTH = 1.5
+#: Distance between resampled nodes along a branch, in x voxels.
+DEFAULT_NODE_STEP = 2.0
+#: A --root point outside the foreground snaps to a centre-line node at most this far (x voxels).
+DEFAULT_ROOT_SNAP = 5.0
+
+# -- scoring reconstructions ----------------------------------------------------------------------
+#: Distance (SWC units) from which a sample point counts as apart from the other tree; Vaa3D's.
+DEFAULT_SWC_THRESHOLD = 2.0

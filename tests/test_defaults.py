@@ -1,0 +1,55 @@
+"""Every command-line default equals the default of the library function it feeds.
+
+The defaults live in one torch-free module (:mod:`dineuro.defaults`) that both import; these
+tests read each command's option defaults from the CLI as click sees them and each library
+default from the function's signature, so a literal typed again on either side is caught.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+import typer
+
+from dineuro import cli
+from dineuro.evaluate import compare_swc_files, evaluate_folder
+from dineuro.predict import predict_stack, sliding_window_predict
+from dineuro.trace import trace
+
+#: CLI option name -> (library function, its parameter name), per command.
+TRACE_OPTIONS = {name: (trace, name) for name in (
+    "high", "low", "max_gap", "gap_floor", "spur_radii", "min_piece_length", "min_tree_length",
+    "smooth")} | {"prune": (trace, "prune_length"), "step": (trace, "node_step")}
+PREDICT_OPTIONS = {"overlap": (sliding_window_predict, "overlap"),
+                   "batch_size": (sliding_window_predict, "batch_size"),
+                   "threshold": (predict_stack, "threshold"),
+                   "prob_dtype": (predict_stack, "prob_dtype")}
+CASES = {
+    "trace": TRACE_OPTIONS | {"root_snap": (trace, "root_snap")},
+    "run": TRACE_OPTIONS | PREDICT_OPTIONS,
+    "predict": PREDICT_OPTIONS,
+    "compare": {"threshold": (compare_swc_files, "threshold")},
+    "evaluate": {"swc_threshold": (evaluate_folder, "swc_threshold")},
+}
+
+
+def _cli_defaults(command: str) -> dict[str, object]:
+    click_command = typer.main.get_command(cli.app).commands[command]
+    return {param.name: param.default for param in click_command.params}
+
+
+@pytest.mark.parametrize("command", sorted(CASES))
+def test_cli_defaults_are_the_library_defaults(command):
+    defaults = _cli_defaults(command)
+    for option, (function, parameter) in CASES[command].items():
+        expected = inspect.signature(function).parameters[parameter].default
+        assert expected is not inspect.Parameter.empty, (function.__name__, parameter)
+        assert defaults[option] == expected, (command, option, defaults[option], expected)
+
+
+def test_every_numeric_trace_option_of_the_cli_is_checked():
+    """A new trace option with a default must be added to the table above."""
+    numeric = {name for name, value in _cli_defaults("trace").items()
+               if isinstance(value, float)}
+    assert numeric <= set(CASES["trace"]), numeric - set(CASES["trace"])
