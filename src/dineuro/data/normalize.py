@@ -146,7 +146,8 @@ def rescale(volume, lo: float, hi: float) -> np.ndarray:
     array([0. , 0. , 0.5, 1. ], dtype=float32)
     """
     out = np.array(volume, dtype=np.float32, copy=True)
-    if not np.isfinite(out).all():  # clipping would hide inf, and NaN survives it
+    # Only floats hold NaN or inf (clipping would hide inf, and NaN survives it).
+    if np.dtype(volume.dtype).kind == "f" and not np.isfinite(out).all():
         raise NonFiniteError
     if hi <= lo:
         out[...] = 0.0
