@@ -89,13 +89,13 @@ from dineuro.errors import InputError
 from dineuro.evaluate import DEFAULT_SWC_THRESHOLD, compare_trees, dice
 from dineuro.io.swc import SwcTree, read_swc, write_swc, zyx_to_swc
 from dineuro.io.volume import Volume, read_volume
+from dineuro.outputs import output_paths, swc_path
 from dineuro.predict import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_OVERLAP,
     DEFAULT_THRESHOLD,
     SIGMA_SCALE,
     WindowGrid,
-    output_paths,
     resolve_precision,
     signal_windows,
     sliding_window_predict,
@@ -246,12 +246,6 @@ def monai_predict(network: torch.nn.Module, volume: np.ndarray, crop) -> np.ndar
             predictor=lambda w: torch.softmax(network(w), 1)[:, 1:2], overlap=DEFAULT_OVERLAP,
             mode="gaussian", sigma_scale=SIGMA_SCALE)
     return prob[0, 0].numpy()
-
-
-def swc_path(stack: Path, out: Path) -> Path:
-    """OUT/NAME.swc, where ``dineuro run`` writes the trace beside NAME_prob.tif."""
-    prob_path = output_paths(stack, out)[0]
-    return prob_path.with_name(prob_path.name.removesuffix("_prob.tif") + ".swc")
 
 
 def write_outputs(prob: np.ndarray, tree: SwcTree | None, spacing, stack: Path,

@@ -366,21 +366,13 @@ def predict(
     skipped. The checkpoint carries the network, crop
     and normalisation it was trained with.
     """
-    from dineuro.predict import (
-        WindowStats,
-        find_stacks,
-        output_paths,
-        predict_blocks,
-        predict_stack,
-    )
+    from dineuro.outputs import output_paths, zarr_output
+    from dineuro.predict import WindowStats, find_stacks, predict_blocks, predict_stack
 
     model, inputs = _model_and_inputs(model, inputs)
     stacks = [Path(p) for p in inputs] if blocks else find_stacks(inputs)
 
-    def zarr_output(stack: Path) -> Path:
-        return out / f"{stack.name.removesuffix('.zarr')}_prob.zarr"
-
-    todo = _batch(stacks, out, (lambda s: (zarr_output(s),)) if blocks
+    todo = _batch(stacks, out, (lambda s: (zarr_output(s, out),)) if blocks
                   else (lambda s: output_paths(s, out)), skip_existing,
                   None if blocks else (channel, prob_dtype))
     _set_threads(threads)
@@ -397,7 +389,7 @@ def predict(
 
             stats = WindowStats()
             if blocks:
-                predict_blocks(network, stack, zarr_output(stack), crop, norm,
+                predict_blocks(network, stack, zarr_output(stack, out), crop, norm,
                                block=_parse_triple(block, "--block", int), progress=advance,
                                stats=stats, **options)
             else:
@@ -600,12 +592,13 @@ def run(
     Each stack's line says how many windows the network ran on, in which precision, and the
     seconds spent predicting and tracing.
     """
-    from dineuro.predict import find_stacks, output_paths
+    from dineuro.outputs import run_outputs
+    from dineuro.predict import find_stacks
 
     model, inputs = _model_and_inputs(model, inputs)
     stacks = find_stacks(inputs)
-    todo = _batch(stacks, out, lambda s: (*output_paths(s, out), _swc_output(s, out)),
-                  skip_existing, (channel, prob_dtype))
+    todo = _batch(stacks, out, lambda s: run_outputs(s, out), skip_existing,
+                  (channel, prob_dtype))
     _set_threads(threads)
     network, crop, norm = _load_for_prediction(model, device, window)
     options = {"overlap": overlap, "batch_size": batch_size, "flips": flips,
@@ -624,14 +617,6 @@ def run(
               f"{out}/{_skipped(stacks, todo)}{failed}")
 
 
-def _swc_output(stack: Path, out: Path) -> Path:
-    """OUT/NAME.swc beside NAME_prob.tif."""
-    from dineuro.predict import output_paths
-
-    prob_path = output_paths(stack, out)[0]
-    return prob_path.with_name(prob_path.name.removesuffix("_prob.tif") + ".swc")
-
-
 def _predict_and_trace(stacks: list[Path], out: Path, loaded, options: dict,
                        trace_options: dict) -> list[str]:
     """Predict and trace each stack into ``out`` with a progress bar and a line per stack;
@@ -641,6 +626,7 @@ def _predict_and_trace(stacks: list[Path], out: Path, loaded, options: dict,
 
     from dineuro.io.atomic import undo_on_failure
     from dineuro.io.swc import write_swc
+    from dineuro.outputs import swc_path
     from dineuro.predict import WindowStats, checked_outputs, predict_file, write_prediction
     from dineuro.trace import trace_volume, untraced
 
@@ -649,7 +635,7 @@ def _predict_and_trace(stacks: list[Path], out: Path, loaded, options: dict,
     threshold = options.pop("threshold", DEFAULT_THRESHOLD)
     prob_dtype = options.pop("prob_dtype", DEFAULT_PROB_DTYPE)
     outputs = {stack: (*checked_outputs(stack, out, threshold, prob_dtype),
-                       _swc_output(stack, out)) for stack in stacks}
+                       swc_path(stack, out)) for stack in stacks}
     not_traced = []
     with _progress() as progress:
         overall = progress.add_task("stacks", total=len(stacks))
@@ -943,7 +929,7 @@ def demo(
     from dineuro.demo import demo_synth_config
     from dineuro.evaluate import evaluate_folder, markdown_table, read_trace
     from dineuro.io.volume import read_volume
-    from dineuro.predict import output_paths
+    from dineuro.outputs import output_paths, run_outputs, swc_path
     from dineuro.report import mip_figure, save_figure
 
     data_dir, pred_dir = out / "data", out / "predictions"
@@ -951,10 +937,10 @@ def demo(
         _write_synthetic(data_dir, demo_synth_config(), "synthesising realistic stacks")
     dataset = open_dataset(data_dir)
     names = dataset.split()["test"] or dataset.names[:1]
-    todo = [dataset.images[n] for n in names if not _swc_output(dataset.images[n],
-                                                                 pred_dir).exists()]
+    todo = [dataset.images[n] for n in names
+            if not swc_path(dataset.images[n], pred_dir).exists()]
     for stack in todo:  # a stack predicted but not traced when the demo was stopped
-        for partial in output_paths(stack, pred_dir):
+        for partial in run_outputs(stack, pred_dir):
             partial.unlink(missing_ok=True)
     if todo:
         model, _ = _model_and_inputs(model, [])
@@ -967,7 +953,7 @@ def demo(
     stack = dataset.images[name]
     predicted = read_volume(output_paths(stack, pred_dir)[1]).array > 0
     picture = out / f"{name}_trace.png"
-    save_figure(mip_figure(image.array, image.spacing, read_trace(_swc_output(stack, pred_dir)),
+    save_figure(mip_figure(image.array, image.spacing, read_trace(swc_path(stack, pred_dir)),
                            predicted, gold=dataset.tree(name), tree_name="dineuro trace",
                            mask_name="predicted mask",
                            title=f"{name}: dineuro's trace (yellow) and mask (magenta) against "

@@ -455,7 +455,7 @@ class LabStack:
 
 def read_lab_stacks(paths, norm: NormalizationConfig) -> dict[str, LabStack]:
     """Every stack read and checked before any work starts, by name (the file's stem)."""
-    from dineuro.predict import stack_name
+    from dineuro.outputs import stack_name
 
     stacks = {}
     for path in paths:

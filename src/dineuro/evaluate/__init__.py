@@ -24,12 +24,7 @@ from dineuro.evaluate.folder import (
     write_tables,
     xy_voxel_units,
 )
-from dineuro.evaluate.predictions import (
-    MASK_SUFFIX,
-    PROB_SUFFIX,
-    find_predictions,
-    read_prediction,
-)
+from dineuro.evaluate.predictions import find_predictions, read_prediction
 from dineuro.evaluate.reconstruction import (
     ReconstructionScores,
     compare_swc_files,
@@ -38,6 +33,7 @@ from dineuro.evaluate.reconstruction import (
 from dineuro.evaluate.tables import MeanStd, mean_std
 from dineuro.evaluate.traces import TraceScore, read_trace, score_trace
 from dineuro.evaluate.voxels import dice, hd95
+from dineuro.outputs import MASK_SUFFIX, PROB_SUFFIX
 
 __all__ = [
     "DEFAULT_SWC_THRESHOLD",

@@ -20,8 +20,8 @@ import numpy as np
 from dineuro.defaults import DEFAULT_THRESHOLD
 from dineuro.errors import InputError
 from dineuro.io.volume import read_volume
+from dineuro.outputs import MASK_SUFFIX, PROB_SUFFIX
 
-MASK_SUFFIX, PROB_SUFFIX = "_mask.tif", "_prob.tif"
 UINT8_FULL_SCALE = 255  # a uint8 probability map stores round(p * 255)
 
 

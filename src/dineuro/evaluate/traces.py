@@ -30,8 +30,8 @@ from dineuro.data.render import check_tree_in_stack
 from dineuro.defaults import DEFAULT_SWC_THRESHOLD
 from dineuro.evaluate.reconstruction import compare_trees, read_gold_swc
 from dineuro.io.swc import SwcTree, read_swc
+from dineuro.outputs import SWC_SUFFIX
 
-SWC_SUFFIX = ".swc"
 NO_TRACE, NO_GOLD_SWC, EMPTY_TRACE = "no trace", "no gold SWC", "empty trace"
 
 

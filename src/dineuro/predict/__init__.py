@@ -32,15 +32,14 @@ from dineuro.defaults import (
     DEFAULT_PROB_DTYPE,
     DEFAULT_THRESHOLD,
 )
+from dineuro.outputs import output_paths, stack_name
 from dineuro.predict._batch import output_bytes, pending, probe_stacks
 from dineuro.predict._blocks import DEFAULT_BLOCK, predict_blocks
 from dineuro.predict._files import (
     checked_outputs,
     find_stacks,
-    output_paths,
     predict_file,
     predict_stack,
-    stack_name,
     write_prediction,
 )
 from dineuro.predict._grid import WindowGrid

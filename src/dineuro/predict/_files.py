@@ -15,6 +15,7 @@ from dineuro.errors import InputError
 from dineuro.io._slices import slice_paths
 from dineuro.io.atomic import refuse_existing, undo_on_failure
 from dineuro.io.volume import SUPPORTED_EXTENSIONS, Volume, read_volume, write_volume
+from dineuro.outputs import output_paths
 from dineuro.predict._stack import sliding_window_predict
 from dineuro.predict._storage import (
     TIFF_PROB_DTYPES,
@@ -153,33 +154,3 @@ def _is_slice_folder(folder: Path) -> bool:
             return len(tif.pages) == 1 and tif.pages[0].ndim == 2
     except (OSError, ValueError, IndexError) as exc:
         raise InputError(f"cannot be read as a TIFF file ({exc}).", slices[0]) from exc
-
-
-def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """``(out_dir/NAME_prob.tif, out_dir/NAME_mask.tif)`` for the stack at ``path``.
-
-    Examples::
-
-        >>> [p.name for p in output_paths("data/neuron_03.nii.gz", "out")]
-        ['neuron_03_prob.tif', 'neuron_03_mask.tif']
-    """
-    name, out_dir = stack_name(path), Path(out_dir)
-    return out_dir / f"{name}_prob.tif", out_dir / f"{name}_mask.tif"
-
-
-def stack_name(path: str | os.PathLike) -> str:
-    """The name outputs of the stack at ``path`` are called by: its file name without the
-    volume extension.
-
-    Examples::
-
-        >>> stack_name("data/neuron_03.nii.gz")
-        'neuron_03'
-    """
-    name = Path(path).name
-    for extension in sorted(SUPPORTED_EXTENSIONS, key=len, reverse=True):
-        if name.lower().endswith(extension):
-            return name[:-len(extension)]
-    return name
-
-
