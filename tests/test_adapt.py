@@ -21,8 +21,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from test_cli import assert_input_error, invoke
-from test_train import _assert_same_weights, _Stop, _weights
+from helpers import Stop, assert_input_error, assert_same_weights, invoke, weights_of
 
 from dineuro.adapt import (
     BACKGROUND,
@@ -69,9 +68,9 @@ def _interrupt(config: AdaptConfig, stage: str, at: int) -> None:
     Ctrl-C would."""
     def stop(name, done, total, loss):
         if (name, done) == (stage, at):
-            raise _Stop
+            raise Stop
 
-    with pytest.raises(_Stop):
+    with pytest.raises(Stop):
         adapt(config, progress=stop)
 
 
@@ -469,7 +468,7 @@ def straight(runs, lab, synthetic, start):
     config = _config(lab, synthetic, start, runs / "straight" / "adapted.pt")
     seen = []
     result = adapt(config, progress=lambda *a: seen.append(a))
-    return config, result, _weights(result.model), seen
+    return config, result, weights_of(result.model), seen
 
 
 def test_start_checkpoint_loads(start):
@@ -559,7 +558,7 @@ def test_run_folder_and_checkpoint(straight, lab, start):
                                               ).array, label)
     # The checkpoint: the last round's network, loadable, with its run and where it came from.
     model, meta = load_model(config.out)
-    _assert_same_weights(_weights(model), weights)
+    assert_same_weights(weights_of(model), weights)
     assert any(not torch.equal(weights[k], v) for k, v in network.state_dict().items())
     assert meta["adapt_config"] == config.to_dict() and meta["step"] == 8
     assert meta["val_dice"] == result.rounds[-1]["synthetic_dice"]
@@ -608,8 +607,8 @@ def test_resume_continues_exactly(straight, lab, synthetic, start, runs, stage, 
     resumed_seen = []
     resumed = adapt(replace(ours, save_every=3), progress=lambda *a: resumed_seen.append(a),
                     resume=True)
-    _assert_same_weights(_weights(resumed.model), weights)
-    _assert_same_weights(_weights(load_model(ours.out)[0]), weights)
+    assert_same_weights(weights_of(resumed.model), weights)
+    assert_same_weights(weights_of(load_model(ours.out)[0]), weights)
     assert _metrics(ours.work) == _metrics(config.work)
     assert _without_seconds(resumed.rounds) == _without_seconds(result.rounds)
     assert _without_seconds(json.loads((ours.work / "rounds.json").read_text())) == \
@@ -684,8 +683,8 @@ def test_blend_keeps_that_share_of_the_weights_change(lab, synthetic, start, run
     for blend in (1.0, 0.5, 0.0):
         config = _config(lab, synthetic, start, runs / f"blend-{blend}" / "adapted.pt",
                          rounds=1, blend=blend)
-        ends[blend] = _weights(adapt(config).model)
-    first = _weights(load_model(start)[0])
+        ends[blend] = weights_of(adapt(config).model)
+    first = weights_of(load_model(start)[0])
     moved = 0
     for key, begin in first.items():
         if not begin.is_floating_point():
@@ -726,7 +725,7 @@ def test_interrupted_first_labelling_resumes(lab, synthetic, start, runs, straig
     with pytest.raises(InputError, match="already holds an adapt run"):
         adapt(config)
     resumed = adapt(config, resume=True)
-    _assert_same_weights(_weights(resumed.model), straight[2])
+    assert_same_weights(weights_of(resumed.model), straight[2])
 
 
 @pytest.mark.parametrize("batch_size, share, message", [

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_cli import invoke
+from helpers import invoke
 
 from dineuro.checkpoint import (
     DEFAULT_CARD_FILE,

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli import SYNTH_ARGS, invoke
+from helpers import SYNTH_ARGS, invoke
 
 from dineuro.errors import InputError
 from dineuro.io import read_volume, write_volume

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from test_cli import invoke
+from helpers import invoke
 
 from dineuro.models.teacher import load_teacher
 

@@ -13,9 +13,9 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from helpers import invoke
 from scipy import ndimage
 from scipy.sparse import coo_matrix, csgraph
-from test_cli import invoke
 
 from dineuro.checkpoint import save_checkpoint
 from dineuro.data.render import render_mask

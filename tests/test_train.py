@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from helpers import TINY, Stop, assert_same_weights, weights_of
 
 from dineuro.checkpoint import load_checkpoint, load_model
 from dineuro.data.normalize import NormalizationConfig
@@ -20,9 +21,6 @@ from dineuro.train.data import Augmenter, CropSampler, Stack, extract
 from dineuro.train.loop import make_loss, make_optimizer, train_step
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
-#: The tiny model on crops that fit the 16-slice test stacks.
-TINY = ["size=tiny", "transfer=scratch", "crop=[16, 32, 32]", "model_options={patch: [8, 16, 16]}",
-        "batch_size=2", "lr=1e-3", "warmup_steps=2", "tensorboard=false"]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -38,20 +36,6 @@ def dataset(tmp_path_factory) -> Path:
 
 def _config(dataset: Path, out: Path, *overrides: str) -> TrainConfig:
     return load_config(None, [f"data={dataset}", f"out={out}", *TINY, *overrides])
-
-
-def _weights(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _assert_same_weights(a: dict, b: dict) -> None:
-    assert a.keys() == b.keys()
-    for key in a:
-        assert torch.equal(a[key], b[key]), key
-
-
-class _Stop(Exception):
-    """Raised by a progress callback to interrupt a run, as Ctrl-C would."""
 
 
 # -- config ---------------------------------------------------------------------------------
@@ -222,7 +206,7 @@ def test_bf16_autocast_step_runs_on_cpu():
     model = build_model("tiny", "scratch", crop=(16, 32, 32), patch=(8, 16, 16))
     optimizer, scheduler = make_optimizer(model, TrainConfig(data="d", out="o", steps=2,
                                                              warmup_steps=0, lr=1e-3))
-    before = _weights(model)
+    before = weights_of(model)
     images = torch.rand(1, 1, 16, 32, 32)
     labels = (images > 0.9).float()
     loss = train_step(model, make_loss(), optimizer, scheduler, images, labels, 1.0,
@@ -239,7 +223,7 @@ def straight_run(dataset, tmp_path_factory):
     out = tmp_path_factory.mktemp("runs") / "straight"
     config = _config(dataset, out, "steps=6", "val_every=3")
     result = train(config, progress=lambda *a: seen.append(a))
-    return config, result, _weights(result.model), seen
+    return config, result, weights_of(result.model), seen
 
 
 def test_run_folder(straight_run):
@@ -266,7 +250,7 @@ def test_run_folder(straight_run):
 def test_same_seed_gives_identical_weights(straight_run, dataset, tmp_path):
     config, _, weights, seen = straight_run
     again = train(replace(config, out=str(tmp_path / "again")))
-    _assert_same_weights(_weights(again.model), weights)
+    assert_same_weights(weights_of(again.model), weights)
     other = train(replace(config, out=str(tmp_path / "other"), seed=1, steps=2))
     assert not torch.equal(other.model.state_dict()["out.conv.conv.weight"],
                            again.model.state_dict()["out.conv.conv.weight"])
@@ -278,9 +262,9 @@ def test_resume_continues_exactly(straight_run, tmp_path):
 
     def stop_at_4(step, total, loss, val_dice):
         if step == 4:  # last.pt is from step 3; metrics.csv already has a row for step 4
-            raise _Stop
+            raise Stop
 
-    with pytest.raises(_Stop):
+    with pytest.raises(Stop):
         train(config, progress=stop_at_4)
     with pytest.raises(InputError, match="already holds a training run"):
         train(config)
@@ -288,7 +272,7 @@ def test_resume_continues_exactly(straight_run, tmp_path):
         train(replace(config, lr=0.5), resume=True)
     resumed_seen = []
     result = train(config, progress=lambda *a: resumed_seen.append(a), resume=True)
-    _assert_same_weights(_weights(result.model), weights)
+    assert_same_weights(weights_of(result.model), weights)
     assert [s[2] for s in resumed_seen] == [s[2] for s in seen[3:]]  # identical losses
     with (Path(config.out) / "metrics.csv").open() as f:
         assert [int(r["step"]) for r in csv.DictReader(f)] == list(range(1, 7))

@@ -13,7 +13,7 @@ from dataclasses import fields
 
 import numpy as np
 import pytest
-from test_cli import invoke
+from helpers import invoke
 
 from dineuro.errors import InputError
 from dineuro.evaluate import reconstruction

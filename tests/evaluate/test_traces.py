@@ -4,7 +4,7 @@ import csv
 
 import numpy as np
 import pytest
-from test_cli import invoke
+from helpers import invoke
 
 from dineuro.data.dataset import write_sample
 from dineuro.errors import InputError

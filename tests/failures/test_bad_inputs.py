@@ -25,7 +25,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 import torch
-from test_cli import assert_input_error, invoke, run_script, snapshot
+from helpers import assert_input_error, invoke, run_script, snapshot
 
 from dineuro.checkpoint import load_checkpoint, load_for_prediction, save_checkpoint
 from dineuro.data.normalize import NormalizationConfig

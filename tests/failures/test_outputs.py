@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 import tifffile
 import torch
-from test_cli import SYNTH_ARGS, Result, assert_input_error, invoke, snapshot
+from helpers import SYNTH_ARGS, Result, assert_input_error, invoke, snapshot
 
 from dineuro.errors import InputError, environment_failure
 from dineuro.io import probe_volume, read_volume, write_volume

@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from test_cli import assert_input_error, invoke, snapshot
-from test_train import TINY
+from helpers import TINY, assert_input_error, invoke, snapshot
 
 from dineuro.checkpoint import load_checkpoint
 from dineuro.io.atomic import atomic_file, partial_files
