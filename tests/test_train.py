@@ -26,16 +26,8 @@ CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from dineuro.data.synth import PRESETS, write_synthetic_dataset
-
-    config = replace(PRESETS["small"], n_stacks=4, shape=(16, 48, 48), navis_fraction=0)
-    return write_synthetic_dataset(tmp_path_factory.mktemp("data") / "tiny", config)
-
-
-def _config(dataset: Path, out: Path, *overrides: str) -> TrainConfig:
-    return load_config(None, [f"data={dataset}", f"out={out}", *TINY, *overrides])
+def _config(data: Path, out: Path, *overrides: str) -> TrainConfig:
+    return load_config(None, [f"data={data}", f"out={out}", *TINY, *overrides])
 
 
 # -- config ---------------------------------------------------------------------------------
@@ -217,11 +209,11 @@ def test_bf16_autocast_step_runs_on_cpu():
 
 
 @pytest.fixture(scope="module")
-def straight_run(dataset, tmp_path_factory):
+def straight_run(tiny_training_set, tmp_path_factory):
     """6 steps with validation at 3 and 6, all augmentations on: weights and progress."""
     seen = []
     out = tmp_path_factory.mktemp("runs") / "straight"
-    config = _config(dataset, out, "steps=6", "val_every=3")
+    config = _config(tiny_training_set, out, "steps=6", "val_every=3")
     result = train(config, progress=lambda *a: seen.append(a))
     return config, result, weights_of(result.model), seen
 
@@ -247,7 +239,7 @@ def test_run_folder(straight_run):
         result.best)
 
 
-def test_same_seed_gives_identical_weights(straight_run, dataset, tmp_path):
+def test_same_seed_gives_identical_weights(straight_run, tiny_training_set, tmp_path):
     config, _, weights, seen = straight_run
     again = train(replace(config, out=str(tmp_path / "again")))
     assert_same_weights(weights_of(again.model), weights)
@@ -279,8 +271,8 @@ def test_resume_continues_exactly(straight_run, tmp_path):
     assert result.steps == 6 and result.best_val_dice == straight_run[1].best_val_dice
 
 
-def test_run_older_than_the_loss_keys_resumes_with_their_defaults(dataset, tmp_path):
-    config = _config(dataset, tmp_path / "old", "steps=1")
+def test_run_older_than_the_loss_keys_resumes_with_their_defaults(tiny_training_set, tmp_path):
+    config = _config(tiny_training_set, tmp_path / "old", "steps=1")
     last = train(config).last
     checkpoint = load_checkpoint(last)
     for key in ("loss", "cldice_weight", "cldice_iterations"):
@@ -291,68 +283,69 @@ def test_run_older_than_the_loss_keys_resumes_with_their_defaults(dataset, tmp_p
     assert train(replace(config, steps=2), resume=True).steps == 2
 
 
-def test_cldice_loss_trains(dataset, tmp_path):
+def test_cldice_loss_trains(tiny_training_set, tmp_path):
     losses = []
-    config = _config(dataset, tmp_path / "run", "steps=3", "val_every=3", "loss=dice_ce_cldice")
+    config = _config(tiny_training_set, tmp_path / "run", "steps=3", "val_every=3",
+                     "loss=dice_ce_cldice")
     result = train(config, progress=lambda step, total, loss, dice: losses.append(loss))
     assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
     assert load_model(result.last)[1]["train_config"]["loss"] == "dice_ce_cldice"
 
 
-def test_resume_without_a_checkpoint_starts_from_step_0(dataset, tmp_path):
+def test_resume_without_a_checkpoint_starts_from_step_0(tiny_training_set, tmp_path):
     with pytest.warns(UserWarning, match="holds no last.pt yet.*starts from step 0"):
-        result = train(_config(dataset, tmp_path / "none", "steps=1"), resume=True)
+        result = train(_config(tiny_training_set, tmp_path / "none", "steps=1"), resume=True)
     assert result.steps == 1 and load_checkpoint(result.last)["step"] == 1
 
 
-def test_loss_decreases(dataset, tmp_path):
+def test_loss_decreases(tiny_training_set, tmp_path):
     losses = []
-    config = _config(dataset, tmp_path / "run", "steps=20", "val_every=20",
+    config = _config(tiny_training_set, tmp_path / "run", "steps=20", "val_every=20",
                      "foreground_prob=1.0", "augment.noise=false")
     train(config, progress=lambda step, total, loss, dice: losses.append(loss))
     assert len(losses) == 20
     assert np.mean(losses[-3:]) < np.mean(losses[:3]) - 0.05
 
 
-def test_bf16_on_cpu_is_ignored_with_a_warning(dataset, tmp_path):
-    config = _config(dataset, tmp_path / "run", "steps=1", "amp=bf16", "device=cpu")
+def test_bf16_on_cpu_is_ignored_with_a_warning(tiny_training_set, tmp_path):
+    config = _config(tiny_training_set, tmp_path / "run", "steps=1", "amp=bf16", "device=cpu")
     with pytest.warns(UserWarning, match="bf16 is only used on CUDA"):
         result = train(config)
     assert math.isfinite(result.loss)
 
 
-def test_module_entry_point_reports_bad_keys(dataset, tmp_path):
+def test_module_entry_point_reports_bad_keys(tiny_training_set, tmp_path):
     from dineuro.train.__main__ import main
 
     config = tmp_path / "c.yaml"
-    config.write_text(f"data: {dataset}\nout: {tmp_path / 'run'}\nlearning_rate: 0.1\n")
+    config.write_text(f"data: {tiny_training_set}\nout: {tmp_path / 'run'}\nlearning_rate: 0.1\n")
     with pytest.raises(InputError, match="learning_rate"):
         main([str(config)])
 
 
-def test_teacher_is_resolved_and_required(dataset, tmp_path):
+def test_teacher_is_resolved_and_required(tiny_training_set, tmp_path):
     from dineuro.models.vit2d import VisionTransformer2d
 
     with pytest.raises(InputError, match="needs a DINO teacher"):
-        train(_config(dataset, tmp_path / "a", "steps=1", "transfer=center"))
+        train(_config(tiny_training_set, tmp_path / "a", "steps=1", "transfer=center"))
     with pytest.raises(InputError, match="neither an existing file nor a known weights name"):
-        train(_config(dataset, tmp_path / "b", "steps=1", "transfer=center",
+        train(_config(tiny_training_set, tmp_path / "b", "steps=1", "transfer=center",
                       "teacher=dino_vitx99"))
     teacher = tmp_path / "dino_tiny.pth"
     torch.save(VisionTransformer2d(embed_dim=48, depth=4, num_heads=3).state_dict(), teacher)
-    result = train(_config(dataset, tmp_path / "c", "steps=1", "transfer=center",
+    result = train(_config(tiny_training_set, tmp_path / "c", "steps=1", "transfer=center",
                            f"teacher={teacher}"))
     _, meta = load_model(result.last)
     assert meta["model_config"]["transfer"] == "center"
     assert meta["model_config"]["teacher"] == str(teacher)
 
 
-def test_without_val_split_only_last_is_written(dataset, tmp_path):
+def test_without_val_split_only_last_is_written(tiny_training_set, tmp_path):
     import json
     import shutil
 
     data = tmp_path / "noval"
-    shutil.copytree(dataset, data)
+    shutil.copytree(tiny_training_set, data)
     split = json.loads((data / "split.json").read_text())
     (data / "split.json").write_text(json.dumps({**split, "val": []}))
     result = train(_config(data, tmp_path / "run", "steps=1"))

@@ -7,10 +7,7 @@ import os
 import subprocess
 import sys
 import textwrap
-from dataclasses import replace
 from pathlib import Path
-
-import pytest
 
 from dineuro.checkpoint import load_checkpoint, load_model
 
@@ -41,20 +38,12 @@ def _torchrun() -> list[str]:
     return [str(beside)] if beside.exists() else [sys.executable, "-m", "torch.distributed.run"]
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from dineuro.data.synth import PRESETS, write_synthetic_dataset
-
-    config = replace(PRESETS["small"], n_stacks=4, shape=(16, 48, 48), navis_fraction=0)
-    return write_synthetic_dataset(tmp_path_factory.mktemp("data") / "tiny", config)
-
-
-def test_two_ranks_end_with_identical_weights(dataset, tmp_path):
+def test_two_ranks_end_with_identical_weights(tiny_training_set, tmp_path):
     script = tmp_path / "run_rank.py"
     script.write_text(SCRIPT)
     out = tmp_path / "run"
     config = Path(__file__).resolve().parents[1] / "configs" / "train_tiny.yaml"
-    overrides = [f"data={dataset}", f"out={out}", "crop=[16, 32, 32]",
+    overrides = [f"data={tiny_training_set}", f"out={out}", "crop=[16, 32, 32]",
                  "model_options={patch: [8, 16, 16]}", "steps=4", "val_every=2",
                  "warmup_steps=1", "device=cpu"]
     command = [*_torchrun(), "--standalone", "--nproc_per_node", "2", str(script),

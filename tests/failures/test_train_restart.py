@@ -62,22 +62,12 @@ KILLER = textwrap.dedent("""
 """)
 
 
-@pytest.fixture(scope="module")
-def dataset(tmp_path_factory) -> Path:
-    from dataclasses import replace
-
-    from dineuro.data.synth import PRESETS, write_synthetic_dataset
-
-    config = replace(PRESETS["small"], n_stacks=4, shape=(16, 48, 48), navis_fraction=0)
-    return write_synthetic_dataset(tmp_path_factory.mktemp("data") / "tiny", config)
+def _settings(data: Path, out: Path) -> list[str]:
+    return [f"data={data}", f"out={out}", *SETTINGS]
 
 
-def _settings(dataset: Path, out: Path) -> list[str]:
-    return [f"data={dataset}", f"out={out}", *SETTINGS]
-
-
-def _cli_settings(dataset: Path, out: Path) -> list[str]:
-    return [arg for item in _settings(dataset, out) for arg in ("--set", item)]
+def _cli_settings(data: Path, out: Path) -> list[str]:
+    return [arg for item in _settings(data, out) for arg in ("--set", item)]
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
@@ -92,19 +82,19 @@ def _hidden(out: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def reference(dataset, tmp_path_factory) -> Path:
+def reference(tiny_training_set, tmp_path_factory) -> Path:
     """The run folder of an uninterrupted run."""
     out = tmp_path_factory.mktemp("reference") / "run"
-    train(load_config(None, _settings(dataset, out)))
+    train(load_config(None, _settings(tiny_training_set, out)))
     return out
 
 
-def _kill(dataset: Path, out: Path, when: str, what: str) -> Path:
+def _kill(data: Path, out: Path, when: str, what: str) -> Path:
     script = out.parent / "killer.py"
     script.write_text(KILLER)
-    done = subprocess.run([sys.executable, str(script), when, what, *_settings(dataset, out)],
-                          env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                          text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, str(script), when, what, *_settings(data, out)],
+        env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=120)
     assert done.returncode == -signal.SIGKILL, done.stderr[-3000:]
     return out
 
@@ -154,10 +144,10 @@ def test_partial_files_are_the_temporaries_atomic_file_leaves(tmp_path):
     ("row", "1", 1, False, False),  # metrics.csv has a row, nothing else does
     ("before", loop.LAST, VAL_EVERY, True, True),  # best.pt renamed, last.pt's temporary left
 ], ids=["after-first-row-then-train", "in-first-last-pt-then-resume"])
-def test_run_killed_before_its_first_checkpoint_starts_again(dataset, reference, tmp_path,
-                                                             monkeypatch, when, what,
-                                                             rows_left, best_left, resume):
-    out = _kill(dataset, tmp_path / "run", when, what)
+def test_run_killed_before_its_first_checkpoint_starts_again(
+        tiny_training_set, reference, tmp_path, monkeypatch, when, what, rows_left, best_left,
+        resume):
+    out = _kill(tiny_training_set, tmp_path / "run", when, what)
     left = {p.name for p in out.iterdir()}
     assert loop.LAST not in left and {loop.CONFIG_FILE, loop.METRICS_FILE} <= left
     assert [int(r["step"]) for r in _rows(out)] == list(range(1, rows_left + 1))
@@ -176,7 +166,8 @@ def test_run_killed_before_its_first_checkpoint_starts_again(dataset, reference,
             at_first_row["steps"] = [int(r["step"]) for r in _rows(out)]
 
     monkeypatch.setattr(loop, "_append_metrics", append_and_look)
-    result = invoke("train", *_cli_settings(dataset, out), *(["--resume"] if resume else []))
+    result = invoke("train", *_cli_settings(tiny_training_set, out),
+                    *(["--resume"] if resume else []))
     assert result.code == 0, result.err
     said = " ".join(result.err.split())  # the console wraps long lines
     assert said.count("warning:") == int(resume), said
@@ -193,10 +184,9 @@ def test_run_killed_before_its_first_checkpoint_starts_again(dataset, reference,
     ("after", loop.LAST, VAL_EVERY),  # the first last.pt renamed into place, nothing after
     ("row", str(STEPS), STEPS),  # a validation step's row written, its last.pt not
 ], ids=["after-first-last-pt", "after-validation-row"])
-def test_run_killed_at_a_checkpoint_resumes_to_the_uninterrupted_end(dataset, reference,
-                                                                    tmp_path, when, what,
-                                                                    rows_left):
-    out = _kill(dataset, tmp_path / "run", when, what)
+def test_run_killed_at_a_checkpoint_resumes_to_the_uninterrupted_end(
+        tiny_training_set, reference, tmp_path, when, what, rows_left):
+    out = _kill(tiny_training_set, tmp_path / "run", when, what)
     assert load_checkpoint(out / loop.LAST)["step"] == VAL_EVERY
     rows = _rows(out)
     assert [int(r["step"]) for r in rows] == list(range(1, rows_left + 1))
@@ -204,11 +194,11 @@ def test_run_killed_at_a_checkpoint_resumes_to_the_uninterrupted_end(dataset, re
     assert _hidden(out) == []
 
     before = snapshot(out)
-    refused = invoke("train", *_cli_settings(dataset, out))
+    refused = invoke("train", *_cli_settings(tiny_training_set, out))
     assert_input_error(refused, out, "already holds a training run")
     assert snapshot(out) == before
 
-    resumed = invoke("train", *_cli_settings(dataset, out), "--resume")
+    resumed = invoke("train", *_cli_settings(tiny_training_set, out), "--resume")
     assert resumed.code == 0, resumed.err
     assert "warning" not in resumed.err and f"trained {STEPS} steps" in resumed.err
     _assert_finished_like(reference, out)
@@ -217,13 +207,14 @@ def test_run_killed_at_a_checkpoint_resumes_to_the_uninterrupted_end(dataset, re
 # -- a folder that no run made: nothing in it is removed ----------------------------------------
 @pytest.mark.parametrize("resume", [False, True], ids=["train", "resume"])
 @pytest.mark.parametrize("stray", [loop.BEST, loop.METRICS_FILE])
-def test_a_folder_not_made_by_a_run_is_left_alone(dataset, tmp_path, stray, resume):
+def test_a_folder_not_made_by_a_run_is_left_alone(tiny_training_set, tmp_path, stray, resume):
     """A best.pt or metrics.csv without the config.yaml every run writes first belongs to
     someone else: restarting "from scratch" there would delete it."""
     out = tmp_path / "mine"
     out.mkdir()
     (out / stray).write_bytes(b"the user's own file")
     before = snapshot(out)
-    result = invoke("train", *_cli_settings(dataset, out), *(["--resume"] if resume else []))
+    result = invoke("train", *_cli_settings(tiny_training_set, out),
+                    *(["--resume"] if resume else []))
     assert_input_error(result, out, stray, "no config.yaml")
     assert snapshot(out) == before
