@@ -26,14 +26,17 @@ _REMEDIES = {
 class InputError(ValueError):
     """Bad input from the user: a file that cannot be read, a wrong shape, an invalid SWC, ...
 
-    Args:
-        message: one sentence saying what is wrong.
-        path: the offending file, prefixed to the message when given.
+    Parameters
+    ----------
+    message : str
+        One sentence saying what is wrong.
+    path : str or os.PathLike, optional
+        The offending file, prefixed to the message when given.
 
-    Examples::
-
-        >>> str(InputError("is empty.", path="a.tif"))
-        'a.tif: is empty.'
+    Examples
+    --------
+    >>> str(InputError("is empty.", path="a.tif"))
+    'a.tif: is empty.'
     """
 
     def __init__(self, message: str, path: str | PathLike | None = None):
@@ -47,10 +50,10 @@ def environment_failure(exc: OSError) -> str:
     Some writers report a full disk only as a short write without an error number ("N requested
     and M written"); that is said to be a full disk, its likely cause.
 
-    Examples::
-
-        >>> environment_failure(OSError(errno.EROFS, "Read-only file system", "/mnt/out/a.swc"))
-        '/mnt/out/a.swc: Read-only file system; choose an output folder on a writable disk.'
+    Examples
+    --------
+    >>> environment_failure(OSError(errno.EROFS, "Read-only file system", "/mnt/out/a.swc"))
+    '/mnt/out/a.swc: Read-only file system; choose an output folder on a writable disk.'
     """
     where = f"{exc.filename}: " if exc.filename else ""
     reason = exc.strerror or str(exc)

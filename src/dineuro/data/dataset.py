@@ -65,9 +65,12 @@ def write_sample(root: str | os.PathLike, name: str, image: Volume, label: np.nd
 class Dataset:
     """A dataset folder opened for reading; see the module docstring for the layout.
 
-    Args:
-        root: the folder.
-        images: stack path per name, in natural order of the names.
+    Parameters
+    ----------
+    root : Path
+        The folder.
+    images : dict of {str: Path}
+        Stack path per name, in natural order of the names.
     """
 
     root: Path
@@ -103,9 +106,12 @@ class Dataset:
     def label(self, name: str, image: Volume | None = None) -> np.ndarray:
         """The binary mask of ``name``: ``labels/NAME.tif`` or else rendered from its SWC.
 
-        Args:
-            name: the stack.
-            image: the already-read stack, to take shape and spacing from without re-reading.
+        Parameters
+        ----------
+        name : str
+            The stack.
+        image : Volume, optional
+            The already-read stack, to take shape and spacing from without re-reading.
         """
         path = self.root / LABELS / f"{name}.tif"
         image = self.image(name) if image is None else image

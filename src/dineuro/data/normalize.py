@@ -190,18 +190,22 @@ def percentile_normalize(volume, low: float = DEFAULT_LOW, high: float = DEFAULT
 class NormalizationConfig:
     """How a stack is normalised; stored in a checkpoint so predict does what training did.
 
-    Attributes:
-        method: normalisation method; only "percentile" (:func:`percentile_normalize`) so far.
-        low: lower percentile in [0, 100].
-        high: upper percentile in [0, 100], above ``low``.
+    Attributes
+    ----------
+    method : str
+        Normalisation method; only "percentile" (:func:`percentile_normalize`) so far.
+    low : float
+        Lower percentile in [0, 100].
+    high : float
+        Upper percentile in [0, 100], above ``low``.
 
-    Examples::
-
-        >>> config = NormalizationConfig(low=0.5, high=99.5)
-        >>> config.to_dict()
-        {'method': 'percentile', 'low': 0.5, 'high': 99.5}
-        >>> NormalizationConfig.from_dict(config.to_dict()) == config
-        True
+    Examples
+    --------
+    >>> config = NormalizationConfig(low=0.5, high=99.5)
+    >>> config.to_dict()
+    {'method': 'percentile', 'low': 0.5, 'high': 99.5}
+    >>> NormalizationConfig.from_dict(config.to_dict()) == config
+    True
     """
 
     method: str = PERCENTILE
@@ -227,8 +231,10 @@ class NormalizationConfig:
         Every field must be present: a missing one would silently normalise differently from
         training.
 
-        Raises:
-            InputError: missing or unknown keys, an unknown method or invalid percentiles.
+        Raises
+        ------
+        InputError
+            Missing or unknown keys, an unknown method or invalid percentiles.
         """
         names = [field.name for field in fields(cls)]
         if not isinstance(data, Mapping):

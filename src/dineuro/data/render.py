@@ -61,23 +61,30 @@ def render_mask(tree: SwcTree, shape: Sequence[int],
       sqrt(3)/2 of it, and any other voxel within ``min_radius`` can step one face towards the
       segment and come strictly closer. ``min_radius=0`` draws the pure geometry.
 
-    Args:
-        tree: the neuron; validated with :func:`dineuro.io.swc.validate_swc`.
-        shape: the volume shape (z, y, x), three positive integers.
-        spacing: physical voxel size (z, y, x), three positive numbers; only ratios matter.
-        min_radius: minimum tube radius in voxels (index space), >= 0.
+    Parameters
+    ----------
+    tree : SwcTree
+        The neuron; validated with :func:`dineuro.io.swc.validate_swc`.
+    shape : sequence of int
+        The volume shape (z, y, x), three positive integers.
+    spacing : sequence of float, optional
+        Physical voxel size (z, y, x), three positive numbers; only ratios matter.
+    min_radius : float, optional
+        Minimum tube radius in voxels (index space), >= 0.
 
-    Returns:
+    Returns
+    -------
+    numpy.ndarray
         A boolean array of ``shape``.
 
-    Examples::
-
-        >>> tree = SwcTree([1, 2], [1, 3], [[2, 4, 4], [12, 4, 4]], [2.0, 2.0], [-1, 1])
-        >>> mask = render_mask(tree, (9, 9, 16), min_radius=0)
-        >>> int(mask[4, 4].sum()), int(mask[4, :, 7].sum()), int(mask[:, 4, 7].sum())
-        (15, 5, 5)
-        >>> int(render_mask(tree, (9, 9, 16), spacing=(2, 1, 1), min_radius=0)[:, 4, 7].sum())
-        3
+    Examples
+    --------
+    >>> tree = SwcTree([1, 2], [1, 3], [[2, 4, 4], [12, 4, 4]], [2.0, 2.0], [-1, 1])
+    >>> mask = render_mask(tree, (9, 9, 16), min_radius=0)
+    >>> int(mask[4, 4].sum()), int(mask[4, :, 7].sum()), int(mask[:, 4, 7].sum())
+    (15, 5, 5)
+    >>> int(render_mask(tree, (9, 9, 16), spacing=(2, 1, 1), min_radius=0)[:, 4, 7].sum())
+    3
     """
     shape = _check_shape(shape)
     scale = spacing_in_x_voxels(spacing)

@@ -66,15 +66,22 @@ EMPTY_PREDICTION, EMPTY_GOLD = "empty prediction", "empty gold"
 class StackScore:
     """The scores of one stack; the metric fields are None when the stack is missing.
 
-    Args:
-        name: the stack's name.
-        prediction: file name of the prediction used ("" when there is none).
-        dice, hd95, precision, recall: see :mod:`dineuro.evaluate.voxels`; hd95 in spacing
-            units.
-        pred_voxels, gold_voxels: foreground voxel counts.
-        spacing: (z, y, x) voxel size the HD95 was measured with.
-        note: "" or what is special: empty prediction/gold, no gold, no prediction.
-        trace: the traced SWC's scores, or None when the table scores no traces.
+    Parameters
+    ----------
+    name : str
+        The stack's name.
+    prediction : str
+        File name of the prediction used ("" when there is none).
+    dice, hd95, precision, recall : float or None
+        See :mod:`dineuro.evaluate.voxels`; hd95 in spacing units.
+    pred_voxels, gold_voxels : int or None
+        Foreground voxel counts.
+    spacing : tuple of 3 float or None
+        (z, y, x) voxel size the HD95 was measured with.
+    note : str
+        "" or what is special: empty prediction/gold, no gold, no prediction.
+    trace : TraceScore, optional
+        The traced SWC's scores, or None when the table scores no traces.
     """
 
     name: str
@@ -98,14 +105,19 @@ class StackScore:
 class TraceSummary:
     """Aggregates over the stacks whose traced SWC was scored against a gold SWC.
 
-    Args:
-        n_scored: stacks with both SWCs (empty traces included).
-        n_missing: stacks lacking the trace or the gold SWC (not in any mean).
-        n_empty: scored stacks whose trace is empty: in the recall and F1 means (as 0), not in
-            the others, which they have no value for.
-        esa, dsa, pds, precision, recall, f1: see :class:`~dineuro.evaluate.traces.TraceScore`.
-        hairiness_ratio: over the scored stacks whose trees both have length (not the empty
-            traces).
+    Parameters
+    ----------
+    n_scored : int
+        Stacks with both SWCs (empty traces included).
+    n_missing : int
+        Stacks lacking the trace or the gold SWC (not in any mean).
+    n_empty : int
+        Scored stacks whose trace is empty: in the recall and F1 means (as 0), not in the others,
+        which they have no value for.
+    esa, dsa, pds, precision, recall, f1 : MeanStd
+        See :class:`~dineuro.evaluate.traces.TraceScore`.
+    hairiness_ratio : MeanStd
+        Over the scored stacks whose trees both have length (not the empty traces).
     """
 
     n_scored: int
@@ -124,14 +136,22 @@ class TraceSummary:
 class Summary:
     """Aggregates over the scored stacks.
 
-    Args:
-        n_scored: stacks with both prediction and gold.
-        n_missing: stacks with only one of them (not in any mean).
-        n_empty_prediction: scored stacks whose prediction is empty (in every mean: Dice 0).
-        dice, precision, recall: over all scored stacks.
-        hd95: over the scored stacks with a finite HD95 only.
-        n_hd95_infinite: scored stacks left out of ``hd95`` (one mask empty).
-        traces: the reconstruction scores' aggregates, or None when no traces were scored.
+    Parameters
+    ----------
+    n_scored : int
+        Stacks with both prediction and gold.
+    n_missing : int
+        Stacks with only one of them (not in any mean).
+    n_empty_prediction : int
+        Scored stacks whose prediction is empty (in every mean: Dice 0).
+    dice, precision, recall : MeanStd
+        Over all scored stacks.
+    hd95 : MeanStd
+        Over the scored stacks with a finite HD95 only.
+    n_hd95_infinite : int
+        Scored stacks left out of ``hd95`` (one mask empty).
+    traces : TraceSummary, optional
+        The reconstruction scores' aggregates, or None when no traces were scored.
     """
 
     n_scored: int
@@ -197,32 +217,43 @@ def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
                     swc_threshold: float = DEFAULT_SWC_THRESHOLD) -> EvaluationTable:
     """Score every prediction in ``pred_dir`` against its gold mask, and traces against SWCs.
 
-    Args:
-        pred_dir: folder of ``NAME_mask.tif`` and/or ``NAME_prob.tif`` files.
-        gold: a dataset folder (has ``images/``) or a folder of ``NAME.tif`` masks.
-        threshold: None to score each ``_mask.tif`` as written (a ``_prob.tif`` only where
-            there is no mask, at p > 0.5); a number in [0, 1] to score each ``_prob.tif`` at
-            p > threshold instead (a ``_mask.tif`` only where there is no map).
-        names: the stacks to evaluate (e.g. a dataset's test split); by default every name
-            that has a prediction, a trace or a gold mask. Listed names lacking either
-            prediction or gold are missing rows.
-        on_stack: called with each name once its row is done (for progress display).
-        swc_threshold: distance in SWC units for the reconstruction scores (see
-            :mod:`dineuro.evaluate.traces`), used when ``pred_dir`` holds ``NAME.swc`` traces.
+    Parameters
+    ----------
+    pred_dir : str or os.PathLike
+        Folder of ``NAME_mask.tif`` and/or ``NAME_prob.tif`` files.
+    gold : str or os.PathLike
+        A dataset folder (has ``images/``) or a folder of ``NAME.tif`` masks.
+    threshold : float, optional
+        None to score each ``_mask.tif`` as written (a ``_prob.tif`` only where there is no mask, at
+        p > 0.5); a number in [0, 1] to score each ``_prob.tif`` at p > threshold instead (a
+        ``_mask.tif`` only where there is no map).
+    names : sequence of str, optional
+        The stacks to evaluate (e.g. a dataset's test split); by default every name that has a
+        prediction, a trace or a gold mask. Listed names lacking either prediction or gold are
+        missing rows.
+    on_stack : callable, optional
+        Called with each name once its row is done (for progress display).
+    swc_threshold : float, optional
+        Distance in SWC units for the reconstruction scores (see :mod:`dineuro.evaluate.traces`),
+        used when ``pred_dir`` holds ``NAME.swc`` traces.
 
-    Returns:
+    Returns
+    -------
+    EvaluationTable
         The table, one row per name, sorted by name.
 
-    Raises:
-        InputError: a folder is missing or holds nothing usable, no name has both prediction
-            and gold, a prediction is not a binary mask or probability map, or its shape
-            differs from its gold, an SWC is invalid or lies entirely outside its stack, a gold
-            SWC has no nodes, or ``swc_threshold`` is not positive.
+    Raises
+    ------
+    InputError
+        A folder is missing or holds nothing usable, no name has both prediction and gold, a
+        prediction is not a binary mask or probability map, or its shape differs from its gold, an
+        SWC is invalid or lies entirely outside its stack, a gold SWC has no nodes, or
+        ``swc_threshold`` is not positive.
 
-    Examples::
-
-        table = evaluate_folder("runs/tubular/predictions", "data/synth")
-        csv_path, md_path = write_tables(table, "runs/tubular/eval")
+    Examples
+    --------
+    >>> table = evaluate_folder("runs/tubular/predictions", "data/synth")  # doctest: +SKIP
+    >>> csv_path, md_path = write_tables(table, "runs/tubular/eval")  # doctest: +SKIP
     """
     if threshold is not None and not 0 <= threshold <= 1:
         raise InputError(f"threshold should be in [0, 1], got {threshold}.")
@@ -306,7 +337,9 @@ def write_tables(table: EvaluationTable, out_dir: str | os.PathLike) -> tuple[Pa
     written atomically; neither may exist yet (checked before writing either), and if the
     second cannot be written the first is removed again.
 
-    Returns:
+    Returns
+    -------
+    tuple of 2 Path
         The CSV and Markdown paths.
     """
     out_dir = Path(out_dir)

@@ -47,14 +47,14 @@ Where this differs from Vaa3D (``neuron_sim_scores.cpp``):
 
 Zero-length edges count as in Vaa3D: one sample point (the child) and, as a target, a point.
 
-Examples::
-
-    >>> from dineuro.io.swc import SwcTree
-    >>> def line(y):  # a 10-voxel line along x at height y
-    ...     return SwcTree([1, 2], [3, 3], [[0, y, 0], [10, y, 0]], [1, 1], [-1, 1])
-    >>> result = compare_trees(line(0), line(3))
-    >>> round(result.esa, 6), round(result.dsa, 6), result.pds, result.f1
-    (3.0, 3.0, 1.0, 0.0)
+Examples
+--------
+>>> from dineuro.io.swc import SwcTree
+>>> def line(y):  # a 10-voxel line along x at height y
+...     return SwcTree([1, 2], [3, 3], [[0, y, 0], [10, y, 0]], [1, 1], [-1, 1])
+>>> result = compare_trees(line(0), line(3))
+>>> round(result.esa, 6), round(result.dsa, 6), result.pds, result.f1
+(3.0, 3.0, 1.0, 0.0)
 """
 
 from __future__ import annotations
@@ -99,32 +99,56 @@ class ReconstructionScores:
     ``esa_gold_to_test`` and ``dsa_gold_to_test`` are inf. Its length, nodes, points and tips
     are 0, its hairiness and the ratio None. :meth:`to_dict` writes nan and inf as None.
 
-    Args:
-        threshold: distance from which a point counts as apart.
-        esa: entire-structure average, the mean of the two directional ESAs.
-        dsa: different-structure average over the directions that have distant points.
-        pds: percentage (as a fraction) of different structure, mean of the two directions.
-        precision: fraction of the test tree's length within ``threshold`` of the gold tree.
-        recall: fraction of the gold tree's length within ``threshold`` of the test tree.
-        f1: harmonic mean of precision and recall (0 when both are 0).
-        esa_test_to_gold: mean distance of the test tree's points to the gold tree.
-        esa_gold_to_test: mean distance of the gold tree's points to the test tree.
-        dsa_test_to_gold: mean distance of the test tree's points at ``>= threshold`` (0 if none).
-        dsa_gold_to_test: the same for the gold tree's points.
-        pds_test_to_gold: fraction of the test tree's points at ``>= threshold``.
-        pds_gold_to_test: fraction of the gold tree's points at ``>= threshold``.
-        test_length: total edge length of the test tree.
-        gold_length: total edge length of the gold tree.
-        test_nodes: number of nodes of the test tree.
-        gold_nodes: number of nodes of the gold tree.
-        test_points: number of sample points of the test tree.
-        gold_points: number of sample points of the gold tree.
-        test_tips: terminal tips (nodes of degree 1) of the test tree.
-        gold_tips: terminal tips of the gold tree.
-        test_hairiness: test tips per 100 units of test length (None without length).
-        gold_hairiness: gold tips per 100 units of gold length (None without length).
-        hairiness_ratio: ``test_hairiness / gold_hairiness``; None when either tree has no
-            length.
+    Parameters
+    ----------
+    threshold : float
+        Distance from which a point counts as apart.
+    esa : float
+        Entire-structure average, the mean of the two directional ESAs.
+    dsa : float
+        Different-structure average over the directions that have distant points.
+    pds : float
+        Percentage (as a fraction) of different structure, mean of the two directions.
+    precision : float
+        Fraction of the test tree's length within ``threshold`` of the gold tree.
+    recall : float
+        Fraction of the gold tree's length within ``threshold`` of the test tree.
+    f1 : float
+        Harmonic mean of precision and recall (0 when both are 0).
+    esa_test_to_gold : float
+        Mean distance of the test tree's points to the gold tree.
+    esa_gold_to_test : float
+        Mean distance of the gold tree's points to the test tree.
+    dsa_test_to_gold : float
+        Mean distance of the test tree's points at ``>= threshold`` (0 if none).
+    dsa_gold_to_test : float
+        The same for the gold tree's points.
+    pds_test_to_gold : float
+        Fraction of the test tree's points at ``>= threshold``.
+    pds_gold_to_test : float
+        Fraction of the gold tree's points at ``>= threshold``.
+    test_length : float
+        Total edge length of the test tree.
+    gold_length : float
+        Total edge length of the gold tree.
+    test_nodes : int
+        Number of nodes of the test tree.
+    gold_nodes : int
+        Number of nodes of the gold tree.
+    test_points : int
+        Number of sample points of the test tree.
+    gold_points : int
+        Number of sample points of the gold tree.
+    test_tips : int
+        Terminal tips (nodes of degree 1) of the test tree.
+    gold_tips : int
+        Terminal tips of the gold tree.
+    test_hairiness : float or None
+        Test tips per 100 units of test length (None without length).
+    gold_hairiness : float or None
+        Gold tips per 100 units of gold length (None without length).
+    hairiness_ratio : float or None
+        ``test_hairiness / gold_hairiness``; None when either tree has no length.
     """
 
     threshold: float
@@ -277,13 +301,13 @@ def _direction(distance: np.ndarray, weight: np.ndarray, threshold: float) -> _D
 def terminal_tips(tree: SwcTree) -> int:
     """Nodes of degree 1 in the undirected tree: leaves, and roots with exactly one child.
 
-    Examples::
-
-        >>> from dineuro.io.swc import SwcTree
-        >>> y = SwcTree([1, 2, 3, 4], [3] * 4, [[0, 0, 0], [1, 0, 0], [2, 1, 0], [2, -1, 0]],
-        ...             [1] * 4, [-1, 1, 2, 2])
-        >>> terminal_tips(y)
-        3
+    Examples
+    --------
+    >>> from dineuro.io.swc import SwcTree
+    >>> y = SwcTree([1, 2, 3, 4], [3] * 4, [[0, 0, 0], [1, 0, 0], [2, 1, 0], [2, -1, 0]],
+    ...             [1] * 4, [-1, 1, 2, 2])
+    >>> terminal_tips(y)
+    3
     """
     child, parent = tree.edges()
     degree = np.bincount(np.concatenate([child, parent]), minlength=len(tree))
@@ -335,19 +359,27 @@ def compare_trees(test: SwcTree, gold: SwcTree,
     Definitions, units and corner cases are in the module docstring. Two trees of 10^4 nodes
     each take a fraction of a second.
 
-    Args:
-        test: the reconstruction to score (forests allowed; without nodes: an empty one).
-        gold: the reference reconstruction (forests allowed; at least one node).
-        threshold: distance in SWC units from which a sample point counts as apart (DSA, PDS)
-            and below which it counts as matched (precision, recall).
+    Parameters
+    ----------
+    test : SwcTree
+        The reconstruction to score (forests allowed; without nodes: an empty one).
+    gold : SwcTree
+        The reference reconstruction (forests allowed; at least one node).
+    threshold : float, optional
+        Distance in SWC units from which a sample point counts as apart (DSA, PDS) and below which
+        it counts as matched (precision, recall).
 
-    Returns:
-        The scores; ESA, DSA and PDS are symmetric, swapping the trees swaps the directional
-        values and precision with recall.
+    Returns
+    -------
+    ReconstructionScores
+        The scores; ESA, DSA and PDS are symmetric, swapping the trees swaps the directional values
+        and precision with recall.
 
-    Raises:
-        ValueError: an invalid tree (see :func:`dineuro.io.swc.validate_swc`), a gold tree
-            without nodes, or a threshold that is not positive.
+    Raises
+    ------
+    ValueError
+        An invalid tree (see :func:`dineuro.io.swc.validate_swc`), a gold tree without nodes, or a
+        threshold that is not positive.
     """
     threshold = _check_threshold(threshold)
     _check_tree(test, "test", allow_empty=True)
@@ -397,15 +429,21 @@ def compare_swc_files(test_path: str | os.PathLike, gold_path: str | os.PathLike
                       threshold: float = DEFAULT_SWC_THRESHOLD) -> ReconstructionScores:
     """:func:`compare_trees` of two SWC files, read strictly with :func:`read_swc`.
 
-    Args:
-        test_path: the reconstruction to score; a file of comments only (what ``dineuro trace``
-            writes for an empty map) is an empty reconstruction.
-        gold_path: the reference reconstruction; it must have nodes.
-        threshold: distance in SWC units; see :func:`compare_trees`.
+    Parameters
+    ----------
+    test_path : str or os.PathLike
+        The reconstruction to score; a file of comments only (what ``dineuro trace`` writes for an
+        empty map) is an empty reconstruction.
+    gold_path : str or os.PathLike
+        The reference reconstruction; it must have nodes.
+    threshold : float, optional
+        Distance in SWC units; see :func:`compare_trees`.
 
-    Raises:
-        InputError: a threshold that is not positive, or a file that is missing, unreadable,
-            not a valid SWC forest, or a gold file without nodes (naming the file).
+    Raises
+    ------
+    InputError
+        A threshold that is not positive, or a file that is missing, unreadable, not a valid SWC
+        forest, or a gold file without nodes (naming the file).
     """
     try:
         threshold = _check_threshold(threshold)

@@ -39,15 +39,22 @@ NO_TRACE, NO_GOLD_SWC, EMPTY_TRACE = "no trace", "no gold SWC", "empty trace"
 class TraceScore:
     """Reconstruction scores of one stack; None where the stack has nothing to score.
 
-    Args:
-        trace: file name of the traced SWC ("" when there is none).
-        esa, dsa: entire- and different-structure averages in SWC units (voxels).
-        pds: fraction of sample points apart from the other tree, both directions averaged.
-        precision, recall, f1: fractions of the traced and gold lengths within the threshold of
-            the other tree, and their harmonic mean; an empty trace has recall and F1 0.
-        hairiness_ratio: terminal tips per 100 units of cable of the trace over the gold's
-            (above 1: spurious spurs; below 1: lost branches); None when either has no length.
-        note: "" or what is special: no trace, no gold SWC, empty trace.
+    Parameters
+    ----------
+    trace : str
+        File name of the traced SWC ("" when there is none).
+    esa, dsa : float or None
+        Entire- and different-structure averages in SWC units (voxels).
+    pds : float or None
+        Fraction of sample points apart from the other tree, both directions averaged.
+    precision, recall, f1 : float or None
+        Fractions of the traced and gold lengths within the threshold of the other tree, and their
+        harmonic mean; an empty trace has recall and F1 0.
+    hairiness_ratio : float or None
+        Terminal tips per 100 units of cable of the trace over the gold's (above 1: spurious spurs;
+        below 1: lost branches); None when either has no length.
+    note : str
+        "" or what is special: no trace, no gold SWC, empty trace.
     """
 
     trace: str
@@ -93,15 +100,21 @@ def score_trace(trace: Path | None, gold: Path | None,
                 shape: Sequence[int] | None = None) -> TraceScore:
     """Scores of the traced SWC file ``trace`` against the gold SWC file ``gold``.
 
-    Args:
-        trace, gold: the two files; None where a stack lacks one (a row with a note).
-        threshold: distance in SWC units (see :mod:`dineuro.evaluate.reconstruction`).
-        shape: the (z, y, x) shape of their stack, to refuse an SWC that lies outside it (and
-            would score as a complete miss); None to skip that check.
+    Parameters
+    ----------
+    trace, gold : Path or None
+        The two files; None where a stack lacks one (a row with a note).
+    threshold : float, optional
+        Distance in SWC units (see :mod:`dineuro.evaluate.reconstruction`).
+    shape : sequence of int, optional
+        The (z, y, x) shape of their stack, to refuse an SWC that lies outside it (and would score
+        as a complete miss); None to skip that check.
 
-    Raises:
-        InputError: naming the file: an unreadable or invalid SWC, an empty gold SWC, or one
-            that lies entirely outside the stack.
+    Raises
+    ------
+    InputError
+        Naming the file: an unreadable or invalid SWC, an empty gold SWC, or one that lies entirely
+        outside the stack.
     """
     name = "" if trace is None else trace.name
     if trace is None or gold is None:

@@ -121,9 +121,12 @@ def check_writable(folder: str | os.PathLike, needed: int = 0) -> None:
     is created there and removed at once (permissions alone do not tell a read-only mount),
     and the free space must hold ``needed`` bytes.
 
-    Raises:
-        OSError: naming ``folder``: not writable, or too little space for ``needed`` bytes.
-        InputError: a file where ``folder`` or one of its parents should be.
+    Raises
+    ------
+    OSError
+        Naming ``folder``: not writable, or too little space for ``needed`` bytes.
+    InputError
+        A file where ``folder`` or one of its parents should be.
     """
     folder = Path(folder)
     existing = next(p for p in (folder, *folder.parents) if p.exists())

@@ -10,12 +10,12 @@ at integer coordinates, and radii in units of the x/y voxel size. Volumes are nu
 (z, y, x) order, so :func:`swc_to_zyx` and :func:`zyx_to_swc` are the only places the axis order
 flips.
 
-Examples::
-
-    >>> tree = SwcTree(ids=[1, 2], types=[1, 3], xyz=[[0, 0, 0], [3, 4, 5]],
-    ...                radius=[2.0, 1.0], parents=[-1, 1])
-    >>> len(tree), tree.parent_index.tolist(), tree.zyx[1].tolist()
-    (2, [-1, 0], [5.0, 4.0, 3.0])
+Examples
+--------
+>>> tree = SwcTree(ids=[1, 2], types=[1, 3], xyz=[[0, 0, 0], [3, 4, 5]],
+...                radius=[2.0, 1.0], parents=[-1, 1])
+>>> len(tree), tree.parent_index.tolist(), tree.zyx[1].tolist()
+(2, [-1, 0], [5.0, 4.0, 3.0])
 """
 
 from __future__ import annotations
@@ -43,16 +43,20 @@ def swc_to_zyx(xyz: np.ndarray) -> np.ndarray:
 
     Both are in voxels; this is the one place the axis order flips (see the module docstring).
 
-    Args:
-        xyz: ``(..., 3)`` coordinates in SWC order.
+    Parameters
+    ----------
+    xyz : numpy.ndarray
+        ``(..., 3)`` coordinates in SWC order.
 
-    Returns:
+    Returns
+    -------
+    numpy.ndarray
         A new float64 ``(..., 3)`` array in (z, y, x) order.
 
-    Examples::
-
-        >>> swc_to_zyx([[1.0, 2.0, 3.0]]).tolist()
-        [[3.0, 2.0, 1.0]]
+    Examples
+    --------
+    >>> swc_to_zyx([[1.0, 2.0, 3.0]]).tolist()
+    [[3.0, 2.0, 1.0]]
     """
     return _reverse_columns(xyz, "xyz")
 
@@ -60,10 +64,10 @@ def swc_to_zyx(xyz: np.ndarray) -> np.ndarray:
 def zyx_to_swc(zyx: np.ndarray) -> np.ndarray:
     """Array-index (z, y, x) coordinates -> SWC (x, y, z) coordinates; inverse of swc_to_zyx.
 
-    Examples::
-
-        >>> zyx_to_swc([[3.0, 2.0, 1.0]]).tolist()
-        [[1.0, 2.0, 3.0]]
+    Examples
+    --------
+    >>> zyx_to_swc([[3.0, 2.0, 1.0]]).tolist()
+    [[1.0, 2.0, 3.0]]
     """
     return _reverse_columns(zyx, "zyx")
 
@@ -87,16 +91,23 @@ def _as_int64(name: str, values) -> np.ndarray:
 class SwcTree:
     """A neuron as parallel per-node arrays, in file order.
 
-    Args:
-        ids: node ids (int64).
-        types: SWC structure types (int64; 1 soma, 2 axon, 3 dendrite, ...).
-        xyz: ``(N, 3)`` float64 positions in voxels, SWC (x, y, z) order.
-        radius: ``(N,)`` float64 radii in x/y voxels.
-        parents: parent *ids* (int64), ``-1`` at roots.
-        comments: the ``#`` lines without the ``#`` (and one following space), in file order.
-
     Array fields are converted on construction; lengths must agree. Semantic checks (finite
     values, unique ids, existing parents, no cycles) are :func:`validate_swc`'s job.
+
+    Parameters
+    ----------
+    ids : numpy.ndarray
+        Node ids (int64).
+    types : numpy.ndarray
+        SWC structure types (int64; 1 soma, 2 axon, 3 dendrite, ...).
+    xyz : numpy.ndarray
+        ``(N, 3)`` float64 positions in voxels, SWC (x, y, z) order.
+    radius : numpy.ndarray
+        ``(N,)`` float64 radii in x/y voxels.
+    parents : numpy.ndarray
+        Parent *ids* (int64), ``-1`` at roots.
+    comments : list of str, optional
+        The ``#`` lines without the ``#`` (and one following space), in file order.
     """
 
     ids: np.ndarray
@@ -133,8 +144,10 @@ class SwcTree:
     def parent_index(self) -> np.ndarray:
         """Row index of each node's parent (int64), ``-1`` at roots.
 
-        Raises:
-            InputError: a parent id names no node in the tree.
+        Raises
+        ------
+        InputError
+            A parent id names no node in the tree.
         """
         index, missing = _parent_index(self.ids, self.parents)
         if missing.size:
@@ -159,14 +172,16 @@ class SwcTree:
 
         Ids are kept, so the result lines up with the original file.
 
-        Args:
-            keep: boolean mask of length ``N``, or row indices (kept in the given order).
+        Parameters
+        ----------
+        keep : numpy.ndarray or sequence of int
+            Boolean mask of length ``N``, or row indices (kept in the given order).
 
-        Examples::
-
-            >>> tree = SwcTree([1, 2, 3], [1, 3, 3], [[0, 0, 0]] * 3, [1, 1, 1], [-1, 1, 2])
-            >>> tree.subset([True, False, True]).parents.tolist()
-            [-1, -1]
+        Examples
+        --------
+        >>> tree = SwcTree([1, 2, 3], [1, 3, 3], [[0, 0, 0]] * 3, [1, 1, 1], [-1, 1, 2])
+        >>> tree.subset([True, False, True]).parents.tolist()
+        [-1, -1]
         """
         keep = np.asarray(keep)
         if keep.dtype == bool:
@@ -202,8 +217,10 @@ class SwcTree:
         Nodes come in depth-first pre-order from each root (roots and siblings in file order),
         so unbranched stretches stay contiguous, as most SWC tools write them.
 
-        Raises:
-            InputError: a parent is missing or the parents form a cycle.
+        Raises
+        ------
+        InputError
+            A parent is missing or the parents form a cycle.
         """
         parent = self.parent_index
         n = len(self)
@@ -314,10 +331,14 @@ def validate_swc(tree: SwcTree, path: str | os.PathLike | None = None, *,
     ids >= 0 and unique; every parent id is ``-1`` or an existing id; no cycles of parent links;
     no line breaks in comments. :func:`read_swc` and :func:`write_swc` call it.
 
-    Args:
-        tree: the tree to check.
-        path: the file the tree came from or goes to, named in the error.
-        allow_empty: accept a tree without nodes (an empty reconstruction).
+    Parameters
+    ----------
+    tree : SwcTree
+        The tree to check.
+    path : str or os.PathLike, optional
+        The file the tree came from or goes to, named in the error.
+    allow_empty : bool, optional
+        Accept a tree without nodes (an empty reconstruction).
     """
     _check(tree, path, None, allow_empty)
 
@@ -346,20 +367,26 @@ def read_swc(path: str | os.PathLike, *, allow_empty: bool = False) -> SwcTree:
     UTF-8 (a byte-order mark is skipped); files that are not fall back to Latin-1, which only
     changes how non-ASCII comment characters read.
 
-    Args:
-        path: the ``.swc`` file.
-        allow_empty: return a tree without nodes for a file without node lines (what a tracer
-            writes for a stack with nothing in it, see :func:`write_swc`) instead of refusing
-            it; for reading reconstructions to be scored, where that is an empty result.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The ``.swc`` file.
+    allow_empty : bool, optional
+        Return a tree without nodes for a file without node lines (what a tracer writes for a stack
+        with nothing in it, see :func:`write_swc`) instead of refusing it; for reading
+        reconstructions to be scored, where that is an empty result.
 
-    Returns:
+    Returns
+    -------
+    SwcTree
         The tree, validated with :func:`validate_swc`.
 
-    Raises:
-        InputError: naming the file (and the line, where there is one) for an unreadable file, a
-            line without exactly 7 columns, a non-numeric or non-integer value, non-finite or
-            negative values, duplicate ids, missing parents, cycles, or no nodes at all (unless
-            ``allow_empty``).
+    Raises
+    ------
+    InputError
+        Naming the file (and the line, where there is one) for an unreadable file, a line without
+        exactly 7 columns, a non-numeric or non-integer value, non-finite or negative values,
+        duplicate ids, missing parents, cycles, or no nodes at all (unless ``allow_empty``).
     """
     path = Path(path)
     try:
@@ -420,18 +447,26 @@ def write_swc(path: str | os.PathLike, tree: SwcTree, *, allow_empty: bool = Fal
     Coordinates and radii keep up to ``WRITE_DECIMALS`` (3) decimals with trailing zeros
     stripped, so a round trip through a file is exact to 0.0005 voxel.
 
-    Args:
-        path: the output file; must not exist yet.
-        tree: the tree; validated first with :func:`validate_swc`.
-        allow_empty: write a tree without nodes as a file of comments only (what a tracer
-            writes for a stack with nothing in it, so that a batch does not stop), instead of
-            refusing it. :func:`read_swc` reads such a file back only with ``allow_empty``.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The output file; must not exist yet.
+    tree : SwcTree
+        The tree; validated first with :func:`validate_swc`.
+    allow_empty : bool, optional
+        Write a tree without nodes as a file of comments only (what a tracer writes for a stack with
+        nothing in it, so that a batch does not stop), instead of refusing it. :func:`read_swc`
+        reads such a file back only with ``allow_empty``.
 
-    Returns:
+    Returns
+    -------
+    Path
         ``path`` as a Path.
 
-    Raises:
-        InputError: the path exists or the tree is invalid.
+    Raises
+    ------
+    InputError
+        The path exists or the tree is invalid.
     """
     path = refuse_existing(path)
     _check(tree, path, None, allow_empty)

@@ -106,16 +106,18 @@ def probe_volume(path: str | os.PathLike, channel: int | None = None) -> StackHe
     axes, channel, spacing), so a batch can refuse a bad stack before the first one is
     processed, at the cost of reading headers only.
 
-    Raises:
-        InputError: as :func:`read_volume`, except for damaged or non-finite voxel data.
+    Raises
+    ------
+    InputError
+        As :func:`read_volume`, except for damaged or non-finite voxel data.
 
-    Examples::
-
-        >>> import tempfile, numpy as np
-        >>> path = Path(tempfile.mkdtemp()) / "stack.tif"
-        >>> _ = write_volume(path, np.zeros((5, 7, 9), np.uint16), spacing=(2.0, 0.5, 0.5))
-        >>> probe_volume(path)
-        StackHeader(shape=(5, 7, 9), dtype=dtype('uint16'), spacing=(2.0, 0.5, 0.5))
+    Examples
+    --------
+    >>> import tempfile, numpy as np
+    >>> path = Path(tempfile.mkdtemp()) / "stack.tif"
+    >>> _ = write_volume(path, np.zeros((5, 7, 9), np.uint16), spacing=(2.0, 0.5, 0.5))
+    >>> probe_volume(path)
+    StackHeader(shape=(5, 7, 9), dtype=dtype('uint16'), spacing=(2.0, 0.5, 0.5))
     """
     path = Path(path)
     array, spacing = _open(path, channel, "probe")

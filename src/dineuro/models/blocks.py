@@ -18,8 +18,10 @@ LAYER_NORM_EPS = 1e-6
 class DropPath(nn.Module):
     """Stochastic depth: drop a whole residual branch per sample during training.
 
-    Args:
-        p: probability of dropping the branch.
+    Parameters
+    ----------
+    p : float, optional
+        Probability of dropping the branch.
     """
 
     def __init__(self, p: float = 0.0):
@@ -38,10 +40,14 @@ class DropPath(nn.Module):
 class Attention(nn.Module):
     """Multi-head self-attention with a fused ``qkv`` projection, as in DINO.
 
-    Args:
-        dim: token width.
-        num_heads: number of heads; must divide ``dim``.
-        qkv_bias: bias on the fused qkv projection (DINO: True).
+    Parameters
+    ----------
+    dim : int
+        Token width.
+    num_heads : int
+        Number of heads; must divide ``dim``.
+    qkv_bias : bool, optional
+        Bias on the fused qkv projection (DINO: True).
     """
 
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
@@ -76,18 +82,24 @@ class Mlp(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: ``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``.
 
-    Args:
-        dim: token width.
-        num_heads: attention heads.
-        mlp_ratio: hidden width of the MLP as a multiple of ``dim`` (DINO: 4).
-        qkv_bias: bias on the qkv projection (DINO: True).
-        drop_path: stochastic-depth probability.
+    Parameters
+    ----------
+    dim : int
+        Token width.
+    num_heads : int
+        Attention heads.
+    mlp_ratio : float, optional
+        Hidden width of the MLP as a multiple of ``dim`` (DINO: 4).
+    qkv_bias : bool, optional
+        Bias on the qkv projection (DINO: True).
+    drop_path : float, optional
+        Stochastic-depth probability.
 
-    Examples::
-
-        >>> block = Block(dim=96, num_heads=3)
-        >>> block(torch.zeros(2, 10, 96)).shape
-        torch.Size([2, 10, 96])
+    Examples
+    --------
+    >>> block = Block(dim=96, num_heads=3)
+    >>> block(torch.zeros(2, 10, 96)).shape
+    torch.Size([2, 10, 96])
     """
 
     def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True,

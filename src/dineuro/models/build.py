@@ -30,41 +30,50 @@ def build_model(size: str = "small", transfer: str = "deformable", teacher=None,
     (preset name, dimensions, patch, crop, transfer, teacher source), so a checkpoint that stores
     it describes itself.
 
-    Args:
-        size: preset, "tiny" (tests), "small" (ViT-S/16, 64^3 crop) or "base" (ViT-B/16, 96^3).
-        transfer: "scratch", "average", "center", "tubular" or "deformable".
-        teacher: the DINO teacher: None (only for ``scratch``, which ignores any teacher), a
-            checkpoint path (read with :func:`dineuro.models.teacher.load_teacher`), a
-            :class:`~dineuro.models.teacher.Teacher`, or a canonical DINO state dict (whose head
-            count is then assumed to be the student's).
-        crop: input size (z, y, x) or one int; default the preset's. A multiple of the patch.
-        **overrides: preset fields (``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``,
-            ``patch``, ``feature_size``), network options (``out_channels``, ``norm_name``,
-            ``drop_path``, ``encoder_input``) and options of the strategy's patch embedding
-            (tubular: ``tube_spacing``, ``gate_init``; deformable also ``extend_scope``,
-            ``offset_steps``, ``offset_hidden``).
+    Parameters
+    ----------
+    size : str, optional
+        Preset, "tiny" (tests), "small" (ViT-S/16, 64^3 crop) or "base" (ViT-B/16, 96^3).
+    transfer : str, optional
+        "scratch", "average", "center", "tubular" or "deformable".
+    teacher : str, os.PathLike, Teacher or dict, optional
+        The DINO teacher: None (only for ``scratch``, which ignores any teacher), a checkpoint path
+        (read with :func:`dineuro.models.teacher.load_teacher`), a
+        :class:`~dineuro.models.teacher.Teacher`, or a canonical DINO state dict (whose head count
+        is then assumed to be the student's).
+    crop : int or sequence of int, optional
+        Input size (z, y, x) or one int; default the preset's. A multiple of the patch.
+    **overrides
+        Preset fields (``embed_dim``, ``depth``, ``num_heads``, ``mlp_ratio``, ``patch``,
+        ``feature_size``), network options (``out_channels``, ``norm_name``, ``drop_path``,
+        ``encoder_input``) and options of the strategy's patch embedding (tubular: ``tube_spacing``,
+        ``gate_init``; deformable also ``extend_scope``, ``offset_steps``, ``offset_hidden``).
 
-    Returns:
+    Returns
+    -------
+    torch.nn.Module
         A :class:`~dineuro.models.unetr.ViTUNETR`.
 
-    Raises:
-        InputError: (a ValueError) unknown size, strategy or option, a crop that is not a
-            multiple of the patch, a missing teacher, or a teacher of another size.
+    Raises
+    ------
+    InputError
+        (a ValueError) unknown size, strategy or option, a crop that is not a multiple of the patch,
+        a missing teacher, or a teacher of another size.
 
-    Examples::
-
-        >>> import torch
-        >>> model = build_model("tiny", transfer="scratch")
-        >>> model(torch.zeros(1, 1, 32, 32, 32)).shape
-        torch.Size([1, 2, 32, 32, 32])
-        >>> from dineuro.models.vit2d import VisionTransformer2d
-        >>> dino = VisionTransformer2d(embed_dim=48, depth=4, num_heads=3).state_dict()
-        >>> model = build_model("tiny", transfer="deformable", teacher=dino, crop=(16, 32, 32),
-        ...                     patch=(8, 16, 16))
-        >>> model(torch.zeros(1, 1, 16, 32, 32)).shape
-        torch.Size([1, 2, 16, 32, 32])
-        >>> model.config["transfer"], model.config["patch"], model.config["teacher"]
-        ('deformable', [8, 16, 16], 'state_dict')
+    Examples
+    --------
+    >>> import torch
+    >>> model = build_model("tiny", transfer="scratch")
+    >>> model(torch.zeros(1, 1, 32, 32, 32)).shape
+    torch.Size([1, 2, 32, 32, 32])
+    >>> from dineuro.models.vit2d import VisionTransformer2d
+    >>> dino = VisionTransformer2d(embed_dim=48, depth=4, num_heads=3).state_dict()
+    >>> model = build_model("tiny", transfer="deformable", teacher=dino, crop=(16, 32, 32),
+    ...                     patch=(8, 16, 16))
+    >>> model(torch.zeros(1, 1, 16, 32, 32)).shape
+    torch.Size([1, 2, 16, 32, 32])
+    >>> model.config["transfer"], model.config["patch"], model.config["teacher"]
+    ('deformable', [8, 16, 16], 'state_dict')
     """
     try:
         strategy = get_transfer(transfer)

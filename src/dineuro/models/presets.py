@@ -17,16 +17,26 @@ from dineuro.models.vit3d import Triple, as_triple
 class Preset:
     """Sizes of a student network.
 
-    Attributes:
-        name: preset name.
-        embed_dim: token width (must equal the teacher's).
-        depth: transformer blocks (must equal the teacher's).
-        num_heads: attention heads (must equal the teacher's).
-        mlp_ratio: MLP hidden width over ``embed_dim``.
-        patch: patch size (pz, py, px) in voxels.
-        feature_size: channels of the decoder's full-resolution stem.
-        crop: input size (z, y, x) in voxels, a multiple of ``patch`` per axis.
-        teacher: the DINO checkpoint of matching size (for messages), None for ``tiny``.
+    Attributes
+    ----------
+    name : str
+        Preset name.
+    embed_dim : int
+        Token width (must equal the teacher's).
+    depth : int
+        Transformer blocks (must equal the teacher's).
+    num_heads : int
+        Attention heads (must equal the teacher's).
+    mlp_ratio : float
+        MLP hidden width over ``embed_dim``.
+    patch : tuple of 3 int
+        Patch size (pz, py, px) in voxels.
+    feature_size : int
+        Channels of the decoder's full-resolution stem.
+    crop : tuple of 3 int
+        Input size (z, y, x) in voxels, a multiple of ``patch`` per axis.
+    teacher : str or None
+        The DINO checkpoint of matching size (for messages), None for ``tiny``.
     """
 
     name: str
@@ -59,13 +69,15 @@ PRESETS: dict[str, Preset] = {
 def get_preset(name: str = "small", **overrides) -> Preset:
     """The preset ``name`` with fields replaced by ``overrides``.
 
-    Examples::
+    Raises
+    ------
+    ValueError
+        Unknown preset name or field.
 
-        >>> get_preset("tiny", crop=(16, 32, 32), patch=(8, 16, 16)).crop
-        (16, 32, 32)
-
-    Raises:
-        ValueError: unknown preset name or field.
+    Examples
+    --------
+    >>> get_preset("tiny", crop=(16, 32, 32), patch=(8, 16, 16)).crop
+    (16, 32, 32)
     """
     if name not in PRESETS:
         raise ValueError(f"size should be one of {list(PRESETS)}, got {name!r}.")

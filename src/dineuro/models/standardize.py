@@ -24,12 +24,12 @@ def standardize_per_sample(x: torch.Tensor, eps: float = STANDARDIZE_EPS) -> tor
     """``(x - mean) / (std + eps)`` with mean and (unbiased) std over every dimension but the
     first, so each sample of a batch (a crop, a window) is standardised on its own.
 
-    Examples::
-
-        >>> x = torch.tensor([[0.0, 2.0], [5.0, 5.0]])
-        >>> standardize_per_sample(x)
-        tensor([[-0.7071,  0.7071],
-                [ 0.0000,  0.0000]])
+    Examples
+    --------
+    >>> x = torch.tensor([[0.0, 2.0], [5.0, 5.0]])
+    >>> standardize_per_sample(x)
+    tensor([[-0.7071,  0.7071],
+            [ 0.0000,  0.0000]])
     """
     dims = tuple(range(1, x.ndim))
     return (x - x.mean(dim=dims, keepdim=True)) / (x.std(dim=dims, keepdim=True) + eps)

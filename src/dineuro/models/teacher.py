@@ -13,12 +13,12 @@ than trusted from a file name. Accepted layouts:
 - DINOv2 ViT-S/14 and ViT-B/14 backbones, converted to a DINO-shaped /16 teacher (see
   :func:`resize_patch_kernel` and :func:`fold_layer_scale`).
 
-Examples::
-
-    >>> teacher = load_teacher("dino_deitsmall16_pretrain.pth")  # doctest: +SKIP
-    >>> teacher.embed_dim, teacher.depth, teacher.num_heads, teacher.patch_size  # doctest: +SKIP
-    (384, 12, 6, 16)
-    >>> vit = teacher.to_vit2d()  # doctest: +SKIP
+Examples
+--------
+>>> teacher = load_teacher("dino_deitsmall16_pretrain.pth")  # doctest: +SKIP
+>>> teacher.embed_dim, teacher.depth, teacher.num_heads, teacher.patch_size  # doctest: +SKIP
+(384, 12, 6, 16)
+>>> vit = teacher.to_vit2d()  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -67,20 +67,32 @@ _LAYER_SCALE_TARGET = {"1": "attn.proj", "2": "mlp.fc2"}
 class Teacher:
     """A DINO ViT backbone read from a file: canonical weights plus the architecture they imply.
 
-    Args:
-        state_dict: float32 tensors under the official DINO backbone keys (``cls_token``,
-            ``pos_embed``, ``patch_embed.proj.*``, ``blocks.N.*``, ``norm.*``), nothing else.
-        embed_dim: token width (ViT-S 384, ViT-B 768).
-        depth: number of transformer blocks.
-        num_heads: attention heads (inferred, see :func:`infer_num_heads`).
-        mlp_ratio: MLP hidden width over ``embed_dim``.
-        patch_size: side of the patch kernel in ``state_dict`` (16 after a DINOv2 conversion).
-        in_chans: image channels of the patch kernel (3 for RGB).
-        grid: side of the square position-embedding grid (14 for 224 px at /16, 37 for
-            DINOv2's 518 px at /14, kept as is after the kernel resize).
-        source: the file the weights came from.
-        source_patch_size: patch side in the file (14 for DINOv2, else ``patch_size``).
-        conversions: what was changed on the way in, in words, for logs and reports.
+    Parameters
+    ----------
+    state_dict : dict of {str: torch.Tensor}
+        float32 tensors under the official DINO backbone keys (``cls_token``, ``pos_embed``,
+        ``patch_embed.proj.*``, ``blocks.N.*``, ``norm.*``), nothing else.
+    embed_dim : int
+        Token width (ViT-S 384, ViT-B 768).
+    depth : int
+        Number of transformer blocks.
+    num_heads : int
+        Attention heads (inferred, see :func:`infer_num_heads`).
+    mlp_ratio : float
+        MLP hidden width over ``embed_dim``.
+    patch_size : int
+        Side of the patch kernel in ``state_dict`` (16 after a DINOv2 conversion).
+    in_chans : int
+        Image channels of the patch kernel (3 for RGB).
+    grid : int
+        Side of the square position-embedding grid (14 for 224 px at /16, 37 for DINOv2's 518 px at
+        /14, kept as is after the kernel resize).
+    source : str
+        The file the weights came from.
+    source_patch_size : int, optional
+        Patch side in the file (14 for DINOv2, else ``patch_size``).
+    conversions : tuple of str, optional
+        What was changed on the way in, in words, for logs and reports.
     """
 
     state_dict: dict[str, torch.Tensor]
@@ -114,18 +126,25 @@ class Teacher:
 def load_teacher(path: str | os.PathLike, num_heads: int | None = None) -> Teacher:
     """Read a DINO (or DINOv2 /14) ViT backbone from ``path`` into a :class:`Teacher`.
 
-    Args:
-        path: a ``.pth``/``.pt`` file (read with ``torch.load(weights_only=True)``, so no code
-            in the file runs) or a ``.safetensors`` file.
-        num_heads: attention heads, needed only when the embedding width is not one of the
-            released models' and not a multiple of 64 (the head count is not in the weights).
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A ``.pth``/``.pt`` file (read with ``torch.load(weights_only=True)``, so no code in the file
+        runs) or a ``.safetensors`` file.
+    num_heads : int, optional
+        Attention heads, needed only when the embedding width is not one of the released models' and
+        not a multiple of 64 (the head count is not in the weights).
 
-    Returns:
+    Returns
+    -------
+    Teacher
         The teacher with canonical float32 weights and its architecture.
 
-    Raises:
-        InputError: the file cannot be read, holds no state dict, or its keys and shapes are
-            not those of one DINO ViT backbone (the offending keys are listed).
+    Raises
+    ------
+    InputError
+        The file cannot be read, holds no state dict, or its keys and shapes are not those of one
+        DINO ViT backbone (the offending keys are listed).
     """
     path = Path(path)
     state, conversions = _canonical_state_dict(_unwrap(_read_checkpoint(path), path), path)
@@ -143,13 +162,17 @@ def infer_num_heads(embed_dim: int, num_heads: int | None = None) -> int:
     i.e. heads of width 64; any other width that is a multiple of 64 gets ``embed_dim // 64``.
     An explicit ``num_heads`` always wins.
 
-    Args:
-        embed_dim: token width.
-        num_heads: explicit head count, or None to infer it.
+    Parameters
+    ----------
+    embed_dim : int
+        Token width.
+    num_heads : int, optional
+        Explicit head count, or None to infer it.
 
-    Raises:
-        InputError: ``num_heads`` does not divide ``embed_dim``, or it is None and cannot be
-            inferred.
+    Raises
+    ------
+    InputError
+        ``num_heads`` does not divide ``embed_dim``, or it is None and cannot be inferred.
     """
     if num_heads is not None:
         if num_heads < 1 or embed_dim % num_heads:
@@ -175,9 +198,12 @@ def resize_patch_kernel(weight: torch.Tensor, size: int | Sequence[int]) -> torc
     before the bias; the shift is tiny because the scaled bicubic kernel already has nearly
     the original sum.
 
-    Args:
-        weight: convolution kernel (out channels, in channels, h, w).
-        size: new kernel side, or (new_h, new_w).
+    Parameters
+    ----------
+    weight : torch.Tensor
+        Convolution kernel (out channels, in channels, h, w).
+    size : int or sequence of int
+        New kernel side, or (new_h, new_w).
     """
     new_h, new_w = (size, size) if isinstance(size, int) else size
     h, w = weight.shape[-2:]

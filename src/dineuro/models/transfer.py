@@ -52,10 +52,13 @@ _BLOCK_KEY = re.compile(r"^blocks\.(\d+)\.")
 def grey_kernel(teacher_state: TeacherState, size: Sequence[int] | None = None) -> torch.Tensor:
     """The teacher's patch kernel (D, C, k, k) summed over colour channels: (D, k, k).
 
-    Args:
-        teacher_state: canonical DINO state dict.
-        size: (py, px) to resize the kernel to, keeping its response to a constant image;
-            None or the teacher's own size leaves it unchanged.
+    Parameters
+    ----------
+    teacher_state : TeacherState
+        Canonical DINO state dict.
+    size : sequence of int, optional
+        (py, px) to resize the kernel to, keeping its response to a constant image; None or the
+        teacher's own size leaves it unchanged.
     """
     weight = teacher_state["patch_embed.proj.weight"].detach().to(torch.float32)
     if weight.ndim != 4:
@@ -107,14 +110,19 @@ def copy_blocks(encoder: VisionTransformer3d, teacher_state: TeacherState,
                 num_heads: int | None = None) -> None:
     """Copy every transformer block and the final norm 1:1 (same names and shapes) into encoder.
 
-    Args:
-        encoder: the student.
-        teacher_state: canonical DINO state dict.
-        num_heads: the teacher's attention heads (not stored in the weights), None to skip the
-            check.
+    Parameters
+    ----------
+    encoder : VisionTransformer3d
+        The student.
+    teacher_state : TeacherState
+        Canonical DINO state dict.
+    num_heads : int, optional
+        The teacher's attention heads (not stored in the weights), None to skip the check.
 
-    Raises:
-        ValueError: the teacher's width, depth, heads or any block shape differ from the student's.
+    Raises
+    ------
+    ValueError
+        The teacher's width, depth, heads or any block shape differ from the student's.
     """
     dim, depth = teacher_size(teacher_state)
     student_depth = len(encoder.blocks)
@@ -216,10 +224,14 @@ def transfer_deformable(encoder: VisionTransformer3d, teacher_state: TeacherStat
 class TransferStrategy:
     """A transfer strategy: the patch embedding it needs and the function that fills the encoder.
 
-    Attributes:
-        patch_embedding: name in :data:`dineuro.models.vit3d.PATCH_EMBEDDINGS`.
-        apply: ``(encoder, teacher_state, num_heads) -> None``, in place.
-        needs_teacher: False only for ``scratch``.
+    Attributes
+    ----------
+    patch_embedding : str
+        Name in :data:`dineuro.models.vit3d.PATCH_EMBEDDINGS`.
+    apply : callable
+        ``(encoder, teacher_state, num_heads) -> None``, in place.
+    needs_teacher : bool
+        False only for ``scratch``.
     """
 
     patch_embedding: str
@@ -248,9 +260,11 @@ def apply_transfer(name: str, encoder: VisionTransformer3d,
                    teacher_state: TeacherState | None = None, num_heads: int | None = None) -> None:
     """Fill ``encoder`` in place with strategy ``name`` from a canonical teacher state dict.
 
-    Raises:
-        ValueError: unknown strategy, a teacher-based strategy without a teacher, or a teacher
-            whose sizes do not match the student.
+    Raises
+    ------
+    ValueError
+        Unknown strategy, a teacher-based strategy without a teacher, or a teacher whose sizes do
+        not match the student.
     """
     strategy = get_transfer(name)
     if strategy.needs_teacher and teacher_state is None:

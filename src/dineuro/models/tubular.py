@@ -89,20 +89,25 @@ def _per_axis(value: float | Sequence[float], name: str) -> tuple[float, float, 
 class TubularPatchEmbed3d(nn.Module):
     """Centre-conv patch embedding plus three straight tubes per token (see the module docstring).
 
-    Args:
-        patch: patch size (pz, py, px) in voxels; the tubes have K = py * px taps.
-        embed_dim: token width D.
-        tube_spacing: distance between neighbouring taps in voxels, one number or one per tube
-            axis (z, y, x); default ``p_a / K`` so that each tube spans one patch.
-        gate_init: initial value of the three per-view gates.
+    Parameters
+    ----------
+    patch : sequence of int
+        Patch size (pz, py, px) in voxels; the tubes have K = py * px taps.
+    embed_dim : int
+        Token width D.
+    tube_spacing : float or sequence of float, optional
+        Distance between neighbouring taps in voxels, one number or one per tube axis (z, y, x);
+        default ``p_a / K`` so that each tube spans one patch.
+    gate_init : float, optional
+        Initial value of the three per-view gates.
 
-    Examples::
-
-        >>> embed = TubularPatchEmbed3d((16, 16, 16), 48)
-        >>> embed(torch.zeros(1, 1, 32, 32, 32)).shape
-        torch.Size([1, 8, 48])
-        >>> embed.sample_positions(torch.zeros(1, 1, 32, 32, 32)).shape  # (B, N, view, K, zyx)
-        torch.Size([1, 8, 3, 256, 3])
+    Examples
+    --------
+    >>> embed = TubularPatchEmbed3d((16, 16, 16), 48)
+    >>> embed(torch.zeros(1, 1, 32, 32, 32)).shape
+    torch.Size([1, 8, 48])
+    >>> embed.sample_positions(torch.zeros(1, 1, 32, 32, 32)).shape  # (B, N, view, K, zyx)
+    torch.Size([1, 8, 3, 256, 3])
     """
 
     def __init__(self, patch: Sequence[int], embed_dim: int,
@@ -185,13 +190,19 @@ class TubularPatchEmbed3d(nn.Module):
 class TubeOffsetHead(nn.Module):
     """Predicts the snake-like perpendicular deformation of every tube (see the module docstring).
 
-    Args:
-        patch: patch size (pz, py, px) in voxels.
-        taps: taps per tube K.
-        extend_scope: bound of the offset along each axis in voxels, one number for all axes or
-            None for ``p_b / 4`` along axis b.
-        steps: offset increments per tube (even; control points = steps + 1 incl. the centre).
-        hidden: width of the head.
+    Parameters
+    ----------
+    patch : sequence of int
+        Patch size (pz, py, px) in voxels.
+    taps : int
+        Taps per tube K.
+    extend_scope : float or sequence of float, optional
+        Bound of the offset along each axis in voxels, one number for all axes or None for
+        ``p_b / 4`` along axis b.
+    steps : int, optional
+        Offset increments per tube (even; control points = steps + 1 incl. the centre).
+    hidden : int, optional
+        Width of the head.
     """
 
     def __init__(self, patch: Sequence[int], taps: int,
@@ -247,23 +258,31 @@ class TubeOffsetHead(nn.Module):
 class DeformableTubularPatchEmbed3d(TubularPatchEmbed3d):
     """Tubular patch embedding whose tubes bend perpendicular to their axis (module docstring).
 
-    Args:
-        patch: patch size (pz, py, px) in voxels; the tubes have K = py * px taps.
-        embed_dim: token width D.
-        tube_spacing: distance between neighbouring taps in voxels (default: tube spans a patch).
-        gate_init: initial value of the three per-view gates.
-        extend_scope: bound of a perpendicular offset in voxels (one number for all axes), or
-            None for ``p_b / 4`` along axis b.
-        offset_steps: offset increments per tube (even); the offsets at the K taps are linearly
-            interpolated from these ``offset_steps + 1`` control points.
-        offset_hidden: width of the offset head.
+    Parameters
+    ----------
+    patch : sequence of int
+        Patch size (pz, py, px) in voxels; the tubes have K = py * px taps.
+    embed_dim : int
+        Token width D.
+    tube_spacing : float or sequence of float, optional
+        Distance between neighbouring taps in voxels (default: tube spans a patch).
+    gate_init : float, optional
+        Initial value of the three per-view gates.
+    extend_scope : float, optional
+        Bound of a perpendicular offset in voxels (one number for all axes), or None for ``p_b / 4``
+        along axis b.
+    offset_steps : int, optional
+        Offset increments per tube (even); the offsets at the K taps are linearly interpolated from
+        these ``offset_steps + 1`` control points.
+    offset_hidden : int, optional
+        Width of the offset head.
 
-    Examples::
-
-        >>> embed = DeformableTubularPatchEmbed3d((16, 16, 16), 48)
-        >>> x = torch.rand(1, 1, 32, 32, 32)
-        >>> bool(embed.offsets(x).abs().max() == 0)  # straight tubes at initialisation
-        True
+    Examples
+    --------
+    >>> embed = DeformableTubularPatchEmbed3d((16, 16, 16), 48)
+    >>> x = torch.rand(1, 1, 32, 32, 32)
+    >>> bool(embed.offsets(x).abs().max() == 0)  # straight tubes at initialisation
+    True
     """
 
     def __init__(self, patch: Sequence[int], embed_dim: int,

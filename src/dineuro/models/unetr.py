@@ -44,8 +44,10 @@ ENCODER_INPUTS = ("raw", "standardize")
 def decoder_levels(patch: int | Sequence[int]) -> int:
     """Number of decoder levels L = log2(largest patch side).
 
-    Raises:
-        ValueError: a patch side is not a power of 2, or every side is 1.
+    Raises
+    ------
+    ValueError
+        A patch side is not a power of 2, or every side is 1.
     """
     patch = as_triple(patch, "patch")
     if any(p & (p - 1) for p in patch):
@@ -72,8 +74,10 @@ def level_strides(patch: int | Sequence[int]) -> list[Triple]:
 def skip_blocks(depth: int, levels: int) -> list[int]:
     """1-based indices of the blocks feeding decoder levels 1 .. L (evenly spaced, last = depth).
 
-    Raises:
-        ValueError: ``depth`` is not a positive multiple of ``levels``.
+    Raises
+    ------
+    ValueError
+        ``depth`` is not a positive multiple of ``levels``.
     """
     if depth < levels or depth % levels:
         raise ValueError(f"depth {depth} should be a positive multiple of the {levels} decoder "
@@ -90,11 +94,16 @@ class ProjectionUpsample(nn.Module):
     transposed conv, then per further step a transposed conv and a ``UnetResBlock``), with the
     same parameter names and counts.
 
-    Args:
-        in_channels: channels of the token feature map.
-        out_channels: channels of the output.
-        strides: up-sampling stride (z, y, x) of each step, coarsest first.
-        norm_name: MONAI normalisation name.
+    Parameters
+    ----------
+    in_channels : int
+        Channels of the token feature map.
+    out_channels : int
+        Channels of the output.
+    strides : sequence of tuple of 3 int
+        Up-sampling stride (z, y, x) of each step, coarsest first.
+    norm_name : str or tuple, optional
+        MONAI normalisation name.
     """
 
     def __init__(self, in_channels: int, out_channels: int, strides: Sequence[Triple],
@@ -123,38 +132,53 @@ def _transposed_conv(in_channels: int, out_channels: int, stride: Triple) -> nn.
 class ViTUNETR(nn.Module):
     """3D ViT encoder + UNETR decoder: volume (B, 1, *crop) -> logits (B, out_channels, *crop).
 
-    Args:
-        crop: input size (z, y, x) in voxels; inputs must have exactly this size (padding is the
-            caller's job), and it must be a multiple of ``patch`` per axis.
-        patch: patch size (pz, py, px), powers of 2 (one int for a cube).
-        embed_dim: token width of the encoder.
-        depth: encoder blocks; a multiple of the number of decoder levels (4 for patch 16).
-        num_heads: attention heads.
-        mlp_ratio: MLP hidden width as a multiple of ``embed_dim``.
-        feature_size: channels of the full-resolution stem; level j has ``feature_size * 2**j``.
-        out_channels: output classes (background, neurite).
-        norm_name: MONAI normalisation of the decoder ("instance", "batch", ...).
-        patch_embedding: "conv", "tubular" or "deformable" (set by the transfer strategy).
-        embedding_options: keyword options of the patch embedding.
-        drop_path: stochastic-depth rate of the last encoder block.
-        encoder_input: what the encoder sees: "raw" (the volume as given, [0, 1] after
-            percentile normalisation) or "standardize" (each sample shifted and scaled to zero
-            mean and unit variance, as DINO teachers saw their crops; see
-            :mod:`dineuro.models.standardize`). The convolutional stem always sees the volume as
-            given, so absolute intensity still reaches the decoder.
+    Parameters
+    ----------
+    crop : int or sequence of int
+        Input size (z, y, x) in voxels; inputs must have exactly this size (padding is the caller's
+        job), and it must be a multiple of ``patch`` per axis.
+    patch : int or sequence of int, optional
+        Patch size (pz, py, px), powers of 2 (one int for a cube).
+    embed_dim : int, optional
+        Token width of the encoder.
+    depth : int, optional
+        Encoder blocks; a multiple of the number of decoder levels (4 for patch 16).
+    num_heads : int, optional
+        Attention heads.
+    mlp_ratio : float, optional
+        MLP hidden width as a multiple of ``embed_dim``.
+    feature_size : int, optional
+        Channels of the full-resolution stem; level j has ``feature_size * 2**j``.
+    out_channels : int, optional
+        Output classes (background, neurite).
+    norm_name : str or tuple, optional
+        MONAI normalisation of the decoder ("instance", "batch", ...).
+    patch_embedding : str, optional
+        "conv", "tubular" or "deformable" (set by the transfer strategy).
+    embedding_options : mapping of {str: object}, optional
+        Keyword options of the patch embedding.
+    drop_path : float, optional
+        Stochastic-depth rate of the last encoder block.
+    encoder_input : str, optional
+        What the encoder sees: "raw" (the volume as given, [0, 1] after percentile normalisation) or
+        "standardize" (each sample shifted and scaled to zero mean and unit variance, as DINO
+        teachers saw their crops; see :mod:`dineuro.models.standardize`). The convolutional stem
+        always sees the volume as given, so absolute intensity still reaches the decoder.
 
-    Attributes:
-        config: the constructor arguments as a plain dict (JSON-friendly), extended by
-            :func:`dineuro.models.build.build_model` with the preset name, transfer and teacher.
+    Attributes
+    ----------
+    config : dict
+        The constructor arguments as a plain dict (JSON-friendly), extended by
+        :func:`dineuro.models.build.build_model` with the preset name, transfer and teacher.
 
-    Examples::
-
-        >>> net = ViTUNETR(crop=(16, 32, 32), patch=(8, 16, 16), embed_dim=48, depth=4,
-        ...                num_heads=3, feature_size=8)
-        >>> net(torch.zeros(1, 1, 16, 32, 32)).shape
-        torch.Size([1, 2, 16, 32, 32])
-        >>> net.skip_blocks
-        [1, 2, 3, 4]
+    Examples
+    --------
+    >>> net = ViTUNETR(crop=(16, 32, 32), patch=(8, 16, 16), embed_dim=48, depth=4,
+    ...                num_heads=3, feature_size=8)
+    >>> net(torch.zeros(1, 1, 16, 32, 32)).shape
+    torch.Size([1, 2, 16, 32, 32])
+    >>> net.skip_blocks
+    [1, 2, 3, 4]
     """
 
     def __init__(self, crop: int | Sequence[int], patch: int | Sequence[int] = 16,
@@ -211,8 +235,10 @@ class ViTUNETR(nn.Module):
         tokens), so a network trained on small crops can predict through larger windows,
         whose lower overlap computes fewer voxels (``dineuro predict --window``).
 
-        Raises:
-            ValueError: a window that is not a multiple of the patch along every axis.
+        Raises
+        ------
+        ValueError
+            A window that is not a multiple of the patch along every axis.
         """
         window = as_triple(window, "window")
         if window == self.encoder.crop:

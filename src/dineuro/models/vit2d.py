@@ -32,26 +32,35 @@ class PatchEmbed2d(nn.Module):
 class VisionTransformer2d(nn.Module):
     """DINO's ViT backbone (no classification head).
 
-    Args:
-        img_size: training image side; sets the position-embedding grid (224 -> 14 x 14 at /16).
-        patch_size: patch side in pixels (DINO: 16 or 8).
-        in_chans: image channels (DINO: 3).
-        embed_dim: token width (ViT-S: 384, ViT-B: 768).
-        depth: number of blocks.
-        num_heads: attention heads.
-        mlp_ratio: MLP hidden width as a multiple of ``embed_dim``.
-        drop_path_rate: stochastic depth of the last block, rising linearly from 0 at the
-            first (DINO trains ViT-S with 0.1); inactive in eval mode.
-
     Images of another size than ``img_size`` (DINO's small local crops) get the position
     embedding resized bicubically to their token grid, as DINO does.
 
-    Examples::
+    Parameters
+    ----------
+    img_size : int, optional
+        Training image side; sets the position-embedding grid (224 -> 14 x 14 at /16).
+    patch_size : int, optional
+        Patch side in pixels (DINO: 16 or 8).
+    in_chans : int, optional
+        Image channels (DINO: 3).
+    embed_dim : int, optional
+        Token width (ViT-S: 384, ViT-B: 768).
+    depth : int, optional
+        Number of blocks.
+    num_heads : int, optional
+        Attention heads.
+    mlp_ratio : float, optional
+        MLP hidden width as a multiple of ``embed_dim``.
+    drop_path_rate : float, optional
+        Stochastic depth of the last block, rising linearly from 0 at the first (DINO trains ViT-S
+        with 0.1); inactive in eval mode.
 
-        >>> vit = VisionTransformer2d(img_size=32, patch_size=16, embed_dim=48, depth=2,
-        ...                           num_heads=3)
-        >>> vit(torch.zeros(1, 3, 32, 32)).shape  # CLS + 2 x 2 patch tokens
-        torch.Size([1, 5, 48])
+    Examples
+    --------
+    >>> vit = VisionTransformer2d(img_size=32, patch_size=16, embed_dim=48, depth=2,
+    ...                           num_heads=3)
+    >>> vit(torch.zeros(1, 3, 32, 32)).shape  # CLS + 2 x 2 patch tokens
+    torch.Size([1, 5, 48])
     """
 
     def __init__(self, img_size: int = 224, patch_size: int = 16, in_chans: int = 3,

@@ -27,8 +27,10 @@ INIT_STD = 0.02
 def as_triple(value: int | Sequence[int], name: str) -> Triple:
     """Return ``value`` as a (z, y, x) triple of positive ints; an int means the same on every axis.
 
-    Raises:
-        ValueError: ``value`` is not one positive int or three positive ints.
+    Raises
+    ------
+    ValueError
+        ``value`` is not one positive int or three positive ints.
     """
     triple = (value,) * 3 if isinstance(value, int) else tuple(value)
     if len(triple) != 3 or not all(isinstance(v, int) and v > 0 for v in triple):
@@ -40,8 +42,10 @@ def as_triple(value: int | Sequence[int], name: str) -> Triple:
 def token_grid(crop: int | Sequence[int], patch: int | Sequence[int]) -> Triple:
     """Token grid (Z, H, W) of a crop cut into patches.
 
-    Raises:
-        ValueError: the crop is not a multiple of the patch along every axis.
+    Raises
+    ------
+    ValueError
+        The crop is not a multiple of the patch along every axis.
     """
     crop, patch = as_triple(crop, "crop"), as_triple(patch, "patch")
     if any(c % p for c, p in zip(crop, patch, strict=True)):
@@ -58,11 +62,11 @@ def resize_pos_embed_3d(pos_embed: torch.Tensor, grid: Sequence[int],
     centre of its patch), as ViTs resize theirs for another input size. A grid that does not
     change is returned as a copy.
 
-    Examples::
-
-        >>> ramp = torch.tensor([0.0, 1.0]).reshape(1, 2, 1)  # two tokens along x
-        >>> resize_pos_embed_3d(ramp, (1, 1, 2), (1, 1, 4)).flatten().tolist()
-        [0.0, 0.25, 0.75, 1.0]
+    Examples
+    --------
+    >>> ramp = torch.tensor([0.0, 1.0]).reshape(1, 2, 1)  # two tokens along x
+    >>> resize_pos_embed_3d(ramp, (1, 1, 2), (1, 1, 4)).flatten().tolist()
+    [0.0, 0.25, 0.75, 1.0]
     """
     grid, new_grid = tuple(grid), tuple(new_grid)
     volume = pos_embed.detach().transpose(1, 2).unflatten(2, grid)  # (1, D, Z, H, W)
@@ -74,15 +78,18 @@ def resize_pos_embed_3d(pos_embed: torch.Tensor, grid: Sequence[int],
 class PatchEmbed3d(nn.Module):
     """Non-overlapping 3D patch embedding: ``Conv3d(1, D)`` with kernel = stride = patch.
 
-    Args:
-        patch: patch size (pz, py, px) in voxels.
-        embed_dim: token width D.
+    Parameters
+    ----------
+    patch : tuple of 3 int
+        Patch size (pz, py, px) in voxels.
+    embed_dim : int
+        Token width D.
 
-    Examples::
-
-        >>> embed = PatchEmbed3d((8, 16, 16), 48)
-        >>> embed(torch.zeros(1, 1, 16, 32, 32)).shape  # 2 x 2 x 2 tokens
-        torch.Size([1, 8, 48])
+    Examples
+    --------
+    >>> embed = PatchEmbed3d((8, 16, 16), 48)
+    >>> embed(torch.zeros(1, 1, 16, 32, 32)).shape  # 2 x 2 x 2 tokens
+    torch.Size([1, 8, 48])
     """
 
     def __init__(self, patch: Triple, embed_dim: int):
@@ -120,8 +127,10 @@ def make_patch_embedding(kind: str, patch: Triple, embed_dim: int,
                          options: Mapping[str, object] | None = None) -> nn.Module:
     """Build the patch embedding ``kind`` ("conv", "tubular" or "deformable").
 
-    Raises:
-        ValueError: unknown kind, or an option the kind does not take.
+    Raises
+    ------
+    ValueError
+        Unknown kind, or an option the kind does not take.
     """
     options = dict(options or {})
     unknown = sorted(set(options) - set(embedding_option_names(kind)))
@@ -134,25 +143,35 @@ def make_patch_embedding(kind: str, patch: Triple, embed_dim: int,
 class VisionTransformer3d(nn.Module):
     """3D ViT encoder: patch embedding + learnable 3D position embedding + DINO blocks + LayerNorm.
 
-    Args:
-        crop: input size (z, y, x) in voxels; every input must have exactly this size, and it must
-            be a multiple of ``patch`` per axis (the position embedding is one vector per token).
-        patch: patch size (pz, py, px) in voxels, or one int for a cube.
-        embed_dim: token width D (ViT-S 384, ViT-B 768).
-        depth: number of transformer blocks.
-        num_heads: attention heads; must divide ``embed_dim``.
-        mlp_ratio: MLP hidden width as a multiple of ``embed_dim``.
-        patch_embedding: "conv" (:class:`PatchEmbed3d`), "tubular" or "deformable" (see
-            :mod:`dineuro.models.tubular`).
-        embedding_options: keyword options of the patch embedding (e.g. ``gate_init``).
-        drop_path: stochastic-depth rate of the last block, rising linearly from 0 (as DINO).
+    Parameters
+    ----------
+    crop : int or sequence of int
+        Input size (z, y, x) in voxels; every input must have exactly this size, and it must be a
+        multiple of ``patch`` per axis (the position embedding is one vector per token).
+    patch : int or sequence of int, optional
+        Patch size (pz, py, px) in voxels, or one int for a cube.
+    embed_dim : int, optional
+        Token width D (ViT-S 384, ViT-B 768).
+    depth : int, optional
+        Number of transformer blocks.
+    num_heads : int, optional
+        Attention heads; must divide ``embed_dim``.
+    mlp_ratio : float, optional
+        MLP hidden width as a multiple of ``embed_dim``.
+    patch_embedding : str, optional
+        "conv" (:class:`PatchEmbed3d`), "tubular" or "deformable" (see
+        :mod:`dineuro.models.tubular`).
+    embedding_options : mapping of {str: object}, optional
+        Keyword options of the patch embedding (e.g. ``gate_init``).
+    drop_path : float, optional
+        Stochastic-depth rate of the last block, rising linearly from 0 (as DINO).
 
-    Examples::
-
-        >>> vit = VisionTransformer3d(crop=32, patch=16, embed_dim=48, depth=4, num_heads=3)
-        >>> tokens, hidden = vit(torch.zeros(1, 1, 32, 32, 32))
-        >>> tokens.shape, len(hidden)
-        (torch.Size([1, 8, 48]), 4)
+    Examples
+    --------
+    >>> vit = VisionTransformer3d(crop=32, patch=16, embed_dim=48, depth=4, num_heads=3)
+    >>> tokens, hidden = vit(torch.zeros(1, 1, 32, 32, 32))
+    >>> tokens.shape, len(hidden)
+    (torch.Size([1, 8, 48]), 4)
     """
 
     def __init__(self, crop: int | Sequence[int], patch: int | Sequence[int] = 16,
@@ -205,7 +224,9 @@ class VisionTransformer3d(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Encode a volume (B, 1, *crop).
 
-        Returns:
+        Returns
+        -------
+        tuple of (torch.Tensor, list of torch.Tensor)
             The last block's tokens after the final LayerNorm (B, N, D), and the output of every
             block before that norm, in order (``depth`` tensors of shape (B, N, D)).
         """

@@ -14,11 +14,11 @@ Face (Git LFS pointers), each seen in at least two independent mirrors that agre
 size; ``checksum_source`` names them. ``dino_vits16`` has no verifiable checksum: its ``sha256``
 is None, and :func:`fetch` reports the hash it computed instead of checking it.
 
-Examples::
-
-    >>> [w.name for w in list_weights()]  # doctest: +SKIP
-    ['dino_vits16', 'dino_vitb16', 'dinov2_vits14', 'dinov2_vitb14']
-    >>> path = find_weights("dino_vitb16")  # doctest: +SKIP
+Examples
+--------
+>>> [w.name for w in list_weights()]  # doctest: +SKIP
+['dino_vits16', 'dino_vitb16', 'dinov2_vits14', 'dinov2_vitb14']
+>>> path = find_weights("dino_vitb16")  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -50,13 +50,20 @@ class UnverifiedWeightsWarning(UserWarning):
 class WeightsEntry:
     """One downloadable backbone.
 
-    Args:
-        name: registry name users type (``dino_vits16``).
-        arch: architecture in the usual notation (``ViT-S/16``).
-        url: official download URL.
-        sha256: SHA-256 of the file, or None when no verifiable value is known.
-        size: file size in bytes, or None when unknown.
-        checksum_source: where ``sha256`` and ``size`` come from.
+    Parameters
+    ----------
+    name : str
+        Registry name users type (``dino_vits16``).
+    arch : str
+        Architecture in the usual notation (``ViT-S/16``).
+    url : str
+        Official download URL.
+    sha256 : str or None
+        SHA-256 of the file, or None when no verifiable value is known.
+    size : int or None
+        File size in bytes, or None when unknown.
+    checksum_source : str
+        Where ``sha256`` and ``size`` come from.
     """
 
     name: str
@@ -133,10 +140,12 @@ def find_weights(name_or_path: str | os.PathLike) -> Path:
     to its file in :func:`cache_dir`; the file's size is checked when known (cheap, catches a
     truncated copy), its checksum is not (see :func:`fetch`).
 
-    Raises:
-        InputError: the name is known but the file is not in the cache (the message gives the
-            URL to download and the exact path to place it at), the size is wrong, or the
-            argument is neither a file nor a known name.
+    Raises
+    ------
+    InputError
+        The name is known but the file is not in the cache (the message gives the URL to download
+        and the exact path to place it at), the size is wrong, or the argument is neither a file nor
+        a known name.
     """
     candidate = Path(name_or_path).expanduser()
     if candidate.is_file():
@@ -166,23 +175,34 @@ def fetch(name: str, to: str | os.PathLike | None = None, timeout: float = DOWNL
     returned without downloading. There are no retries: an unreachable host fails within about
     ``timeout`` seconds.
 
-    Args:
-        name: registry name (see :func:`list_weights`).
-        to: destination folder.
-        timeout: seconds to wait for the connection and for each read.
-        progress: called as ``progress(bytes_done, total_bytes_or_None)`` after each chunk,
-            for the command line's progress bar.
+    Parameters
+    ----------
+    name : str
+        Registry name (see :func:`list_weights`).
+    to : str or os.PathLike, optional
+        Destination folder.
+    timeout : float, optional
+        Seconds to wait for the connection and for each read.
+    progress : callable, optional
+        Called as ``progress(bytes_done, total_bytes_or_None)`` after each chunk, for the command
+        line's progress bar.
 
-    Returns:
+    Returns
+    -------
+    Path
         Path of the verified file.
 
-    Warns:
-        UnverifiedWeightsWarning: the entry has no known SHA-256; the message gives the hash
-            of the downloaded file so it can be compared with a trusted source.
+    Raises
+    ------
+    InputError
+        Unknown name; download failed (the message names the URL and where to place a copy made
+        elsewhere); checksum or size mismatch (nothing is kept).
 
-    Raises:
-        InputError: unknown name; download failed (the message names the URL and where to
-            place a copy made elsewhere); checksum or size mismatch (nothing is kept).
+    Warns
+    -----
+    UnverifiedWeightsWarning
+        The entry has no known SHA-256; the message gives the hash of the downloaded file so it can
+        be compared with a trusted source.
     """
     entry = _entry(name)
     target = Path(to if to is not None else cache_dir()).expanduser() / entry.file_name

@@ -227,34 +227,51 @@ class MultiCropAugment:
     to grey, Gaussian blur, solarisation (second global crop only) and :func:`normalize`. Each
     step is applied with its own probability.
 
-    Args:
-        global_size: side of the global crops, pixels.
-        local_size: side of the local crops, pixels.
-        n_local: number of local crops (0 for global crops only).
-        global_scale: (min, max) area fraction of the image a global crop covers.
-        local_scale: (min, max) area fraction of the image a local crop covers.
-        flip_p: probability of a horizontal flip.
-        jitter_p: probability of the colour jitter.
-        brightness: brightness factor drawn in [1 - brightness, 1 + brightness].
-        contrast: contrast factor drawn in [1 - contrast, 1 + contrast].
-        saturation: saturation factor drawn in [1 - saturation, 1 + saturation].
-        hue: hue shift drawn in [-hue, hue] turns of the colour circle (at most 0.5).
-        grayscale_p: probability of turning a crop grey.
-        blur_sigma: (min, max) of the blur's standard deviation, pixels at
-            :data:`REFERENCE_SIZE` (scaled by ``global_size / REFERENCE_SIZE``).
-        blur_p: probability of the blur on (first global, second global, local) crops.
-        solarize_p: probability of solarising the second global crop.
-        mean, std: per-channel normalisation of the output.
+    Parameters
+    ----------
+    global_size : int, optional
+        Side of the global crops, pixels.
+    local_size : int, optional
+        Side of the local crops, pixels.
+    n_local : int, optional
+        Number of local crops (0 for global crops only).
+    global_scale : sequence of float, optional
+        (min, max) area fraction of the image a global crop covers.
+    local_scale : sequence of float, optional
+        (min, max) area fraction of the image a local crop covers.
+    flip_p : float, optional
+        Probability of a horizontal flip.
+    jitter_p : float, optional
+        Probability of the colour jitter.
+    brightness : float, optional
+        Brightness factor drawn in [1 - brightness, 1 + brightness].
+    contrast : float, optional
+        Contrast factor drawn in [1 - contrast, 1 + contrast].
+    saturation : float, optional
+        Saturation factor drawn in [1 - saturation, 1 + saturation].
+    hue : float, optional
+        Hue shift drawn in [-hue, hue] turns of the colour circle (at most 0.5).
+    grayscale_p : float, optional
+        Probability of turning a crop grey.
+    blur_sigma : sequence of float, optional
+        (min, max) of the blur's standard deviation, pixels at :data:`REFERENCE_SIZE` (scaled by
+        ``global_size / REFERENCE_SIZE``).
+    blur_p : sequence of float, optional
+        Probability of the blur on (first global, second global, local) crops.
+    solarize_p : float, optional
+        Probability of solarising the second global crop.
+    mean, std : sequence of float, optional
+        Per-channel normalisation of the output.
 
-    Examples::
-
-        >>> augment = MultiCropAugment(global_size=32, local_size=16, n_local=2)
-        >>> crops = augment(torch.rand(3, 64, 80), torch.Generator().manual_seed(0))
-        >>> [tuple(c.shape) for c in crops]
-        [(3, 32, 32), (3, 32, 32), (3, 16, 16), (3, 16, 16)]
-        >>> grey = augment(torch.rand(1, 64, 80), torch.Generator().manual_seed(0))
-        >>> [tuple(c.shape) for c in grey]
-        [(3, 32, 32), (3, 32, 32), (3, 16, 16), (3, 16, 16)]
+    Examples
+    --------
+    >>> augment = MultiCropAugment(global_size=32, local_size=16, n_local=2)
+    >>> crops = augment(torch.rand(3, 64, 80), torch.Generator().manual_seed(0))
+    >>> [tuple(c.shape) for c in crops]
+    [(3, 32, 32), (3, 32, 32), (3, 16, 16), (3, 16, 16)]
+    >>> grey = augment(torch.rand(1, 64, 80), torch.Generator().manual_seed(0))
+    >>> [tuple(c.shape) for c in grey]
+    [(3, 32, 32), (3, 32, 32), (3, 16, 16), (3, 16, 16)]
     """
 
     def __init__(self, global_size: int = 224, local_size: int = 96, n_local: int = 8,
@@ -308,9 +325,11 @@ class MultiCropAugment:
 
         A grey (1, H, W) image gives the same crops, bit for bit, as its three-channel copy.
 
-        Returns:
-            Two (3, global_size, global_size) tensors, then ``n_local``
-            (3, local_size, local_size) tensors, float32.
+        Returns
+        -------
+        list of torch.Tensor
+            Two (3, global_size, global_size) tensors, then ``n_local`` (3, local_size, local_size)
+            tensors, float32.
         """
         if image.ndim != 3 or image.shape[0] not in (1, CHANNELS) or not image.is_floating_point():
             raise ValueError(f"image should be a float (1, H, W) or (3, H, W) tensor, got "

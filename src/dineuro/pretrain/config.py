@@ -53,52 +53,86 @@ PRESETS: dict[str, dict[str, Any]] = {
 class PretrainConfig:
     """One DINO pre-training run.
 
-    Attributes:
-        arch: backbone size, a key of :data:`ARCHES`.
-        patch_size: patch side in pixels (the 3D student expects 16).
-        drop_path: stochastic depth of the student's last block (DINO ViT-S: 0.1).
-        out_dim: prototypes of the head (DINO: 65536).
-        hidden_dim: head MLP width.
-        bottleneck_dim: head width before the weight-normalised last layer.
-        norm_last_layer: freeze the last layer's weight norm at 1.
-        global_size: side of the 2 global crops in pixels (multiple of ``patch_size``).
-        local_size: side of the local crops in pixels (multiple of ``patch_size``).
-        n_local: local crops per image (DINO: 8).
-        global_scale: (min, max) area fraction of a global crop.
-        local_scale: (min, max) area fraction of a local crop.
-        crop_norm: how crops are normalised for the network: "imagenet" (the fixed ImageNet
-            mean and std of the published recipe and the official teachers) or "standardize"
-            (each crop to zero mean and unit variance). Sparse neuron MIPs need the latter:
-            at initialisation the teacher's outputs for dark MIP crops differ ~10x less
-            between images than for photographs (logit spread 0.007 vs 0.064 with the ``cpu``
-            preset), far below the 0.04 temperature, and training collapses to a uniform
-            output within ~40 steps; per-crop standardisation lifts the spread to 0.029.
-        max_short_side: images whose shorter side is longer are shrunk to it once before
-            training (antialiased), so that cropping large photos does not dominate a step;
-            None = 2 x ``global_size`` (a crop of the minimum global scale then still has
-            more pixels than the crop it is resized to).
-        batch_size: images per step.
-        steps: optimizer steps.
-        lr: peak learning rate per 256 images (scaled linearly with ``batch_size``).
-        min_lr: final learning rate of the cosine schedule.
-        warmup_steps: linear learning-rate warm-up.
-        weight_decay: weight decay at the start (cosine to ``weight_decay_end``).
-        weight_decay_end: weight decay at the end.
-        momentum_teacher: EMA momentum at the start (cosine to 1).
-        teacher_temp: teacher temperature after warm-up.
-        warmup_teacher_temp: teacher temperature at step 0.
-        warmup_teacher_temp_steps: steps of the linear temperature warm-up.
-        student_temp: student temperature.
-        center_momentum: EMA momentum of the teacher-output centre.
-        clip_grad: largest gradient norm per parameter tensor; 0 disables.
-        freeze_last_layer_steps: steps during which the head's last layer is not updated;
-            None = one pass over the images (DINO freezes it for the first epoch).
-        from_stacks: 3D stacks among the inputs are used through their projections.
-        n_slabs: random thick-slab projections per stack (besides the three MIPs).
-        seed: seed of weights, image order and augmentations.
-        save_every: write the resumable training state every this many steps.
-        device: "auto", "cpu", "cuda" or "cuda:N".
-        threads: torch CPU threads during the run; None keeps torch's default.
+    Attributes
+    ----------
+    arch : str
+        Backbone size, a key of :data:`ARCHES`.
+    patch_size : int
+        Patch side in pixels (the 3D student expects 16).
+    drop_path : float
+        Stochastic depth of the student's last block (DINO ViT-S: 0.1).
+    out_dim : int
+        Prototypes of the head (DINO: 65536).
+    hidden_dim : int
+        Head MLP width.
+    bottleneck_dim : int
+        Head width before the weight-normalised last layer.
+    norm_last_layer : bool
+        Freeze the last layer's weight norm at 1.
+    global_size : int
+        Side of the 2 global crops in pixels (multiple of ``patch_size``).
+    local_size : int
+        Side of the local crops in pixels (multiple of ``patch_size``).
+    n_local : int
+        Local crops per image (DINO: 8).
+    global_scale : list of float
+        (min, max) area fraction of a global crop.
+    local_scale : list of float
+        (min, max) area fraction of a local crop.
+    crop_norm : str
+        How crops are normalised for the network: "imagenet" (the fixed ImageNet mean and std of the
+        published recipe and the official teachers) or "standardize" (each crop to zero mean and
+        unit variance). Sparse neuron MIPs need the latter: at initialisation the teacher's outputs
+        for dark MIP crops differ ~10x less between images than for photographs (logit spread 0.007
+        vs 0.064 with the ``cpu`` preset), far below the 0.04 temperature, and training collapses to
+        a uniform output within ~40 steps; per-crop standardisation lifts the spread to 0.029.
+    max_short_side : int or None
+        Images whose shorter side is longer are shrunk to it once before training (antialiased), so
+        that cropping large photos does not dominate a step; None = 2 x ``global_size`` (a crop of
+        the minimum global scale then still has more pixels than the crop it is resized to).
+    batch_size : int
+        Images per step.
+    steps : int
+        Optimizer steps.
+    lr : float
+        Peak learning rate per 256 images (scaled linearly with ``batch_size``).
+    min_lr : float
+        Final learning rate of the cosine schedule.
+    warmup_steps : int
+        Linear learning-rate warm-up.
+    weight_decay : float
+        Weight decay at the start (cosine to ``weight_decay_end``).
+    weight_decay_end : float
+        Weight decay at the end.
+    momentum_teacher : float
+        EMA momentum at the start (cosine to 1).
+    teacher_temp : float
+        Teacher temperature after warm-up.
+    warmup_teacher_temp : float
+        Teacher temperature at step 0.
+    warmup_teacher_temp_steps : int
+        Steps of the linear temperature warm-up.
+    student_temp : float
+        Student temperature.
+    center_momentum : float
+        EMA momentum of the teacher-output centre.
+    clip_grad : float
+        Largest gradient norm per parameter tensor; 0 disables.
+    freeze_last_layer_steps : int or None
+        Steps during which the head's last layer is not updated; None = one pass over the images
+        (DINO freezes it for the first epoch).
+    from_stacks : bool
+        3D stacks among the inputs are used through their projections.
+    n_slabs : int
+        Random thick-slab projections per stack (besides the three MIPs).
+    seed : int
+        Seed of weights, image order and augmentations.
+    save_every : int
+        Write the resumable training state every this many steps.
+    device : str
+        "auto", "cpu", "cuda" or "cuda:N".
+    threads : int or None
+        torch CPU threads during the run; None keeps torch's default.
     """
 
     arch: str = "vit_small"
@@ -205,10 +239,10 @@ def resolve_config(preset: str | None = None, settings: Mapping[str, Any] | None
                    overrides: Sequence[tuple[str, Any]] = ()) -> PretrainConfig:
     """The defaults, then ``preset``'s values, then ``settings``, then ``(key, value)`` pairs.
 
-    Examples::
-
-        >>> resolve_config("cpu", {"steps": 10}).steps, resolve_config("cpu").arch
-        (10, 'tiny')
+    Examples
+    --------
+    >>> resolve_config("cpu", {"steps": 10}).steps, resolve_config("cpu").arch
+    (10, 'tiny')
     """
     if preset is not None and preset not in PRESETS:
         raise InputError(f"--preset should be one of {list(PRESETS)}, not {preset!r}.")

@@ -37,11 +37,15 @@ class WeightNormLinear(nn.Module):
     The parameter names ``weight_g`` (out, 1) and ``weight_v`` (out, in) are those of the
     official DINO checkpoints' ``head.last_layer``, so a full training state reads like theirs.
 
-    Args:
-        in_dim: input width.
-        out_dim: output width (the number of DINO "prototypes").
-        fixed_norm: keep ``g`` at 1 and frozen (DINO's ``norm_last_layer``), which stabilises
-            training of small models.
+    Parameters
+    ----------
+    in_dim : int
+        Input width.
+    out_dim : int
+        Output width (the number of DINO "prototypes").
+    fixed_norm : bool, optional
+        Keep ``g`` at 1 and frozen (DINO's ``norm_last_layer``), which stabilises training of small
+        models.
     """
 
     def __init__(self, in_dim: int, out_dim: int, fixed_norm: bool = True):
@@ -58,19 +62,26 @@ class WeightNormLinear(nn.Module):
 class DINOHead(nn.Module):
     """Projection head: MLP, L2 normalisation, then a weight-normalised linear layer.
 
-    Args:
-        in_dim: backbone width.
-        out_dim: number of output dimensions (DINO: 65536; smaller for small data).
-        hidden_dim: MLP hidden width (DINO: 2048).
-        bottleneck_dim: MLP output width before the last layer (DINO: 256).
-        n_layers: linear layers of the MLP (DINO: 3).
-        norm_last_layer: freeze the last layer's weight norm at 1 (DINO's default for ViT-S).
+    Parameters
+    ----------
+    in_dim : int
+        Backbone width.
+    out_dim : int, optional
+        Number of output dimensions (DINO: 65536; smaller for small data).
+    hidden_dim : int, optional
+        MLP hidden width (DINO: 2048).
+    bottleneck_dim : int, optional
+        MLP output width before the last layer (DINO: 256).
+    n_layers : int, optional
+        Linear layers of the MLP (DINO: 3).
+    norm_last_layer : bool, optional
+        Freeze the last layer's weight norm at 1 (DINO's default for ViT-S).
 
-    Examples::
-
-        >>> head = DINOHead(in_dim=48, out_dim=100, hidden_dim=64, bottleneck_dim=32)
-        >>> head(torch.zeros(2, 48)).shape
-        torch.Size([2, 100])
+    Examples
+    --------
+    >>> head = DINOHead(in_dim=48, out_dim=100, hidden_dim=64, bottleneck_dim=32)
+    >>> head(torch.zeros(2, 48)).shape
+    torch.Size([2, 100])
     """
 
     def __init__(self, in_dim: int, out_dim: int = 65536, hidden_dim: int = 2048,
@@ -132,11 +143,16 @@ class DINOLoss(nn.Module):
     centre moves towards the batch mean of the teacher outputs (averaged over all processes
     under DDP).
 
-    Args:
-        out_dim: width of the head output.
-        n_global: global crops the teacher sees (DINO: 2); the first ``n_global`` crops.
-        student_temp: student temperature (DINO: 0.1).
-        center_momentum: EMA momentum of the centre (DINO: 0.9).
+    Parameters
+    ----------
+    out_dim : int
+        Width of the head output.
+    n_global : int, optional
+        Global crops the teacher sees (DINO: 2); the first ``n_global`` crops.
+    student_temp : float, optional
+        Student temperature (DINO: 0.1).
+    center_momentum : float, optional
+        EMA momentum of the centre (DINO: 0.9).
     """
 
     def __init__(self, out_dim: int, n_global: int = 2, student_temp: float = 0.1,
@@ -198,10 +214,10 @@ def cosine_schedule(base: float, final: float, steps: int, warmup_steps: int = 0
     """Per-step values: linear warm-up from ``warmup_start`` to ``base``, then a half cosine
     from ``base`` to ``final`` (DINO's ``cosine_scheduler``, in steps).
 
-    Examples::
-
-        >>> cosine_schedule(1.0, 0.0, 5).round(3).tolist()
-        [1.0, 0.854, 0.5, 0.146, 0.0]
+    Examples
+    --------
+    >>> cosine_schedule(1.0, 0.0, 5).round(3).tolist()
+    [1.0, 0.854, 0.5, 0.146, 0.0]
     """
     warmup_steps = min(warmup_steps, steps)
     warmup = np.linspace(warmup_start, base, warmup_steps, endpoint=False)

@@ -165,17 +165,26 @@ def pretrain(config: PretrainConfig, images: Sequence[np.ndarray], out: str | Pa
              progress: Progress | None = None) -> PretrainPaths:
     """Train a DINO ViT on ``images`` (float32 (1 or 3, H, W) in [0, 1]) and write the files.
 
-    Args:
-        config: the run's settings.
-        images: training images, as :func:`dineuro.pretrain.images.collect_images` returns.
-        out: path of the backbone file (``.pth``); the other files go beside it.
-        inputs: what the images were collected from, recorded in the YAML.
-        resume: continue from ``OUT.train.pth`` (same config) instead of starting afresh.
-        progress: called after each step with (step, steps, loss, teacher entropy).
+    Parameters
+    ----------
+    config : PretrainConfig
+        The run's settings.
+    images : sequence of numpy.ndarray
+        Training images, as :func:`dineuro.pretrain.images.collect_images` returns.
+    out : str or Path
+        Path of the backbone file (``.pth``); the other files go beside it.
+    inputs : sequence of str, optional
+        What the images were collected from, recorded in the YAML.
+    resume : bool, optional
+        Continue from ``OUT.train.pth`` (same config) instead of starting afresh.
+    progress : Progress, optional
+        Called after each step with (step, steps, loss, teacher entropy).
 
-    Raises:
-        InputError: no images, an existing run without ``resume`` (nothing is overwritten), a
-            missing or different run with ``resume``, or a loss that became NaN.
+    Raises
+    ------
+    InputError
+        No images, an existing run without ``resume`` (nothing is overwritten), a missing or
+        different run with ``resume``, or a loss that became NaN.
     """
     paths = PretrainPaths(Path(out))
     if not images:

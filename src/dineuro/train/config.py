@@ -45,14 +45,21 @@ class AugmentConfig:
     """Switches of the training augmentations (MONAI dict transforms; magnitudes and
     probabilities are the constants in :mod:`dineuro.train.data`).
 
-    Attributes:
-        flip: mirror z, y and x, each with probability 0.5 (image and label together).
-        rotate90: rotate by k * 90 degrees in the x-y plane only; z is anisotropic, so it is
-            never swapped with y or x. Needs a crop with equal y and x.
-        scale_intensity: multiply the image by 1 + U(-0.2, 0.2).
-        shift_intensity: add U(-0.1, 0.1) to the image.
-        contrast: gamma correction with gamma in U(0.7, 1.5).
-        noise: add Gaussian noise with a standard deviation drawn from U(0, 0.03).
+    Attributes
+    ----------
+    flip : bool
+        Mirror z, y and x, each with probability 0.5 (image and label together).
+    rotate90 : bool
+        Rotate by k * 90 degrees in the x-y plane only; z is anisotropic, so it is never swapped
+        with y or x. Needs a crop with equal y and x.
+    scale_intensity : bool
+        Multiply the image by 1 + U(-0.2, 0.2).
+    shift_intensity : bool
+        Add U(-0.1, 0.1) to the image.
+    contrast : bool
+        Gamma correction with gamma in U(0.7, 1.5).
+    noise : bool
+        Add Gaussian noise with a standard deviation drawn from U(0, 0.03).
     """
 
     flip: bool = True
@@ -74,44 +81,73 @@ class AugmentConfig:
 class TrainConfig:
     """Settings of one training run.
 
-    Attributes:
-        data: dataset folder (:mod:`dineuro.data.dataset` layout; needs a train split, and a
-            val split for validation and ``best.pt``).
-        out: run folder: config.yaml, metrics.csv, best.pt, last.pt, tensorboard/.
-        size: model preset, "tiny", "small" or "base" (:mod:`dineuro.models.presets`).
-        transfer: "scratch", "average", "center", "tubular" or "deformable".
-        teacher: DINO checkpoint: a file, or a registry name such as "dino_vits16" (the file
-            ``dineuro weights fetch`` put in the cache); required by every transfer but
-            "scratch", which ignores it.
-        model_options: further keyword arguments of :func:`dineuro.models.build.build_model`
-            (e.g. ``patch: [8, 16, 16]``, ``drop_path: 0.1``, ``extend_scope: 1.0``).
-        crop: training crop (z, y, x) in voxels, or one int for a cube; None = the preset's.
-        batch_size: crops per optimizer step (per process under torchrun).
-        steps: optimizer steps of the whole run.
-        lr: peak learning rate of AdamW.
-        weight_decay: AdamW weight decay.
-        warmup_steps: steps of linear warm-up from lr / warmup_steps to lr.
-        schedule: decay after warm-up: "cosine" (to 0) or "poly" ((1 - t) ** poly_power).
-        poly_power: exponent of the "poly" schedule.
-        grad_clip: largest global gradient norm; None or 0 disables clipping.
-        loss: "dice_ce" (Dice + cross-entropy), or "dice_ce_cldice" to add soft-clDice, which
-            rewards keeping thin branches connected (:mod:`dineuro.train.losses`).
-        cldice_weight: weight of soft-clDice in "dice_ce_cldice"; ignored by "dice_ce".
-        cldice_iterations: soft-skeleton iterations of "dice_ce_cldice": about the largest
-            neurite radius, in voxels, that clDice sees; ignored by "dice_ce".
-        amp: "none", or "bf16" for bfloat16 autocast (CUDA only; ignored on CPU with a warning).
-        val_every: validate (and write last.pt) every this many steps, and at the last step.
-        val_overlap: sliding-window overlap of validation, in [0, 1).
-        foreground_prob: probability that a crop is centred on a random foreground voxel;
-            otherwise its position is uniform.
-        augment: augmentation switches (:class:`AugmentConfig`).
-        seed: master seed of weights, crops and augmentations.
-        normalization: per-stack intensity normalisation (percentile clip + scale to [0, 1]).
-        device: "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N".
-        tensorboard: also log scalars to OUT/tensorboard when TensorBoard is installed.
-        threads: torch CPU threads of this process during the run (restored afterwards); None
-            keeps torch's default (the cores, or ``OMP_NUM_THREADS``; torchrun sets 1). On a
-            machine whose cores are busy with other work, 1 can be several times faster.
+    Attributes
+    ----------
+    data : str
+        Dataset folder (:mod:`dineuro.data.dataset` layout; needs a train split, and a val split for
+        validation and ``best.pt``).
+    out : str
+        Run folder: config.yaml, metrics.csv, best.pt, last.pt, tensorboard/.
+    size : str
+        Model preset, "tiny", "small" or "base" (:mod:`dineuro.models.presets`).
+    transfer : str
+        "scratch", "average", "center", "tubular" or "deformable".
+    teacher : str or None
+        DINO checkpoint: a file, or a registry name such as "dino_vits16" (the file
+        ``dineuro weights fetch`` put in the cache); required by every transfer but "scratch", which
+        ignores it.
+    model_options : dict of {str: object}
+        Further keyword arguments of :func:`dineuro.models.build.build_model` (e.g.
+        ``patch: [8, 16, 16]``, ``drop_path: 0.1``, ``extend_scope: 1.0``).
+    crop : list of int or None
+        Training crop (z, y, x) in voxels, or one int for a cube; None = the preset's.
+    batch_size : int
+        Crops per optimizer step (per process under torchrun).
+    steps : int
+        Optimizer steps of the whole run.
+    lr : float
+        Peak learning rate of AdamW.
+    weight_decay : float
+        AdamW weight decay.
+    warmup_steps : int
+        Steps of linear warm-up from lr / warmup_steps to lr.
+    schedule : str
+        Decay after warm-up: "cosine" (to 0) or "poly" ((1 - t) ** poly_power).
+    poly_power : float
+        Exponent of the "poly" schedule.
+    grad_clip : float or None
+        Largest global gradient norm; None or 0 disables clipping.
+    loss : str
+        "dice_ce" (Dice + cross-entropy), or "dice_ce_cldice" to add soft-clDice, which rewards
+        keeping thin branches connected (:mod:`dineuro.train.losses`).
+    cldice_weight : float
+        Weight of soft-clDice in "dice_ce_cldice"; ignored by "dice_ce".
+    cldice_iterations : int
+        Soft-skeleton iterations of "dice_ce_cldice": about the largest neurite radius, in voxels,
+        that clDice sees; ignored by "dice_ce".
+    amp : str
+        "none", or "bf16" for bfloat16 autocast (CUDA only; ignored on CPU with a warning).
+    val_every : int
+        Validate (and write last.pt) every this many steps, and at the last step.
+    val_overlap : float
+        Sliding-window overlap of validation, in [0, 1).
+    foreground_prob : float
+        Probability that a crop is centred on a random foreground voxel; otherwise its position is
+        uniform.
+    augment : AugmentConfig
+        Augmentation switches (:class:`AugmentConfig`).
+    seed : int
+        Master seed of weights, crops and augmentations.
+    normalization : NormalizationConfig
+        Per-stack intensity normalisation (percentile clip + scale to [0, 1]).
+    device : str
+        "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N".
+    tensorboard : bool
+        Also log scalars to OUT/tensorboard when TensorBoard is installed.
+    threads : int or None
+        torch CPU threads of this process during the run (restored afterwards); None keeps torch's
+        default (the cores, or ``OMP_NUM_THREADS``; torchrun sets 1). On a machine whose cores are
+        busy with other work, 1 can be several times faster.
     """
 
     data: str
@@ -198,9 +234,10 @@ class TrainConfig:
         Missing keys take their defaults (``data`` and ``out`` have none); nested sections
         (``augment``, ``normalization``) may be partial too.
 
-        Raises:
-            InputError: unknown keys (all named), missing ``data``/``out``, wrong types or
-                values out of range.
+        Raises
+        ------
+        InputError
+            Unknown keys (all named), missing ``data``/``out``, wrong types or values out of range.
         """
         if not isinstance(data, Mapping):
             raise InputError(f"a training config should be a mapping of keys to values, got "
@@ -241,22 +278,26 @@ class TrainConfig:
 def load_config(path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> TrainConfig:
     """Read a YAML training config and apply ``KEY=VALUE`` overrides.
 
-    Args:
-        path: the YAML file; None starts from the defaults (then ``data`` and ``out`` must be
-            set by overrides).
-        overrides: strings ``KEY=VALUE``; ``KEY`` may be dotted for nested sections
-            (``augment.noise=false``, ``normalization.high=99.5``,
-            ``model_options.patch=[8,16,16]``) and ``VALUE`` is parsed as YAML (``null``,
-            ``true``, ``3``, ``[8, 16, 16]``; ``1e-4`` is read as a number too).
+    Parameters
+    ----------
+    path : str or os.PathLike or None
+        The YAML file; None starts from the defaults (then ``data`` and ``out`` must be set by
+        overrides).
+    overrides : sequence of str, optional
+        Strings ``KEY=VALUE``; ``KEY`` may be dotted for nested sections (``augment.noise=false``,
+        ``normalization.high=99.5``, ``model_options.patch=[8,16,16]``) and ``VALUE`` is parsed as
+        YAML (``null``, ``true``, ``3``, ``[8, 16, 16]``; ``1e-4`` is read as a number too).
 
-    Raises:
-        InputError: unreadable file or YAML, a malformed override, unknown keys, wrong types.
+    Raises
+    ------
+    InputError
+        Unreadable file or YAML, a malformed override, unknown keys, wrong types.
 
-    Examples::
-
-        >>> config = load_config(None, ["data=ds", "out=run", "lr=3e-4", "augment.noise=false"])
-        >>> config.lr, config.augment.noise
-        (0.0003, False)
+    Examples
+    --------
+    >>> config = load_config(None, ["data=ds", "out=run", "lr=3e-4", "augment.noise=false"])
+    >>> config.lr, config.augment.noise
+    (0.0003, False)
     """
     data = read_yaml_mapping(Path(path), "config keys") if path is not None else {}
     for item in overrides:

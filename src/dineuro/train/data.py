@@ -56,14 +56,21 @@ SEED_BOUND = 2**32
 class Stack:
     """One training or validation stack in memory.
 
-    Attributes:
-        name: the stack's name in the dataset.
-        raw: the stack as stored, (z, y, x).
-        label: foreground mask, bool, same shape (or a uint8 pseudo-label whose values 0, 1
-            and :data:`dineuro.adapt.labels.IGNORE` pass through crops and augmentation).
-        limits: whole-stack intensity limits of the normalisation.
-        spacing: voxel size (z, y, x).
-        foreground: flat indices of the foreground voxels (int64).
+    Attributes
+    ----------
+    name : str
+        The stack's name in the dataset.
+    raw : numpy.ndarray
+        The stack as stored, (z, y, x).
+    label : numpy.ndarray
+        Foreground mask, bool, same shape (or a uint8 pseudo-label whose values 0, 1 and
+        :data:`dineuro.adapt.labels.IGNORE` pass through crops and augmentation).
+    limits : tuple of 2 float
+        Whole-stack intensity limits of the normalisation.
+    spacing : tuple of 3 float
+        Voxel size (z, y, x).
+    foreground : numpy.ndarray
+        Flat indices of the foreground voxels (int64).
     """
 
     name: str
@@ -103,10 +110,10 @@ def extract(array: np.ndarray, start: Sequence[int], crop: Sequence[int],
             fill=0) -> np.ndarray:
     """``array[start:start + crop]`` with ``fill`` where the box leaves the array.
 
-    Examples::
-
-        >>> extract(np.arange(4).reshape(1, 1, 4), (0, 0, -1), (1, 1, 3))
-        array([[[0, 0, 1]]])
+    Examples
+    --------
+    >>> extract(np.arange(4).reshape(1, 1, 4), (0, 0, -1), (1, 1, 3))
+    array([[[0, 0, 1]]])
     """
     out = np.full(tuple(crop), fill, dtype=array.dtype)
     box = _overlap(start, crop, array.shape)
@@ -129,11 +136,16 @@ def _overlap(start, crop, shape):
 class CropSampler:
     """Foreground-biased random crops (z, y, x) from stacks in memory; see the module docstring.
 
-    Args:
-        stacks: the training stacks.
-        crop: crop size (z, y, x).
-        foreground_prob: probability of centring a crop on a foreground voxel.
-        rng: the generator of every random choice (stack, position, augmentation seeds).
+    Parameters
+    ----------
+    stacks : sequence of Stack
+        The training stacks.
+    crop : sequence of int
+        Crop size (z, y, x).
+    foreground_prob : float
+        Probability of centring a crop on a foreground voxel.
+    rng : numpy.random.Generator
+        The generator of every random choice (stack, position, augmentation seeds).
     """
 
     def __init__(self, stacks: Sequence[Stack], crop: Sequence[int], foreground_prob: float,
@@ -171,14 +183,20 @@ class CropSampler:
 class Augmenter:
     """MONAI dict transforms for (1, z, y, x) image/label crops; see :class:`AugmentConfig`.
 
-    Args:
-        config: which transforms are on.
-        crop: the crop (z, y, x); ``rotate90`` needs y == x.
-        strong: add the strong intensity transforms (blur, wide gamma, more noise) after the
-            configured ones.
+    Parameters
+    ----------
+    config : AugmentConfig
+        Which transforms are on.
+    crop : sequence of int
+        The crop (z, y, x); ``rotate90`` needs y == x.
+    strong : bool, optional
+        Add the strong intensity transforms (blur, wide gamma, more noise) after the configured
+        ones.
 
-    Raises:
-        InputError: ``rotate90`` with a crop whose y and x differ.
+    Raises
+    ------
+    InputError
+        ``rotate90`` with a crop whose y and x differ.
     """
 
     def __init__(self, config: AugmentConfig, crop: Sequence[int], strong: bool = False):
@@ -235,13 +253,19 @@ class Augmenter:
 class TrainingCrops:
     """Batches of augmented crops: the sampler and the augmenter behind one generator.
 
-    Args:
-        stacks: the training stacks.
-        crop: crop size (z, y, x).
-        foreground_prob: see :class:`CropSampler`.
-        augment: see :class:`Augmenter`.
-        rng: the single source of randomness; its state (:meth:`state`) is all a resumed run
-            needs to draw the same batches.
+    Parameters
+    ----------
+    stacks : sequence of Stack
+        The training stacks.
+    crop : sequence of int
+        Crop size (z, y, x).
+    foreground_prob : float
+        See :class:`CropSampler`.
+    augment : AugmentConfig
+        See :class:`Augmenter`.
+    rng : numpy.random.Generator
+        The single source of randomness; its state (:meth:`state`) is all a resumed run needs to
+        draw the same batches.
     """
 
     def __init__(self, stacks: Sequence[Stack], crop: Sequence[int], foreground_prob: float,

@@ -89,18 +89,30 @@ Progress = Callable[[int, int, float, "float | None"], None]
 class TrainResult:
     """What :func:`train` did.
 
-    Attributes:
-        out: the run folder.
-        steps: optimizer steps done (all of them, across resumes).
-        loss: training loss of the last step (mean over processes).
-        best_val_dice: highest mean validation Dice, or None without a val split.
-        best_step: step of ``best_val_dice``.
-        last_val_dice: mean validation Dice at the last validation.
-        best: path of ``best.pt`` (None without a val split).
-        last: path of ``last.pt``.
-        seconds: wall time of the run, across resumes.
-        world_size: number of processes.
-        model: the trained network (final weights, not the best; unwrapped from DDP).
+    Attributes
+    ----------
+    out : Path
+        The run folder.
+    steps : int
+        Optimizer steps done (all of them, across resumes).
+    loss : float
+        Training loss of the last step (mean over processes).
+    best_val_dice : float or None
+        Highest mean validation Dice, or None without a val split.
+    best_step : int or None
+        Step of ``best_val_dice``.
+    last_val_dice : float or None
+        Mean validation Dice at the last validation.
+    best : Path or None
+        Path of ``best.pt`` (None without a val split).
+    last : Path
+        Path of ``last.pt``.
+    seconds : float
+        Wall time of the run, across resumes.
+    world_size : int
+        Number of processes.
+    model : torch.nn.Module
+        The trained network (final weights, not the best; unwrapped from DDP).
     """
 
     out: Path
@@ -124,10 +136,10 @@ def lr_factor(step: int, steps: int, warmup_steps: int, schedule: str = "cosine"
     ``t = (step - warmup_steps) / (steps - warmup_steps)`` in [0, 1):
     cosine ``(1 + cos(pi t)) / 2`` or poly ``(1 - t) ** poly_power``.
 
-    Examples::
-
-        >>> [round(lr_factor(s, 10, 2), 3) for s in (0, 1, 2, 6, 9)]
-        [0.5, 1.0, 1.0, 0.5, 0.038]
+    Examples
+    --------
+    >>> [round(lr_factor(s, 10, 2), 3) for s in (0, 1, 2, 6, 9)]
+    [0.5, 1.0, 1.0, 0.5, 0.038]
     """
     if step < warmup_steps:
         return (step + 1) / warmup_steps
@@ -199,20 +211,28 @@ def train(config: TrainConfig, progress: Progress | None = None,
     Runs in one process, or in each process of ``torchrun --nproc_per_node N`` (detected from
     ``WORLD_SIZE``; the process group is created here if the caller has not).
 
-    Args:
-        config: the run (:class:`TrainConfig`, e.g. from :func:`load_config`).
-        progress: called after every step as ``progress(step, total, loss, val_dice)``;
-            ``val_dice`` is None except at validation steps.
-        resume: continue the run in ``config.out`` from its ``last.pt``; only
-            :data:`RESUMABLE_CHANGES` may differ from its stored config. Without ``last.pt``
-            the run starts from step 0, with a warning.
+    Parameters
+    ----------
+    config : TrainConfig
+        The run (:class:`TrainConfig`, e.g. from :func:`load_config`).
+    progress : Progress, optional
+        Called after every step as ``progress(step, total, loss, val_dice)``; ``val_dice`` is None
+        except at validation steps.
+    resume : bool, optional
+        Continue the run in ``config.out`` from its ``last.pt``; only :data:`RESUMABLE_CHANGES` may
+        differ from its stored config. Without ``last.pt`` the run starts from step 0, with a
+        warning.
 
-    Returns:
+    Returns
+    -------
+    TrainResult
         A :class:`TrainResult` (in every process).
 
-    Raises:
-        InputError: a bad dataset, model option or teacher; ``config.out`` holding a
-            ``last.pt`` without ``resume``.
+    Raises
+    ------
+    InputError
+        A bad dataset, model option or teacher; ``config.out`` holding a ``last.pt`` without
+        ``resume``.
     """
     threads = torch.get_num_threads()
     if config.threads is not None:

@@ -37,20 +37,26 @@ def make_loss(name: str = "dice_ce", cldice_weight: float = CLDICE_WEIGHT,
               cldice_iterations: int = CLDICE_ITERATIONS) -> nn.Module:
     """The training loss ``name`` (one of :data:`LOSSES`) as a module ``loss(logits, labels)``.
 
-    Args:
-        name: "dice_ce", or "dice_ce_cldice" for Dice + cross-entropy + weighted soft-clDice.
-        cldice_weight: weight of soft-clDice (used by "dice_ce_cldice" only).
-        cldice_iterations: soft-skeleton iterations (used by "dice_ce_cldice" only).
+    Parameters
+    ----------
+    name : str, optional
+        "dice_ce", or "dice_ce_cldice" for Dice + cross-entropy + weighted soft-clDice.
+    cldice_weight : float, optional
+        Weight of soft-clDice (used by "dice_ce_cldice" only).
+    cldice_iterations : int, optional
+        Soft-skeleton iterations (used by "dice_ce_cldice" only).
 
-    Raises:
-        ValueError: an unknown ``name``.
+    Raises
+    ------
+    ValueError
+        An unknown ``name``.
 
-    Examples::
-
-        >>> loss = make_loss("dice_ce_cldice")
-        >>> logits, labels = torch.zeros(1, 2, 4, 8, 8), torch.zeros(1, 1, 4, 8, 8)
-        >>> bool(torch.isfinite(loss(logits, labels)))
-        True
+    Examples
+    --------
+    >>> loss = make_loss("dice_ce_cldice")
+    >>> logits, labels = torch.zeros(1, 2, 4, 8, 8), torch.zeros(1, 1, 4, 8, 8)
+    >>> bool(torch.isfinite(loss(logits, labels)))
+    True
     """
     from monai.losses import DiceCELoss
 

@@ -54,9 +54,10 @@ def set_random_state(state: dict, crops: TrainingCrops) -> None:
 def resolve_device(name: str) -> torch.device:
     """The device ``name`` means in one process: "auto" is CUDA when available, else CPU.
 
-    Raises:
-        InputError: a name torch does not know, or a CUDA device asked for where CUDA is not
-            available.
+    Raises
+    ------
+    InputError
+        A name torch does not know, or a CUDA device asked for where CUDA is not available.
     """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")

@@ -58,23 +58,36 @@ ZOOM_RANGE = (0.3, 6.0)
 class SynthConfig:
     """Everything that decides a synthetic dataset (with the seed, it fixes every voxel).
 
-    Args:
-        n_stacks: number of stacks.
-        shape: (z, y, x) stack shape in voxels.
-        spacing: (z, y, x) voxel size in micrometres (z coarser, as in confocal stacks).
-        difficulty: 0 (clean) to 1 (dim, gappy, cluttered); sets ``imaging`` unless given.
-        navis_fraction: share of stacks showing a real fly neuron from navis (the rest are
-            grown procedurally).
-        foreground: range of target foreground fractions for grown neurons (log-uniform).
-        split: train/val/test fractions.
-        min_radius: minimum label radius in voxels (see :func:`dineuro.data.render.render_mask`).
-        growth: procedural growth parameters.
-        imaging: image model; None means ``imaging_for_difficulty(difficulty, dtype=dtype)``.
-        dtype: ``"uint8"`` or ``"uint16"`` output.
-        seed: master seed.
-        randomize: draw every stack's microscope, neurons and image model anew
-            (:mod:`dineuro.data.synth.realistic`); ``spacing`` then gives the x/y voxel size,
-            ``difficulty`` the noise level, and ``imaging`` and ``dtype`` are not used.
+    Parameters
+    ----------
+    n_stacks : int, optional
+        Number of stacks.
+    shape : tuple of 3 int, optional
+        (z, y, x) stack shape in voxels.
+    spacing : tuple of 3 float, optional
+        (z, y, x) voxel size in micrometres (z coarser, as in confocal stacks).
+    difficulty : float, optional
+        0 (clean) to 1 (dim, gappy, cluttered); sets ``imaging`` unless given.
+    navis_fraction : float, optional
+        Share of stacks showing a real fly neuron from navis (the rest are grown procedurally).
+    foreground : tuple of 2 float, optional
+        Range of target foreground fractions for grown neurons (log-uniform).
+    split : tuple of 3 float, optional
+        train/val/test fractions.
+    min_radius : float, optional
+        Minimum label radius in voxels (see :func:`dineuro.data.render.render_mask`).
+    growth : GrowthConfig, optional
+        Procedural growth parameters.
+    imaging : ImagingConfig, optional
+        Image model; None means ``imaging_for_difficulty(difficulty, dtype=dtype)``.
+    dtype : str, optional
+        ``"uint8"`` or ``"uint16"`` output.
+    seed : int, optional
+        Master seed.
+    randomize : bool, optional
+        Draw every stack's microscope, neurons and image model anew
+        (:mod:`dineuro.data.synth.realistic`); ``spacing`` then gives the x/y voxel size,
+        ``difficulty`` the noise level, and ``imaging`` and ``dtype`` are not used.
     """
 
     n_stacks: int = 42
@@ -317,12 +330,18 @@ def write_synthetic_dataset(out: str | os.PathLike, config: SynthConfig,
     The folder appears only when complete (written under a temporary name, then renamed);
     ``out`` must not exist.
 
-    Args:
-        out: the dataset folder to create.
-        config: what to generate.
-        on_stack: called after each stack is written (for progress display).
+    Parameters
+    ----------
+    out : str or os.PathLike
+        The dataset folder to create.
+    config : SynthConfig
+        What to generate.
+    on_stack : callable, optional
+        Called after each stack is written (for progress display).
 
-    Returns:
+    Returns
+    -------
+    Path
         ``out`` as a Path.
     """
     out = Path(out)

@@ -36,41 +36,73 @@ SPIKE_LEVEL = (0.25, 1.0)
 class ImagingConfig:
     """Parameters of the image model. Photons are per voxel; lengths in x/y voxels.
 
-    Args:
-        signal_photons: fluorophore density of a neurite of median brightness (before blur).
-        brightness_spread: log-normal sigma of brightness between branches.
-        along_variation: log amplitude of the smooth brightness variation along a branch.
-        along_wavelength: typical period of that variation.
-        gap_rate: dimmed stretches per 100 voxels of cable.
-        gap_length: range of a gap's length.
-        gap_dimming: range of the brightness left inside a gap (0 = dark).
-        soma_brightness: soma brightness relative to the median neurite.
-        psf_sigma_xy: Gaussian PSF sigma in y and x, in voxels.
-        psf_sigma_z: Gaussian PSF sigma in z, in z voxels.
-        depth_attenuation: fraction of the signal lost from the first to the last slice.
-        background_photons: median autofluorescence level.
-        background_variation: log amplitude of the smooth background field.
-        background_cells: number of cells per axis of the coarse grid the background is
-            interpolated from (z, y, x); fewer cells = smoother.
-        blob_count: bright out-of-focus blobs (unlabelled clutter).
-        blob_sigma: range of a blob's Gaussian sigma, in x/y voxels.
-        blob_brightness: range of blob peak photons relative to ``signal_photons``.
-        fragment_count: fragments of other neurons (unlabelled clutter).
-        fragment_length: range of a fragment's cable length.
-        fragment_brightness: range of fragment brightness relative to ``signal_photons``.
-        read_noise: camera read noise in photo-electrons (rms).
-        dtype: ``"uint8"`` or ``"uint16"``.
-        median_level: grey value of a median-bright neurite voxel before blur, as a fraction of
-            the full scale (brighter ones saturate, as in real stacks).
-        offset: camera offset in grey values.
-        bits: camera range in bits (full scale 2**bits - 1); None = the dtype's default
-            (8-bit for uint8, a 12-bit camera for uint16).
-        bead_fraction: share of branches that are beaded (varicose).
-        bead_period: range of the distance between swellings, in x/y voxels (per stack).
-        bead_width: Gaussian sigma of a swelling's brightness along the branch, in x/y voxels.
-        bead_floor: brightness left between swellings, relative to a swelling.
-        salt_rate: fraction of voxels that are detector spikes (isolated bright voxels).
-        hot_pixel_rate: fraction of (y, x) camera pixels that are hot (bright in every slice).
+    Parameters
+    ----------
+    signal_photons : float, optional
+        Fluorophore density of a neurite of median brightness (before blur).
+    brightness_spread : float, optional
+        Log-normal sigma of brightness between branches.
+    along_variation : float, optional
+        Log amplitude of the smooth brightness variation along a branch.
+    along_wavelength : float, optional
+        Typical period of that variation.
+    gap_rate : float, optional
+        Dimmed stretches per 100 voxels of cable.
+    gap_length : tuple of 2 float, optional
+        Range of a gap's length.
+    gap_dimming : tuple of 2 float, optional
+        Range of the brightness left inside a gap (0 = dark).
+    soma_brightness : float, optional
+        Soma brightness relative to the median neurite.
+    psf_sigma_xy : float, optional
+        Gaussian PSF sigma in y and x, in voxels.
+    psf_sigma_z : float, optional
+        Gaussian PSF sigma in z, in z voxels.
+    depth_attenuation : float, optional
+        Fraction of the signal lost from the first to the last slice.
+    background_photons : float, optional
+        Median autofluorescence level.
+    background_variation : float, optional
+        Log amplitude of the smooth background field.
+    background_cells : tuple of 3 int, optional
+        Number of cells per axis of the coarse grid the background is interpolated from (z, y, x);
+        fewer cells = smoother.
+    blob_count : int, optional
+        Bright out-of-focus blobs (unlabelled clutter).
+    blob_sigma : tuple of 2 float, optional
+        Range of a blob's Gaussian sigma, in x/y voxels.
+    blob_brightness : tuple of 2 float, optional
+        Range of blob peak photons relative to ``signal_photons``.
+    fragment_count : int, optional
+        Fragments of other neurons (unlabelled clutter).
+    fragment_length : tuple of 2 float, optional
+        Range of a fragment's cable length.
+    fragment_brightness : tuple of 2 float, optional
+        Range of fragment brightness relative to ``signal_photons``.
+    read_noise : float, optional
+        Camera read noise in photo-electrons (rms).
+    dtype : str, optional
+        ``"uint8"`` or ``"uint16"``.
+    median_level : float, optional
+        Grey value of a median-bright neurite voxel before blur, as a fraction of the full scale
+        (brighter ones saturate, as in real stacks).
+    offset : float, optional
+        Camera offset in grey values.
+    bits : int, optional
+        Camera range in bits (full scale 2**bits - 1); None = the dtype's default (8-bit for uint8,
+        a 12-bit camera for uint16).
+    bead_fraction : float, optional
+        Share of branches that are beaded (varicose).
+    bead_period : tuple of 2 float, optional
+        Range of the distance between swellings, in x/y voxels (per stack).
+    bead_width : float, optional
+        Gaussian sigma of a swelling's brightness along the branch, in x/y voxels.
+    bead_floor : float, optional
+        Brightness left between swellings, relative to a swelling.
+    salt_rate : float, optional
+        Fraction of voxels that are detector spikes (isolated bright voxels).
+    hot_pixel_rate : float, optional
+        Fraction of (y, x) camera pixels that are hot (bright in every slice).
     """
 
     signal_photons: float = 60.0
@@ -172,7 +204,9 @@ def node_brightness(tree: SwcTree, z_ratio: float, config: ImagingConfig,
                     rng: np.random.Generator) -> tuple[SwcTree, np.ndarray]:
     """Relative brightness (median neurite = 1) from branch level, smooth drift and gaps.
 
-    Returns:
+    Returns
+    -------
+    tuple of (SwcTree, numpy.ndarray)
         The tree in parents-first order, and the brightness of each of its nodes.
     """
     tree = tree.renumbered()
@@ -356,15 +390,24 @@ def render_image(tree: SwcTree, label: np.ndarray, spacing: tuple[float, float, 
                  clutter: list[SwcTree] = ()) -> np.ndarray:
     """The microscope image of a labelled neuron plus unlabelled clutter neurons.
 
-    Args:
-        tree: the neuron, in voxel coordinates (x, y, z).
-        label: its rendered mask, (z, y, x) bool; fluorophore fills it.
-        spacing: (z, y, x) voxel size.
-        config: the image model.
-        rng: the random generator.
-        clutter: fragments of other neurons, rendered with a single brightness each.
+    Parameters
+    ----------
+    tree : SwcTree
+        The neuron, in voxel coordinates (x, y, z).
+    label : numpy.ndarray
+        Its rendered mask, (z, y, x) bool; fluorophore fills it.
+    spacing : tuple of 3 float
+        (z, y, x) voxel size.
+    config : ImagingConfig
+        The image model.
+    rng : numpy.random.Generator
+        The random generator.
+    clutter : list of SwcTree, optional
+        Fragments of other neurons, rendered with a single brightness each.
 
-    Returns:
+    Returns
+    -------
+    numpy.ndarray
         The stack, (z, y, x), of ``config.dtype``.
     """
     z_ratio = spacing[0] / spacing[2]

@@ -24,23 +24,35 @@ SOMA, NEURITE = 1, 3
 class GrowthConfig:
     """How procedural neurons grow. Lengths and radii are in x/y voxels.
 
-    Args:
-        n_primary: range of primary neurites leaving the soma.
-        step: distance between consecutive nodes.
-        tortuosity: standard deviation of the random change of the unit direction per step
-            (0 = straight lines).
-        branch_prob: probability that a tip branches at a step.
-        stop_prob: probability that a tip stops at a step (besides the length budget).
-        branch_angle: range of angles (radians) between a daughter and its parent branch.
-        soma_radius: range of soma radii.
-        root_radius: range of radii where primary neurites leave the soma.
-        taper: radius factor per step along a branch.
-        child_radius_ratio: radius factor from parent to daughter branch.
-        min_radius: no neurite gets thinner than this.
-        z_flatten: shrink of the z component of new directions; single neurons in a stack
-            spread mostly in the imaging plane.
-        bounce_prob: probability that a tip hitting the stack border turns back instead of
-            stopping there.
+    Parameters
+    ----------
+    n_primary : tuple of 2 int, optional
+        Range of primary neurites leaving the soma.
+    step : float, optional
+        Distance between consecutive nodes.
+    tortuosity : float, optional
+        Standard deviation of the random change of the unit direction per step (0 = straight lines).
+    branch_prob : float, optional
+        Probability that a tip branches at a step.
+    stop_prob : float, optional
+        Probability that a tip stops at a step (besides the length budget).
+    branch_angle : tuple of 2 float, optional
+        Range of angles (radians) between a daughter and its parent branch.
+    soma_radius : tuple of 2 float, optional
+        Range of soma radii.
+    root_radius : tuple of 2 float, optional
+        Range of radii where primary neurites leave the soma.
+    taper : float, optional
+        Radius factor per step along a branch.
+    child_radius_ratio : float, optional
+        Radius factor from parent to daughter branch.
+    min_radius : float, optional
+        No neurite gets thinner than this.
+    z_flatten : float, optional
+        Shrink of the z component of new directions; single neurons in a stack spread mostly in the
+        imaging plane.
+    bounce_prob : float, optional
+        Probability that a tip hitting the stack border turns back instead of stopping there.
     """
 
     n_primary: tuple[int, int] = (3, 6)
@@ -102,18 +114,28 @@ def grow_neuron(rng: np.random.Generator, shape: tuple[int, int, int], z_ratio: 
     Tips grow round-robin, one step each, so all branches get their share of the budget; a
     tip that reaches the border bounces back or stops there, so the tree stays in the stack.
 
-    Args:
-        rng: the random generator (all randomness comes from it).
-        shape: (z, y, x) stack shape in voxels.
-        z_ratio: z spacing divided by x/y spacing.
-        total_length: cable length budget, in x/y voxels.
-        config: growth parameters.
-        soma: start with a soma node (type 1); fragments of other neurons have none.
-        entry: (start, direction) of a projection fibre, in isotropic (x, y, z) x/y-voxel
-            units: one neurite grows from ``start`` along ``direction`` (no soma), e.g. from
-            the stack border inwards (see :func:`projection_fibre`).
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The random generator (all randomness comes from it).
+    shape : tuple of 3 int
+        (z, y, x) stack shape in voxels.
+    z_ratio : float
+        z spacing divided by x/y spacing.
+    total_length : float
+        Cable length budget, in x/y voxels.
+    config : GrowthConfig, optional
+        Growth parameters.
+    soma : bool, optional
+        Start with a soma node (type 1); fragments of other neurons have none.
+    entry : tuple of 2 numpy.ndarray, optional
+        (start, direction) of a projection fibre, in isotropic (x, y, z) x/y-voxel units: one
+        neurite grows from ``start`` along ``direction`` (no soma), e.g. from the stack border
+        inwards (see :func:`projection_fibre`).
 
-    Returns:
+    Returns
+    -------
+    SwcTree
         The tree in voxel coordinates; node 1 is the root.
     """
     c = config
@@ -250,14 +272,22 @@ def navis_neuron(rng: np.random.Generator, shape: tuple[int, int, int],
     comes from ``rng`` alone, so the same generator state with another ``zoom`` gives the same
     view, larger.
 
-    Args:
-        rng: the random generator.
-        shape: (z, y, x) stack shape.
-        spacing: (z, y, x) voxel size in micrometres.
-        index: which of the navis neurons (taken modulo their number, 5).
-        zoom: scale relative to the physical size.
-        radius_range: neurite radii are clipped to this, in x/y voxels.
-        soma_radius_range: the soma radius is clipped to this.
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The random generator.
+    shape : tuple of 3 int
+        (z, y, x) stack shape.
+    spacing : tuple of 3 float
+        (z, y, x) voxel size in micrometres.
+    index : int
+        Which of the navis neurons (taken modulo their number, 5).
+    zoom : float, optional
+        Scale relative to the physical size.
+    radius_range : tuple of 2 float, optional
+        Neurite radii are clipped to this, in x/y voxels.
+    soma_radius_range : tuple of 2 float, optional
+        The soma radius is clipped to this.
     """
     z_ratio = spacing[0] / spacing[2]
     index %= NAVIS_NEURON_COUNT

@@ -40,15 +40,24 @@ DIFFICULTY_SPREAD = 0.3
 class StackRecipe:
     """What one stack of the ``realistic`` preset drew.
 
-    Attributes:
-        spacing: (z, y, x) voxel size.
-        imaging: the image model of this stack.
-        growth: how its grown neurons and fibres grow.
-        navis: whether one of the neurons is a real fly neuron from navis.
-        neurons: number of grown neurons with a soma.
-        fibres: number of projection fibres (no soma, entering through the border).
-        target: foreground fraction aimed at, shared by the labelled neurons and fibres.
-        difficulty: this stack's difficulty.
+    Attributes
+    ----------
+    spacing : tuple of 3 float
+        (z, y, x) voxel size.
+    imaging : ImagingConfig
+        The image model of this stack.
+    growth : GrowthConfig
+        How its grown neurons and fibres grow.
+    navis : bool
+        Whether one of the neurons is a real fly neuron from navis.
+    neurons : int
+        Number of grown neurons with a soma.
+    fibres : int
+        Number of projection fibres (no soma, entering through the border).
+    target : float
+        Foreground fraction aimed at, shared by the labelled neurons and fibres.
+    difficulty : float
+        This stack's difficulty.
     """
 
     spacing: tuple[float, float, float]
@@ -72,13 +81,19 @@ def draw_recipe(rng: np.random.Generator, xy_spacing: float, difficulty: float,
                 foreground: tuple[float, float], navis_fraction: float) -> StackRecipe:
     """Draw one stack's microscope, neurons and image model (see the module docstring).
 
-    Args:
-        rng: the stack's generator.
-        xy_spacing: x/y voxel size; z is this times a drawn anisotropy.
-        difficulty: the set's difficulty, 0 (bright, clean) to 1 (dim, gappy, speckled,
-            cluttered); the stack's own is drawn around it.
-        foreground: range of the target foreground fraction (log-uniform).
-        navis_fraction: probability that a real navis neuron is among the neurons.
+    Parameters
+    ----------
+    rng : numpy.random.Generator
+        The stack's generator.
+    xy_spacing : float
+        x/y voxel size; z is this times a drawn anisotropy.
+    difficulty : float
+        The set's difficulty, 0 (bright, clean) to 1 (dim, gappy, speckled, cluttered); the stack's
+        own is drawn around it.
+    foreground : tuple of 2 float
+        Range of the target foreground fraction (log-uniform).
+    navis_fraction : float
+        Probability that a real navis neuron is among the neurons.
     """
 
     difficulty = rng.uniform(max(0.0, difficulty - DIFFICULTY_SPREAD),
