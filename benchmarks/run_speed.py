@@ -82,7 +82,6 @@ from scipy import ndimage, sparse
 from scipy.sparse import csgraph
 from trace_vs_peers import trace_quietly
 
-from dineuro.checkpoint import load_model, resolve_model
 from dineuro.data.dataset import open_dataset
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
@@ -101,6 +100,7 @@ from dineuro.predict import (
     sliding_window_predict,
     write_prediction,
 )
+from dineuro.predictor import Predictor
 
 SEED = 0
 DEVICE = "cpu"
@@ -502,9 +502,8 @@ def main() -> None:
 
     stacks = stacks_of(args.data, args.names, args.max_stacks)
     log("loading the default model")
-    (network, meta), load_seconds = timed(1, load_model, resolve_model("default"), DEVICE)
-    crop = tuple(meta["model_config"]["crop"])
-    norm = NormalizationConfig.from_dict(meta["normalization"])
+    predictor, load_seconds = timed(1, Predictor.from_checkpoint, "default", device=DEVICE)
+    network, crop, norm = predictor.network, predictor.crop, predictor.normalization
     warm_up(network, crop)
     load_before, blocks = os.getloadavg()[0], []
     with tempfile.TemporaryDirectory() as scratch:

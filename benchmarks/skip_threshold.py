@@ -25,11 +25,10 @@ from pathlib import Path
 import numpy as np
 from run_speed import trace_scores, traced
 
-from dineuro.checkpoint import load_model, resolve_model
 from dineuro.data.dataset import open_dataset
-from dineuro.data.normalize import NormalizationConfig
 from dineuro.evaluate import dice
 from dineuro.predict import WindowStats, _signal, sliding_window_predict
+from dineuro.predictor import Predictor
 
 MAP_THRESHOLD = 0.5
 
@@ -60,9 +59,8 @@ def main() -> None:
     parser.add_argument("--max-stacks", type=int, default=4, help="first N stacks per folder")
     args = parser.parse_args()
 
-    network, meta = load_model(resolve_model("default"), "cpu")
-    crop = tuple(meta["model_config"]["crop"])
-    norm = NormalizationConfig.from_dict(meta["normalization"])
+    predictor = Predictor.from_checkpoint("default", device="cpu")
+    network, crop, norm = predictor.network, predictor.crop, predictor.normalization
     results = []
     for root in args.data:
         dataset = open_dataset(root)

@@ -179,15 +179,13 @@ def predict_all(model: Path | str, dataset, names: list[str], out_dir: Path, dev
     """Predict each stack into ``out_dir`` as ``dineuro predict`` does (``window``: as its
     ``--window``; ``window_options``: overlap, batch_size, precision, skip_empty of
     :func:`dineuro.predict.sliding_window_predict`); seconds per name."""
-    from dineuro.checkpoint import load_for_prediction, resolve_model
-    from dineuro.predict import predict_stack
+    from dineuro.predictor import Predictor
 
-    network, crop, norm = load_for_prediction(resolve_model(model), device, window)
+    predictor = Predictor.from_checkpoint(model, device=device, window=window, **window_options)
     seconds = {}
     for name in names:
         start = time.perf_counter()
-        predict_stack(network, dataset.images[name], out_dir, crop, norm, device=device,
-                      **window_options)
+        predictor.predict_to(dataset.images[name], out_dir)
         seconds[name] = time.perf_counter() - start
     return seconds
 

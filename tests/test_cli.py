@@ -23,7 +23,6 @@ import pytest
 import tifffile
 from helpers import SYNTH_ARGS, assert_input_error, invoke, run_script, snapshot
 
-from dineuro import cli
 from dineuro.data.synth import PRESETS
 from dineuro.io import SwcTree, read_volume, write_swc, write_volume
 from dineuro.models.weights import REGISTRY
@@ -540,34 +539,3 @@ def test_weights_fetch_without_network(tmp_path, monkeypatch):
     assert entry.url in errors[0] and str(folder / entry.file_name) in errors[0]
     assert "no network in tests" in errors[0]
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
-
-
-def test_window_defaults_follow_the_library():
-    """The CLI repeats predict's defaults (it starts without importing torch)."""
-    import inspect
-
-    from dineuro.predict import PRECISIONS, sliding_window_predict
-
-    library = inspect.signature(sliding_window_predict).parameters
-    for command in (cli.predict, cli.run):
-        options = inspect.signature(command).parameters
-        for option in ("batch_size", "overlap", "flips", "precision"):
-            assert options[option].default == library[option].default, option
-        assert (not options["all_windows"].default) == library["skip_empty"].default
-        assert options["precision"].default in PRECISIONS
-
-
-def test_trace_option_defaults_follow_the_library():
-    """trace and run repeat the tracer's defaults (the CLI starts without importing it)."""
-    import inspect
-
-    from dineuro import trace as tracing
-
-    library = inspect.signature(tracing.trace).parameters
-    names = {"prune": "prune_length", "step": "node_step"}
-    for command in (cli.trace, cli.run):
-        options = inspect.signature(command).parameters
-        for option in ("high", "low", "max_gap", "gap_floor", "prune", "spur_radii",
-                       "min_piece_length", "min_tree_length", "smooth", "step",
-                       "keep_fragments", "method"):
-            assert options[option].default == library[names.get(option, option)].default, option

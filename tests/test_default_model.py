@@ -19,7 +19,7 @@ from dineuro.checkpoint import (
     resolve_model,
     save_checkpoint,
 )
-from dineuro.cli import _model_and_inputs
+from dineuro.cli._common import model_and_inputs
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.data.synth import PRESETS, synthesize_stack
 from dineuro.errors import InputError
@@ -85,10 +85,10 @@ def test_run_refuses_a_bad_option_before_predicting(small_stack, tmp_path):
 
 
 def test_old_positional_model_form_is_still_read():
-    assert _model_and_inputs(None, [Path("best.pt"), Path("a.tif")]) == ("best.pt",
+    assert model_and_inputs(None, [Path("best.pt"), Path("a.tif")]) == ("best.pt",
                                                                         [Path("a.tif")])
-    assert _model_and_inputs(None, [Path("a.tif")]) == ("default", [Path("a.tif")])
-    assert _model_and_inputs("m.pt", [Path("a.tif"), Path("b.tif")]) == (
+    assert model_and_inputs(None, [Path("a.tif")]) == ("default", [Path("a.tif")])
+    assert model_and_inputs("m.pt", [Path("a.tif"), Path("b.tif")]) == (
         "m.pt", [Path("a.tif"), Path("b.tif")])
 
 

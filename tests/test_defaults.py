@@ -7,6 +7,7 @@ default from the function's signature, so a literal typed again on either side i
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 
 import pytest
@@ -15,16 +16,17 @@ import typer
 from dineuro import cli
 from dineuro.evaluate import compare_swc_files, evaluate_folder
 from dineuro.predict import predict_stack, sliding_window_predict
+from dineuro.predictor import Predictor
 from dineuro.trace import trace
 
 #: CLI option name -> (library function, its parameter name), per command.
 TRACE_OPTIONS = {name: (trace, name) for name in (
     "high", "low", "max_gap", "gap_floor", "spur_radii", "min_piece_length", "min_tree_length",
-    "smooth")} | {"prune": (trace, "prune_length"), "step": (trace, "node_step")}
-PREDICT_OPTIONS = {"overlap": (sliding_window_predict, "overlap"),
-                   "batch_size": (sliding_window_predict, "batch_size"),
-                   "threshold": (predict_stack, "threshold"),
-                   "prob_dtype": (predict_stack, "prob_dtype")}
+    "smooth", "keep_fragments", "method")} | {"prune": (trace, "prune_length"),
+                                              "step": (trace, "node_step")}
+PREDICT_OPTIONS = {name: (sliding_window_predict, name)
+                   for name in ("overlap", "batch_size", "flips", "precision")} | {
+                   name: (predict_stack, name) for name in ("threshold", "prob_dtype")}
 CASES = {
     "trace": TRACE_OPTIONS | {"root_snap": (trace, "root_snap")},
     "run": TRACE_OPTIONS | PREDICT_OPTIONS,
@@ -53,3 +55,18 @@ def test_every_numeric_trace_option_of_the_cli_is_checked():
     numeric = {name for name, value in _cli_defaults("trace").items()
                if isinstance(value, float)}
     assert numeric <= set(CASES["trace"]), numeric - set(CASES["trace"])
+
+
+@pytest.mark.parametrize("command", ["predict", "run"])
+def test_all_windows_is_the_negation_of_skip_empty(command):
+    library = inspect.signature(sliding_window_predict).parameters["skip_empty"].default
+    assert _cli_defaults(command)["all_windows"] is (not library)
+
+
+def test_the_predictor_applies_the_library_defaults():
+    """:class:`Predictor` holds the window options as fields; their defaults are the
+    library's, so ``Predictor.from_checkpoint(path)`` predicts as the functions do."""
+    fields = {field.name: field.default for field in dataclasses.fields(Predictor)}
+    library = inspect.signature(sliding_window_predict).parameters
+    for name in ("overlap", "batch_size", "flips", "precision", "skip_empty"):
+        assert fields[name] == library[name].default, name

@@ -1,8 +1,10 @@
 """dineuro: 3D neuron segmentation with DINO-pretrained ViTs, and SWC reconstruction.
 
 The public API: ``build_model`` (a 3D ViT-UNETR student filled from a DINO teacher by one of
-five transfer strategies) and ``load_teacher`` (a DINO checkpoint in any official layout). They
-are imported on first use, so ``import dineuro`` and the command line stay quick without torch.
+five transfer strategies), ``load_teacher`` (a DINO checkpoint in any official layout) and
+``Predictor`` (a trained checkpoint, or the packaged default model, ready to predict and trace
+stacks). They are imported on first use, so ``import dineuro`` and the command line stay quick
+without torch.
 """
 
 from importlib import import_module
@@ -13,7 +15,8 @@ try:
 except PackageNotFoundError:  # running from a source tree that was not installed
     __version__ = "0+unknown"
 
-_LAZY = {"build_model": "dineuro.models.build", "load_teacher": "dineuro.models.teacher"}
+_LAZY = {"build_model": "dineuro.models.build", "load_teacher": "dineuro.models.teacher",
+         "Predictor": "dineuro.predictor"}
 
 __all__ = ["__version__", *_LAZY]
 

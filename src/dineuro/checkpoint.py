@@ -94,6 +94,32 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
     return save_checkpoint(dst, model.half(), **meta)
 
 
+def model_card(model: str | os.PathLike | None = None) -> tuple[Path, dict]:
+    """How a model was made and what it scored.
+
+    Parameters
+    ----------
+    model : str or os.PathLike, optional
+        A checkpoint; "default" or None for the packaged default model.
+
+    Returns
+    -------
+    tuple of (Path, dict)
+        The checkpoint's path, and its card (written by the script that made the default
+        model), or, for a checkpoint without one, its dineuro version, step and val Dice.
+
+    Raises
+    ------
+    InputError
+        Not a dineuro checkpoint (naming the file).
+    """
+    path = resolve_model(model)
+    data = load_checkpoint(path)
+    card = data.get("card") or {key: data.get(key)
+                                for key in ("dineuro_version", "step", "val_dice")}
+    return path, card
+
+
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, **meta: Any) -> Path:
     """Write ``model`` (its ``config`` and weights) and ``meta`` to ``path``, atomically.
 

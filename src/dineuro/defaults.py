@@ -1,4 +1,5 @@
-"""Defaults shared by the library and the command line, in one place that imports nothing.
+"""Defaults and choices shared by the library and the command line, in one place that imports
+nothing.
 
 The command line must start without PyTorch, so it cannot take its option defaults from the
 modules that use them (:mod:`dineuro.predict` imports torch); typing them again as literals
@@ -17,6 +18,9 @@ DEFAULT_BATCH_SIZE = 4
 DEFAULT_THRESHOLD = 0.5
 #: How NAME_prob.tif stores probabilities.
 DEFAULT_PROB_DTYPE = "float32"
+#: How a probability in [0, 1] may be stored. TIFF (ImageJ) cannot hold float16, zarr can.
+PROB_DTYPES = ("float32", "float16", "uint8")
+TIFF_PROB_DTYPES = ("float32", "uint8")
 
 # -- tracing (lengths in x voxels) ----------------------------------------------------------------
 #: Hysteresis: foreground is probability above the low threshold connected to some above high.

@@ -13,9 +13,11 @@ from dineuro.data.synth import (
     PRESETS,
     SynthConfig,
     imaging_for_difficulty,
+    preset_config,
     synthesize_stack,
 )
 from dineuro.data.synth.imaging import FULL_SCALE, camera, expected_photons
+from dineuro.errors import InputError
 from dineuro.io.swc import swc_to_zyx
 
 SMALL = PRESETS["small"]
@@ -166,8 +168,12 @@ def test_camera_noise_follows_poisson_plus_read_noise():
 
 
 def test_config_rejects_nonsense():
-    with pytest.raises(ValueError, match="split"):
+    with pytest.raises(InputError, match="split"):
         SynthConfig(split=(0.5, 0.5, 0.5))
+    with pytest.raises(InputError, match="n_stacks"):
+        preset_config("small", n_stacks=0)
+    with pytest.raises(InputError, match="unknown preset 'huge'"):
+        preset_config("huge")
     with pytest.raises(ValueError, match="difficulty"):
         imaging_for_difficulty(1.5)
     with pytest.raises(ValueError, match="dtype"):

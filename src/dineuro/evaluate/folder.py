@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from dineuro.data.dataset import IMAGES, LABELS, SWC, open_dataset
+from dineuro.data.dataset import IMAGES, LABELS, SPLIT_FILE, SPLITS, SWC, open_dataset
 from dineuro.defaults import DEFAULT_THRESHOLD
 from dineuro.errors import InputError
 from dineuro.evaluate import voxels
@@ -209,6 +209,30 @@ class EvaluationTable:
             recall=mean_std(t.recall for t in scored), f1=mean_std(t.f1 for t in scored),
             hairiness_ratio=mean_std(t.hairiness_ratio for t in traced
                                      if t.hairiness_ratio is not None))
+
+
+def names_in_split(gold: str | os.PathLike, split: str) -> list[str] | None:
+    """The stacks of ``split`` when ``gold`` is a dataset folder (``dineuro synth``'s layout),
+    else None: every stack of the folder is scored.
+
+    Parameters
+    ----------
+    gold : str or os.PathLike
+        The gold folder given to :func:`evaluate_folder`.
+    split : str
+        "train", "val", "test", or "all" (None: every stack).
+
+    Raises
+    ------
+    InputError
+        Another split name, for a dataset folder.
+    """
+    gold = Path(gold)
+    if split == "all" or not (gold / IMAGES).is_dir() or not (gold / SPLIT_FILE).exists():
+        return None
+    if split not in SPLITS:
+        raise InputError(f"--split should be one of {', '.join(SPLITS)} or all, not {split!r}.")
+    return open_dataset(gold).split()[split]
 
 
 def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,

@@ -31,9 +31,11 @@ from dineuro.defaults import (
     DEFAULT_OVERLAP,
     DEFAULT_PROB_DTYPE,
     DEFAULT_THRESHOLD,
+    PROB_DTYPES,
+    TIFF_PROB_DTYPES,
 )
 from dineuro.outputs import output_paths, stack_name
-from dineuro.predict._batch import output_bytes, pending, probe_stacks
+from dineuro.predict._batch import output_bytes, pending, prepare_batch, probe_stacks
 from dineuro.predict._blocks import DEFAULT_BLOCK, predict_blocks
 from dineuro.predict._files import (
     checked_outputs,
@@ -46,12 +48,7 @@ from dineuro.predict._grid import WindowGrid
 from dineuro.predict._precision import PRECISIONS, native_bf16, resolve_precision
 from dineuro.predict._signal import SignalLevel, signal_level, signal_windows
 from dineuro.predict._stack import sliding_window_predict
-from dineuro.predict._storage import (
-    PROB_DTYPES,
-    TIFF_PROB_DTYPES,
-    UINT8_SCALE,
-    encode_probability,
-)
+from dineuro.predict._storage import UINT8_SCALE, encode_probability
 from dineuro.predict._windows import (
     CLASSES,
     FLIP_AXES,
@@ -89,6 +86,7 @@ __all__ = [
     "predict_blocks",
     "predict_file",
     "predict_stack",
+    "prepare_batch",
     "probe_stacks",
     "resolve_precision",
     "signal_level",

@@ -13,8 +13,13 @@ import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+import numpy as np
+
+from dineuro.defaults import TIFF_PROB_DTYPES
 from dineuro.errors import InputError
+from dineuro.io.atomic import check_writable, partial_files
 from dineuro.io.volume import StackHeader, probe_volume
+from dineuro.predict._storage import check_choice
 
 #: How outputs already there are taken: refused, or (with skip_existing) their stack skipped.
 SKIP_HINT = ("choose another output folder, remove it, or pass --skip-existing to keep the "
@@ -66,3 +71,49 @@ def output_bytes(headers: Sequence[StackHeader], bytes_per_voxel: float) -> int:
         120
     """
     return int(sum(math.prod(header.shape) for header in headers) * bytes_per_voxel)
+
+
+def prepare_batch(stacks: Sequence[Path], out: Path,
+                  outputs_of: Callable[[Path], Sequence[Path]], *, skip_existing: bool = False,
+                  channel: int | None = None, prob_dtype: str | None = None) -> list[Path]:
+    """The stacks of a batch still to do, after every check that can fail before the work.
+
+    Existing outputs are refused or skipped (:func:`pending`); with ``prob_dtype`` (TIFF
+    outputs), each remaining stack's header is read and OUT is checked to take a map of that
+    dtype and a uint8 mask per stack; without it, only that OUT is writable. Temporaries that
+    a killed run left beside the outputs are removed; its finished files stay.
+
+    Parameters
+    ----------
+    stacks : sequence of Path
+        The batch, in order.
+    out : Path
+        The output folder (it need not exist yet).
+    outputs_of : callable
+        A stack's output files.
+    skip_existing : bool
+        Skip stacks whose outputs all exist, instead of refusing them.
+    channel : int, optional
+        The channel taken from multi-channel stacks.
+    prob_dtype : str, optional
+        The probability map's dtype, one of ``TIFF_PROB_DTYPES``.
+
+    Raises
+    ------
+    InputError
+        An output that exists, a stack whose header cannot be read, a bad ``prob_dtype``,
+        or an OUT that is a file.
+    OSError
+        OUT cannot be written or lacks the space.
+    """
+    todo = pending(stacks, outputs_of, skip_existing)
+    needed = 0
+    if prob_dtype is not None:
+        check_choice(prob_dtype, TIFF_PROB_DTYPES, "prob_dtype")
+        needed = output_bytes(probe_stacks(todo, channel), np.dtype(prob_dtype).itemsize + 1)
+    check_writable(out, needed)
+    for stack in todo:
+        for path in outputs_of(stack):
+            for leftover in partial_files(path):
+                leftover.unlink()
+    return todo

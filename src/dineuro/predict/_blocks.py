@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from dineuro.data.normalize import NonFiniteError, NormalizationConfig
-from dineuro.defaults import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, DEFAULT_PROB_DTYPE
+from dineuro.defaults import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, DEFAULT_PROB_DTYPE, PROB_DTYPES
 from dineuro.errors import InputError
 from dineuro.io.atomic import atomic_dir, refuse_existing
 from dineuro.models.vit3d import Triple, as_triple
@@ -22,7 +22,6 @@ from dineuro.predict._grid import WindowGrid
 from dineuro.predict._precision import resolve_precision
 from dineuro.predict._signal import signal_level
 from dineuro.predict._storage import (
-    PROB_DTYPES,
     check_choice,
     encode_probability,
     encoding_note,

@@ -10,7 +10,7 @@ import numpy as np
 from torch import nn
 
 from dineuro.data.normalize import NormalizationConfig
-from dineuro.defaults import DEFAULT_PROB_DTYPE, DEFAULT_THRESHOLD
+from dineuro.defaults import DEFAULT_PROB_DTYPE, DEFAULT_THRESHOLD, TIFF_PROB_DTYPES
 from dineuro.errors import InputError
 from dineuro.io._slices import slice_paths
 from dineuro.io.atomic import refuse_existing, undo_on_failure
@@ -18,7 +18,6 @@ from dineuro.io.volume import SUPPORTED_EXTENSIONS, Volume, read_volume, write_v
 from dineuro.outputs import output_paths
 from dineuro.predict._stack import sliding_window_predict
 from dineuro.predict._storage import (
-    TIFF_PROB_DTYPES,
     check_choice,
     encode_probability,
 )

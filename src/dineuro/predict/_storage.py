@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from dineuro.defaults import PROB_DTYPES
 from dineuro.errors import InputError
 
-#: How a probability in [0, 1] may be stored. TIFF (ImageJ) cannot hold float16, zarr can.
-PROB_DTYPES = ("float32", "float16", "uint8")
-TIFF_PROB_DTYPES = ("float32", "uint8")
 #: uint8 probabilities are round(p * UINT8_SCALE).
 UINT8_SCALE = 255
 

@@ -235,6 +235,22 @@ class PretrainConfig:
         return cls(**data)
 
 
+def resolve_preset(preset: str) -> str:
+    """``"auto"``: the paper's recipe where CUDA is available (it needs a GPU), else the CPU
+    preset; any other name is returned as given.
+
+    Examples
+    --------
+    >>> resolve_preset("cpu")
+    'cpu'
+    """
+    if preset != "auto":
+        return preset
+    import torch
+
+    return "paper" if torch.cuda.is_available() else "cpu"
+
+
 def resolve_config(preset: str | None = None, settings: Mapping[str, Any] | None = None,
                    overrides: Sequence[tuple[str, Any]] = ()) -> PretrainConfig:
     """The defaults, then ``preset``'s values, then ``settings``, then ``(key, value)`` pairs.

@@ -39,6 +39,7 @@ from dineuro.data.synth.morphology import (
     projection_fibre,
 )
 from dineuro.data.synth.realistic import StackRecipe, draw_recipe
+from dineuro.errors import InputError
 from dineuro.io.atomic import atomic_dir
 from dineuro.io.swc import SwcTree
 from dineuro.io.volume import Volume
@@ -106,21 +107,21 @@ class SynthConfig:
 
     def __post_init__(self):
         if self.n_stacks < 1:
-            raise ValueError("n_stacks should be at least 1.")
+            raise InputError("n_stacks should be at least 1.")
         if len(self.shape) != 3 or min(self.shape) < 8:
-            raise ValueError("shape should be three sizes (z, y, x) of at least 8 voxels.")
+            raise InputError("shape should be three sizes (z, y, x) of at least 8 voxels.")
         if len(self.spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in self.spacing):
-            raise ValueError("spacing should be three positive sizes (z, y, x).")
+            raise InputError("spacing should be three positive sizes (z, y, x).")
         if self.seed < 0:
-            raise ValueError("seed should be a non-negative integer.")
+            raise InputError("seed should be a non-negative integer.")
         if not 0.0 <= self.difficulty <= 1.0:
-            raise ValueError("difficulty should be between 0 and 1.")
+            raise InputError("difficulty should be between 0 and 1.")
         if self.dtype not in FULL_SCALE:
-            raise ValueError(f"dtype should be one of {sorted(FULL_SCALE)}, not {self.dtype!r}.")
+            raise InputError(f"dtype should be one of {sorted(FULL_SCALE)}, not {self.dtype!r}.")
         if not 0 <= self.navis_fraction <= 1:
-            raise ValueError("navis_fraction should be between 0 and 1.")
+            raise InputError("navis_fraction should be between 0 and 1.")
         if len(self.split) != 3 or min(self.split) < 0 or not math.isclose(sum(self.split), 1):
-            raise ValueError("split should be three non-negative fractions that sum to 1.")
+            raise InputError("split should be three non-negative fractions that sum to 1.")
 
     @property
     def image_model(self) -> ImagingConfig:
@@ -144,6 +145,24 @@ PRESETS = {
     "realistic": SynthConfig(n_stacks=42, shape=(64, 256, 256), foreground=(0.001, 0.012),
                              randomize=True),
 }
+
+
+def preset_config(preset: str, **changes) -> SynthConfig:
+    """A named preset with some of its settings changed (``n_stacks``, ``seed``, ...).
+
+    Raises
+    ------
+    InputError
+        An unknown preset, or a changed setting out of its range.
+
+    Examples
+    --------
+    >>> preset_config("small", n_stacks=2).shape
+    (48, 128, 128)
+    """
+    if preset not in PRESETS:
+        raise InputError(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}.")
+    return replace(PRESETS[preset], **changes)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,400 @@
+"""Commands that apply a network and trace: ``predict``, ``trace``, ``run``, ``demo``."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+from typing import Annotated, Literal
+
+import typer
+from rich.console import Console
+from rich.progress import Progress
+
+from dineuro.cli._common import (
+    STACK_FORMATS,
+    Channel,
+    Device,
+    ModelOption,
+    app,
+    err,
+    model_and_inputs,
+    parse_triple,
+    print_warnings,
+    progress_bar,
+)
+from dineuro.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_GAP_FLOOR,
+    DEFAULT_HIGH,
+    DEFAULT_LOW,
+    DEFAULT_MAX_GAP,
+    DEFAULT_MIN_PIECE_LENGTH,
+    DEFAULT_MIN_TREE_LENGTH,
+    DEFAULT_NODE_STEP,
+    DEFAULT_OVERLAP,
+    DEFAULT_PROB_DTYPE,
+    DEFAULT_PRUNE_LENGTH,
+    DEFAULT_ROOT_SNAP,
+    DEFAULT_SMOOTH,
+    DEFAULT_SPUR_RADII,
+    DEFAULT_THRESHOLD,
+    PROB_DTYPES,
+    TIFF_PROB_DTYPES,
+)
+from dineuro.errors import InputError
+from dineuro.io.atomic import check_writable, made_folder
+
+Overlap = Annotated[float, typer.Option(
+    min=0.0, max=0.95, help="Fraction of a window shared with its neighbour.")]
+Flips = Annotated[bool, typer.Option(
+    help="Average all 8 axis flips (test-time augmentation; 8x slower).")]
+MaskThreshold = Annotated[float, typer.Option(
+    min=0.0, max=1.0, help="NAME_mask.tif = probability > threshold.")]
+BatchSize = Annotated[int, typer.Option(min=1, help="Windows per forward pass.")]
+#: Mirrors dineuro.predict.PRECISIONS.
+Precision = Annotated[str, typer.Option(
+    help="auto: bf16 where the CPU (AVX512-BF16, AMX) or GPU computes it natively, else fp32; "
+         "or bf16, fp32.")]
+AllWindows = Annotated[bool, typer.Option(
+    "--all-windows", help="Run the network on every window, also those without signal "
+                          "(which are otherwise skipped with probability 0).")]
+Window = Annotated[str | None, typer.Option(
+    help="Window z,y,x the network predicts through (multiples of its patch, 16), instead of "
+         "its training crop (48,48,48): larger windows with a lower --overlap compute fewer "
+         "voxels, e.g. --window 48,96,96 --overlap 0.25 --batch-size 1 (see the README's "
+         "speed section for what it costs).", show_default=False)]
+SkipExisting = Annotated[bool, typer.Option(
+    "--skip-existing", help="Skip stacks whose outputs all exist (to finish an interrupted "
+                            "batch); without it, any existing output is refused.")]
+Threads = Annotated[int, typer.Option(
+    min=0, help="CPU threads for the network; 0: PyTorch's default (the physical cores).")]
+Inputs = Annotated[list[Path], typer.Argument(
+    help=f"Stacks ({STACK_FORMATS}) or folders of them. A checkpoint (.pt) given first is "
+         "taken as --model, as in `dineuro run best.pt stack.tif`.")]
+
+
+@app.command()
+def predict(
+    inputs: Annotated[list[Path], typer.Argument(
+        help=f"Stacks ({STACK_FORMATS}) or folders of them; with --blocks, zarr arrays. A "
+             "checkpoint (.pt) given first is taken as --model.")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
+    model: ModelOption = None,
+    overlap: Overlap = DEFAULT_OVERLAP,
+    flips: Flips = False,
+    threshold: MaskThreshold = DEFAULT_THRESHOLD,
+    prob_dtype: Annotated[Literal[PROB_DTYPES], typer.Option(
+        help="float32 or uint8 (= round(p * 255)) for NAME_prob.tif; zarr also float16.")]
+    = DEFAULT_PROB_DTYPE,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    all_windows: AllWindows = False,
+    threads: Threads = 0,
+    channel: Channel = None,
+    blocks: Annotated[bool, typer.Option(
+        help="Read and write zarr block by block, for stacks larger than memory: writes "
+             "OUT/NAME_prob.zarr.")] = False,
+    block: Annotated[str, typer.Option(help="Block size z,y,x for --blocks.")] = "128,256,256",
+    window: Window = None,
+    skip_existing: SkipExisting = False,
+) -> None:
+    """Apply a trained model (the packaged default unless --model): writes NAME_prob.tif and
+    NAME_mask.tif per stack.
+
+    Stacks of any size work (windows placed as MONAI places them, a stack thinner than a
+    window padded); windows are blended with Gaussian weights, and windows without signal are
+    skipped. The checkpoint carries the network, crop
+    and normalisation it was trained with.
+    """
+    from dineuro.outputs import output_paths, zarr_output
+    from dineuro.predict import WindowStats, find_stacks, prepare_batch
+
+    model, inputs = model_and_inputs(model, inputs)
+    block_shape = parse_triple(block, "--block", int)
+    if blocks:
+        stacks = [Path(p) for p in inputs]
+        todo = prepare_batch(stacks, out, lambda s: (zarr_output(s, out),),
+                             skip_existing=skip_existing)
+    else:
+        stacks = find_stacks(inputs)
+        todo = prepare_batch(stacks, out, lambda s: output_paths(s, out),
+                             skip_existing=skip_existing, channel=channel, prob_dtype=prob_dtype)
+    predictor = _predictor(model, device, window, threads, overlap=overlap,
+                           batch_size=batch_size, flips=flips, precision=precision,
+                           skip_empty=not all_windows)
+    with made_folder(out), progress_bar() as progress:
+        for stack in todo:
+            _, advance = _window_bar(progress, f"predicting {stack.name}")
+            stats = WindowStats()
+            if blocks:
+                predictor.predict_blocks(stack, zarr_output(stack, out), block=block_shape,
+                                         prob_dtype=prob_dtype, progress=advance, stats=stats)
+            else:
+                predictor.predict_to(stack, out, threshold=threshold, prob_dtype=prob_dtype,
+                                     channel=channel, progress=advance, stats=stats)
+            progress.console.print(f"{stack.name}: network on {stats.computed} of "
+                                   f"{stats.windows} windows ({stats.precision})",
+                                   highlight=False)
+    err.print(f"wrote predictions of {len(todo)} stack(s) to {out}/{_skipped(stacks, todo)}")
+
+
+def _predictor(model: str, device: str, window: str | None, threads: int, **options):
+    """The model loaded for prediction, after ``--threads`` is applied (0 leaves PyTorch's
+    default, one thread per physical core)."""
+    from dineuro.predictor import Predictor
+
+    if threads:
+        import torch
+
+        torch.set_num_threads(threads)
+    return Predictor.from_checkpoint(model, device=device,
+                                     window=parse_triple(window, "--window", int), **options)
+
+
+def _window_bar(progress: Progress, description: str):
+    """A new bar counting windows: its task and the ``progress(done, total)`` that moves it."""
+    task = progress.add_task(description, total=None)
+    return task, lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def _skipped(stacks: list[Path], todo: list[Path]) -> str:
+    done = len(stacks) - len(todo)
+    return f" ({done} stack(s) skipped: their outputs exist)" if done else ""
+
+
+High = Annotated[float, typer.Option(
+    min=0.0, max=1.0, help="Hysteresis: foreground is p > --low connected to some p > --high.")]
+Low = Annotated[float, typer.Option(min=0.0, max=1.0, help="Lower hysteresis threshold.")]
+MaxGap = Annotated[float, typer.Option(
+    min=0.0, help="Longest gap bridged between traced pieces, in x voxels.")]
+GapFloor = Annotated[float, typer.Option(
+    min=0.0, max=1.0, help="Least mean probability (or normalised intensity with --image) "
+                           "along a bridged gap.")]
+Prune = Annotated[float, typer.Option(
+    min=0.0, help="Remove terminal branches sticking out less than this, in x voxels.")]
+Step = Annotated[float, typer.Option(
+    min=0.01, help="Distance between SWC nodes along a branch, in x voxels.")]
+SpurRadii = Annotated[float, typer.Option(
+    min=0.0, help="Also remove terminal branches reaching less than this many radii of the "
+                  "neurite they leave.")]
+MinPiece = Annotated[float, typer.Option(
+    min=0.0, help="Foreground pieces with less centre line than this (x voxels) are noise: "
+                  "removed, never bridged.")]
+MinTree = Annotated[float, typer.Option(
+    min=0.0, help="Separate trees with less cable than this (x voxels) are dropped as debris; "
+                  "larger ones (other neurons, fibres) are written as trees of their own.")]
+Smooth = Annotated[float, typer.Option(
+    min=0.0, help="Gaussian smoothing (sigma, x voxels) of the centre line along each branch; "
+                  "0 keeps the voxel path.")]
+KeepFragments = Annotated[bool, typer.Option(
+    help="Also write separate trees smaller than --min-tree-length.")]
+Method = Annotated[str, typer.Option(
+    help="Centre lines by thinning (skeletonise), or geodesic: minimal paths from each "
+         "piece's thickest point through the probability, as APP2 and Rivulet trace.")]
+
+
+def _swc_summary(tree) -> str:
+    """"T tree(s), N nodes, B branch points" for a traced SWC."""
+    import numpy as np
+
+    parent = tree.parent_index
+    children = np.bincount(parent[parent >= 0], minlength=len(tree))
+    return (f"{len(tree.roots)} tree(s), {len(tree)} nodes, {int((children >= 2).sum())} "
+            "branch points")
+
+
+def _parse_root(text: str) -> tuple[float, float, float]:
+    """``"12,40,7"`` -> (12.0, 40.0, 7.0): x, y, z in voxels, SWC order."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if len(values) != 3:
+        raise InputError(f"--root should be auto or three comma-separated voxel coordinates "
+                         f"x,y,z, not {text!r}.")
+    return values
+
+
+@app.command()
+def trace(
+    prob: Annotated[Path, typer.Argument(
+        help="Probability map (NAME_prob.tif from `predict`: float in [0, 1], or uint8/uint16 "
+             "scaled to the dtype's maximum) or a binary mask (NAME_mask.tif, 0/1).")],
+    out: Annotated[Path, typer.Option("-o", "--out", help="SWC file to write (must not exist).")],
+    image: Annotated[Path | None, typer.Option(
+        help="The raw stack: gaps are then judged by its normalised intensity.")] = None,
+    channel: Channel = None,
+    root: Annotated[str, typer.Option(
+        help="auto (thickest, brightest point of the largest piece) or X,Y,Z in voxels, SWC "
+             "order; a point off the foreground snaps to a neurite at most --root-snap away.")]
+    = "auto",
+    root_snap: Annotated[float, typer.Option(
+        min=0.0, help="How far (x voxels) a --root off the foreground may be from a neurite.")]
+    = DEFAULT_ROOT_SNAP,
+    high: High = DEFAULT_HIGH,
+    low: Low = DEFAULT_LOW,
+    max_gap: MaxGap = DEFAULT_MAX_GAP,
+    gap_floor: GapFloor = DEFAULT_GAP_FLOOR,
+    prune: Prune = DEFAULT_PRUNE_LENGTH,
+    spur_radii: SpurRadii = DEFAULT_SPUR_RADII,
+    min_piece_length: MinPiece = DEFAULT_MIN_PIECE_LENGTH,
+    min_tree_length: MinTree = DEFAULT_MIN_TREE_LENGTH,
+    smooth: Smooth = DEFAULT_SMOOTH,
+    step: Step = DEFAULT_NODE_STEP,
+    keep_fragments: KeepFragments = False,
+    method: Method = "thinning",
+    kind: Annotated[str, typer.Option(
+        help="auto, probability, mask, or image: how to read PROB (auto takes 0/1 integers as "
+             "a mask; image traces a raw stack, percentile-normalised as predict does).")]
+    = "auto",
+) -> None:
+    """Trace a probability map or mask into SWC trees, one per neuron or fibre.
+
+    Coordinates are voxels (x, y, z) with the spacing in the header; the first tree's root is
+    type 1 when it is a soma, and the header says how each root was chosen (soma, the end
+    where the tree leaves the stack, its thickest end, or --root). Noise specks and separate
+    pieces smaller than --min-tree-length are dropped. An empty map writes an SWC without
+    nodes and a warning.
+    """
+    from dineuro.trace import trace_file
+
+    position = "auto" if root == "auto" else _parse_root(root)
+    check_writable(out.parent)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        tree = trace_file(prob, out, image=image, channel=channel, root=position,
+                          root_snap=root_snap, high=high, low=low, max_gap=max_gap,
+                          gap_floor=gap_floor, prune_length=prune, spur_radii=spur_radii,
+                          min_piece_length=min_piece_length, min_tree_length=min_tree_length,
+                          smooth=smooth, node_step=step, keep_fragments=keep_fragments,
+                          method=method, kind=kind)
+    print_warnings(caught, f"{prob}: ")
+    err.print(f"wrote {out}: {_swc_summary(tree)}")
+
+
+@app.command()
+def run(
+    inputs: Inputs,
+    out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
+    model: ModelOption = None,
+    overlap: Overlap = DEFAULT_OVERLAP,
+    flips: Flips = False,
+    threshold: MaskThreshold = DEFAULT_THRESHOLD,
+    prob_dtype: Annotated[Literal[TIFF_PROB_DTYPES], typer.Option(
+        help="float32 or uint8 (= round(p * 255)) for NAME_prob.tif.")] = DEFAULT_PROB_DTYPE,
+    batch_size: BatchSize = DEFAULT_BATCH_SIZE,
+    device: Device = "auto",
+    precision: Precision = "auto",
+    all_windows: AllWindows = False,
+    threads: Threads = 0,
+    channel: Channel = None,
+    window: Window = None,
+    skip_existing: SkipExisting = False,
+    high: High = DEFAULT_HIGH,
+    low: Low = DEFAULT_LOW,
+    max_gap: MaxGap = DEFAULT_MAX_GAP,
+    gap_floor: GapFloor = DEFAULT_GAP_FLOOR,
+    prune: Prune = DEFAULT_PRUNE_LENGTH,
+    spur_radii: SpurRadii = DEFAULT_SPUR_RADII,
+    min_piece_length: MinPiece = DEFAULT_MIN_PIECE_LENGTH,
+    min_tree_length: MinTree = DEFAULT_MIN_TREE_LENGTH,
+    smooth: Smooth = DEFAULT_SMOOTH,
+    step: Step = DEFAULT_NODE_STEP,
+    keep_fragments: KeepFragments = False,
+    method: Method = "thinning",
+) -> None:
+    """Predict and trace in one go: writes NAME_prob.tif, NAME_mask.tif and NAME.swc per stack.
+
+    With no --model, the model that ships with dineuro does the prediction, so
+    `dineuro run stack.tif -o out` works on a fresh installation.
+
+    Prediction is exactly `dineuro predict`'s; tracing is `dineuro trace` of the map, taken
+    from memory rather than read back from NAME_prob.tif (so at full float precision even
+    with --prob-dtype uint8). Existing outputs are refused before anything runs. A stack whose
+    map cannot be traced (empty, or mostly foreground) gets a warning and the batch goes on.
+    Each stack's line says how many windows the network ran on, in which precision, and the
+    seconds spent predicting and tracing.
+    """
+    from dineuro.outputs import run_outputs
+    from dineuro.predict import find_stacks, prepare_batch
+
+    model, inputs = model_and_inputs(model, inputs)
+    stacks = find_stacks(inputs)
+    todo = prepare_batch(stacks, out, lambda s: run_outputs(s, out), skip_existing=skip_existing,
+                         channel=channel, prob_dtype=prob_dtype)
+    predictor = _predictor(model, device, window, threads, overlap=overlap,
+                           batch_size=batch_size, flips=flips, precision=precision,
+                           skip_empty=not all_windows)
+    trace_options = {"high": high, "low": low, "max_gap": max_gap, "gap_floor": gap_floor,
+                     "prune_length": prune, "spur_radii": spur_radii,
+                     "min_piece_length": min_piece_length, "min_tree_length": min_tree_length,
+                     "smooth": smooth, "node_step": step, "keep_fragments": keep_fragments,
+                     "method": method}
+    with made_folder(out):
+        untraced = _run_stacks(predictor, todo, out, threshold=threshold, prob_dtype=prob_dtype,
+                               channel=channel, **trace_options)
+    failed = f"; not traced: {', '.join(untraced)}" if untraced else ""
+    err.print(f"wrote predictions and SWC trees of {len(todo)} stack(s) to "
+              f"{out}/{_skipped(stacks, todo)}{failed}")
+
+
+def _run_stacks(predictor, stacks: list[Path], out: Path, **options) -> list[str]:
+    """:meth:`~dineuro.predictor.Predictor.run` on each stack with progress bars and a line per
+    stack; returns the names whose map could not be traced."""
+    not_traced = []
+    with progress_bar() as progress:
+        overall = progress.add_task("stacks", total=len(stacks))
+        for stack in stacks:
+            task, advance = _window_bar(progress, f"predicting {stack.name}")
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                tracing = f"tracing {stack.name}"
+                done = predictor.run(stack, out, progress=advance, on_tracing=lambda task=task,
+                                     tracing=tracing: progress.update(task, description=tracing),
+                                     **options)
+            progress.remove_task(task)
+            progress.console.print(
+                f"{stack.name}: network on {done.stats.computed} of {done.stats.windows} windows "
+                f"({done.stats.precision}), predicted in {done.predict_seconds:.1f} s, traced in "
+                f"{done.trace_seconds:.1f} s", highlight=False)
+            print_warnings(caught, f"{stack.name}: ")
+            if done.untraced is not None:
+                not_traced.append(stack.name)
+            progress.advance(overall)
+    return not_traced
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option("-o", "--out",
+                                      help="Folder for everything the demo writes.")]
+    = Path("dineuro-demo"),
+    model: ModelOption = None,
+) -> None:
+    """The main job on an embedded default: synthesise, predict, trace, score, picture.
+
+    Makes three small realistic synthetic stacks (OUT/data), runs the default model on them as
+    `dineuro run` does (OUT/predictions: NAME_prob.tif, NAME_mask.tif, NAME.swc), prints Dice
+    and HD95 of the maps next to ESA/DSA/PDS and F1 of the traces against the gold SWCs, and
+    draws the trace over the first stack with its gold SWC (OUT/NAME_trace.png). Nothing is
+    trained or downloaded. Stages whose output exists are skipped, so running it again is quick.
+    """
+    from dineuro.cli.data import write_synthetic
+    from dineuro.data.dataset import open_dataset
+    from dineuro.demo import demo_folders, demo_picture, demo_synth_config, stacks_to_run
+    from dineuro.evaluate import evaluate_folder, markdown_table
+    from dineuro.predictor import Predictor
+
+    data_dir, pred_dir = demo_folders(out)
+    if not data_dir.exists():
+        write_synthetic(data_dir, demo_synth_config(), "synthesising realistic stacks")
+    dataset = open_dataset(data_dir)
+    names, todo = stacks_to_run(dataset, pred_dir)
+    if todo:
+        pred_dir.mkdir(parents=True, exist_ok=True)
+        _run_stacks(Predictor.from_checkpoint(model), todo, pred_dir)
+    table = evaluate_folder(pred_dir, data_dir, names=names)
+    Console(soft_wrap=True).print(markdown_table(table), markup=False, highlight=False)
+    picture = demo_picture(dataset, names[0], pred_dir, out)
+    err.print(f"predictions and traces: {pred_dir}/  picture: {picture}")
