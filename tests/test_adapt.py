@@ -32,9 +32,10 @@ from dineuro.adapt import (
     pseudo_label,
 )
 from dineuro.adapt.crops import MixedCrops
+from dineuro.adapt.guards import agreement
 from dineuro.adapt.labels import label_stats, no_signal
-from dineuro.adapt.loop import agreement, holdout_names
 from dineuro.adapt.loss import SMOOTH, MaskedDiceCE
+from dineuro.adapt.stacks import holdout_names
 from dineuro.checkpoint import load_checkpoint, load_model, save_checkpoint
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.data.render import render_mask

@@ -601,7 +601,7 @@ def test_cli_run_predicts_and_traces_every_stack(tiny_checkpoint, tmp_path):
 def test_hysteresis_equals_scikit_image(seed):
     from skimage.filters import apply_hysteresis_threshold
 
-    from dineuro.trace._trace import hysteresis
+    from dineuro.trace._centre_lines import hysteresis
 
     rng = np.random.default_rng(seed)
     prob = ndimage.gaussian_filter(rng.random((20, 40, 30)), 1.2).astype(np.float32)

@@ -8,12 +8,16 @@ SWCs. :func:`adapt` fine-tunes a network on those stacks with pseudo-labels it m
 - :mod:`dineuro.adapt.loss`: Dice + cross-entropy that skips undecided voxels.
 - :mod:`dineuro.adapt.crops`: batches mixing the lab's crops and synthetic ones.
 - :mod:`dineuro.adapt.config`: :class:`AdaptConfig`.
-- :mod:`dineuro.adapt.loop`: the rounds, guard rails, files and resume.
+- :mod:`dineuro.adapt.stacks`: the lab's stacks, the hold-out, the synthetic dataset.
+- :mod:`dineuro.adapt.guards`: the guard rails checked around every round.
+- :mod:`dineuro.adapt.run_folder`: the run's files, which let it resume.
+- :mod:`dineuro.adapt.loop`: the rounds and resume.
 """
 
 from dineuro.adapt.config import AdaptConfig
+from dineuro.adapt.guards import AdaptWarning
 from dineuro.adapt.labels import BACKGROUND, FOREGROUND, IGNORE, pseudo_label
-from dineuro.adapt.loop import AdaptResult, AdaptWarning, adapt, label_stack
+from dineuro.adapt.loop import AdaptResult, adapt, label_stack
 
 __all__ = ["BACKGROUND", "FOREGROUND", "IGNORE", "AdaptConfig", "AdaptResult", "AdaptWarning",
            "adapt", "label_stack", "pseudo_label"]

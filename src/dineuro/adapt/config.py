@@ -32,44 +32,72 @@ SYNTHETIC_PRESETS = ("realistic", "bench")
 class AdaptConfig:
     """Settings of an adaptation run.
 
-    Attributes:
-        stacks: the lab's unlabelled stacks (files).
-        out: the adapted checkpoint to write (must not exist); the run's folder is beside it,
-            with :data:`WORK_SUFFIX` in place of the file's suffix.
-        model: the checkpoint to start from, or "default" for the packaged model.
-        rounds: self-training rounds: label with the current model, then fine-tune.
-        steps: optimizer steps per round.
-        batch_size: crops per step, the lab's and synthetic ones together.
-        synthetic_share: share of each batch drawn from synthetic stacks with gold labels, so
-            the network keeps what it knew (rounded to whole crops).
-        synthetic: a dataset folder (``dineuro synth`` layout) to mix in; null synthesises
-            ``synthetic_stacks`` stacks of ``synthetic_preset`` into the run folder.
-        synthetic_preset: preset synthesised when ``synthetic`` is null ("realistic" is the
-            default model's training data).
-        synthetic_stacks: how many (split 70/10/20: train for crops, val and test for the
-            guard rails).
-        lr: peak AdamW learning rate of each round (fine-tuning: well below training's).
-        blend: share of a round's change of the weights that is kept (0 keeps the starting
-            network, 1 the fine-tuned one; :func:`dineuro.adapt.loop.blend_weights`).
-        weight_decay: AdamW weight decay.
-        warmup_steps: linear warm-up steps at the start of each round.
-        schedule: "cosine" or "poly" decay within a round.
-        poly_power: exponent of "poly".
-        grad_clip: largest global gradient norm; null or 0 disables clipping.
-        foreground_prob: probability that a crop is centred on a (pseudo-)foreground voxel.
-        fg_prob: least map value of a pseudo-foreground voxel (:mod:`dineuro.adapt.labels`).
-        bg_prob: largest map value of a pseudo-background voxel.
-        margin: pseudo-background keeps this far from every traced tube (x voxels).
-        core: pseudo-foreground is the traced tube with its radii scaled by this.
-        holdout: share of the lab's stacks held back from training to measure agreement with
-            their pseudo-labels (at least one when there are 3 or more stacks).
-        guard_margin: the traced F1 on held-back synthetic stacks may fall by this much before
-            adapt warns.
-        overlap: sliding-window overlap when labelling and checking.
-        save_every: write the resumable state every this many steps (and after each round).
-        seed: master seed of crops, augmentations, synthesis and the hold-out choice.
-        device: "auto", "cpu", "cuda" or "cuda:N".
-        threads: torch CPU threads during the run; null keeps torch's default.
+    Attributes
+    ----------
+    stacks : list of str
+        The lab's unlabelled stacks (files).
+    out : str
+        The adapted checkpoint to write (must not exist); the run's folder is beside it, with
+        :data:`WORK_SUFFIX` in place of the file's suffix.
+    model : str
+        The checkpoint to start from, or "default" for the packaged model.
+    rounds : int
+        Self-training rounds: label with the current model, then fine-tune.
+    steps : int
+        Optimizer steps per round.
+    batch_size : int
+        Crops per step, the lab's and synthetic ones together.
+    synthetic_share : float
+        Share of each batch drawn from synthetic stacks with gold labels, so the network keeps what
+        it knew (rounded to whole crops).
+    synthetic : str or None
+        A dataset folder (``dineuro synth`` layout) to mix in; null synthesises ``synthetic_stacks``
+        stacks of ``synthetic_preset`` into the run folder.
+    synthetic_preset : str
+        Preset synthesised when ``synthetic`` is null ("realistic" is the default model's training
+        data).
+    synthetic_stacks : int
+        How many (split 70/10/20: train for crops, val and test for the guard rails).
+    lr : float
+        Peak AdamW learning rate of each round (fine-tuning: well below training's).
+    blend : float
+        Share of a round's change of the weights that is kept (0 keeps the starting network, 1 the
+        fine-tuned one; :func:`dineuro.adapt.loop.blend_weights`).
+    weight_decay : float
+        AdamW weight decay.
+    warmup_steps : int
+        Linear warm-up steps at the start of each round.
+    schedule : str
+        "cosine" or "poly" decay within a round.
+    poly_power : float
+        Exponent of "poly".
+    grad_clip : float or None
+        Largest global gradient norm; null or 0 disables clipping.
+    foreground_prob : float
+        Probability that a crop is centred on a (pseudo-)foreground voxel.
+    fg_prob : float
+        Least map value of a pseudo-foreground voxel (:mod:`dineuro.adapt.labels`).
+    bg_prob : float
+        Largest map value of a pseudo-background voxel.
+    margin : float
+        Pseudo-background keeps this far from every traced tube (x voxels).
+    core : float
+        Pseudo-foreground is the traced tube with its radii scaled by this.
+    holdout : float
+        Share of the lab's stacks held back from training to measure agreement with their
+        pseudo-labels (at least one when there are 3 or more stacks).
+    guard_margin : float
+        The traced F1 on held-back synthetic stacks may fall by this much before adapt warns.
+    overlap : float
+        Sliding-window overlap when labelling and checking.
+    save_every : int
+        Write the resumable state every this many steps (and after each round).
+    seed : int
+        Master seed of crops, augmentations, synthesis and the hold-out choice.
+    device : str
+        "auto", "cpu", "cuda" or "cuda:N".
+    threads : int or None
+        Torch CPU threads during the run; null keeps torch's default.
     """
 
     stacks: list[str]

@@ -24,14 +24,20 @@ from dineuro.train.data import SEED_BOUND, Augmenter, CropSampler, Stack
 class MixedCrops:
     """Batches of ``lab`` crops followed by ``synthetic`` ones; see the module docstring.
 
-    Args:
-        lab: the lab's stacks, labels uint8 pseudo-labels (or gold masks).
-        synthetic: synthetic stacks with gold labels (may be empty when ``synthetic_crops``
-            is 0).
-        crop: crop size (z, y, x).
-        synthetic_crops: synthetic crops per batch.
-        foreground_prob: see :class:`~dineuro.train.data.CropSampler`.
-        rng: the single source of randomness.
+    Parameters
+    ----------
+    lab : sequence of Stack
+        The lab's stacks, labels uint8 pseudo-labels (or gold masks).
+    synthetic : sequence of Stack
+        Synthetic stacks with gold labels (may be empty when ``synthetic_crops`` is 0).
+    crop : sequence of int
+        Crop size (z, y, x).
+    synthetic_crops : int
+        Synthetic crops per batch.
+    foreground_prob : float
+        See :class:`~dineuro.train.data.CropSampler`.
+    rng : numpy.random.Generator
+        The single source of randomness.
     """
 
     def __init__(self, lab: Sequence[Stack], synthetic: Sequence[Stack], crop: Sequence[int],

@@ -49,14 +49,22 @@ CORE = 0.5
 class LabelStats:
     """How much of a stack a pseudo-label decides.
 
-    Attributes:
-        voxels: voxels of the stack.
-        foreground: voxels labelled foreground.
-        background: voxels labelled background.
-        ignored: voxels left out of the loss.
-        trees: traced trees behind the foreground.
-        nodes: their SWC nodes.
-        map_foreground: voxels of the map above ``fg_prob`` (on a tree or not), for comparison.
+    Attributes
+    ----------
+    voxels : int
+        Voxels of the stack.
+    foreground : int
+        Voxels labelled foreground.
+    background : int
+        Voxels labelled background.
+    ignored : int
+        Voxels left out of the loss.
+    trees : int
+        Traced trees behind the foreground.
+    nodes : int
+        Their SWC nodes.
+    map_foreground : int
+        Voxels of the map above ``fg_prob`` (on a tree or not), for comparison.
     """
 
     voxels: int
@@ -80,27 +88,45 @@ def pseudo_label(prob: np.ndarray, tree: SwcTree, spacing: Sequence[float] = (1.
     """The pseudo-label (uint8: :data:`BACKGROUND`, :data:`FOREGROUND`, :data:`IGNORE`) of a
     stack from the model's map ``prob`` and the tracer's ``tree`` of it.
 
-    Args:
-        prob: (z, y, x) probability map in [0, 1].
-        tree: the traced trees, in the map's voxel coordinates (empty: no foreground).
-        spacing: (z, y, x) voxel size; the tube and the margin are physical.
-        fg_prob: least map value of a foreground voxel (inside the core).
-        core: foreground is the tube with its radii times this, in [0, 1].
-        bg_prob: background needs a map value below this ...
-        margin: ... a distance of more than this from every tube, in x voxels ...
-        image: ... and, when given, no signal in this normalised (z, y, x) image there
-            (:func:`no_signal`).
+    Parameters
+    ----------
+    prob : ndarray
+        (z, y, x) probability map in [0, 1].
+    tree : SwcTree
+        The traced trees, in the map's voxel coordinates (empty: no foreground).
+    spacing : sequence of float, optional
+        (z, y, x) voxel size; the tube and the margin are physical.
+    fg_prob : float, optional
+        Least map value of a foreground voxel (inside the core).
+    core : float, optional
+        Foreground is the tube with its radii times this, in [0, 1].
+    bg_prob : float, optional
+        Background needs a map value below this ...
+    margin : float, optional
+        ... a distance of more than this from every tube, in x voxels ...
+    image : ndarray, optional
+        ... and, when given, no signal in this normalised (z, y, x) image there (:func:`no_signal`).
 
-    Examples::
+    Returns
+    -------
+    ndarray of uint8
+        The (z, y, x) pseudo-label.
 
-        >>> from dineuro.io.swc import SwcTree
-        >>> prob = np.zeros((5, 5, 20), np.float32)
-        >>> prob[2, 2, 3:17] = 0.9
-        >>> line = SwcTree(ids=[1, 2], types=[3, 3], xyz=[[3, 2, 2], [16, 2, 2]],
-        ...                radius=[1, 1], parents=[-1, 1])
-        >>> label = pseudo_label(prob, line, margin=1)
-        >>> int((label == FOREGROUND).sum()), int(label[2, 2, 1]), int(label[2, 2, 0])
-        (14, 2, 0)
+    Raises
+    ------
+    ValueError
+        Thresholds not in order in [0, 1], a negative ``margin`` or a ``core`` outside [0, 1].
+
+    Examples
+    --------
+    >>> from dineuro.io.swc import SwcTree
+    >>> prob = np.zeros((5, 5, 20), np.float32)
+    >>> prob[2, 2, 3:17] = 0.9
+    >>> line = SwcTree(ids=[1, 2], types=[3, 3], xyz=[[3, 2, 2], [16, 2, 2]],
+    ...                radius=[1, 1], parents=[-1, 1])
+    >>> label = pseudo_label(prob, line, margin=1)
+    >>> int((label == FOREGROUND).sum()), int(label[2, 2, 1]), int(label[2, 2, 0])
+    (14, 2, 0)
     """
     prob = np.asarray(prob)
     if not 0.0 <= bg_prob <= fg_prob <= 1.0:

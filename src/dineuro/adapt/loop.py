@@ -12,40 +12,15 @@ source domain, mostly precision; halfway weights kept most of the gain and lost 
 that. The next round labels again with the blended network; the checkpoint written at the end
 is the last round's.
 
-Guard rails, after every round (and once before the first, as the reference):
-
-- synthetic F1 and Dice: on the synthetic stacks not used for training (val and test
-  splits), predicted with every window in float32 as training validates, the mean traced
-  length F1 against their gold SWCs (:func:`dineuro.evaluate.compare_trees`) and the
-  mean Dice of the map. If the F1 falls by more than ``guard_margin`` below the starting
-  network's, an :class:`AdaptWarning` says so. F1 rather than Dice, because Dice also moves
-  when the network only draws neurites thinner or fatter, which the trace does not mind.
-- agreement: on the held-back lab stacks (never trained on), Dice of the network's map
-  (>= ``fg_prob``) with their first-round pseudo-labels, over the voxels those labels decide.
-  It tells whether the adapted network still finds what the starting one was sure of.
-
-The run's folder ``WORK`` (``adapted.adapt/`` beside ``adapted.pt``):
-
-- ``config.yaml``: the resolved :class:`AdaptConfig`.
-- ``synthetic/``: the synthesised dataset mixed in (when ``synthetic`` is null).
-- ``round_K/``: the pseudo-labels of round K, ``NAME_label.tif`` (uint8: 0 background,
-  1 foreground, 2 ignored), the trace they came from ``NAME.swc`` (coordinates rounded to
-  3 decimals, as every SWC dineuro writes), and ``labels.json`` (per
-  stack: :class:`~dineuro.adapt.labels.LabelStats`; written last, so a round folder without
-  it is relabelled on resume).
-- ``metrics.csv``: round, step (within the round), lr, loss, seconds.
-- ``rounds.json``: the guard rails before and after each round, with the hold-out split.
-- ``state.pt``: weights, optimizer, scheduler and every random state, written every
-  ``save_every`` steps and at the end of each round; ``resume=True`` continues from it exactly
-  (the same weights as a run that was not interrupted), with the same settings but
-  :data:`RESUMABLE`.
+Guard rails are checked after every round, and once before the first as the reference
+(:mod:`dineuro.adapt.guards`). The stacks are read and checked before any work starts
+(:mod:`dineuro.adapt.stacks`). Everything a run writes, and what an interrupted run resumes
+from, is in its folder (:mod:`dineuro.adapt.run_folder`).
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import math
 import shutil
 import time
 import warnings
@@ -59,23 +34,35 @@ import yaml
 
 from dineuro.adapt.config import AdaptConfig
 from dineuro.adapt.crops import MixedCrops
+from dineuro.adapt.guards import agreement, synthetic_scores, warn_if_worse
 from dineuro.adapt.labels import FOREGROUND, IGNORE, label_stats, pseudo_label
 from dineuro.adapt.loss import MaskedDiceCE
+from dineuro.adapt.run_folder import (
+    CONFIG_FILE,
+    LABELS_FILE,
+    METRICS_FILE,
+    ROUNDS_FILE,
+    STATE_FILE,
+    SYNTHETIC_DIR,
+    append_metrics,
+    atomic_text,
+    truncate_metrics,
+)
+from dineuro.adapt.stacks import (
+    holdout_names,
+    read_lab_stacks,
+    synthetic_dataset,
+    synthetic_names,
+)
 from dineuro.checkpoint import load_checkpoint, load_model, resolve_model, save_checkpoint
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
-from dineuro.evaluate import dice
-from dineuro.io.atomic import atomic_file, naming
 from dineuro.io.swc import SwcTree, write_swc
 from dineuro.io.volume import Volume, read_volume, write_volume
 from dineuro.train import runtime
 from dineuro.train.data import Stack, load_stacks
-from dineuro.train.loop import VAL_THRESHOLD, make_optimizer, train_step
+from dineuro.train.loop import make_optimizer, train_step
 
-CONFIG_FILE, METRICS_FILE, ROUNDS_FILE, STATE_FILE = ("config.yaml", "metrics.csv",
-                                                      "rounds.json", "state.pt")
-SYNTHETIC_DIR, LABELS_FILE = "synthetic", "labels.json"
-METRICS_COLUMNS = ("round", "step", "lr", "loss", "seconds")
 #: Settings a resumed run may change: where and how fast it runs, not what it computes.
 RESUMABLE = ("device", "threads", "save_every")
 
@@ -84,22 +71,24 @@ RESUMABLE = ("device", "threads", "save_every")
 Progress = Callable[[str, int, int, "float | None"], None]
 
 
-class AdaptWarning(UserWarning):
-    """A guard rail tripped: the adapted network got worse on synthetic data."""
-
-
 @dataclass
 class AdaptResult:
     """What :func:`adapt` did.
 
-    Attributes:
-        out: the adapted checkpoint.
-        work: the run's folder.
-        rounds: per round, its guard rails (``synthetic_f1``, ``synthetic_dice``,
-            ``agreement``).
-        before: the guard rails of the starting network.
-        seconds: wall time, across resumes.
-        model: the adapted network.
+    Attributes
+    ----------
+    out : Path
+        The adapted checkpoint.
+    work : Path
+        The run's folder.
+    rounds : list of dict
+        Per round, its guard rails (``synthetic_f1``, ``synthetic_dice``, ``agreement``).
+    before : dict
+        The guard rails of the starting network.
+    seconds : float
+        Wall time, across resumes.
+    model : torch.nn.Module
+        The adapted network.
     """
 
     out: Path
@@ -144,47 +133,33 @@ def blend_weights(model: torch.nn.Module, start: Mapping[str, torch.Tensor],
                 value.copy_(start[key] + blend * (value - start[key]))
 
 
-def traced_f1(prob: np.ndarray, spacing, gold: SwcTree) -> float:
-    """Length F1 of the trace of ``prob`` against ``gold`` (0 for an empty or refused trace)."""
-    from dineuro.evaluate import compare_trees
-    from dineuro.trace import trace
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            tree = trace(prob, spacing)
-        except InputError:
-            return 0.0
-    return compare_trees(tree, gold).f1 if len(tree) else 0.0
-
-
-def agreement(prob: np.ndarray, label: np.ndarray, fg_prob: float) -> float | None:
-    """Dice of ``prob >= fg_prob`` with the label's foreground, over the voxels the label
-    decides (1.0 when both are empty there; None when it decides none)."""
-    decided = label != IGNORE
-    if not decided.any():
-        return None
-    ours = (prob >= fg_prob) & decided
-    theirs = label == FOREGROUND
-    total = int(ours.sum()) + int(theirs.sum())
-    return 1.0 if total == 0 else 2.0 * int((ours & theirs).sum()) / total
-
-
 def adapt(config: AdaptConfig, progress: Progress | None = None, resume: bool = False,
           fixed_labels: Mapping[str, np.ndarray] | None = None) -> AdaptResult:
     """Adapt a network to the lab's stacks as ``config`` says; see the module docstring.
 
-    Args:
-        config: the run.
-        progress: see :data:`Progress`.
-        resume: continue the run in ``config.work`` from its ``state.pt``.
-        fixed_labels: labels (0/1 masks by stack name) to train on instead of pseudo-labels,
-            every round: with gold masks this is the benchmark's ceiling, fine-tuning exactly
-            as adapt does but on the truth.
+    Parameters
+    ----------
+    config : AdaptConfig
+        The run.
+    progress : Progress, optional
+        See :data:`Progress`.
+    resume : bool, optional
+        Continue the run in ``config.work`` from its ``state.pt``.
+    fixed_labels : mapping of str to ndarray, optional
+        Labels (0/1 masks by stack name) to train on instead of pseudo-labels, every round: with
+        gold masks this is the benchmark's ceiling, fine-tuning exactly as adapt does but on the
+        truth.
 
-    Raises:
-        InputError: an unreadable or non-3D stack, two stacks of one name, an existing
-            ``out``, a ``work`` folder that holds a run (without ``resume``) or none (with it).
+    Returns
+    -------
+    AdaptResult
+        The adapted checkpoint, the run's folder and its guard rails.
+
+    Raises
+    ------
+    InputError
+        An unreadable or non-3D stack, two stacks of one name, an existing ``out``, a ``work``
+        folder that holds a run (without ``resume``) or none (with it).
     """
     threads = torch.get_num_threads()
     if config.threads is not None:
@@ -317,7 +292,7 @@ class _Adaptation:
                 scheduler.load_state_dict(self.saved["scheduler"])
                 runtime.set_random_state(self.saved["random"], crops)
             state = None
-            _truncate_metrics(self.work / METRICS_FILE, self.round, self.step)
+            truncate_metrics(self.work / METRICS_FILE, self.round, self.step)
             while self.step < config.steps:
                 lr = scheduler.get_last_lr()[0]
                 images, targets = crops.batch(config.batch_size)
@@ -326,14 +301,14 @@ class _Adaptation:
                                   config.grad_clip)
                 self.step += 1
                 self.seconds = time.perf_counter() - self.started
-                _append_metrics(self.work / METRICS_FILE, self.round, self.step, lr, loss,
-                                self.seconds)
+                append_metrics(self.work / METRICS_FILE, self.round, self.step, lr, loss,
+                               self.seconds)
                 self._report(f"training round {self.round}", self.step, config.steps, loss)
                 if self.step % config.save_every == 0 and self.step < config.steps:
                     self._save_state(optimizer, scheduler, crops)
             blend_weights(self.model, self.start_weights, config.blend)
             self.history.append(self._check() | {"round": self.round})
-            self._warn_if_worse(self.history[-1])
+            warn_if_worse(self.before, self.history[-1], self.config.guard_margin)
             self.round, self.step = self.round + 1, 0
             self._save_state(None, None, None)
         return self._finish()
@@ -377,7 +352,8 @@ class _Adaptation:
         from dineuro.predict import sliding_window_predict
 
         self._report("checking", 0, 1, None)
-        result = self._synthetic_scores()
+        result = synthetic_scores(self.model, self.synthetic_check, self.synthetic_trees,
+                                  self.crop, self.config.overlap, self.device)
         scores = {}
         for name in self.held:
             lab = self.lab[name]
@@ -391,30 +367,6 @@ class _Adaptation:
         result["seconds"] = time.perf_counter() - self.started
         self._report("checking", 1, 1, None)
         return result
-
-    def _synthetic_scores(self) -> dict[str, float | None]:
-        """Mean traced F1 and map Dice on the held-back synthetic stacks (None without any)."""
-        from dineuro.predict import sliding_window_predict
-
-        f1s, dices = [], []
-        for stack in self.synthetic_check:
-            prob = sliding_window_predict(self.model, stack.normalized(), self.crop,
-                                          overlap=self.config.overlap, device=self.device,
-                                          precision="fp32", skip_empty=False)
-            dices.append(dice(prob > VAL_THRESHOLD, stack.label))
-            f1s.append(traced_f1(prob, stack.spacing, self.synthetic_trees[stack.name]))
-        if not f1s:
-            return {"synthetic_f1": None, "synthetic_dice": None}
-        return {"synthetic_f1": float(np.mean(f1s)), "synthetic_dice": float(np.mean(dices))}
-
-    def _warn_if_worse(self, checked: dict) -> None:
-        before, after = self.before["synthetic_f1"], checked["synthetic_f1"]
-        if before is not None and after < before - self.config.guard_margin:
-            warnings.warn(f"after round {checked['round']} the network's traced F1 on held-back "
-                          f"synthetic stacks fell from {before:.3f} to {after:.3f} (more than "
-                          f"guard_margin {self.config.guard_margin:g}); it may have forgotten "
-                          "what it knew: fewer steps, a lower lr or a larger synthetic_share "
-                          "may help.", AdaptWarning, stacklevel=2)
 
     # -- files ----------------------------------------------------------------------------
     def _save_state(self, optimizer, scheduler, crops: MixedCrops | None) -> None:
@@ -442,91 +394,3 @@ class _Adaptation:
     def _report(self, stage: str, done: int, total: int, loss: float | None) -> None:
         if self.progress is not None:
             self.progress(stage, done, total, loss)
-
-
-@dataclass(frozen=True)
-class LabStack:
-    """One of the lab's stacks in memory: as stored, its normalisation limits and spacing."""
-
-    raw: np.ndarray
-    limits: tuple[float, float]
-    spacing: tuple[float, float, float]
-
-
-def read_lab_stacks(paths, norm: NormalizationConfig) -> dict[str, LabStack]:
-    """Every stack read and checked before any work starts, by name (the file's stem)."""
-    from dineuro.outputs import stack_name
-
-    stacks = {}
-    for path in paths:
-        name = stack_name(path)
-        if name in stacks:
-            raise InputError(f"has the same name ({name}) as another stack; rename one.", path)
-        volume = read_volume(path)
-        if volume.array.ndim != 3:
-            raise InputError(f"should be a 3D (z, y, x) stack, got shape {volume.array.shape}.",
-                             path)
-        try:
-            limits = norm.limits(volume.array)
-        except ValueError as exc:
-            raise InputError(f"cannot be normalised: {exc}", path) from exc
-        stacks[name] = LabStack(np.ascontiguousarray(volume.array), limits,
-                                tuple(float(s) for s in volume.spacing))
-    return stacks
-
-
-def holdout_names(names: list[str], share: float, seed: int) -> list[str]:
-    """The names held back from training: ``round(share * n)``, at least one when ``share``
-    is positive and there are 3 or more stacks, never all of them; chosen by ``seed``.
-
-    Examples::
-
-        >>> holdout_names(["a", "b"], 0.2, 0), len(holdout_names(list("abcdefghij"), 0.2, 0))
-        ([], 2)
-    """
-    if share <= 0 or len(names) < 2:
-        return []
-    count = min(max(round(share * len(names)), 1 if len(names) >= 3 else 0), len(names) - 1)
-    chosen = np.random.default_rng([seed, len(names)]).choice(len(names), count, replace=False)
-    return sorted(names[i] for i in chosen)
-
-
-def synthetic_names(dataset) -> tuple[list[str], list[str]]:
-    """(train names, check names: val and test) of the synthetic dataset."""
-    split = dataset.split()
-    if not split["train"]:
-        raise InputError("has no train split to mix in.", dataset.root)
-    return split["train"], split["val"] + split["test"]
-
-
-def synthetic_dataset(work: Path, config: AdaptConfig):
-    from dineuro.data.dataset import open_dataset
-
-    return open_dataset(config.synthetic if config.synthetic is not None
-                        else work / SYNTHETIC_DIR)
-
-
-def atomic_text(path: Path, text: str) -> None:
-    with atomic_file(path) as tmp:
-        tmp.write_text(text)
-
-
-def _append_metrics(path: Path, round_: int, step: int, lr: float, loss: float,
-                    seconds: float) -> None:
-    new = not path.exists()
-    with naming(path), path.open("a", newline="") as handle:
-        writer = csv.writer(handle)
-        if new:
-            writer.writerow(METRICS_COLUMNS)
-        writer.writerow([round_, step, f"{lr:.6g}", f"{loss:.6f}" if math.isfinite(loss)
-                         else "nan", f"{seconds:.2f}"])
-
-
-def _truncate_metrics(path: Path, round_: int, step: int) -> None:
-    """Drop rows after (round_, step): a resumed run redoes those steps."""
-    if not path.exists():
-        return
-    with path.open(newline="") as handle:
-        rows = list(csv.reader(handle))
-    kept = [rows[0]] + [row for row in rows[1:] if (int(row[0]), int(row[1])) <= (round_, step)]
-    atomic_text(path, "".join(",".join(row) + "\n" for row in kept))

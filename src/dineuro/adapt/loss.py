@@ -31,14 +31,14 @@ class MaskedDiceCE(nn.Module):
     """``loss(logits, labels)``: Dice + cross-entropy over the voxels whose label is not
     :data:`IGNORE`; see the module docstring.
 
-    Examples::
-
-        >>> logits = torch.zeros(1, 2, 2, 2, 2)
-        >>> labels = torch.full((1, 1, 2, 2, 2), float(IGNORE))
-        >>> labels[0, 0, 0, 0, 0] = 1
-        >>> # one voxel counts, p = 0.5 for each class: ce = ln 2, dice = mean(1 - 1/1.5, 1 - 0)
-        >>> round(float(MaskedDiceCE()(logits, labels)), 4)
-        1.3598
+    Examples
+    --------
+    >>> logits = torch.zeros(1, 2, 2, 2, 2)
+    >>> labels = torch.full((1, 1, 2, 2, 2), float(IGNORE))
+    >>> labels[0, 0, 0, 0, 0] = 1
+    >>> # one voxel counts, p = 0.5 for each class: ce = ln 2, dice = mean(1 - 1/1.5, 1 - 0)
+    >>> round(float(MaskedDiceCE()(logits, labels)), 4)
+    1.3598
     """
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -79,17 +79,10 @@ from dineuro.defaults import (
     DEFAULT_SMOOTH,
     DEFAULT_SPUR_RADII,
 )
-from dineuro.trace._trace import (
-    KINDS,
-    METHODS,
-    EmptyTraceWarning,
-    as_probability,
-    trace,
-    trace_file,
-    trace_volume,
-    untraced,
-    write_trace,
-)
+from dineuro.trace._centre_lines import METHODS
+from dineuro.trace._files import trace_file, trace_volume, untraced, write_trace
+from dineuro.trace._probability import KINDS, as_probability
+from dineuro.trace._trace import EmptyTraceWarning, trace
 
 __all__ = [
     "DEFAULT_GAP_FLOOR",

@@ -56,27 +56,38 @@ def geodesic_graph(mask: np.ndarray, scale: np.ndarray, prob: np.ndarray | None 
                    min_length: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Centre lines of a boolean (z, y, x) mask as a forest of minimal paths, a tree per piece.
 
-    Args:
-        mask: boolean (z, y, x) foreground. Its faces are taken for the stack's: a neurite
-            that reaches one is cut there and runs to it, with no rounded end to trim.
-        scale: (z, y, x) voxel size in x voxels (only ratios matter).
-        prob: the map the mask was thresholded from, (z, y, x) in [0, 1]; None reads the mask
-            as probability 1, so that only the distance transform steers the paths.
-        cover: a stretch covers the voxels within this many radii of it (see module docstring).
-        min_branch: shortest new stretch kept as a branch, in x voxels.
-        min_length: pieces with too few voxels to hold a path this long (x voxels) are skipped:
-            they would be removed as noise anyway.
+    Parameters
+    ----------
+    mask : ndarray of bool
+        (z, y, x) foreground. Its faces are taken for the stack's: a neurite that reaches one
+        is cut there and runs to it, with no rounded end to trim.
+    scale : ndarray
+        (z, y, x) voxel size in x voxels (only ratios matter).
+    prob : ndarray, optional
+        The map the mask was thresholded from, (z, y, x) in [0, 1]; None reads the mask as
+        probability 1, so that only the distance transform steers the paths.
+    cover : float, optional
+        A stretch covers the voxels within this many radii of it (see module docstring).
+    min_branch : float, optional
+        Shortest new stretch kept as a branch, in x voxels.
+    min_length : float, optional
+        Pieces with too few voxels to hold a path this long (x voxels) are skipped: they would
+        be removed as noise anyway.
 
-    Returns:
-        ``(zyx, edges)``: node coordinates in voxels and the edges of the forest.
+    Returns
+    -------
+    zyx : ndarray
+        (N, 3) node coordinates in voxels.
+    edges : ndarray
+        (E, 2) node indices: the edges of the forest.
 
-    Examples::
-
-        >>> mask = np.zeros((7, 7, 30), dtype=bool)
-        >>> mask[2:5, 2:5, 3:27] = True
-        >>> zyx, edges = geodesic_graph(mask, np.ones(3))
-        >>> len(edges) == len(zyx) - 1, zyx[:, 2].min(), zyx[:, 2].max()
-        (True, np.float64(4.0), np.float64(24.0))
+    Examples
+    --------
+    >>> mask = np.zeros((7, 7, 30), dtype=bool)
+    >>> mask[2:5, 2:5, 3:27] = True
+    >>> zyx, edges = geodesic_graph(mask, np.ones(3))
+    >>> len(edges) == len(zyx) - 1, zyx[:, 2].min(), zyx[:, 2].max()
+    (True, np.float64(4.0), np.float64(24.0))
     """
     scale = np.asarray(scale, dtype=np.float64)
     labels, _ = ndimage.label(mask, structure=_FULL)
@@ -116,15 +127,22 @@ def piece_paths(inside: np.ndarray, prob: np.ndarray, radius: np.ndarray, scale:
                 ) -> tuple[np.ndarray, np.ndarray]:
     """The minimal-path tree of one connected piece (see the module docstring).
 
-    Args:
-        inside: boolean box around the piece, True on it.
-        prob, radius: the map and the distance transform (x voxels) in the same box.
-        scale, cover, min_branch: as :func:`geodesic_graph`.
-        cut: boolean (2, 3): which of the box's low (row 0) and high (row 1) faces along
-            (z, y, x) are faces of the stack, where neurites are cut.
+    Parameters
+    ----------
+    inside : ndarray of bool
+        Box around the piece, True on it.
+    prob, radius : ndarray
+        The map and the distance transform (x voxels) in the same box.
+    scale, cover, min_branch
+        As :func:`geodesic_graph`.
+    cut : ndarray of bool
+        (2, 3): which of the box's low (row 0) and high (row 1) faces along (z, y, x) are
+        faces of the stack, where neurites are cut.
 
-    Returns:
-        ``(zyx, edges)`` of the piece's tree, voxel coordinates in the box.
+    Returns
+    -------
+    zyx, edges : ndarray
+        The piece's tree, as :func:`geodesic_graph`'s, voxel coordinates in the box.
     """
     source, arrival, back = _sweep(inside, speed(prob, radius, inside), scale)
     nodes = np.asarray([source], dtype=np.int64)

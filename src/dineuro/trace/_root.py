@@ -6,7 +6,9 @@ Trees are given as in :mod:`dineuro.trace._tree`: ``zyx`` voxel coordinates in t
 A soma is the one part of a neuron much thicker than its neurites, and compact: a thick trunk
 beside a thin arbor is as thick but long. Without a soma in the stack, a neuron's tree was cut
 from a larger one by the stack's border, and the cut nearest the soma is where its thickest
-neurite leaves the stack; a tree that leaves nowhere starts at its thickest end.
+neurite leaves the stack; a tree that leaves nowhere starts at its thickest end. A root the
+user gives, (x, y, z) in the stack's voxels, is the nearest centre-line node of the forest
+(:func:`_given_root`).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.sparse import csgraph
 
+from dineuro.errors import InputError
 from dineuro.trace._tree import edge_lengths, graph_matrix
 
 #: A soma is at least this many times as thick as the median centre-line radius of its tree.
@@ -119,3 +122,32 @@ def end_thickness(zyx: np.ndarray, radius: np.ndarray, parent: np.ndarray, scale
             seen.append(node)
         out.append(float(np.median(radius[seen])))
     return np.asarray(out)
+
+
+def _given_root(root, offset, shape, zyx, label_of, labels, scale, root_snap) -> int:
+    """Centre-line node for a user's soma position (x, y, z) in voxels.
+
+    See :func:`~dineuro.trace.trace` for how it snaps to the forest of ``zyx``, whose box
+    starts at ``offset`` in the stack of ``shape``.
+    """
+    try:
+        xyz = np.asarray(root, dtype=np.float64).reshape(3)
+    except (TypeError, ValueError):
+        raise InputError(f"root should be x,y,z voxel coordinates, not {root!r}.") from None
+    point = xyz[::-1]
+    if not (np.all(np.isfinite(point)) and np.all(point >= -0.5)
+            and np.all(point < np.asarray(shape) - 0.5)):
+        raise InputError(f"root (x, y, z) = {tuple(xyz.tolist())} lies outside the stack of "
+                         f"shape {tuple(shape)} (z, y, x).")
+    local = point - offset
+    voxel = np.rint(local).astype(np.int64)
+    in_box = np.all(voxel >= 0) and np.all(voxel < labels.shape)
+    label = labels[tuple(voxel)] if in_box else 0
+    nodes = np.flatnonzero(label_of == label) if label else np.arange(len(zyx))
+    distance = np.linalg.norm((zyx[nodes] - local) * scale, axis=1)
+    nearest = int(np.argmin(distance))
+    if not label and distance[nearest] > root_snap:
+        raise InputError(f"root (x, y, z) = {tuple(xyz.tolist())} is outside the foreground "
+                         f"and {distance[nearest]:.1f} x voxels from the nearest traced "
+                         f"neurite, more than root_snap = {root_snap:g}.")
+    return int(nodes[nearest])

@@ -18,12 +18,19 @@ def skeleton_graph(mask: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.
     Thinning can leave small cycles of voxels where branches meet; the shortest spanning forest
     (edge lengths in physical units) removes them.
 
-    Args:
-        mask: boolean (z, y, x) foreground.
-        scale: (z, y, x) voxel size; only ratios matter.
+    Parameters
+    ----------
+    mask : ndarray of bool
+        (z, y, x) foreground.
+    scale : ndarray
+        (z, y, x) voxel size; only ratios matter.
 
-    Returns:
-        ``(zyx, edges)``: node coordinates in voxels and the edges of the forest.
+    Returns
+    -------
+    zyx : ndarray
+        (N, 3) node coordinates in voxels.
+    edges : ndarray
+        (E, 2) node indices: the edges of the forest.
     """
     from skan.csr import skeleton_to_csgraph
     from skimage.morphology import skeletonize

@@ -41,15 +41,24 @@ def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.
     segment that lies outside ``mask`` is at least ``floor``. A segment entirely inside the
     mask (fragments touching diagonally) is accepted.
 
-    Args:
-        zyx, edges: the forest (see the module docstring).
-        scale: (z, y, x) spacing in x voxels.
-        mask: the boolean (z, y, x) foreground the forest was skeletonised from.
-        evidence: float (z, y, x) map in [0, 1]: probability or normalised intensity.
-        max_gap: longest bridge, in x voxels.
-        floor: least mean evidence along the gap.
+    Parameters
+    ----------
+    zyx, edges : ndarray
+        The forest (see the module docstring).
+    scale : ndarray
+        (z, y, x) spacing in x voxels.
+    mask : ndarray of bool
+        The (z, y, x) foreground the forest was skeletonised from.
+    evidence : ndarray of float
+        (z, y, x) map in [0, 1]: probability or normalised intensity.
+    max_gap : float
+        Longest bridge, in x voxels.
+    floor : float
+        Least mean evidence along the gap.
 
-    Returns:
+    Returns
+    -------
+    ndarray
         ``(B, 2)`` node pairs of the accepted bridges.
     """
     n = len(zyx)
@@ -180,17 +189,27 @@ def prune_spurs(zyx: np.ndarray, radius: np.ndarray, parent: np.ndarray, scale: 
     it), three or more if not (a node inside a neurite, where two children are just its two
     sides: a branch point there would cut short whichever side is shorter).
 
-    Args:
-        zyx, parent: the rooted tree (coordinates in voxels, tree indices).
-        radius: radius of each node in x voxels.
-        scale: (z, y, x) spacing in x voxels.
-        min_length: shortest reach outside the parent neurite kept, in x voxels.
-        spur_radii: shortest reach kept, in radii of the branch point.
-        radius_cap: largest branch-point radius the ``spur_radii`` rule uses, in x voxels.
-        soma_root: whether the root is a soma (see above).
+    Parameters
+    ----------
+    zyx, parent : ndarray
+        The rooted tree (coordinates in voxels, tree indices).
+    radius : ndarray
+        Radius of each node in x voxels.
+    scale : ndarray
+        (z, y, x) spacing in x voxels.
+    min_length : float
+        Shortest reach outside the parent neurite kept, in x voxels.
+    spur_radii : float, optional
+        Shortest reach kept, in radii of the branch point.
+    radius_cap : float, optional
+        Largest branch-point radius the ``spur_radii`` rule uses, in x voxels.
+    soma_root : bool, optional
+        Whether the root is a soma (see above).
 
-    Returns:
-        Boolean keep mask over the tree nodes; kept nodes still form one tree.
+    Returns
+    -------
+    ndarray of bool
+        Keep mask over the tree nodes; kept nodes still form one tree.
     """
     n = len(parent)
     limit = np.maximum(radius + min_length, spur_radii * np.minimum(radius, radius_cap))
@@ -269,9 +288,10 @@ def smooth_stretch(zyx: np.ndarray, radius: np.ndarray, arc: np.ndarray,
     point reflection through that end, which keeps both ends in place and a straight line
     straight. Radii are filtered alike (continued as constant), except the ends' own.
 
-    Returns:
-        ``(line, radii)``: the smoothed samples, ends first and last; the polyline itself
-        when ``sigma`` is 0.
+    Returns
+    -------
+    line, radii : ndarray
+        The smoothed samples, ends first and last; the polyline itself when ``sigma`` is 0.
     """
     from scipy.ndimage import gaussian_filter1d
 

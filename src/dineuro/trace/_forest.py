@@ -1,0 +1,146 @@
+"""The bridged centre-line forest -> finished trees, one per piece, and the SWC they make.
+
+Steps 5 to 8 of :mod:`dineuro.trace`: pieces ranked (the one holding a given root first, then
+by cable), debris trees dropped, each tree rooted, pruned, smoothed and resampled, and all of
+them written as one :class:`~dineuro.io.swc.SwcTree` with a header line per root.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.sparse import csgraph
+
+from dineuro.io.swc import SwcTree, zyx_to_swc
+from dineuro.trace._root import (
+    BLOB,
+    GIVEN,
+    SOMA,
+    SOMA_RADIUS_RATIO,
+    end_root,
+    is_soma,
+    thickest_node,
+)
+from dineuro.trace._tree import (
+    edge_lengths,
+    graph_matrix,
+    prune_spurs,
+    reroot,
+    resample,
+    rooted_tree,
+    subtree,
+)
+
+#: SWC types written: 1 at the first tree's root when it is a soma, 3 everywhere else.
+SOMA_TYPE, NEURITE_TYPE = 1, 3
+
+
+def _separate_trees(zyx, radius, brightness, edges, given, scale, min_tree_length, finish):
+    """The finished trees of the forest's pieces, first and largest first.
+
+    Which tree is first and which are dropped: see :func:`~dineuro.trace.trace`.
+
+    Returns ``(trees, hows, dropped)``: ``(zyx, radius, parent)`` per tree, how each root was
+    chosen, and how many trees other than the first were shorter than ``min_tree_length``
+    (None: keep them all).
+    """
+    floor = -math.inf if min_tree_length is None else min_tree_length
+    trees, hows, dropped = [], [], 0
+    for rank, (nodes, piece_edges, length) in enumerate(_pieces(zyx, edges, scale, given)):
+        if rank and length < floor:  # pruning and smoothing only shorten a tree
+            dropped += 1
+            continue
+        start = int(np.flatnonzero(nodes == given)[0]) if rank == 0 and given is not None \
+            else None
+        *tree, how = finish(zyx[nodes], radius[nodes], brightness[nodes], piece_edges, start)
+        if rank and edge_lengths(tree[0], tree[2], scale).sum() < floor:
+            dropped += 1
+            continue
+        trees.append(tree)
+        # Only the first tree's root may be typed a soma: on a fragment, a thick blob is too
+        # often a crossing or a clump of noise, and most gold SWCs have one soma per stack.
+        hows.append(BLOB if rank and how == SOMA else how)
+    return trees, hows, dropped
+
+
+def _pieces(zyx, edges, scale, first):
+    """Each tree of the forest: ``(nodes, edges, cable)``, edges in indices into ``nodes``.
+
+    Sorted by cable (x voxels), largest first, except that the tree holding node ``first``
+    (when given) comes first.
+    """
+    n = len(zyx)
+    count, piece_of = csgraph.connected_components(graph_matrix(n, edges), directed=False)
+    order = np.argsort(piece_of, kind="stable")
+    sizes = np.bincount(piece_of, minlength=count)
+    local = np.empty(n, dtype=np.int64)
+    local[order] = np.arange(n) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    edge_piece = piece_of[edges[:, 0]]
+    step = np.linalg.norm((zyx[edges[:, 0]] - zyx[edges[:, 1]]) * scale, axis=1)
+    cable = np.bincount(edge_piece, weights=step, minlength=count)
+    by_piece = local[edges[np.argsort(edge_piece, kind="stable")]]
+    nodes_of = np.split(order, np.cumsum(sizes)[:-1])
+    edges_of = np.split(by_piece, np.cumsum(np.bincount(edge_piece, minlength=count))[:-1])
+    ranking = sorted(range(count), key=lambda k: (first is None or piece_of[first] != k,
+                                                  -cable[k], k))
+    return [(nodes_of[k], edges_of[k], float(cable[k])) for k in ranking]
+
+
+def _finish(zyx, radius, brightness, edges, given, *, scale, offset, shape, prune_length,
+            spur_radii, smooth, node_step):
+    """One piece's rooted, pruned, smoothed and resampled tree: ``(zyx, radius, parent, how)``.
+
+    ``given`` is the index of a given root. Otherwise the thickest node is the root if it is a
+    soma; if not, pruning starts from the thickest branch point (a root inside a neurite would
+    hide a spur through it) and the root is then chosen among the pruned tree's ends, which are
+    the real ones. ``how`` says how the root was chosen (:mod:`dineuro.trace._root`).
+    """
+    start = thickest_node(zyx, radius, brightness) if given is None else given
+    nodes, parent = rooted_tree(len(zyx), edges, start)
+    soma = given is not None or is_soma(zyx[nodes], radius[nodes], parent, 0, scale)
+    if not soma:
+        forks = np.flatnonzero(np.bincount(edges.ravel(), minlength=len(zyx)) >= 3)
+        if len(forks):
+            nodes, parent = rooted_tree(len(zyx), edges, int(forks[np.argmax(radius[forks])]))
+    zyx, radius = zyx[nodes], radius[nodes]
+    keep = prune_spurs(zyx, radius, parent, scale, prune_length, spur_radii,
+                       radius_cap=SOMA_RADIUS_RATIO * float(np.median(radius)), soma_root=soma)
+    zyx, radius, parent = zyx[keep], radius[keep], subtree(parent, keep)
+    how = GIVEN if given is not None else SOMA
+    if not soma:
+        root, how = end_root(zyx, radius, parent, scale, offset, shape)
+        if root:
+            order, parent = reroot(parent, root)
+            zyx, radius = zyx[order], radius[order]
+    return (*resample(zyx, radius, parent, scale, node_step, smooth), how)
+
+
+def _root_comments(trees, hows, offset) -> list[str]:
+    """A header line per tree: how its root was chosen and where it is (x, y, z voxels)."""
+    lines = []
+    for k, ((zyx, _, _), how) in enumerate(zip(trees, hows, strict=True)):
+        x, y, z = zyx_to_swc(zyx[0] + offset)
+        which = f", tree {k + 1} of {len(trees)}" if len(trees) > 1 else ""
+        lines.append(f"root: {how} at ({x:.1f}, {y:.1f}, {z:.1f}){which}")
+    return lines
+
+
+def _as_swc(trees, soma, offset, comments) -> SwcTree:
+    """One SwcTree from (zyx, radius, parent) trees; the first root is type 1 if ``soma``."""
+    parts, start = [], 0
+    for zyx, radius, parent in trees:
+        types = np.full(len(zyx), NEURITE_TYPE)
+        types[0] = SOMA_TYPE if soma and not parts else NEURITE_TYPE
+        ids = np.arange(start + 1, start + len(zyx) + 1)
+        parents = np.where(parent >= 0, parent + start + 1, -1)
+        parts.append((ids, types, zyx_to_swc(zyx + offset), radius, parents))
+        start += len(zyx)
+    ids, types, xyz, radius, parents = (np.concatenate(column) for column in zip(*parts,
+                                                                                  strict=True))
+    return SwcTree(ids, types, xyz, radius, parents, comments).renumbered()
+
+
+def _empty(comments) -> SwcTree:
+    """A tree without nodes: an SWC of ``comments`` only."""
+    return SwcTree([], [], np.zeros((0, 3)), [], [], comments)
