@@ -2,7 +2,8 @@
 
 One figure shows a stack from the top (x-y), the front (x-z) and the side (z-y), to physical
 scale, with a label mask tinted over it and the SWC drawn as lines, so a glance tells whether
-image, mask and reconstruction agree.
+image, mask and reconstruction agree. Each view is drawn by :func:`draw_view`, which figures
+of other layouts (the experiment's overlays, :mod:`dineuro.experiment.figures`) use as well.
 """
 
 from __future__ import annotations
@@ -46,12 +47,48 @@ def _extent(shape: tuple[int, int, int], spacing, rows: int, cols: int) -> list[
 
 
 def _contrast(projection: np.ndarray) -> tuple[float, float]:
+    """Display range of a projection: :data:`CONTRAST_PERCENTILES`, never an empty range."""
     low, high = np.percentile(projection, CONTRAST_PERCENTILES)
     return float(low), float(max(high, low + 1e-6))
 
 
-def _draw_view(ax, image, spacing, view: str, tree: SwcTree | None,
-               mask: np.ndarray | None, gold: SwcTree | None = None) -> None:
+def draw_view(ax, image: np.ndarray, spacing, view: str, tree: SwcTree | None = None,
+              mask: np.ndarray | None = None, gold: SwcTree | None = None) -> None:
+    """Draw one maximum-intensity projection of a stack into ``ax``, with its overlays.
+
+    The projection is shown in grey to physical scale, voxel centres at index times spacing,
+    its display range set by :data:`CONTRAST_PERCENTILES`; the mask is tinted over it
+    (:data:`MASK_RGBA`), then the gold SWC (:data:`GOLD_COLOR`) and the SWC
+    (:data:`SWC_COLOR`) are drawn as lines with dots at their roots. The axes are titled with
+    the view's name on the left.
+
+    Parameters
+    ----------
+    ax : matplotlib.axes.Axes
+        Where to draw.
+    image : numpy.ndarray
+        The stack, (z, y, x), any numeric dtype.
+    spacing : tuple of 3 float
+        (z, y, x) voxel size; the axes are in these units.
+    view : str
+        "xy" (from the top), "xz" (the front) or "zy" (the side), as in :data:`VIEWS`.
+    tree : SwcTree, optional
+        An SWC (voxel coordinates x, y, z), projected and drawn as lines.
+    mask : numpy.ndarray, optional
+        A (z, y, x) bool mask of the image's shape, projected and tinted over the image.
+    gold : SwcTree, optional
+        A reference SWC, drawn under ``tree`` in its own colour.
+
+    Examples
+    --------
+    >>> fig, ax = plt.subplots()
+    >>> stack = np.zeros((4, 5, 6), np.uint16)
+    >>> stack[1, 2, 3] = 100
+    >>> draw_view(ax, stack, (2.0, 1.0, 1.0), "zy", mask=stack > 0)
+    >>> [float(limit) for limit in ax.get_xlim()]  # z runs across, voxel edges in z units
+    [-1.0, 7.0]
+    >>> plt.close(fig)
+    """
     axis, (rows, cols), (h_col, v_col) = VIEWS[view]
     projection = image.max(axis=axis)
     if view == "zy":
@@ -93,7 +130,7 @@ def _three_views(fig: Figure, cell, image, spacing, tree, mask, heading: str,
     z, y, x = (n * s for n, s in zip(image.shape, spacing, strict=True))
     grid = cell.subgridspec(2, 2, width_ratios=[x, z], height_ratios=[y, z])
     for view, sub in (("xy", grid[0, 0]), ("xz", grid[1, 0]), ("zy", grid[0, 1])):
-        _draw_view(fig.add_subplot(sub), image, spacing, view, tree, mask, gold)
+        draw_view(fig.add_subplot(sub), image, spacing, view, tree, mask, gold)
     ax = fig.add_subplot(grid[1, 1])
     ax.axis("off")
     ax.text(0, 1, heading, va="top", fontsize=8, transform=ax.transAxes)
@@ -108,18 +145,43 @@ def mip_figure(image: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.
     With an SWC or a mask, the projections appear twice: plain on the left, with the
     overlays on the right, so the image itself is not hidden by what is drawn over it.
 
-    Args:
-        image: the stack, (z, y, x), any numeric dtype.
-        spacing: (z, y, x) voxel size; axes are labelled in these units.
-        tree: an SWC (voxel coordinates x, y, z) drawn as lines over every view.
-        mask: a (z, y, x) bool mask, projected and tinted over the image.
-        title: figure title.
-        mask_name: what the mask is, for the legend (a label mask, a prediction, ...).
-        gold: a reference SWC drawn under ``tree`` in another colour.
-        tree_name: what ``tree`` is, for the legend (an SWC, a trace, ...).
+    Parameters
+    ----------
+    image : numpy.ndarray
+        The stack, (z, y, x), any numeric dtype.
+    spacing : tuple of 3 float, optional
+        (z, y, x) voxel size; axes are labelled in these units.
+    tree : SwcTree, optional
+        An SWC (voxel coordinates x, y, z) drawn as lines over every view.
+    mask : numpy.ndarray, optional
+        A (z, y, x) bool mask, projected and tinted over the image.
+    title : str, optional
+        Figure title.
+    mask_name : str, optional
+        What the mask is, for the legend (a label mask, a prediction, ...).
+    gold : SwcTree, optional
+        A reference SWC drawn under ``tree`` in another colour.
+    tree_name : str, optional
+        What ``tree`` is, for the legend (an SWC, a trace, ...).
 
-    Returns:
+    Returns
+    -------
+    matplotlib.figure.Figure
         The figure; each set of views has x-y top-left, x-z below it and z-y to its right.
+
+    Raises
+    ------
+    ValueError
+        ``mask`` has another shape than ``image``.
+
+    Examples
+    --------
+    >>> stack = np.zeros((4, 5, 6), np.uint16)
+    >>> stack[1, 2, 3] = 100
+    >>> fig = mip_figure(stack, (2.0, 1.0, 1.0), mask=stack > 0, title="one bright voxel")
+    >>> len(fig.axes)  # plain and with the mask: three views and a legend each
+    8
+    >>> plt.close(fig)
     """
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
@@ -147,7 +209,30 @@ def mip_figure(image: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> None:
-    """Save atomically (PNG, PDF or SVG by extension) and release the figure's memory."""
+    """Save a figure atomically and release its memory.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure; it is closed, even when saving fails.
+    path : str or os.PathLike
+        The file; its extension, one of :data:`FIGURE_FORMATS`, sets the format.
+    dpi : int, optional
+        Resolution of a PNG, in dots per inch.
+
+    Raises
+    ------
+    ValueError
+        ``path`` has another extension.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     save_figure(plt.figure(), Path(folder) / "empty.png")
+    ...     (Path(folder) / "empty.png").read_bytes()[:4]
+    b'\\x89PNG'
+    """
     path = Path(path)
     if path.suffix.lower() not in FIGURE_FORMATS:
         raise ValueError(f"figure files should end in one of {FIGURE_FORMATS}, not {path.name}.")
