@@ -263,7 +263,7 @@ def test_pseudo_label_of_an_empty_tree_has_no_foreground():
     (0.3, 0.4, 1.0, 0.5), (1.5, 0.1, 1.0, 0.5), (0.5, -0.1, 1.0, 0.5), (0.5, 0.1, -1.0, 0.5),
     (0.5, 0.1, 1.0, 1.5), (0.5, 0.1, 1.0, -0.1)])
 def test_pseudo_label_refuses_bad_thresholds(fg_prob, bg_prob, margin, core):
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError):
         pseudo_label(_quantised_prob(), TUBES, (1, 1, 1), fg_prob, bg_prob, margin, core)
 
 

@@ -247,7 +247,7 @@ def test_bfloat16_autocast_on_cpu_stays_close():
     (np.zeros((8, 8, 8), np.float32), {"crop": (8, 8)}, "crop"),
 ])
 def test_bad_arguments_are_refused(volume, kwargs, message):
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InputError, match=message):
         sliding_window_predict(_voxelwise_model(), volume, **{"crop": 8, **kwargs})
 
 

@@ -10,6 +10,7 @@ from scipy import ndimage
 from torch import nn
 
 from dineuro.data.normalize import NormalizationConfig
+from dineuro.errors import InputError
 from dineuro.predict import (
     WindowGrid,
     WindowStats,
@@ -167,5 +168,5 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path, monkeypatch):
 
 
 def test_an_unknown_precision_is_refused():
-    with pytest.raises(ValueError, match="precision"):
+    with pytest.raises(InputError, match="precision"):
         resolve_precision("fp16", "cpu")

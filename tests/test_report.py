@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from matplotlib.colors import to_rgba
 
+from dineuro.errors import InputError
 from dineuro.io import SwcTree
 from dineuro.report import GOLD_COLOR, MASK_RGBA, SWC_COLOR, mip_figure, save_figure
 
@@ -168,7 +169,7 @@ def test_one_set_of_views_without_overlays_two_with(image, tree, mask, overlays,
 
 
 def test_mask_of_another_shape_is_refused(image):
-    with pytest.raises(ValueError, match="mask shape"):
+    with pytest.raises(InputError, match="mask shape"):
         mip_figure(image, SPACING, mask=np.zeros((4, 5, 7), bool))
 
 
@@ -191,6 +192,6 @@ def test_save_figure_other_formats(image, tmp_path, name):
 
 
 def test_save_figure_failure_leaves_nothing(image, tmp_path):
-    with pytest.raises(ValueError, match="should end in one of"):
+    with pytest.raises(InputError, match="should end in one of"):
         save_figure(mip_figure(image, SPACING), tmp_path / "mip.xyz")
     assert list(tmp_path.iterdir()) == []

@@ -66,8 +66,10 @@ def resolve_model(model: str | os.PathLike | None) -> Path:
     """The checkpoint file meant by ``model``: a path, or None / ``"default"`` for the
     packaged default model.
 
-    Raises:
-        InputError: the default model is missing from this installation.
+    Raises
+    ------
+    InputError
+        The default model is missing from this installation.
     """
     if model is None or str(model) == DEFAULT_MODEL:
         path = default_model_path()
@@ -84,8 +86,10 @@ def export_checkpoint(src: str | os.PathLike, dst: str | os.PathLike, *,
     config, weights as float16 (half the bytes; predict computes in float32 all the same),
     no optimizer or random state, and an optional model ``card`` (plain types).
 
-    Raises:
-        InputError: ``src`` is not a dineuro checkpoint or one :func:`load_model` refuses.
+    Raises
+    ------
+    InputError
+        ``src`` is not a dineuro checkpoint or one :func:`load_model` refuses.
     """
     model, data = load_model(src)
     meta = {key: data[key] for key in EXPORTED if key in data}
@@ -123,30 +127,39 @@ def model_card(model: str | os.PathLike | None = None) -> tuple[Path, dict]:
 def save_checkpoint(path: str | os.PathLike, model: nn.Module, **meta: Any) -> Path:
     """Write ``model`` (its ``config`` and weights) and ``meta`` to ``path``, atomically.
 
-    Args:
-        path: the file to write (replaced if it exists, as ``last.pt`` is during training).
-        model: a network with a ``config`` dict (:func:`dineuro.models.build.build_model`); a
-            ``DistributedDataParallel`` wrapper is unwrapped.
-        **meta: further plain-typed entries, e.g. ``normalization``, ``spacing``,
-            ``train_config``, ``step``, ``val_dice``, ``resume``.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write (replaced if it exists, as ``last.pt`` is during training).
+    model : torch.nn.Module
+        A network with a ``config`` dict (:func:`dineuro.models.build.build_model`); a
+        ``DistributedDataParallel`` wrapper is unwrapped.
+    **meta
+        Further plain-typed entries, e.g. ``normalization``, ``spacing``, ``train_config``,
+        ``step``, ``val_dice``, ``resume``.
 
-    Returns:
+    Returns
+    -------
+    pathlib.Path
         ``path`` as a Path.
 
-    Raises:
-        ValueError: a model without ``config``, a reserved key in ``meta``.
-        TypeError: a ``meta`` value that is not a plain type (it would need ``weights_only=False``
-            to load).
+    Raises
+    ------
+    ValueError
+        A model without ``config``, a reserved key in ``meta``.
+    TypeError
+        A ``meta`` value that is not a plain type (it would need ``weights_only=False`` to
+        load).
 
-    Examples::
-
-        >>> import tempfile
-        >>> from dineuro.models.build import build_model
-        >>> net = build_model("tiny", transfer="scratch")
-        >>> path = save_checkpoint(Path(tempfile.mkdtemp()) / "net.pt", net, step=0)
-        >>> model, meta = load_model(path)
-        >>> meta["model_config"]["size"], meta["step"]
-        ('tiny', 0)
+    Examples
+    --------
+    >>> import tempfile
+    >>> from dineuro.models.build import build_model
+    >>> net = build_model("tiny", transfer="scratch")
+    >>> path = save_checkpoint(Path(tempfile.mkdtemp()) / "net.pt", net, step=0)
+    >>> model, meta = load_model(path)
+    >>> meta["model_config"]["size"], meta["step"]
+    ('tiny', 0)
     """
     model = getattr(model, "module", model)
     config = getattr(model, "config", None)
@@ -184,9 +197,11 @@ def save_atomically(obj: Any, path: str | os.PathLike) -> Path:
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict:
     """Read a dineuro checkpoint as a dict (every entry, including ``state_dict``).
 
-    Raises:
-        InputError: a missing file, a file torch cannot read with ``weights_only=True``, or a
-            PyTorch file that is not a dineuro checkpoint (e.g. a DINO teacher).
+    Raises
+    ------
+    InputError
+        A missing file, a file torch cannot read with ``weights_only=True``, or a PyTorch file
+        that is not a dineuro checkpoint (e.g. a DINO teacher).
     """
     path = Path(path)
     if not path.is_file():
@@ -216,8 +231,10 @@ def build_network(model_config: Mapping[str, Any]) -> nn.Module:
     The constructor's parameters are taken from the config; the remaining entries (preset
     name, transfer, teacher source) are kept in ``model.config``. No teacher is loaded.
 
-    Raises:
-        InputError: the config lacks a constructor argument or holds an invalid value.
+    Raises
+    ------
+    InputError
+        The config lacks a constructor argument or holds an invalid value.
     """
     from dineuro.models.unetr import ViTUNETR
 
@@ -239,18 +256,27 @@ def load_model(path: str | os.PathLike, device: str | torch.device = "cpu"
                ) -> tuple[nn.Module, dict]:
     """Rebuild the network of a checkpoint and load its weights (strictly).
 
-    Args:
-        path: a file written by :func:`save_checkpoint` (``best.pt``, ``last.pt``).
-        device: where the model goes.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A file written by :func:`save_checkpoint` (``best.pt``, ``last.pt``).
+    device : str or torch.device, optional
+        Where the model goes.
 
-    Returns:
-        ``(model, meta)``: the network in eval mode on ``device``, and every entry of the
-        checkpoint except ``state_dict`` and ``resume`` (``model_config``, ``normalization``,
-        ``spacing``, ``train_config``, ``step``, ``val_dice``, ``dineuro_version``, ...).
+    Returns
+    -------
+    model : torch.nn.Module
+        The network in eval mode on ``device``.
+    meta : dict
+        Every entry of the checkpoint except ``state_dict`` and ``resume`` (``model_config``,
+        ``normalization``, ``spacing``, ``train_config``, ``step``, ``val_dice``,
+        ``dineuro_version``, ...).
 
-    Raises:
-        InputError: not a dineuro checkpoint, weights that are not finite (a diverged
-            training) or that do not fit the stored config.
+    Raises
+    ------
+    InputError
+        Not a dineuro checkpoint, weights that are not finite (a diverged training) or that do
+        not fit the stored config.
     """
     data = load_checkpoint(path)
     _check_finite(data["state_dict"], path)
@@ -273,22 +299,28 @@ def load_for_prediction(path: str | os.PathLike, device: str | torch.device = "c
     """All that prediction needs from a checkpoint: the network (:func:`load_model`), its input
     window (z, y, x), and the normalisation it was trained with.
 
-    Args:
-        path: the checkpoint.
-        device: where the network runs.
-        window: predict through windows of this size instead of the training crop
-            (``ViTUNETR.at_window``); None keeps the crop.
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The checkpoint.
+    device : str or torch.device, optional
+        Where the network runs.
+    window : sequence of int, optional
+        Predict through windows of this size instead of the training crop
+        (``ViTUNETR.at_window``); None keeps the crop.
 
-    Raises:
-        InputError: naming ``path``: what :func:`load_model` refuses, and a checkpoint without
-            normalisation settings or with invalid ones (predict must normalise as training
-            did, so it does not guess); a window that is not a multiple of the patch.
+    Raises
+    ------
+    InputError
+        Naming ``path``: what :func:`load_model` refuses, and a checkpoint without
+        normalisation settings or with invalid ones (predict must normalise as training did,
+        so it does not guess); a window that is not a multiple of the patch.
     """
     model, meta = load_model(path, device)
     if window is not None:
         try:
             model = model.at_window(window)
-        except ValueError as exc:
+        except InputError as exc:  # say which option, as the user gave it
             raise InputError(f"--window: {exc}") from exc
         meta = {**meta, "model_config": model.config}
     if "normalization" not in meta:

@@ -25,10 +25,10 @@ def stack_name(path: str | os.PathLike) -> str:
     """The name outputs of the stack at ``path`` are called by: its file name without the
     volume extension.
 
-    Examples::
-
-        >>> stack_name("data/neuron_03.nii.gz")
-        'neuron_03'
+    Examples
+    --------
+    >>> stack_name("data/neuron_03.nii.gz")
+    'neuron_03'
     """
     name = Path(path).name
     for extension in sorted(SUPPORTED_EXTENSIONS, key=len, reverse=True):
@@ -40,10 +40,10 @@ def stack_name(path: str | os.PathLike) -> str:
 def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Path, Path]:
     """``(out_dir/NAME_prob.tif, out_dir/NAME_mask.tif)`` for the stack at ``path``.
 
-    Examples::
-
-        >>> [p.name for p in output_paths("data/neuron_03.nii.gz", "out")]
-        ['neuron_03_prob.tif', 'neuron_03_mask.tif']
+    Examples
+    --------
+    >>> [p.name for p in output_paths("data/neuron_03.nii.gz", "out")]
+    ['neuron_03_prob.tif', 'neuron_03_mask.tif']
     """
     name, out_dir = stack_name(path), Path(out_dir)
     return out_dir / f"{name}{PROB_SUFFIX}", out_dir / f"{name}{MASK_SUFFIX}"
@@ -52,10 +52,10 @@ def output_paths(path: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[P
 def swc_path(path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """``out_dir/NAME.swc``, the trace of the stack at ``path``, beside its map.
 
-    Examples::
-
-        >>> swc_path("data/neuron_03.nii.gz", "out").name
-        'neuron_03.swc'
+    Examples
+    --------
+    >>> swc_path("data/neuron_03.nii.gz", "out").name
+    'neuron_03.swc'
     """
     return Path(out_dir) / f"{stack_name(path)}{SWC_SUFFIX}"
 
@@ -68,9 +68,9 @@ def run_outputs(path: str | os.PathLike, out_dir: str | os.PathLike) -> tuple[Pa
 def zarr_output(path: str | os.PathLike, out_dir: str | os.PathLike) -> Path:
     """``out_dir/NAME_prob.zarr`` for the zarr stack ``NAME.zarr`` (``predict --blocks``).
 
-    Examples::
-
-        >>> zarr_output("volumes/brain.zarr", "out").name
-        'brain_prob.zarr'
+    Examples
+    --------
+    >>> zarr_output("volumes/brain.zarr", "out").name
+    'brain_prob.zarr'
     """
     return Path(out_dir) / f"{Path(path).name.removesuffix(ZARR_SUFFIX)}{ZARR_PROB_SUFFIX}"

@@ -20,6 +20,7 @@ import numpy as np  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from dineuro.errors import InputError
 from dineuro.io.atomic import atomic_file  # noqa: E402
 from dineuro.io.swc import SwcTree  # noqa: E402
 
@@ -171,7 +172,7 @@ def mip_figure(image: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.
 
     Raises
     ------
-    ValueError
+    InputError
         ``mask`` has another shape than ``image``.
 
     Examples
@@ -186,7 +187,7 @@ def mip_figure(image: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
         if mask.shape != image.shape:
-            raise ValueError(f"mask shape {mask.shape} differs from image shape {image.shape}.")
+            raise InputError(f"mask shape {mask.shape} differs from image shape {image.shape}.")
     z, y, x = (n * s for n, s in zip(image.shape, spacing, strict=True))
     overlays = tree is not None or mask is not None or gold is not None
     width = 14.0 if overlays else 7.5
@@ -222,7 +223,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> None:
 
     Raises
     ------
-    ValueError
+    InputError
         ``path`` has another extension.
 
     Examples
@@ -235,7 +236,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> None:
     """
     path = Path(path)
     if path.suffix.lower() not in FIGURE_FORMATS:
-        raise ValueError(f"figure files should end in one of {FIGURE_FORMATS}, not {path.name}.")
+        raise InputError(f"figure files should end in one of {FIGURE_FORMATS}, not {path.name}.")
     try:
         with atomic_file(path) as tmp:
             fig.savefig(tmp, dpi=dpi, format=path.suffix[1:].lower())

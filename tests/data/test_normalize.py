@@ -111,9 +111,9 @@ def test_non_finite_values_are_refused():
 
 @pytest.mark.parametrize(("low", "high"), [(50.0, 50.0), (-1.0, 99.0), (1.0, 100.5)])
 def test_bad_percentiles_are_refused(low, high):
-    with pytest.raises(ValueError, match="percentiles"):
+    with pytest.raises(InputError, match="percentiles"):
         percentile_normalize(_stack(), low, high)
-    with pytest.raises(ValueError, match="percentiles"):
+    with pytest.raises(InputError, match="percentiles"):
         NormalizationConfig(low=low, high=high)
 
 

@@ -174,9 +174,9 @@ def test_config_rejects_nonsense():
         preset_config("small", n_stacks=0)
     with pytest.raises(InputError, match="unknown preset 'huge'"):
         preset_config("huge")
-    with pytest.raises(ValueError, match="difficulty"):
+    with pytest.raises(InputError, match="difficulty"):
         imaging_for_difficulty(1.5)
-    with pytest.raises(ValueError, match="dtype"):
+    with pytest.raises(InputError, match="dtype"):
         imaging_for_difficulty(0.5, dtype="float64")
 
 

@@ -18,6 +18,7 @@ from dineuro.data.synth.imaging import (
 )
 from dineuro.data.synth.morphology import GrowthConfig, grow_neuron, projection_fibre
 from dineuro.data.synth.realistic import Z_RATIO, draw_recipe
+from dineuro.errors import InputError
 from dineuro.io import SwcTree
 from dineuro.io.swc import swc_to_zyx
 
@@ -127,7 +128,7 @@ def test_salt_and_hot_pixels_add_isolated_bright_voxels_and_columns():
 
 
 def test_bits_out_of_the_dtype_are_refused():
-    with pytest.raises(ValueError, match="bits"):
+    with pytest.raises(InputError, match="bits"):
         ImagingConfig(dtype="uint8", bits=12)
 
 

@@ -350,14 +350,14 @@ def test_a_tree_without_length_has_no_hairiness():
 def test_compare_trees_refuses_an_empty_gold_and_invalid_trees_and_bad_thresholds():
     # An empty *test* tree is scored (tests/failures/test_bad_inputs.py); an empty gold is not.
     empty = make_tree(np.zeros((0, 3)), [])
-    with pytest.raises(ValueError, match="gold tree: contains no nodes"):
+    with pytest.raises(InputError, match="gold tree: contains no nodes"):
         compare_trees(line_at(0), empty)
-    with pytest.raises(ValueError, match="test tree.*cycle"):
+    with pytest.raises(InputError, match="test tree.*cycle"):
         compare_trees(make_tree([(0, 0, 0), (1, 0, 0)], [2, 1]), line_at(0))
-    with pytest.raises(ValueError, match="gold tree.*cycle"):
+    with pytest.raises(InputError, match="gold tree.*cycle"):
         compare_trees(line_at(0), make_tree([(0, 0, 0), (1, 0, 0)], [2, 1]))
     for threshold in (0.0, -1.0, float("nan"), float("inf")):
-        with pytest.raises(ValueError, match="threshold"):
+        with pytest.raises(InputError, match="threshold"):
             compare_trees(line_at(0), line_at(1), threshold)
 
 

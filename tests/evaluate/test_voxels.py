@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from dineuro.errors import InputError
 from dineuro.evaluate.voxels import dice, hd95, precision, recall
 
 # MONAI keeps surface distances in float32; a float64 reference agrees to this relative error.
@@ -196,11 +197,11 @@ def test_empty_masks(pred_empty, gold_empty, expected):
 
 def test_bad_input_is_refused():
     mask = np.zeros((4, 4, 4), bool)
-    with pytest.raises(ValueError, match="same shape"):
+    with pytest.raises(InputError, match="same shape"):
         dice(mask, np.zeros((4, 4, 5), bool))
-    with pytest.raises(ValueError, match="threshold probabilities first"):
+    with pytest.raises(InputError, match="threshold probabilities first"):
         hd95(mask.astype(np.float32), mask)
-    with pytest.raises(ValueError, match="3D"):
+    with pytest.raises(InputError, match="3D"):
         dice(mask[0], mask[0])
-    with pytest.raises(ValueError, match="spacing"):
+    with pytest.raises(InputError, match="spacing"):
         hd95(mask, mask, spacing=(1.0, 0.0, 1.0))

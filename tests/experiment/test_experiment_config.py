@@ -27,7 +27,7 @@ def test_teacher_mapping_gives_a_run_per_teacher_but_for_scratch():
     assert config.run_folder("scratch", 1) == Path("o/runs/scratch-seed1")
     assert config.run_config("tubular", 0, "mips_2").teacher == "dino_vits16"
     assert config.run_config("scratch", 0).teacher is None
-    with pytest.raises(ValueError, match="photos"):
+    with pytest.raises(InputError, match="photos"):
         config.run_config("center", 0)  # a named teacher is needed
 
 

@@ -95,7 +95,7 @@ def test_uppercase_extension(tmp_path):
     (np.zeros((3, 4, 5), np.uint8), (1.0, float("nan"), 1.0)),
 ])
 def test_write_refuses_bad_arrays_and_spacings(tmp_path, array, spacing):
-    with pytest.raises(ValueError, match="should be"):
+    with pytest.raises(InputError, match="should be"):
         write_volume(tmp_path / "out.tif", array, spacing)
     assert list(tmp_path.iterdir()) == []
 

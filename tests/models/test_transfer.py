@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from dineuro.errors import InputError
 from dineuro.models.build import build_model
 from dineuro.models.transfer import (
     TRANSFERS,
@@ -169,24 +170,24 @@ def test_scratch_is_dino_style_random_init(teacher_state):
 def test_teacher_of_another_size_is_a_clear_error(change, message):
     other = VisionTransformer2d(img_size=32, **change).state_dict()
     student = VisionTransformer3d(32, **TINY)
-    with pytest.raises(ValueError, match=message):
+    with pytest.raises(InputError, match=message):
         copy_blocks(student, other)
 
 
 def test_other_head_count_or_mlp_width_is_a_clear_error(teacher_state):
     student = VisionTransformer3d(32, **TINY)
-    with pytest.raises(ValueError, match="6 attention heads but the student has 3"):
+    with pytest.raises(InputError, match="6 attention heads but the student has 3"):
         transfer_center(student, teacher_state, num_heads=6)
     wide = VisionTransformer2d(img_size=32, mlp_ratio=2.0, **TINY).state_dict()
-    with pytest.raises(ValueError, match="fc1.weight has shape"):
+    with pytest.raises(InputError, match="fc1.weight has shape"):
         copy_blocks(student, wide)
 
 
 def test_strategy_needs_its_patch_embedding(teacher_state):
     student = VisionTransformer3d(32, **TINY)
-    with pytest.raises(ValueError, match="transfer='tubular'"):
+    with pytest.raises(InputError, match="transfer='tubular'"):
         apply_transfer("tubular", student, teacher_state)
-    with pytest.raises(ValueError, match="one of"):
+    with pytest.raises(InputError, match="one of"):
         apply_transfer("inflate", student, teacher_state)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from dineuro.errors import InputError
 from dineuro.models.tubular import (
     PERPENDICULAR,
     DeformableTubularPatchEmbed3d,
@@ -175,7 +176,7 @@ def test_offsets_start_at_zero_with_zero_last_layer_only():
     assert embed.offset_head.out.weight.shape == (3 * 2 * 4, 5)
     assert embed.offset_head.out.weight.abs().sum() == 0
     assert embed.offset_head.conv.weight.abs().sum() > 0
-    with pytest.raises(ValueError, match="even"):
+    with pytest.raises(InputError, match="even"):
         DeformableTubularPatchEmbed3d(PATCH, DIM, offset_steps=3)
 
 

@@ -25,7 +25,7 @@ def test_skip_blocks_are_evenly_spaced_and_end_at_the_last_block():
     assert skip_blocks(4, 4) == [1, 2, 3, 4]
     assert skip_blocks(8, 4) == [2, 4, 6, 8]
     for depth in (2, 6):
-        with pytest.raises(ValueError, match=f"depth {depth} should be a positive multiple"):
+        with pytest.raises(InputError, match=f"depth {depth} should be a positive multiple"):
             skip_blocks(depth, 4)
 
 
@@ -34,7 +34,7 @@ def test_each_axis_is_upsampled_log2_patch_times():
     assert len(strides) == decoder_levels((8, 16, 16)) == 4
     assert [math.prod(s[axis] for s in strides) for axis in range(3)] == [8, 16, 16]
     assert strides[0] == (1, 2, 2)  # the finest level skips the short axis
-    with pytest.raises(ValueError, match="powers of 2"):
+    with pytest.raises(InputError, match="powers of 2"):
         decoder_levels((12, 16, 16))
 
 
@@ -114,15 +114,15 @@ def test_anisotropic_patch_runs_forward_and_backward(transfer):
 
 
 def test_build_model_validates_its_arguments():
-    with pytest.raises(ValueError, match="multiple of the patch"):
+    with pytest.raises(InputError, match="multiple of the patch"):
         build_model("tiny", transfer="scratch", crop=(32, 32, 40))
     with pytest.raises(InputError, match="dineuro weights fetch dino_vits16"):
         build_model("small", transfer="center")
-    with pytest.raises(ValueError, match="--teacher PATH"):
+    with pytest.raises(InputError, match="--teacher PATH"):
         build_model("tiny", transfer="deformable")
-    with pytest.raises(ValueError, match="does not take .*extend_scope"):
+    with pytest.raises(InputError, match="does not take .*extend_scope"):
         build_model("tiny", transfer="tubular", teacher={}, extend_scope=2.0)
-    with pytest.raises(ValueError, match="size should be one of"):
+    with pytest.raises(InputError, match="size should be one of"):
         build_model("huge", transfer="scratch")
     with pytest.raises(ValueError, match="should equal the configured crop"):
         build_model("tiny", transfer="scratch")(torch.zeros(1, 1, 32, 32, 16))
@@ -151,7 +151,7 @@ def test_presets_match_the_dino_teachers():
     assert get_preset("tiny", patch=(8, 16, 16)).patch == (8, 16, 16)
     with pytest.raises(AttributeError):
         PRESETS["tiny"].depth = 8
-    with pytest.raises(ValueError, match="unknown preset fields"):
+    with pytest.raises(InputError, match="unknown preset fields"):
         get_preset("tiny", heads=4)
 
 
@@ -221,5 +221,5 @@ def test_a_constant_position_embedding_stays_constant_and_a_window_must_fit_the_
         net.encoder.pos_embed.copy_(torch.arange(24.0).expand(1, 4, 24))
     wide = net.at_window((32, 64, 64))
     assert torch.equal(wide.encoder.pos_embed, torch.arange(24.0).expand(1, 32, 24))
-    with pytest.raises(ValueError, match="multiple of the patch"):
+    with pytest.raises(InputError, match="multiple of the patch"):
         net.at_window((16, 40, 32))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from dineuro.errors import InputError
 from dineuro.models.vit3d import PatchEmbed3d, VisionTransformer3d, as_triple, token_grid
 
 TINY = dict(embed_dim=48, depth=4, num_heads=3)
@@ -32,11 +33,11 @@ def test_tokens_are_z_major_patches():
 
 
 def test_crop_must_be_a_multiple_of_the_patch():
-    with pytest.raises(ValueError, match=r"crop \(32, 32, 40\) should be a multiple of the "
+    with pytest.raises(InputError, match=r"crop \(32, 32, 40\) should be a multiple of the "
                                          r"patch \(16, 16, 16\)"):
         VisionTransformer3d((32, 32, 40), patch=16, **TINY)
     assert token_grid((16, 32, 32), (8, 16, 16)) == (2, 2, 2)
-    with pytest.raises(ValueError, match="three positive ints"):
+    with pytest.raises(InputError, match="three positive ints"):
         as_triple((16, 16), "patch")
 
 
@@ -50,8 +51,8 @@ def test_input_must_have_the_configured_crop():
 
 
 def test_unknown_patch_embedding_or_option_is_rejected():
-    with pytest.raises(ValueError, match="should be one of"):
+    with pytest.raises(InputError, match="should be one of"):
         VisionTransformer3d(32, patch_embedding="snake", **TINY)
-    with pytest.raises(ValueError, match="does not take"):
+    with pytest.raises(InputError, match="does not take"):
         VisionTransformer3d(32, patch_embedding="tubular", embedding_options={"extend_scope": 2},
                             **TINY)

@@ -11,6 +11,7 @@ import scipy.ndimage as ndi
 import torch
 from PIL import Image
 
+from dineuro.errors import InputError
 from dineuro.pretrain import augment as augment_module
 from dineuro.pretrain.augment import (
     IMAGENET_MEAN,
@@ -239,7 +240,7 @@ def test_collate_stacks_crop_k_of_every_image(image):
                                  dict(flip_p=1.5), dict(hue=0.6), dict(blur_p=(1.0, 0.1)),
                                  dict(n_local=-1), dict(blur_sigma=(0.0, 2.0))])
 def test_invalid_settings_are_refused(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(InputError):
         MultiCropAugment(**bad)
 
 

@@ -7,6 +7,7 @@ import torch
 from monai.losses import DiceCELoss
 from monai.losses.cldice import soft_skel
 
+from dineuro.errors import InputError
 from dineuro.train.losses import CLDICE_ITERATIONS, cldice_loss, make_loss
 
 #: Logit of a confident voxel: softmax gives 1 - 4e-18, so probabilities are 0/1 to float32.
@@ -103,5 +104,5 @@ def test_dice_ce_cldice_adds_the_weighted_cldice_to_dice_ce():
 
 
 def test_unknown_loss_is_refused():
-    with pytest.raises(ValueError, match="'nope'"):
+    with pytest.raises(InputError, match="'nope'"):
         make_loss("nope")

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from dineuro.data.render import render_mask, spacing_in_x_voxels
+from dineuro.errors import InputError
 from dineuro.io.swc import SwcTree
 
 BACKGROUND, FOREGROUND, IGNORE = 0, 1, 2
@@ -114,7 +115,7 @@ def pseudo_label(prob: np.ndarray, tree: SwcTree, spacing: Sequence[float] = (1.
 
     Raises
     ------
-    ValueError
+    InputError
         Thresholds not in order in [0, 1], a negative ``margin`` or a ``core`` outside [0, 1].
 
     Examples
@@ -130,9 +131,9 @@ def pseudo_label(prob: np.ndarray, tree: SwcTree, spacing: Sequence[float] = (1.
     """
     prob = np.asarray(prob)
     if not 0.0 <= bg_prob <= fg_prob <= 1.0:
-        raise ValueError(f"need 0 <= bg_prob <= fg_prob <= 1, got {bg_prob} and {fg_prob}.")
+        raise InputError(f"need 0 <= bg_prob <= fg_prob <= 1, got {bg_prob} and {fg_prob}.")
     if margin < 0 or not 0.0 <= core <= 1.0:
-        raise ValueError(f"need margin >= 0 and core in [0, 1], got {margin} and {core}.")
+        raise InputError(f"need margin >= 0 and core in [0, 1], got {margin} and {core}.")
     label = np.full(prob.shape, IGNORE, np.uint8)
     if len(tree):
         near = distance_to(render_mask(tree, prob.shape, spacing), spacing) <= margin

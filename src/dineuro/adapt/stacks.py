@@ -45,7 +45,7 @@ def read_lab_stacks(paths, norm: NormalizationConfig) -> dict[str, LabStack]:
                              path)
         try:
             limits = norm.limits(volume.array)
-        except ValueError as exc:
+        except InputError as exc:  # name the stack
             raise InputError(f"cannot be normalised: {exc}", path) from exc
         stacks[name] = LabStack(np.ascontiguousarray(volume.array), limits,
                                 tuple(float(s) for s in volume.spacing))

@@ -70,9 +70,9 @@ def subsample_strides(shape: tuple[int, ...], max_samples: int | None = None
     """
     max_samples = MAX_PERCENTILE_SAMPLES if max_samples is None else int(max_samples)
     if max_samples < 1:
-        raise ValueError(f"max_samples should be a positive int, got {max_samples}.")
+        raise InputError(f"max_samples should be a positive int, got {max_samples}.")
     if len(shape) != 3:
-        raise ValueError(f"volume should be a 3D (z, y, x) stack, got shape {tuple(shape)}.")
+        raise InputError(f"volume should be a 3D (z, y, x) stack, got shape {tuple(shape)}.")
     z, y, x = shape
     if z * y * x <= max_samples:
         return 1, 1, 1
@@ -113,8 +113,10 @@ def percentiles_of(volume, low: float = DEFAULT_LOW, high: float = DEFAULT_HIGH,
 
     Raises
     ------
-    ValueError
-        Bad percentiles, a stack that is not 3D, or NaN/infinite values among the samples.
+    InputError
+        Bad percentiles, or a stack that is not 3D.
+    NonFiniteError
+        NaN/infinite values among the samples (a ``ValueError``; readers name the file).
 
     Examples
     --------
@@ -124,7 +126,7 @@ def percentiles_of(volume, low: float = DEFAULT_LOW, high: float = DEFAULT_HIGH,
     _check_percentiles(low, high)
     sample = _subsample(volume, subsample_strides(tuple(volume.shape), max_samples))
     if sample.size == 0:
-        raise ValueError(f"volume should not be empty, got shape {tuple(volume.shape)}.")
+        raise InputError(f"volume should not be empty, got shape {tuple(volume.shape)}.")
     lo, hi = (float(v) for v in np.percentile(sample, [low, high]))
     if not (math.isfinite(lo) and math.isfinite(hi)):
         raise NonFiniteError
@@ -214,7 +216,7 @@ class NormalizationConfig:
 
     def __post_init__(self):
         if self.method not in METHODS:
-            raise ValueError(f"normalisation method should be one of {list(METHODS)}, got "
+            raise InputError(f"normalisation method should be one of {list(METHODS)}, got "
                              f"{self.method!r}.")
         object.__setattr__(self, "low", float(self.low))
         object.__setattr__(self, "high", float(self.high))
@@ -260,7 +262,7 @@ class NormalizationConfig:
 
 def _check_percentiles(low: float, high: float) -> None:
     if not (0.0 <= low < high <= 100.0):
-        raise ValueError(f"percentiles should satisfy 0 <= low < high <= 100, got low={low}, "
+        raise InputError(f"percentiles should satisfy 0 <= low < high <= 100, got low={low}, "
                          f"high={high}.")
 
 

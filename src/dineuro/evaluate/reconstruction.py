@@ -327,7 +327,7 @@ def _ratio(test: float | None, gold: float | None) -> float | None:
 def _check_threshold(threshold: float) -> float:
     threshold = float(threshold)
     if not (np.isfinite(threshold) and threshold > 0):
-        raise ValueError(f"threshold should be a positive number of SWC units, not {threshold}.")
+        raise InputError(f"threshold should be a positive number of SWC units, not {threshold}.")
     return threshold
 
 
@@ -335,7 +335,7 @@ def _check_tree(tree: SwcTree, name: str, allow_empty: bool = False) -> None:
     try:
         validate_swc(tree, allow_empty=allow_empty)
     except InputError as exc:
-        raise ValueError(f"{name} tree: {exc}") from None
+        raise InputError(f"{name} tree: {exc}") from None
 
 
 def _against_empty_test(gold: SwcTree, threshold: float) -> ReconstructionScores:
@@ -377,7 +377,7 @@ def compare_trees(test: SwcTree, gold: SwcTree,
 
     Raises
     ------
-    ValueError
+    InputError
         An invalid tree (see :func:`dineuro.io.swc.validate_swc`), a gold tree without nodes, or a
         threshold that is not positive.
     """
@@ -445,9 +445,5 @@ def compare_swc_files(test_path: str | os.PathLike, gold_path: str | os.PathLike
         A threshold that is not positive, or a file that is missing, unreadable, not a valid SWC
         forest, or a gold file without nodes (naming the file).
     """
-    try:
-        threshold = _check_threshold(threshold)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
     return compare_trees(read_swc(test_path, allow_empty=True), read_gold_swc(gold_path),
-                         threshold)
+                         _check_threshold(threshold))

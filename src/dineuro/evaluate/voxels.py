@@ -24,6 +24,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dineuro.errors import InputError
+
 #: Which percentile of the surface distances :func:`hd95` reports.
 HD_PERCENTILE = 95.0
 _UNIT_SPACING = (1.0, 1.0, 1.0)
@@ -165,12 +167,12 @@ def _masks(pred: np.ndarray, gold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     pred, gold = np.asarray(pred), np.asarray(gold)
     for name, mask in (("pred", pred), ("gold", gold)):
         if mask.ndim != 3:
-            raise ValueError(f"{name} should be a 3D (z, y, x) mask, got shape {mask.shape}.")
+            raise InputError(f"{name} should be a 3D (z, y, x) mask, got shape {mask.shape}.")
         if mask.dtype != bool and not np.issubdtype(mask.dtype, np.integer):
-            raise ValueError(f"{name} should be a boolean or integer mask, got {mask.dtype}; "
+            raise InputError(f"{name} should be a boolean or integer mask, got {mask.dtype}; "
                              f"threshold probabilities first.")
     if pred.shape != gold.shape:
-        raise ValueError(f"pred and gold should have the same shape, got {pred.shape} and "
+        raise InputError(f"pred and gold should have the same shape, got {pred.shape} and "
                          f"{gold.shape}.")
     return pred.astype(bool, copy=False), gold.astype(bool, copy=False)
 
@@ -178,5 +180,5 @@ def _masks(pred: np.ndarray, gold: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _checked_spacing(spacing: Sequence[float]) -> tuple[float, float, float]:
     spacing = tuple(float(size) for size in spacing)
     if len(spacing) != 3 or not all(math.isfinite(s) and s > 0 for s in spacing):
-        raise ValueError(f"spacing should be 3 positive (z, y, x) sizes, got {spacing}.")
+        raise InputError(f"spacing should be 3 positive (z, y, x) sizes, got {spacing}.")
     return spacing

@@ -215,13 +215,13 @@ class ExperimentConfig:
 
         Raises
         ------
-        ValueError
+        InputError
             ``teacher`` is not one of ``transfer``'s teachers.
         InputError
             ``base`` is not a valid training config.
         """
         if teacher not in self.teacher_names(transfer):
-            raise ValueError(f"{transfer} runs have teachers {self.teacher_names(transfer)}, "
+            raise InputError(f"{transfer} runs have teachers {self.teacher_names(transfer)}, "
                              f"not {teacher!r}.")
         values = {**self.base, "out": str(self.run_folder(transfer, seed, teacher)),
                   "transfer": transfer, "seed": seed, "teacher": self._teacher_of(teacher)}

@@ -176,9 +176,8 @@ def write_volume(path: str | os.PathLike, volume_or_array: Volume | np.ndarray,
     Raises
     ------
     InputError
-        ``path`` exists, has an unknown extension, or its format cannot hold the dtype.
-    ValueError
-        The array is not 3D or is empty, or the spacing is not 3 positive finite numbers.
+        ``path`` exists, has an unknown extension, or its format cannot hold the dtype; the
+        array is not 3D or is empty, or the spacing is not 3 positive finite numbers.
     """
     path = Path(path)
     extension, module = _format_of(path, supported=_WRITABLE)
@@ -288,8 +287,8 @@ def _array_and_spacing(volume_or_array: Volume | np.ndarray,
         array = np.asarray(volume_or_array)
     spacing = _UNIT_SPACING if spacing is None else tuple(float(size) for size in spacing)
     if array.ndim != 3 or array.size == 0:
-        raise ValueError(f"array should be a non-empty 3D (z, y, x) stack, got shape "
+        raise InputError(f"array should be a non-empty 3D (z, y, x) stack, got shape "
                          f"{array.shape}.")
     if not _is_voxel_size(spacing):
-        raise ValueError(f"spacing should be 3 positive (z, y, x) sizes, got {spacing}.")
+        raise InputError(f"spacing should be 3 positive (z, y, x) sizes, got {spacing}.")
     return array.astype(array.dtype.newbyteorder("="), copy=False), spacing

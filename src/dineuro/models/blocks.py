@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dineuro.errors import InputError
+
 LAYER_NORM_EPS = 1e-6
 
 
@@ -27,7 +29,7 @@ class DropPath(nn.Module):
     def __init__(self, p: float = 0.0):
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError("drop path probability should be in [0, 1).")
+            raise InputError("drop path probability should be in [0, 1).")
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -53,7 +55,7 @@ class Attention(nn.Module):
     def __init__(self, dim: int, num_heads: int, qkv_bias: bool = True):
         super().__init__()
         if dim % num_heads:
-            raise ValueError("dim should be divisible by num_heads.")
+            raise InputError("dim should be divisible by num_heads.")
         self.num_heads = num_heads
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
         self.proj = nn.Linear(dim, dim)

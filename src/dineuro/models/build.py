@@ -75,30 +75,25 @@ def build_model(size: str = "small", transfer: str = "deformable", teacher=None,
     >>> model.config["transfer"], model.config["patch"], model.config["teacher"]
     ('deformable', [8, 16, 16], 'state_dict')
     """
-    try:
-        strategy = get_transfer(transfer)
-        embedding_names = embedding_option_names(strategy.patch_embedding)
-        unknown = sorted(set(overrides) - set(PRESET_FIELDS) - set(NETWORK_OPTIONS)
-                         - set(embedding_names))
-        if unknown:
-            raise ValueError(f"build_model does not take {unknown} with transfer {transfer!r}; "
-                             f"it takes {list(PRESET_FIELDS + NETWORK_OPTIONS + embedding_names)}.")
-        preset = get_preset(size, **{key: overrides[key] for key in PRESET_FIELDS
-                                     if key in overrides},
-                            **({} if crop is None else {"crop": crop}))
-        state, num_heads, source = (_resolve_teacher(teacher, transfer, preset)
-                                    if strategy.needs_teacher else (None, None, None))
-        model = ViTUNETR(
-            crop=preset.crop, patch=preset.patch, embed_dim=preset.embed_dim, depth=preset.depth,
-            num_heads=preset.num_heads, mlp_ratio=preset.mlp_ratio,
-            feature_size=preset.feature_size, patch_embedding=strategy.patch_embedding,
-            embedding_options={key: overrides[key] for key in embedding_names if key in overrides},
-            **{key: overrides[key] for key in NETWORK_OPTIONS if key in overrides})
-        strategy.apply(model.encoder, state, num_heads)
-    except InputError:
-        raise
-    except ValueError as exc:
-        raise InputError(str(exc)) from exc
+    strategy = get_transfer(transfer)
+    embedding_names = embedding_option_names(strategy.patch_embedding)
+    unknown = sorted(set(overrides) - set(PRESET_FIELDS) - set(NETWORK_OPTIONS)
+                     - set(embedding_names))
+    if unknown:
+        raise InputError(f"build_model does not take {unknown} with transfer {transfer!r}; "
+                         f"it takes {list(PRESET_FIELDS + NETWORK_OPTIONS + embedding_names)}.")
+    preset = get_preset(size, **{key: overrides[key] for key in PRESET_FIELDS
+                                 if key in overrides},
+                        **({} if crop is None else {"crop": crop}))
+    state, num_heads, source = (_resolve_teacher(teacher, transfer, preset)
+                                if strategy.needs_teacher else (None, None, None))
+    model = ViTUNETR(
+        crop=preset.crop, patch=preset.patch, embed_dim=preset.embed_dim, depth=preset.depth,
+        num_heads=preset.num_heads, mlp_ratio=preset.mlp_ratio,
+        feature_size=preset.feature_size, patch_embedding=strategy.patch_embedding,
+        embedding_options={key: overrides[key] for key in embedding_names if key in overrides},
+        **{key: overrides[key] for key in NETWORK_OPTIONS if key in overrides})
+    strategy.apply(model.encoder, state, num_heads)
     model.config = {"size": size, **model.config, "transfer": transfer, "teacher": source}
     return model
 

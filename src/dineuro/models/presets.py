@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+from dineuro.errors import InputError
 from dineuro.models.vit3d import Triple, as_triple
 
 
@@ -71,7 +72,7 @@ def get_preset(name: str = "small", **overrides) -> Preset:
 
     Raises
     ------
-    ValueError
+    InputError
         Unknown preset name or field.
 
     Examples
@@ -80,9 +81,9 @@ def get_preset(name: str = "small", **overrides) -> Preset:
     (16, 32, 32)
     """
     if name not in PRESETS:
-        raise ValueError(f"size should be one of {list(PRESETS)}, got {name!r}.")
+        raise InputError(f"size should be one of {list(PRESETS)}, got {name!r}.")
     fields = {field.name for field in dataclasses.fields(Preset)} - {"name"}
     unknown = sorted(set(overrides) - fields)
     if unknown:
-        raise ValueError(f"unknown preset fields {unknown}; presets have {sorted(fields)}.")
+        raise InputError(f"unknown preset fields {unknown}; presets have {sorted(fields)}.")
     return dataclasses.replace(PRESETS[name], **overrides)

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 
 import torch
 
+from dineuro.errors import InputError
 from dineuro.models.teacher import resize_patch_kernel
 from dineuro.models.tubular import DeformableTubularPatchEmbed3d, TubularPatchEmbed3d
 from dineuro.models.vit2d import resize_pos_embed_2d
@@ -62,7 +63,7 @@ def grey_kernel(teacher_state: TeacherState, size: Sequence[int] | None = None) 
     """
     weight = teacher_state["patch_embed.proj.weight"].detach().to(torch.float32)
     if weight.ndim != 4:
-        raise ValueError(f"teacher patch_embed.proj.weight should be (D, C, k, k), got shape "
+        raise InputError(f"teacher patch_embed.proj.weight should be (D, C, k, k), got shape "
                          f"{tuple(weight.shape)}.")
     kernel = weight.sum(dim=1)
     if size is None or tuple(size) == tuple(kernel.shape[-2:]):
@@ -100,7 +101,7 @@ def teacher_size(teacher_state: TeacherState) -> tuple[int, int]:
     """(embed_dim, depth) of a canonical teacher state dict."""
     missing = [key for key in REQUIRED_KEYS if key not in teacher_state]
     if missing:
-        raise ValueError(f"teacher state dict lacks {missing}; load checkpoints with "
+        raise InputError(f"teacher state dict lacks {missing}; load checkpoints with "
                          "dineuro.models.teacher.load_teacher.")
     blocks = {int(m.group(1)) for key in teacher_state if (m := _BLOCK_KEY.match(key))}
     return int(teacher_state["pos_embed"].shape[-1]), len(blocks)
@@ -121,33 +122,33 @@ def copy_blocks(encoder: VisionTransformer3d, teacher_state: TeacherState,
 
     Raises
     ------
-    ValueError
+    InputError
         The teacher's width, depth, heads or any block shape differ from the student's.
     """
     dim, depth = teacher_size(teacher_state)
     student_depth = len(encoder.blocks)
     if (dim, depth) != (encoder.embed_dim, student_depth):
-        raise ValueError(f"the teacher has embed_dim {dim} and depth {depth} but the student has "
+        raise InputError(f"the teacher has embed_dim {dim} and depth {depth} but the student has "
                          f"embed_dim {encoder.embed_dim} and depth {student_depth}; pick the "
                          "student size that matches the teacher (ViT-S/16: 'small', ViT-B/16: "
                          "'base').")
     if num_heads is not None and num_heads != encoder.num_heads:
-        raise ValueError(f"the teacher has {num_heads} attention heads but the student has "
+        raise InputError(f"the teacher has {num_heads} attention heads but the student has "
                          f"{encoder.num_heads}.")
     targets = {f"blocks.{key}": value for key, value in encoder.blocks.state_dict().items()}
     targets.update({f"norm.{key}": value for key, value in encoder.norm.state_dict().items()})
     for key, target in targets.items():
         if key not in teacher_state:
-            raise ValueError(f"the teacher has no {key!r}; it is not a DINO ViT backbone.")
+            raise InputError(f"the teacher has no {key!r}; it is not a DINO ViT backbone.")
         source = teacher_state[key]
         if source.shape != target.shape:
-            raise ValueError(f"teacher {key} has shape {tuple(source.shape)} but the student's "
+            raise InputError(f"teacher {key} has shape {tuple(source.shape)} but the student's "
                              f"is {tuple(target.shape)}.")
         target.copy_(source)
     extra = [key for key in teacher_state
              if key.startswith(("blocks.", "norm.")) and key not in targets]
     if extra:
-        raise ValueError(f"the teacher has parameters the student lacks: {extra[:4]}.")
+        raise InputError(f"the teacher has parameters the student lacks: {extra[:4]}.")
 
 
 def _copy_shared(encoder: VisionTransformer3d, teacher_state: TeacherState,
@@ -161,7 +162,7 @@ def _copy_shared(encoder: VisionTransformer3d, teacher_state: TeacherState,
 
 def _require_embedding(encoder: VisionTransformer3d, kind: type, name: str) -> None:
     if not isinstance(encoder.patch_embed, kind):
-        raise ValueError(f"transfer {name!r} needs a {kind.__name__} patch embedding, the encoder "
+        raise InputError(f"transfer {name!r} needs a {kind.__name__} patch embedding, the encoder "
                          f"has {type(encoder.patch_embed).__name__}; build the model with "
                          f"build_model(transfer={name!r}).")
 
@@ -252,7 +253,7 @@ TRANSFERS: dict[str, TransferStrategy] = {
 def get_transfer(name: str) -> TransferStrategy:
     """The strategy called ``name``; ValueError listing the choices otherwise."""
     if name not in TRANSFERS:
-        raise ValueError(f"transfer should be one of {list(TRANSFERS)}, got {name!r}.")
+        raise InputError(f"transfer should be one of {list(TRANSFERS)}, got {name!r}.")
     return TRANSFERS[name]
 
 
@@ -262,11 +263,11 @@ def apply_transfer(name: str, encoder: VisionTransformer3d,
 
     Raises
     ------
-    ValueError
+    InputError
         Unknown strategy, a teacher-based strategy without a teacher, or a teacher whose sizes do
         not match the student.
     """
     strategy = get_transfer(name)
     if strategy.needs_teacher and teacher_state is None:
-        raise ValueError(f"transfer {name!r} needs a DINO teacher state dict.")
+        raise InputError(f"transfer {name!r} needs a DINO teacher state dict.")
     strategy.apply(encoder, teacher_state, num_heads)

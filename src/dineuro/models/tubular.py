@@ -56,6 +56,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dineuro.errors import InputError
+
 #: Tube axes, in the order of the view dimension of ``tube_weight`` and ``gate``.
 VIEWS = ("z", "y", "x")
 #: For the tube along axis a, the two axes its deformation moves in.
@@ -75,14 +77,14 @@ INIT_STD = 0.02
 def _patch_triple(patch: Sequence[int]) -> tuple[int, int, int]:
     patch = tuple(patch)
     if len(patch) != 3 or not all(isinstance(p, int) and p > 0 for p in patch):
-        raise ValueError(f"patch should be three positive ints (z, y, x), got {patch!r}.")
+        raise InputError(f"patch should be three positive ints (z, y, x), got {patch!r}.")
     return patch  # type: ignore[return-value]
 
 
 def _per_axis(value: float | Sequence[float], name: str) -> tuple[float, float, float]:
     values = (float(value),) * 3 if np.isscalar(value) else tuple(float(v) for v in value)
     if len(values) != 3 or not all(v > 0 for v in values):
-        raise ValueError(f"{name} should be a positive number or three (z, y, x), got {value!r}.")
+        raise InputError(f"{name} should be a positive number or three (z, y, x), got {value!r}.")
     return values  # type: ignore[return-value]
 
 
@@ -211,7 +213,7 @@ class TubeOffsetHead(nn.Module):
         super().__init__()
         patch = _patch_triple(patch)
         if steps < 2 or steps % 2:
-            raise ValueError(f"offset_steps should be an even number >= 2, got {steps}.")
+            raise InputError(f"offset_steps should be an even number >= 2, got {steps}.")
         scope = (tuple(p * EXTEND_SCOPE_FRACTION for p in patch) if extend_scope is None
                  else _per_axis(extend_scope, "extend_scope"))
         self.steps = steps

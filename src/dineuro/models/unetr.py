@@ -29,6 +29,7 @@ from monai.networks.blocks import UnetOutBlock, UnetrBasicBlock, UnetrUpBlock
 from monai.networks.blocks.dynunet_block import UnetResBlock, get_conv_layer
 from torch import nn
 
+from dineuro.errors import InputError
 from dineuro.models.standardize import standardize_per_sample
 from dineuro.models.vit3d import Triple, VisionTransformer3d, as_triple, resize_pos_embed_3d
 
@@ -46,15 +47,15 @@ def decoder_levels(patch: int | Sequence[int]) -> int:
 
     Raises
     ------
-    ValueError
+    InputError
         A patch side is not a power of 2, or every side is 1.
     """
     patch = as_triple(patch, "patch")
     if any(p & (p - 1) for p in patch):
-        raise ValueError(f"patch sides should be powers of 2 for the UNETR decoder, got {patch}.")
+        raise InputError(f"patch sides should be powers of 2 for the UNETR decoder, got {patch}.")
     levels = int(math.log2(max(patch)))
     if levels < 1:
-        raise ValueError(f"the patch should be larger than one voxel, got {patch}.")
+        raise InputError(f"the patch should be larger than one voxel, got {patch}.")
     return levels
 
 
@@ -76,11 +77,11 @@ def skip_blocks(depth: int, levels: int) -> list[int]:
 
     Raises
     ------
-    ValueError
+    InputError
         ``depth`` is not a positive multiple of ``levels``.
     """
     if depth < levels or depth % levels:
-        raise ValueError(f"depth {depth} should be a positive multiple of the {levels} decoder "
+        raise InputError(f"depth {depth} should be a positive multiple of the {levels} decoder "
                          "levels (log2 of the largest patch side), so that skips are evenly "
                          "spaced.")
     return [depth * j // levels for j in range(1, levels + 1)]
@@ -189,9 +190,9 @@ class ViTUNETR(nn.Module):
                  encoder_input: str = "raw"):
         super().__init__()
         if feature_size < 1 or out_channels < 1:
-            raise ValueError("feature_size and out_channels should be positive.")
+            raise InputError("feature_size and out_channels should be positive.")
         if encoder_input not in ENCODER_INPUTS:
-            raise ValueError(f"encoder_input should be one of {list(ENCODER_INPUTS)}, got "
+            raise InputError(f"encoder_input should be one of {list(ENCODER_INPUTS)}, got "
                              f"{encoder_input!r}.")
         self.encoder_input = encoder_input
         patch = as_triple(patch, "patch")
@@ -237,7 +238,7 @@ class ViTUNETR(nn.Module):
 
         Raises
         ------
-        ValueError
+        InputError
             A window that is not a multiple of the patch along every axis.
         """
         window = as_triple(window, "window")

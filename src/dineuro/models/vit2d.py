@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dineuro.errors import InputError
 from dineuro.models.blocks import LAYER_NORM_EPS, Block
 
 
@@ -68,7 +69,7 @@ class VisionTransformer2d(nn.Module):
                  mlp_ratio: float = 4.0, drop_path_rate: float = 0.0):
         super().__init__()
         if img_size % patch_size:
-            raise ValueError("img_size should be divisible by patch_size.")
+            raise InputError("img_size should be divisible by patch_size.")
         self.patch_size = patch_size
         self.patch_embed = PatchEmbed2d(patch_size, in_chans, embed_dim)
         n_patches = (img_size // patch_size) ** 2
@@ -101,7 +102,7 @@ def resize_pos_embed_2d(pos_embed: torch.Tensor, grid: Sequence[int]) -> torch.T
     n_patches, dim = pos_embed.shape[1] - 1, pos_embed.shape[2]
     side = math.isqrt(n_patches)
     if side * side != n_patches:
-        raise ValueError(f"pos_embed should hold 1 + G*G entries, got {n_patches + 1}.")
+        raise InputError(f"pos_embed should hold 1 + G*G entries, got {n_patches + 1}.")
     h, w = grid
     if (h, w) == (side, side):
         return pos_embed

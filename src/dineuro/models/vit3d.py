@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dineuro.errors import InputError
 from dineuro.models.blocks import LAYER_NORM_EPS, Block
 from dineuro.models.tubular import DeformableTubularPatchEmbed3d, TubularPatchEmbed3d
 
@@ -29,12 +30,12 @@ def as_triple(value: int | Sequence[int], name: str) -> Triple:
 
     Raises
     ------
-    ValueError
+    InputError
         ``value`` is not one positive int or three positive ints.
     """
     triple = (value,) * 3 if isinstance(value, int) else tuple(value)
     if len(triple) != 3 or not all(isinstance(v, int) and v > 0 for v in triple):
-        raise ValueError(f"{name} should be a positive int or three positive ints (z, y, x), "
+        raise InputError(f"{name} should be a positive int or three positive ints (z, y, x), "
                          f"got {value!r}.")
     return triple  # type: ignore[return-value]
 
@@ -44,12 +45,12 @@ def token_grid(crop: int | Sequence[int], patch: int | Sequence[int]) -> Triple:
 
     Raises
     ------
-    ValueError
+    InputError
         The crop is not a multiple of the patch along every axis.
     """
     crop, patch = as_triple(crop, "crop"), as_triple(patch, "patch")
     if any(c % p for c, p in zip(crop, patch, strict=True)):
-        raise ValueError(f"crop {crop} should be a multiple of the patch {patch} along every "
+        raise InputError(f"crop {crop} should be a multiple of the patch {patch} along every "
                          "axis (z, y, x).")
     return tuple(c // p for c, p in zip(crop, patch, strict=True))  # type: ignore[return-value]
 
@@ -117,7 +118,7 @@ PATCH_EMBEDDINGS: dict[str, type[nn.Module]] = {
 def embedding_option_names(kind: str) -> tuple[str, ...]:
     """Keyword options a patch-embedding kind accepts beyond ``patch`` and ``embed_dim``."""
     if kind not in PATCH_EMBEDDINGS:
-        raise ValueError(f"patch embedding should be one of {sorted(PATCH_EMBEDDINGS)}, "
+        raise InputError(f"patch embedding should be one of {sorted(PATCH_EMBEDDINGS)}, "
                          f"got {kind!r}.")
     params = inspect.signature(PATCH_EMBEDDINGS[kind]).parameters
     return tuple(name for name in params if name not in ("patch", "embed_dim"))
@@ -129,13 +130,13 @@ def make_patch_embedding(kind: str, patch: Triple, embed_dim: int,
 
     Raises
     ------
-    ValueError
+    InputError
         Unknown kind, or an option the kind does not take.
     """
     options = dict(options or {})
     unknown = sorted(set(options) - set(embedding_option_names(kind)))
     if unknown:
-        raise ValueError(f"the {kind!r} patch embedding does not take {unknown}; it takes "
+        raise InputError(f"the {kind!r} patch embedding does not take {unknown}; it takes "
                          f"{list(embedding_option_names(kind))}.")
     return PATCH_EMBEDDINGS[kind](patch=patch, embed_dim=embed_dim, **options)
 
@@ -180,9 +181,9 @@ class VisionTransformer3d(nn.Module):
                  embedding_options: Mapping[str, object] | None = None, drop_path: float = 0.0):
         super().__init__()
         if depth < 1:
-            raise ValueError(f"depth should be at least 1, got {depth}.")
+            raise InputError(f"depth should be at least 1, got {depth}.")
         if embed_dim % num_heads:
-            raise ValueError(f"embed_dim {embed_dim} should be divisible by num_heads {num_heads}.")
+            raise InputError(f"embed_dim {embed_dim} should be divisible by num_heads {num_heads}.")
         self.crop = as_triple(crop, "crop")
         self.patch = as_triple(patch, "patch")
         self.grid = token_grid(self.crop, self.patch)

@@ -30,15 +30,21 @@ def pending(stacks: Sequence[Path], outputs_of: Callable[[Path], Sequence[Path]]
             skip_existing: bool = False) -> list[Path]:
     """The stacks still to do: those none of whose outputs exist.
 
-    Args:
-        stacks: the batch, in order.
-        outputs_of: a stack's output files.
-        skip_existing: skip stacks whose outputs all exist, instead of refusing them.
+    Parameters
+    ----------
+    stacks : sequence of Path
+        The batch, in order.
+    outputs_of : callable
+        A stack's output files.
+    skip_existing : bool, optional
+        Skip stacks whose outputs all exist, instead of refusing them.
 
-    Raises:
-        InputError: an output that exists (without ``skip_existing``), or a stack with only some
-            of its outputs (written by something else, or removed by hand): we neither skip it
-            nor overwrite what is there.
+    Raises
+    ------
+    InputError
+        An output that exists (without ``skip_existing``), or a stack with only some of its
+        outputs (written by something else, or removed by hand): we neither skip it nor
+        overwrite what is there.
     """
     todo = []
     for stack in stacks:
@@ -65,10 +71,10 @@ def probe_stacks(stacks: Sequence[Path], channel: int | None = None) -> list[Sta
 def output_bytes(headers: Sequence[StackHeader], bytes_per_voxel: float) -> int:
     """Disk space for outputs of ``bytes_per_voxel`` per voxel of the stacks (uncompressed).
 
-    Examples::
-
-        >>> output_bytes([StackHeader((2, 3, 4), "uint8", (1.0, 1.0, 1.0))], 5)
-        120
+    Examples
+    --------
+    >>> output_bytes([StackHeader((2, 3, 4), "uint8", (1.0, 1.0, 1.0))], 5)
+    120
     """
     return int(sum(math.prod(header.shape) for header in headers) * bytes_per_voxel)
 
@@ -91,7 +97,7 @@ def prepare_batch(stacks: Sequence[Path], out: Path,
         The output folder (it need not exist yet).
     outputs_of : callable
         A stack's output files.
-    skip_existing : bool
+    skip_existing : bool, optional
         Skip stacks whose outputs all exist, instead of refusing them.
     channel : int, optional
         The channel taken from multi-channel stacks.

@@ -57,32 +57,45 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
     computed for each, so the extra compute is about ``(block + crop - step) / block`` per axis:
     larger blocks waste less.
 
-    Args:
-        model: as for :func:`sliding_window_predict`.
-        src: the raw (z, y, x) stack: a zarr array, a path to one (or to an OME-Zarr group, whose
-            full-resolution array "0" is used), or any array with numpy slicing.
-        dst: a path where a new zarr array is written (it must not exist; written to a
-            temporary folder and renamed when complete), or an existing zarr array of the stack's
-            shape to fill.
-        crop: window (z, y, x) of the model.
-        norm: the normalisation the model was trained with.
-        block: output block (z, y, x) computed at a time; also the chunk shape of a new array.
-        overlap, batch_size, flips, device, precision, skip_empty: as for
-            :func:`sliding_window_predict`; whether a window holds signal depends on its
-            voxels and on the whole stack's background level, measured in the same tiles
-            as in memory (a pass over the stack before the first block), so the same
-            windows are skipped.
-        prob_dtype: "float32", "float16" or "uint8" (round(p * 255)) for a new array.
-        progress: ``progress(done, total)`` in windows, over all blocks.
-        stats: a :class:`WindowStats` to fill in, over all blocks.
+    Parameters
+    ----------
+    model : torch.nn.Module
+        As for :func:`sliding_window_predict`.
+    src : zarr.Array or str or os.PathLike or array_like
+        The raw (z, y, x) stack: a zarr array, a path to one (or to an OME-Zarr group, whose
+        full-resolution array "0" is used), or any array with numpy slicing.
+    dst : str or os.PathLike or zarr.Array
+        A path where a new zarr array is written (it must not exist; written to a temporary
+        folder and renamed when complete), or an existing zarr array of the stack's shape to
+        fill.
+    crop : int or sequence of int
+        Window (z, y, x) of the model.
+    norm : NormalizationConfig
+        The normalisation the model was trained with.
+    block : int or sequence of int, optional
+        Output block (z, y, x) computed at a time; also the chunk shape of a new array.
+    overlap, batch_size, flips, device, precision, skip_empty
+        As for :func:`sliding_window_predict`; whether a window holds signal depends on its
+        voxels and on the whole stack's background level, measured in the same tiles as in
+        memory (a pass over the stack before the first block), so the same windows are
+        skipped.
+    prob_dtype : str, optional
+        "float32", "float16" or "uint8" (round(p * 255)) for a new array.
+    progress : callable, optional
+        ``progress(done, total)`` in windows, over all blocks.
+    stats : WindowStats, optional
+        A :class:`WindowStats` to fill in, over all blocks.
 
-    Returns:
-        The probability array (a ``zarr.Array``); for a path, reopened read-only.
+    Returns
+    -------
+    zarr.Array
+        The probability array; for a path, reopened read-only.
 
-    Raises:
-        InputError: ``src`` cannot be opened as a 3D array or holds NaN or infinite voxels,
-            ``dst`` exists or does not fit.
-        ValueError: bad options (see :func:`sliding_window_predict`).
+    Raises
+    ------
+    InputError
+        ``src`` cannot be opened as a 3D array or holds NaN or infinite voxels, ``dst`` exists
+        or does not fit, or bad options (see :func:`sliding_window_predict`).
     """
     import zarr
 

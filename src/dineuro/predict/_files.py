@@ -39,22 +39,35 @@ def predict_stack(model: nn.Module, path: str | os.PathLike, out_dir: str | os.P
     ``NAME`` is the input's name without its extension (see :func:`output_paths`). Both outputs
     are checked not to exist, and the options checked, before anything is computed.
 
-    Args:
-        model, crop, progress: see :func:`sliding_window_predict`.
-        path: input stack (file or folder of TIFF slices).
-        out_dir: output folder, created if missing.
-        norm: the normalisation the model was trained with.
-        threshold: mask = probability > threshold, in [0, 1].
-        prob_dtype: "float32" or "uint8" (ImageJ TIFF cannot hold float16).
-        channel: channel of a multi-channel input.
-        **window_options: overlap, batch_size, flips, device, precision, skip_empty of
-            :func:`sliding_window_predict`.
+    Parameters
+    ----------
+    model, crop, progress
+        See :func:`sliding_window_predict`.
+    path : str or os.PathLike
+        Input stack (file or folder of TIFF slices).
+    out_dir : str or os.PathLike
+        Output folder, created if missing.
+    norm : NormalizationConfig
+        The normalisation the model was trained with.
+    threshold : float, optional
+        mask = probability > threshold, in [0, 1].
+    prob_dtype : str, optional
+        "float32" or "uint8" (ImageJ TIFF cannot hold float16).
+    channel : int, optional
+        Channel of a multi-channel input.
+    **window_options
+        overlap, batch_size, flips, device, precision, skip_empty of
+        :func:`sliding_window_predict`.
 
-    Returns:
+    Returns
+    -------
+    tuple of pathlib.Path
         The paths of the probability map and of the mask.
 
-    Raises:
-        InputError: unreadable input, an output that already exists, or a bad option.
+    Raises
+    ------
+    InputError
+        Unreadable input, an output that already exists, or a bad option.
     """
     outputs = checked_outputs(path, out_dir, threshold, prob_dtype)
     prob = predict_file(model, path, crop, norm, channel=channel, progress=progress,
@@ -83,8 +96,10 @@ def predict_file(model: nn.Module, path: str | os.PathLike, crop: int | Sequence
     Reads any stack :func:`~dineuro.io.volume.read_volume` reads, normalises it with ``norm``
     and runs :func:`sliding_window_predict` (``**window_options`` are its options).
 
-    Raises:
-        InputError: an unreadable input.
+    Raises
+    ------
+    InputError
+        An unreadable input.
     """
     raw, spacing = read_volume(path, channel)
     normalised = norm.normalize(raw)
@@ -111,8 +126,10 @@ def find_stacks(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     is a folder of stacks, expanded into its supported files in natural order. Two stacks with
     the same name would write the same outputs, so that is an error.
 
-    Raises:
-        InputError: an input that does not exist, a folder with no stacks, or a name clash.
+    Raises
+    ------
+    InputError
+        An input that does not exist, a folder with no stacks, or a name clash.
     """
     stacks: list[Path] = []
     for item in map(Path, inputs):

@@ -15,6 +15,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from dineuro.errors import InputError
 from dineuro.models.vit3d import Triple, as_triple
 
 
@@ -25,18 +26,23 @@ class WindowGrid:
     Window ``k`` along an axis covers ``[start(axis, k), start(axis, k) + crop)`` in stack
     coordinates; a start below 0 (an axis shorter than the crop) reads zeros.
 
-    Attributes:
-        shape: stack shape (z, y, x).
-        crop: window shape (z, y, x).
-        step: distance between window starts, ``max(int(crop * (1 - overlap)), 1)`` per axis,
-            except before the last window, which ends at the stack's edge.
-        counts: windows per axis.
+    Attributes
+    ----------
+    shape : tuple of 3 int
+        Stack shape (z, y, x).
+    crop : tuple of 3 int
+        Window shape (z, y, x).
+    step : tuple of 3 int
+        Distance between window starts, ``max(int(crop * (1 - overlap)), 1)`` per axis, except
+        before the last window, which ends at the stack's edge.
+    counts : tuple of 3 int
+        Windows per axis.
 
-    Examples::
-
-        >>> grid = WindowGrid.of((37, 50, 23), crop=(16, 32, 32), overlap=0.5)
-        >>> grid.counts, [grid.starts(axis) for axis in range(3)]
-        ((4, 3, 1), [(0, 8, 16, 21), (0, 16, 18), (-4,)])
+    Examples
+    --------
+    >>> grid = WindowGrid.of((37, 50, 23), crop=(16, 32, 32), overlap=0.5)
+    >>> grid.counts, [grid.starts(axis) for axis in range(3)]
+    ((4, 3, 1), [(0, 8, 16, 21), (0, 16, 18), (-4,)])
     """
 
     shape: Triple
@@ -48,15 +54,17 @@ class WindowGrid:
     def of(cls, shape: Sequence[int], crop: int | Sequence[int], overlap: float) -> WindowGrid:
         """The grid for a stack of ``shape`` and windows of ``crop`` overlapping by ``overlap``.
 
-        Raises:
-            ValueError: a bad shape, crop or overlap.
+        Raises
+        ------
+        InputError
+            A bad shape, crop or overlap.
         """
         shape, crop = tuple(int(n) for n in shape), as_triple(crop, "crop")
         if len(shape) != 3 or min(shape) < 1:
-            raise ValueError(f"volume should be a non-empty 3D (z, y, x) stack, got shape "
+            raise InputError(f"volume should be a non-empty 3D (z, y, x) stack, got shape "
                              f"{shape}.")
         if not 0.0 <= overlap < 1.0:
-            raise ValueError(f"overlap should be in [0, 1), got {overlap}.")
+            raise InputError(f"overlap should be in [0, 1), got {overlap}.")
         step = tuple(max(int(c * (1 - overlap)), 1) for c in crop)
         counts = tuple(math.ceil(max(n - c, 0) / s) + 1
                        for n, c, s in zip(shape, crop, step, strict=True))

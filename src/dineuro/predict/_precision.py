@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from dineuro.errors import InputError
+
 #: Choices of ``precision``: "auto" is bf16 where the device has native bf16 arithmetic.
 PRECISIONS = ("auto", "bf16", "fp32")
 #: /proc/cpuinfo flags of x86 native bf16 (AVX512-BF16 dot products, AMX bf16 tiles).
@@ -26,16 +28,18 @@ CPUINFO = Path("/proc/cpuinfo")
 def resolve_precision(precision: str, device: str | torch.device) -> str:
     """"bf16" or "fp32": ``precision`` as given, or for "auto" what is fast on ``device``.
 
-    Raises:
-        ValueError: an unknown ``precision``.
+    Raises
+    ------
+    InputError
+        An unknown ``precision``.
 
-    Examples::
-
-        >>> resolve_precision("fp32", "cpu"), resolve_precision("auto", "meta")
-        ('fp32', 'fp32')
+    Examples
+    --------
+    >>> resolve_precision("fp32", "cpu"), resolve_precision("auto", "meta")
+    ('fp32', 'fp32')
     """
     if precision not in PRECISIONS:
-        raise ValueError(f"precision should be one of {list(PRECISIONS)}, got {precision!r}.")
+        raise InputError(f"precision should be one of {list(PRECISIONS)}, got {precision!r}.")
     if precision != "auto":
         return precision
     return "bf16" if native_bf16(torch.device(device)) else "fp32"

@@ -67,10 +67,13 @@ class SignalLevel:
 def signal_level(read: Reader, shape: Sequence[int]) -> SignalLevel:
     """Background (median) and noise (scaled MAD) of a stack's 3x3x3 running mean.
 
-    Args:
-        read: returns the normalised float32 voxels of a (z, y, x) region given as slices.
-        shape: the stack's shape; a stack thinner than 3 voxels along an axis has no full
-            neighbourhood, and gets background and noise 0 (the :data:`SPECK_FLOOR` alone).
+    Parameters
+    ----------
+    read : callable
+        Returns the normalised float32 voxels of a (z, y, x) region given as slices.
+    shape : sequence of int
+        The stack's shape; a stack thinner than 3 voxels along an axis has no full
+        neighbourhood, and gets background and noise 0 (the :data:`SPECK_FLOOR` alone).
     """
     shape = tuple(int(n) for n in shape)
     if min(shape) < SMOOTHING:
@@ -93,16 +96,18 @@ def signal_level(read: Reader, shape: Sequence[int]) -> SignalLevel:
 def signal_windows(volume: np.ndarray, crop: int | Sequence[int], overlap: float) -> np.ndarray:
     """Which windows of a normalised stack's :class:`WindowGrid` hold signal.
 
-    Returns:
+    Returns
+    -------
+    numpy.ndarray
         bool array of shape ``WindowGrid.counts``: True where the window is computed.
 
-    Examples::
-
-        >>> volume = np.zeros((16, 64, 64), np.float32)
-        >>> volume[8, 10, 5:20] = 1.0  # a bright line near one corner
-        >>> run = signal_windows(volume, crop=16, overlap=0.5)  # windows every 8 voxels
-        >>> run.shape, [tuple(map(int, np.flatnonzero(run.any(axis=a)))) for a in [(0, 2), (0, 1)]]
-        ((1, 7, 7), [(0, 1), (0, 1, 2)])
+    Examples
+    --------
+    >>> volume = np.zeros((16, 64, 64), np.float32)
+    >>> volume[8, 10, 5:20] = 1.0  # a bright line near one corner
+    >>> run = signal_windows(volume, crop=16, overlap=0.5)  # windows every 8 voxels
+    >>> run.shape, [tuple(map(int, np.flatnonzero(run.any(axis=a)))) for a in [(0, 2), (0, 1)]]
+    ((1, 7, 7), [(0, 1), (0, 1, 2)])
     """
     from dineuro.predict._stack import checked_volume, grid_region
 

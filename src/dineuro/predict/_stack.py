@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from dineuro.defaults import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP
+from dineuro.errors import InputError
 from dineuro.predict._grid import WindowGrid
 from dineuro.predict._precision import resolve_precision
 from dineuro.predict._signal import Starts, signal_level
@@ -34,36 +35,53 @@ def sliding_window_predict(model: nn.Module, volume: np.ndarray, crop: int | Seq
     with MONAI's Gaussian weights; any stack size works, the output has the input's shape
     exactly.
 
-    Args:
-        model: maps (B, 1, *crop) float32 to (B, 2, *crop) logits (background, neurite). It is
-            moved to ``device`` (in place, as ``Module.to`` does) and run in eval mode under
-            ``torch.inference_mode``; its train/eval mode is restored afterwards.
-        volume: normalised (z, y, x) float stack (see :mod:`dineuro.data.normalize`).
-        crop: window (z, y, x) the model takes, or one int for a cube.
-        overlap: fraction of a window shared with its neighbour along each axis, in [0, 1).
-        batch_size: windows per forward pass.
-        flips: average over all 8 axis-flip combinations (8x the compute).
-        device: where the model runs; the stack and the blended output stay in CPU memory.
-        progress: called as ``progress(done, total)`` in windows, after every batch.
-        precision: "auto" (bf16 where ``device`` has native bf16, else fp32), "bf16" (autocast)
-            or "fp32"; see :func:`resolve_precision`. Blending is float32 either way.
-        skip_empty: compute only the windows with signal (:func:`signal_windows`); the others
-            get probability 0. False computes every window.
-        stats: a :class:`WindowStats` to fill in (windows computed, precision used).
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Maps (B, 1, *crop) float32 to (B, 2, *crop) logits (background, neurite). It is moved
+        to ``device`` (in place, as ``Module.to`` does) and run in eval mode under
+        ``torch.inference_mode``; its train/eval mode is restored afterwards.
+    volume : numpy.ndarray
+        Normalised (z, y, x) float stack (see :mod:`dineuro.data.normalize`).
+    crop : int or sequence of int
+        Window (z, y, x) the model takes, or one int for a cube.
+    overlap : float, optional
+        Fraction of a window shared with its neighbour along each axis, in [0, 1).
+    batch_size : int, optional
+        Windows per forward pass.
+    flips : bool, optional
+        Average over all 8 axis-flip combinations (8x the compute).
+    device : str or torch.device, optional
+        Where the model runs; the stack and the blended output stay in CPU memory.
+    progress : callable, optional
+        Called as ``progress(done, total)`` in windows, after every batch.
+    precision : str, optional
+        "auto" (bf16 where ``device`` has native bf16, else fp32), "bf16" (autocast) or
+        "fp32"; see :func:`resolve_precision`. Blending is float32 either way.
+    skip_empty : bool, optional
+        Compute only the windows with signal (:func:`signal_windows`); the others get
+        probability 0. False computes every window.
+    stats : WindowStats, optional
+        A :class:`WindowStats` to fill in (windows computed, precision used).
 
-    Returns:
+    Returns
+    -------
+    numpy.ndarray
         float32 array of ``volume``'s shape, values in [0, 1].
 
-    Raises:
-        ValueError: a volume that is not a non-empty 3D float array, bad options, or a model
-            whose output is not (B, 2, *crop).
+    Raises
+    ------
+    InputError
+        A volume that is not a non-empty 3D float array, or bad options.
+    ValueError
+        A model whose output is not (B, 2, *crop).
 
-    Examples::
-
-        >>> conv = nn.Conv3d(1, 2, 1)
-        >>> prob = sliding_window_predict(conv, np.zeros((5, 40, 9), np.float32), crop=16)
-        >>> prob.shape, prob.dtype
-        ((5, 40, 9), dtype('float32'))
+    Examples
+    --------
+    >>> conv = nn.Conv3d(1, 2, 1)
+    >>> prob = sliding_window_predict(conv, np.zeros((5, 40, 9), np.float32), crop=16)
+    >>> prob.shape, prob.dtype
+    ((5, 40, 9), dtype('float32'))
     """
     volume = checked_volume(volume)
     grid = WindowGrid.of(volume.shape, crop, overlap)
@@ -101,14 +119,16 @@ def inner(grid: WindowGrid) -> tuple[slice, ...]:
 def checked_volume(volume) -> np.ndarray:
     """A normalised stack as a contiguous float32 (z, y, x) array.
 
-    Raises:
-        ValueError: not floating point (a raw stack), not 3D, or empty.
+    Raises
+    ------
+    InputError
+        Not floating point (a raw stack), not 3D, or empty.
     """
     volume = np.asarray(volume)
     if not np.issubdtype(volume.dtype, np.floating):
-        raise ValueError(f"volume should be a normalised float stack, got {volume.dtype}; "
+        raise InputError(f"volume should be a normalised float stack, got {volume.dtype}; "
                          "normalise raw stacks first (NormalizationConfig.normalize).")
     if volume.ndim != 3 or volume.size == 0:
-        raise ValueError(f"volume should be a non-empty 3D (z, y, x) stack, got shape "
+        raise InputError(f"volume should be a non-empty 3D (z, y, x) stack, got shape "
                          f"{volume.shape}.")
     return np.ascontiguousarray(volume, dtype=np.float32)

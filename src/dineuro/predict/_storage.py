@@ -14,10 +14,10 @@ UINT8_SCALE = 255
 def encode_probability(prob: np.ndarray, dtype: str) -> np.ndarray:
     """Store probabilities as ``dtype``: float32, float16, or uint8 = round(p * 255).
 
-    Examples::
-
-        >>> encode_probability(np.array([0.0, 0.5, 1.0]), "uint8")
-        array([  0, 128, 255], dtype=uint8)
+    Examples
+    --------
+    >>> encode_probability(np.array([0.0, 0.5, 1.0]), "uint8")
+    array([  0, 128, 255], dtype=uint8)
     """
     check_choice(dtype, PROB_DTYPES, "prob_dtype")
     if dtype == "uint8":

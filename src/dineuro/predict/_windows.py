@@ -24,6 +24,7 @@ import torch
 from monai.data.utils import compute_importance_map
 from torch import nn
 
+from dineuro.errors import InputError
 from dineuro.models.vit3d import Triple
 from dineuro.predict._signal import SignalLevel, Starts, region_signal
 
@@ -41,10 +42,14 @@ Progress = Callable[[int, int], None]
 class WindowStats:
     """What a prediction did, filled in when passed as ``stats``: for reports and benchmarks.
 
-    Attributes:
-        windows: windows in the grid (over all blocks, for block-wise prediction).
-        computed: windows the network ran on (the others held no signal).
-        precision: "bf16" or "fp32", as resolved for the device.
+    Attributes
+    ----------
+    windows : int
+        Windows in the grid (over all blocks, for block-wise prediction).
+    computed : int
+        Windows the network ran on (the others held no signal).
+    precision : str
+        "bf16" or "fp32", as resolved for the device.
     """
 
     windows: int = 0
@@ -149,7 +154,7 @@ def inference(model: nn.Module, device: torch.device) -> Iterator[None]:
 
 def check_batch_size(batch_size: int) -> None:
     if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise ValueError(f"batch_size should be a positive int, got {batch_size!r}.")
+        raise InputError(f"batch_size should be a positive int, got {batch_size!r}.")
 
 
 def _window(corner: tuple[int, ...], crop: Triple) -> tuple[slice, ...]:

@@ -31,6 +31,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from dineuro.errors import InputError
+
 #: Channels of every crop (red, green, blue), as DINO's networks take them.
 CHANNELS = 3
 #: Side in pixels of the global crops of the published recipe; blur sizes are given at it.
@@ -180,7 +182,7 @@ def gaussian_blur(image: torch.Tensor, sigma: float) -> torch.Tensor:
     for crops of a few hundred pixels is faster on a CPU than a convolution.
     """
     if sigma <= 0:
-        raise ValueError(f"sigma should be positive, got {sigma}.")
+        raise InputError(f"sigma should be positive, got {sigma}.")
     height, width = image.shape[-2:]
     rows = blur_matrix(height, sigma, image.dtype, image.device)
     columns = rows if width == height else blur_matrix(width, sigma, image.dtype, image.device)
@@ -283,33 +285,33 @@ class MultiCropAugment:
                  blur_p: Sequence[float] = (1.0, 0.1, 0.5), solarize_p: float = 0.2,
                  mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD):
         if global_size < 1 or local_size < 1:
-            raise ValueError(f"global_size and local_size should be positive, got "
+            raise InputError(f"global_size and local_size should be positive, got "
                              f"{global_size} and {local_size}.")
         if n_local < 0:
-            raise ValueError(f"n_local should be >= 0, got {n_local}.")
+            raise InputError(f"n_local should be >= 0, got {n_local}.")
         for name, low_high in (("global_scale", global_scale), ("local_scale", local_scale)):
             if len(low_high) != 2 or not 0 < low_high[0] <= low_high[1] <= 1:
-                raise ValueError(f"{name} should be (min, max) with 0 < min <= max <= 1, got "
+                raise InputError(f"{name} should be (min, max) with 0 < min <= max <= 1, got "
                                  f"{tuple(low_high)}.")
         if len(blur_sigma) != 2 or not 0 < blur_sigma[0] <= blur_sigma[1]:
-            raise ValueError(f"blur_sigma should be (min, max) with 0 < min <= max, got "
+            raise InputError(f"blur_sigma should be (min, max) with 0 < min <= max, got "
                              f"{tuple(blur_sigma)}.")
         if len(blur_p) != 3:
-            raise ValueError(f"blur_p should give 3 probabilities (first global, second global, "
+            raise InputError(f"blur_p should give 3 probabilities (first global, second global, "
                              f"local), got {tuple(blur_p)}.")
         for name, p in (("flip_p", flip_p), ("jitter_p", jitter_p),
                         ("grayscale_p", grayscale_p), ("solarize_p", solarize_p),
                         *(("blur_p", p) for p in blur_p)):
             if not 0 <= p <= 1:
-                raise ValueError(f"{name} should be a probability in [0, 1], got {p}.")
+                raise InputError(f"{name} should be a probability in [0, 1], got {p}.")
         for name, amount in (("brightness", brightness), ("contrast", contrast),
                              ("saturation", saturation)):
             if amount < 0:
-                raise ValueError(f"{name} should be >= 0, got {amount}.")
+                raise InputError(f"{name} should be >= 0, got {amount}.")
         if not 0 <= hue <= 0.5:
-            raise ValueError(f"hue should be in [0, 0.5] turns, got {hue}.")
+            raise InputError(f"hue should be in [0, 0.5] turns, got {hue}.")
         if len(mean) != CHANNELS or len(std) != CHANNELS or min(std) <= 0:
-            raise ValueError(f"mean and std should give 3 channels with std > 0, got {mean} "
+            raise InputError(f"mean and std should give 3 channels with std > 0, got {mean} "
                              f"and {std}.")
         self.global_size, self.local_size, self.n_local = global_size, local_size, n_local
         self.global_scale, self.local_scale = tuple(global_scale), tuple(local_scale)

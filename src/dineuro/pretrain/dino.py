@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from dineuro.errors import InputError
 from dineuro.models.vit2d import VisionTransformer2d
 
 #: The head's final L2 normalisation divides by at least this (as ``F.normalize`` does).
@@ -88,7 +89,7 @@ class DINOHead(nn.Module):
                  bottleneck_dim: int = 256, n_layers: int = 3, norm_last_layer: bool = True):
         super().__init__()
         if n_layers < 1:
-            raise ValueError("n_layers should be at least 1.")
+            raise InputError("n_layers should be at least 1.")
         widths = [in_dim] + [hidden_dim] * (n_layers - 1) + [bottleneck_dim]
         layers: list[nn.Module] = []
         for i, (a, b) in enumerate(zip(widths[:-1], widths[1:], strict=True)):

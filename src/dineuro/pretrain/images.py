@@ -158,12 +158,12 @@ def stack_projections(volume: np.ndarray, spacing: Sequence[float], rng: np.rand
     """
     volume = np.asarray(volume)
     if volume.ndim != 3 or volume.size == 0:
-        raise ValueError(f"volume should be a non-empty (z, y, x) array, got shape "
+        raise InputError(f"volume should be a non-empty (z, y, x) array, got shape "
                          f"{volume.shape}.")
     if len(spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in spacing):
-        raise ValueError(f"spacing should be 3 positive (z, y, x) sizes, got {spacing}.")
+        raise InputError(f"spacing should be 3 positive (z, y, x) sizes, got {spacing}.")
     if n_slabs < 0:
-        raise ValueError(f"n_slabs should be >= 0, got {n_slabs}.")
+        raise InputError(f"n_slabs should be >= 0, got {n_slabs}.")
     sz, sy, sx = (float(s) for s in spacing)
     views = [_isotropic(volume.max(axis=0), (sy, sx)),
              _isotropic(volume.max(axis=1), (sz, sx)),

@@ -1,12 +1,14 @@
 """``python -m dineuro.train CONFIG [--set KEY=VALUE ...] [--resume]``, also under torchrun.
 
-Example (two processes on one machine)::
+Prints one line per validation and a summary from rank 0; bad input is one sentence on stderr
+and exit code 2.
+
+Examples
+--------
+Two processes on one machine::
 
     torchrun --standalone --nproc_per_node 2 -m dineuro.train configs/train_cpu.yaml \\
         --set out=runs/cpu_ddp
-
-Prints one line per validation and a summary from rank 0; bad input is one sentence on stderr
-and exit code 2.
 """
 
 from __future__ import annotations

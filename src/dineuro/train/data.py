@@ -97,7 +97,7 @@ def load_stacks(dataset: Dataset, names: Sequence[str], norm: NormalizationConfi
         label = np.ascontiguousarray(dataset.label(name, image), dtype=bool)
         try:
             limits = norm.limits(image.array)
-        except ValueError as exc:
+        except InputError as exc:  # name the stack the dataset's folder holds
             raise InputError(f"stack {name!r} cannot be normalised: {exc}",
                              dataset.root) from exc
         stacks.append(Stack(name, np.ascontiguousarray(image.array), label, limits,

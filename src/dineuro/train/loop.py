@@ -148,7 +148,7 @@ def lr_factor(step: int, steps: int, warmup_steps: int, schedule: str = "cosine"
         return 0.5 * (1.0 + math.cos(math.pi * t))
     if schedule == "poly":
         return (1.0 - t) ** poly_power
-    raise ValueError(f"schedule should be 'cosine' or 'poly', got {schedule!r}.")
+    raise InputError(f"schedule should be 'cosine' or 'poly', got {schedule!r}.")
 
 
 def make_optimizer(model: nn.Module, config: TrainConfig

@@ -24,6 +24,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from dineuro.errors import InputError
+
 #: Names of the ``loss`` config key.
 LOSSES = ("dice_ce", "dice_ce_cldice")
 #: Default weight of soft-clDice added to Dice + cross-entropy.
@@ -48,7 +50,7 @@ def make_loss(name: str = "dice_ce", cldice_weight: float = CLDICE_WEIGHT,
 
     Raises
     ------
-    ValueError
+    InputError
         An unknown ``name``.
 
     Examples
@@ -61,7 +63,7 @@ def make_loss(name: str = "dice_ce", cldice_weight: float = CLDICE_WEIGHT,
     from monai.losses import DiceCELoss
 
     if name not in LOSSES:
-        raise ValueError(f"loss should be one of {list(LOSSES)}, got {name!r}.")
+        raise InputError(f"loss should be one of {list(LOSSES)}, got {name!r}.")
     dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
     if name == "dice_ce":
         return dice_ce

@@ -22,6 +22,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from dineuro.data.render import render_mask
+from dineuro.errors import InputError
 from dineuro.io.swc import SwcTree
 
 #: Full scale of the camera per output type: 8-bit, and a 12-bit camera in a 16-bit container.
@@ -139,9 +140,9 @@ class ImagingConfig:
 
     def __post_init__(self):
         if self.dtype not in FULL_SCALE:
-            raise ValueError(f"dtype should be one of {sorted(FULL_SCALE)}, not {self.dtype!r}.")
+            raise InputError(f"dtype should be one of {sorted(FULL_SCALE)}, not {self.dtype!r}.")
         if self.bits is not None and not 1 <= self.bits <= np.iinfo(self.dtype).bits:
-            raise ValueError(f"bits should be between 1 and {np.iinfo(self.dtype).bits} for "
+            raise InputError(f"bits should be between 1 and {np.iinfo(self.dtype).bits} for "
                              f"{self.dtype}, not {self.bits}.")
 
     @property
@@ -157,7 +158,7 @@ def imaging_for_difficulty(difficulty: float, **overrides) -> ImagingConfig:
     0.5 is a typical good confocal stack. Keyword overrides win over the difficulty.
     """
     if not 0.0 <= difficulty <= 1.0:
-        raise ValueError("difficulty should be between 0 and 1.")
+        raise InputError("difficulty should be between 0 and 1.")
 
     def lerp(easy: float, hard: float) -> float:
         return easy + (hard - easy) * difficulty
