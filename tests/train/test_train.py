@@ -20,7 +20,7 @@ from dineuro.train import AugmentConfig, TrainConfig, load_config, lr_factor, tr
 from dineuro.train.data import Augmenter, CropSampler, Stack, extract
 from dineuro.train.loop import make_loss, make_optimizer, train_step
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -42,7 +42,7 @@ def test_two_ranks_end_with_identical_weights(tiny_training_set, tmp_path):
     script = tmp_path / "run_rank.py"
     script.write_text(SCRIPT)
     out = tmp_path / "run"
-    config = Path(__file__).resolve().parents[1] / "configs" / "train_tiny.yaml"
+    config = Path(__file__).resolve().parents[2] / "configs" / "train_tiny.yaml"
     overrides = [f"data={tiny_training_set}", f"out={out}", "crop=[16, 32, 32]",
                  "model_options={patch: [8, 16, 16]}", "steps=4", "val_every=2",
                  "warmup_steps=1", "device=cpu"]
