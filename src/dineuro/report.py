@@ -209,6 +209,62 @@ def mip_figure(image: np.ndarray, spacing: tuple[float, float, float] = (1.0, 1.
     return fig
 
 
+def stack_figure(stack: str | os.PathLike, swc: str | os.PathLike | None = None,
+                 mask: str | os.PathLike | None = None, channel: int | None = None) -> Figure:
+    """:func:`mip_figure` of a stack file, with an SWC file and a mask file drawn over it:
+    what ``dineuro show`` draws.
+
+    Parameters
+    ----------
+    stack : str or os.PathLike
+        Any stack :func:`~dineuro.io.volume.read_volume` reads.
+    swc : str or os.PathLike, optional
+        An SWC in the stack's voxel coordinates.
+    mask : str or os.PathLike, optional
+        A label stack of the same shape; nonzero voxels are tinted.
+    channel : int, optional
+        The channel of a multi-channel stack.
+
+    Raises
+    ------
+    InputError
+        Naming the file: an unreadable stack, SWC or mask, an SWC that lies outside the stack,
+        or a mask of another shape.
+    """
+    from dineuro.data.render import check_tree_in_stack
+    from dineuro.io.swc import read_swc
+    from dineuro.io.volume import read_volume
+
+    volume = read_volume(stack, channel=channel)
+    tree = None if swc is None else read_swc(swc)
+    if tree is not None:
+        check_tree_in_stack(tree, volume.array.shape, swc)
+    label = None if mask is None else read_volume(mask).array > 0
+    if label is not None and label.shape != volume.array.shape:
+        raise InputError(f"has shape {label.shape} but the stack has shape "
+                         f"{volume.array.shape}.", mask)
+    return mip_figure(volume.array, volume.spacing, tree, label, title=Path(stack).name)
+
+
+def check_figure_path(path: str | os.PathLike) -> Path:
+    """``path`` as a Path if its extension is one of :data:`FIGURE_FORMATS`.
+
+    Raises
+    ------
+    InputError
+        Another extension, naming ``path``.
+
+    Examples
+    --------
+    >>> check_figure_path("a.png").name
+    'a.png'
+    """
+    path = Path(path)
+    if path.suffix.lower() not in FIGURE_FORMATS:
+        raise InputError(f"should end in one of {', '.join(FIGURE_FORMATS)}.", path)
+    return path
+
+
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> None:
     """Save a figure atomically and release its memory.
 
@@ -234,9 +290,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> None:
     ...     (Path(folder) / "empty.png").read_bytes()[:4]
     b'\\x89PNG'
     """
-    path = Path(path)
-    if path.suffix.lower() not in FIGURE_FORMATS:
-        raise InputError(f"figure files should end in one of {FIGURE_FORMATS}, not {path.name}.")
+    path = check_figure_path(path)
     try:
         with atomic_file(path) as tmp:
             fig.savefig(tmp, dpi=dpi, format=path.suffix[1:].lower())

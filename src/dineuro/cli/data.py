@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from dineuro.cli._common import STACK_FORMATS, Channel, app, err, parse_triple, progress_bar
-from dineuro.errors import InputError
 from dineuro.io.atomic import check_writable, refuse_existing
 
 
@@ -105,22 +104,10 @@ def show(
 
     With an overlay, the projections appear twice: plain, and with the overlay, side by side.
     """
-    from dineuro.data.render import check_tree_in_stack
-    from dineuro.io.swc import read_swc
-    from dineuro.io.volume import read_volume
-    from dineuro.report import FIGURE_FORMATS, mip_figure, save_figure
+    from dineuro.report import check_figure_path, save_figure, stack_figure
 
-    if out.suffix.lower() not in FIGURE_FORMATS:
-        raise InputError(f"should end in one of {', '.join(FIGURE_FORMATS)}.", out)
+    check_figure_path(out)
     refuse_existing(out)
     check_writable(out.parent)
-    volume = read_volume(stack, channel=channel)
-    tree = read_swc(swc) if swc is not None else None
-    if tree is not None:
-        check_tree_in_stack(tree, volume.array.shape, swc)
-    label = read_volume(mask).array > 0 if mask is not None else None
-    if label is not None and label.shape != volume.array.shape:
-        raise InputError(f"has shape {label.shape} but the stack has shape "
-                         f"{volume.array.shape}.", mask)
-    save_figure(mip_figure(volume.array, volume.spacing, tree, label, title=stack.name), out)
+    save_figure(stack_figure(stack, swc, mask, channel), out)
     err.print(f"wrote {out}")
