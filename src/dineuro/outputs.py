@@ -19,6 +19,10 @@ from dineuro.io.volume import SUPPORTED_EXTENSIONS
 
 PROB_SUFFIX, MASK_SUFFIX, SWC_SUFFIX = "_prob.tif", "_mask.tif", ".swc"
 ZARR_SUFFIX, ZARR_PROB_SUFFIX = ".zarr", "_prob.zarr"
+#: Endings a stack's name drops, longest first: the readers' extensions, the OME flavours' and
+#: zarr folders'.
+_STACK_ENDINGS = tuple(sorted({*SUPPORTED_EXTENSIONS, ".ome.tif", ".ome.tiff", ".ome.zarr",
+                               ZARR_SUFFIX}, key=len, reverse=True))
 
 
 def stack_name(path: str | os.PathLike) -> str:
@@ -27,11 +31,11 @@ def stack_name(path: str | os.PathLike) -> str:
 
     Examples
     --------
-    >>> stack_name("data/neuron_03.nii.gz")
-    'neuron_03'
+    >>> stack_name("data/neuron_03.nii.gz"), stack_name("brain.ome.zarr")
+    ('neuron_03', 'brain')
     """
     name = Path(path).name
-    for extension in sorted(SUPPORTED_EXTENSIONS, key=len, reverse=True):
+    for extension in _STACK_ENDINGS:
         if name.lower().endswith(extension):
             return name[:-len(extension)]
     return name

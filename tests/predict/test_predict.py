@@ -182,14 +182,19 @@ def test_block_wise_reads_the_full_resolution_array_of_an_ome_zarr_group(tmp_pat
     model, crop, norm = _context_model(seed=10), (8, 16, 16), NormalizationConfig()
     raw = _raw_stack((9, 20, 18), seed=10)
     group = zarr.open_group(str(tmp_path / "stack.ome.zarr"), mode="w")
-    group.create_array("0", shape=raw.shape, dtype=raw.dtype)[...] = raw
+    axes = [{"name": a, "type": "space", "unit": "micrometer"} for a in "zyx"]
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [{"axes": axes, "datasets": [
+        {"path": "full", "coordinateTransformations": [{"type": "scale", "scale": [2, 1, 1]}]},
+        {"path": "half", "coordinateTransformations": [{"type": "scale", "scale": [4, 2, 2]}]}]}]}
+    group.create_array("full", shape=raw.shape, dtype=raw.dtype)[...] = raw
+    group.create_array("half", shape=(5, 10, 9), dtype=raw.dtype)
     out = predict_blocks(model, tmp_path / "stack.ome.zarr", tmp_path / "p.zarr", crop, norm,
                          block=(8, 8, 8), precision="fp32")
     np.testing.assert_allclose(
         out[...], sliding_window_predict(model, norm.normalize(raw), crop, precision="fp32"),
         atol=1e-5)
     zarr.open_group(str(tmp_path / "empty.zarr"), mode="w")
-    with pytest.raises(InputError, match="array '0'"):
+    with pytest.raises(InputError, match="without OME-Zarr multiscales metadata"):
         predict_blocks(model, tmp_path / "empty.zarr", tmp_path / "q.zarr", crop, norm)
 
 

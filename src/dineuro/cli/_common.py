@@ -27,8 +27,7 @@ from rich.progress import (
 
 from dineuro.errors import InputError, environment_failure
 
-app = typer.Typer(
-    help="dineuro: segment 3D light-microscopy stacks of single neurons and trace them into SWC.",
+app = typer.Typer(  # its help text is the docstring of the callback below
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
@@ -36,7 +35,8 @@ app = typer.Typer(
 )
 err = Console(stderr=True, soft_wrap=True)  # a message is one line, also in a log
 
-STACK_FORMATS = ".tif/.tiff, a folder of 2D TIFF slices, .v3draw, .nii/.nii.gz"
+STACK_FORMATS = (".tif/.tiff (also OME-TIFF and compressed TIFF), .lsm, an OME-Zarr folder, "
+                 "a folder of 2D TIFF slices, .v3draw, .nii/.nii.gz")
 Channel = Annotated[int | None, typer.Option(
     help="Channel to take from a multi-channel stack (0-based).")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
@@ -46,6 +46,21 @@ ModelOption = Annotated[str | None, typer.Option(
                           "`dineuro model-card`).", show_default=False)]
 #: File endings of checkpoints, to read the older `run MODEL INPUT...` form.
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        from dineuro import __version__
+
+        typer.echo(f"dineuro {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(version: Annotated[bool, typer.Option(
+        "--version", callback=_show_version, is_eager=True,
+        help="Print dineuro's version and exit.")] = False) -> None:
+    """dineuro: segment 3D light-microscopy stacks of single neurons and trace them into SWC."""
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ Volumes are numpy arrays in (z, y, x) order with their voxel spacing; SWC coordi
 from dineuro.io.swc import SwcTree, read_swc, swc_to_zyx, validate_swc, write_swc, zyx_to_swc
 from dineuro.io.volume import (
     SUPPORTED_EXTENSIONS,
+    WRITABLE_EXTENSIONS,
     StackHeader,
     Volume,
     convert_volume,
@@ -18,6 +19,7 @@ from dineuro.io.volume import (
 
 __all__ = [
     "SUPPORTED_EXTENSIONS",
+    "WRITABLE_EXTENSIONS",
     "StackHeader",
     "SwcTree",
     "Volume",

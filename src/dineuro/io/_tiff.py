@@ -1,10 +1,17 @@
-"""Multi-page TIFF and ImageJ hyperstacks, through tifffile.
+"""Multi-page TIFF, ImageJ hyperstacks, OME-TIFF and Zeiss LSM, through tifffile.
 
-Voxel spacing lives in two places in a TIFF: the x and y pixel sizes are the inverse of the
-XResolution and YResolution tags (pixels per unit), and the z step is the ``spacing`` entry of the
-ImageJ description. The unit is the ImageJ ``unit`` entry when there is one, else the
-ResolutionUnit tag; we convert to micrometres when the unit is known and keep the numbers as they
-are otherwise (1.0 for anything the file does not give).
+Voxel spacing lives in different places by flavour, and is read from the one that says most:
+
+- OME-TIFF: the ``PhysicalSizeX/Y/Z`` attributes of the OME-XML ``Pixels`` element, each with
+  its own unit (micrometres when none is given, as the OME schema says);
+- Zeiss LSM: ``VoxelSizeX/Y/Z`` of the CZ_LSMINFO block, in metres;
+- anything else: the x and y pixel sizes are the inverse of the XResolution and YResolution
+  tags (pixels per unit), and the z step is the ``spacing`` entry of the ImageJ description. The
+  unit is the ImageJ ``unit`` entry when there is one, else the ResolutionUnit tag.
+
+We convert to micrometres when the unit is known and keep the numbers as they are otherwise
+(1.0 for anything the file does not give). Compressed files (LZW, zstd, deflate, JPEG 2000, ...)
+are decoded by imagecodecs, a dependency; OME-TIFF pyramids are read at full resolution.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import contextlib
 import logging
 import re
 import struct
+import xml.etree.ElementTree as ElementTree
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +37,9 @@ DTYPES = tuple(np.dtype(name) for name in ("uint8", "uint16", "int16", "float32"
 _UM_PER_IMAGEJ_UNIT = {"micron": 1.0, "microns": 1.0, "um": 1.0, "\u00b5m": 1.0, "\u03bcm": 1.0,
                        "\\u00b5m": 1.0, "nm": 1e-3, "mm": 1e3, "cm": 1e4, "m": 1e6,
                        "inch": 25400.0}
+# OME length units (the schema's UnitsLength symbols) in micrometres.
+_UM_PER_OME_UNIT = {"µm": 1.0, "\u03bcm": 1.0, "um": 1.0, "nm": 1e-3, "pm": 1e-6, "Å": 1e-4,
+                    "mm": 1e3, "cm": 1e4, "m": 1e6}
 # TIFF ResolutionUnit codes (4 and 5 are tifffile extensions); 1 (none) keeps numbers as they are.
 _UM_PER_RESOLUTION_UNIT = {2: 25400.0, 3: 1e4, 4: 1e3, 5: 1.0}
 # Exceptions tifffile and imagecodecs raise on files they cannot parse or decode.
@@ -117,6 +128,14 @@ def _canonical_axes(axes: str) -> str:
 
 def _spacing(tif: tifffile.TiffFile) -> tuple[float, float, float]:
     """The (z, y, x) voxel spacing, in micrometres when the file names its unit."""
+    if tif.is_ome:
+        spacing = _ome_spacing(tif.ome_metadata)
+        if spacing is not None:
+            return spacing
+    if tif.is_lsm:
+        info = tif.lsm_metadata or {}
+        sizes = [info.get(f"VoxelSize{axis}") for axis in "ZYX"]
+        return tuple(float(size) * 1e6 if size else 1.0 for size in sizes)
     tags = tif.pages[0].tags
     imagej = tif.imagej_metadata or {}
     if "unit" in imagej:
@@ -128,6 +147,33 @@ def _spacing(tif: tifffile.TiffFile) -> tuple[float, float, float]:
     sizes = (imagej.get("spacing"), _pixel_size(tags.get("YResolution")),
              _pixel_size(tags.get("XResolution")))
     return tuple(1.0 if size is None else float(size) * um_per_unit for size in sizes)
+
+
+def _ome_spacing(xml: str | None) -> tuple[float, float, float] | None:
+    """The (z, y, x) physical voxel size of the first image of an OME-XML description, in
+    micrometres, or None when it gives none (1.0 for an axis it leaves out).
+
+    Examples
+    --------
+    >>> _ome_spacing('<OME><Image><Pixels PhysicalSizeX="250" PhysicalSizeXUnit="nm" '
+    ...              'PhysicalSizeY="0.25" PhysicalSizeZ="2"/></Image></OME>')
+    (2.0, 0.25, 0.25)
+    """
+    try:
+        root = ElementTree.fromstring(xml or "")
+    except ElementTree.ParseError:
+        return None
+    pixels = next((e for e in root.iter() if e.tag.rpartition("}")[2] == "Pixels"), None)
+    if pixels is None:
+        return None
+    sizes = []
+    for axis in "ZYX":
+        size = pixels.get(f"PhysicalSize{axis}")
+        unit = _UM_PER_OME_UNIT.get(pixels.get(f"PhysicalSize{axis}Unit", "µm"), 1.0)
+        sizes.append(None if size is None else float(size) * unit)
+    if all(size is None for size in sizes):
+        return None
+    return tuple(1.0 if size is None else size for size in sizes)
 
 
 def _pixel_size(tag: tifffile.TiffTag | None) -> float | None:

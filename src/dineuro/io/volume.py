@@ -4,7 +4,10 @@ Every format comes in as a :class:`Volume`: a numpy array in (z, y, x) order, in
 dtype (8- and 16-bit data are never rescaled), and the (z, y, x) voxel spacing, in micrometres
 when the file names its unit and 1.0 where it gives none. Supported:
 
-- ``.tif``/``.tiff``: multi-page TIFF and ImageJ hyperstacks (tifffile);
+- ``.tif``/``.tiff``: multi-page TIFF, ImageJ hyperstacks and OME-TIFF (tifffile, with
+  imagecodecs for compressed files);
+- ``.lsm``: Zeiss LSM, a TIFF (read only);
+- an OME-Zarr image (NGFF 0.4 or 0.5; level 0) or a plain zarr array: a folder;
 - a folder of 2D TIFF slices, in natural order of their names;
 - ``.v3draw``: Vaa3D's raw format, which stores no spacing;
 - ``.nii``/``.nii.gz``: NIfTI (nibabel), axes reversed from nibabel's (x, y, z).
@@ -25,14 +28,18 @@ from typing import NamedTuple
 import numpy as np
 
 from dineuro.errors import InputError
-from dineuro.io import _nifti, _slices, _tiff, _v3draw
+from dineuro.io import _nifti, _omezarr, _slices, _tiff, _v3draw
 from dineuro.io.atomic import atomic_file, refuse_existing
 
-_FORMATS: dict[str, ModuleType] = {".tif": _tiff, ".tiff": _tiff, ".v3draw": _v3draw,
+_WRITERS: dict[str, ModuleType] = {".tif": _tiff, ".tiff": _tiff, ".v3draw": _v3draw,
                                    ".nii": _nifti, ".nii.gz": _nifti}
-SUPPORTED_EXTENSIONS = tuple(_FORMATS)
-_WRITABLE = ", ".join(SUPPORTED_EXTENSIONS)
-_READABLE = f"{_WRITABLE} or a folder of 2D TIFF slices"
+#: Zeiss LSM files are TIFFs that tifffile reads; we never write them.
+_READERS: dict[str, ModuleType] = {**_WRITERS, ".lsm": _tiff}
+SUPPORTED_EXTENSIONS = tuple(_READERS)
+WRITABLE_EXTENSIONS = tuple(_WRITERS)
+_WRITABLE = ", ".join(WRITABLE_EXTENSIONS)
+_READABLE = (f"{', '.join(SUPPORTED_EXTENSIONS)}, an OME-Zarr image (.ome.zarr) or a folder of "
+             "2D TIFF slices")
 _UNIT_SPACING = (1.0, 1.0, 1.0)
 
 
@@ -129,7 +136,10 @@ def _open(path: Path, channel: int | None, how: str) -> tuple[np.ndarray, tuple[
     and its checked spacing."""
     if not path.exists():
         raise InputError("does not exist.", path)
-    module = _slices if path.is_dir() else _format_of(path, supported=_READABLE)[1]
+    if path.is_dir():
+        module = _omezarr if _omezarr.is_zarr(path) else _slices
+    else:
+        module = _format_of(path, _READERS, _READABLE)[1]
     array, axes, spacing = getattr(module, how)(path)
     return _as_zyx(array, axes, channel, path), _checked_spacing(spacing, path)
 
@@ -180,7 +190,7 @@ def write_volume(path: str | os.PathLike, volume_or_array: Volume | np.ndarray,
         array is not 3D or is empty, or the spacing is not 3 positive finite numbers.
     """
     path = Path(path)
-    extension, module = _format_of(path, supported=_WRITABLE)
+    extension, module = _format_of(path, _WRITERS, _WRITABLE)
     array, spacing = _array_and_spacing(volume_or_array, spacing)
     if array.dtype not in module.DTYPES:
         raise InputError(f"cannot hold {array.dtype} voxels as {extension}; it holds "
@@ -215,17 +225,18 @@ def convert_volume(src: str | os.PathLike, dst: str | os.PathLike,
     src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve():
         raise InputError("is both the input and the output; choose another output path.", dst)
-    _format_of(dst, supported=_WRITABLE)
+    _format_of(dst, _WRITERS, _WRITABLE)
     refuse_existing(dst)
     volume = read_volume(src, channel)
     write_volume(dst, volume)
     return volume
 
 
-def _format_of(path: Path, supported: str) -> tuple[str, ModuleType]:
-    """The extension of ``path`` and the module that reads and writes it."""
+def _format_of(path: Path, formats: dict[str, ModuleType],
+               supported: str) -> tuple[str, ModuleType]:
+    """The extension of ``path`` and the module of ``formats`` that handles it."""
     name = path.name.lower()
-    for extension, module in _FORMATS.items():
+    for extension, module in formats.items():
         if name.endswith(extension):
             return extension, module
     raise InputError(f"has an unsupported file type; supported: {supported}.", path)

@@ -16,6 +16,7 @@ from torch import nn
 from dineuro.data.normalize import NonFiniteError, NormalizationConfig
 from dineuro.defaults import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, DEFAULT_PROB_DTYPE, PROB_DTYPES
 from dineuro.errors import InputError
+from dineuro.io._omezarr import open_stack
 from dineuro.io.atomic import atomic_dir, refuse_existing
 from dineuro.models.vit3d import Triple, as_triple
 from dineuro.predict._grid import WindowGrid
@@ -152,23 +153,13 @@ def _naming(src):
 
 
 def _open_source(src):
-    """``src`` as a 3D array with numpy slicing: zarr paths are opened read-only."""
+    """``src`` as a 3D array with numpy slicing: a zarr array, or an OME-Zarr image (level 0,
+    as its multiscales metadata names it), opened read-only."""
     if isinstance(src, (str, os.PathLike)):
-        import zarr
-
         path = Path(src)
         if not path.exists():
             raise InputError("does not exist.", path)
-        try:
-            node = zarr.open(str(path), mode="r")
-        except Exception as exc:  # zarr raises several types for a folder that is not zarr
-            raise InputError(f"cannot be opened as a zarr array ({exc}).", path) from exc
-        if not hasattr(node, "shape"):
-            if "0" not in node:
-                raise InputError("is a zarr group without an array '0'; give the path of the "
-                                 "array to predict.", path)
-            node = node["0"]
-        src = node
+        src, _ = open_stack(path)
     if len(getattr(src, "shape", ())) != 3 or min(src.shape) < 1:
         raise InputError(f"the stack should be a non-empty 3D (z, y, x) array, got shape "
                          f"{getattr(src, 'shape', None)}.")

@@ -12,6 +12,7 @@ from torch import nn
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.defaults import DEFAULT_PROB_DTYPE, DEFAULT_THRESHOLD, TIFF_PROB_DTYPES
 from dineuro.errors import InputError
+from dineuro.io._omezarr import is_zarr
 from dineuro.io._slices import slice_paths
 from dineuro.io.atomic import refuse_existing, undo_on_failure
 from dineuro.io.volume import SUPPORTED_EXTENSIONS, Volume, read_volume, write_volume
@@ -122,8 +123,9 @@ def write_prediction(prob: Volume, prob_path: Path, mask_path: Path, *,
 def find_stacks(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     """Expand the inputs of ``predict`` into stacks, each to be predicted once.
 
-    A stack file is taken as it is; a folder of 2D TIFF slices is one stack; any other folder
-    is a folder of stacks, expanded into its supported files in natural order. Two stacks with
+    A stack file is taken as it is; a folder of 2D TIFF slices and a zarr folder (an OME-Zarr
+    image) are one stack each; any other folder is a folder of stacks, expanded into its
+    supported files and zarr folders in natural order. Two stacks with
     the same name would write the same outputs, so that is an error.
 
     Raises
@@ -135,9 +137,9 @@ def find_stacks(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     for item in map(Path, inputs):
         if not item.exists():
             raise InputError("does not exist.", item)
-        if item.is_dir() and not _is_slice_folder(item):
+        if item.is_dir() and not _is_slice_folder(item) and not is_zarr(item):
             found = [p for p in slice_paths(item) + sorted(item.iterdir())
-                     if p.is_file() and not p.name.startswith(".") and _is_stack_file(p)]
+                     if not p.name.startswith(".") and _is_stack(p)]
             if not found:
                 raise InputError(f"holds no stacks ({', '.join(SUPPORTED_EXTENSIONS)}) and no 2D "
                                  "TIFF slices.", item)
@@ -154,7 +156,10 @@ def find_stacks(inputs: Sequence[str | os.PathLike]) -> list[Path]:
     return stacks
 
 
-def _is_stack_file(path: Path) -> bool:
+def _is_stack(path: Path) -> bool:
+    """A stack file of a supported format, or a zarr folder (an OME-Zarr image)."""
+    if path.is_dir():
+        return is_zarr(path)
     return any(path.name.lower().endswith(ext) for ext in SUPPORTED_EXTENSIONS)
 
 
