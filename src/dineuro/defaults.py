@@ -42,6 +42,14 @@ DEFAULT_MIN_TREE_LENGTH = 30.0
 DEFAULT_SMOOTH = 1.5
 #: Distance between resampled nodes along a branch, in x voxels.
 DEFAULT_NODE_STEP = 2.0
+#: SWC coordinates: voxels (x, y, z), as BigNeuron's gold SWCs and Vaa3D, or micrometres from
+#: the stack's spacing, for morphometry tools (NeuroM, navis) on anisotropic stacks.
+SWC_UNITS = ("voxel", "um")
+DEFAULT_SWC_UNITS = "voxel"
+#: The SWC type column of traced neurites (a soma root is 1 whatever it is): 3 (dendrite), what
+#: every tool reads, unless the user knows better; "neurite" writes 0, SWC's "undefined".
+NEURITE_TYPES = {"dendrite": 3, "axon": 2, "apical": 4, "neurite": 0}
+DEFAULT_NEURITE_TYPE = "dendrite"
 #: A --root point outside the foreground snaps to a centre-line node at most this far (x voxels).
 DEFAULT_ROOT_SNAP = 5.0
 

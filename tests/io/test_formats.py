@@ -146,3 +146,18 @@ def test_batches_take_ome_zarr_images_as_stacks_and_name_them_without_endings(tm
     assert [s.name for s in stacks] == ["a.ome.zarr", "b.ome.tif"]
     assert [stack_name(s) for s in stacks] == ["a", "b"]
     assert find_stacks([folder / "a.ome.zarr"]) == [folder / "a.ome.zarr"]
+
+
+def test_written_tiffs_are_compressed_and_open_in_their_display_range(tmp_path):
+    """A sparse map shrinks (deflate), and a 0/1 mask opens in Fiji as 0..1, not 0..255."""
+    prob = np.zeros((20, 64, 64), np.float32)
+    prob[:, 30:33, :] = 0.8
+    mask = (prob > 0.5).astype(np.uint8)
+    for name, array in (("prob.tif", prob), ("mask.tif", mask)):
+        write_volume(tmp_path / name, array, (2.0, 0.5, 0.5))
+        with tifffile.TiffFile(tmp_path / name) as tif:
+            assert tif.pages[0].compression == tifffile.COMPRESSION.ADOBE_DEFLATE
+            shown = (tif.imagej_metadata["min"], tif.imagej_metadata["max"])
+        assert shown == (0.0, float(array.max()))
+        assert (tmp_path / name).stat().st_size < array.nbytes / 5
+        np.testing.assert_array_equal(read_volume(tmp_path / name).array, array)

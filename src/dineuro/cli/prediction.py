@@ -30,6 +30,7 @@ from dineuro.defaults import (
     DEFAULT_MAX_GAP,
     DEFAULT_MIN_PIECE_LENGTH,
     DEFAULT_MIN_TREE_LENGTH,
+    DEFAULT_NEURITE_TYPE,
     DEFAULT_NODE_STEP,
     DEFAULT_OVERLAP,
     DEFAULT_PROB_DTYPE,
@@ -37,8 +38,11 @@ from dineuro.defaults import (
     DEFAULT_ROOT_SNAP,
     DEFAULT_SMOOTH,
     DEFAULT_SPUR_RADII,
+    DEFAULT_SWC_UNITS,
     DEFAULT_THRESHOLD,
+    NEURITE_TYPES,
     PROB_DTYPES,
+    SWC_UNITS,
     TIFF_PROB_DTYPES,
 )
 from dineuro.errors import InputError
@@ -189,6 +193,13 @@ Smooth = Annotated[float, typer.Option(
                   "0 keeps the voxel path.")]
 KeepFragments = Annotated[bool, typer.Option(
     help="Also write separate trees smaller than --min-tree-length.")]
+Units = Annotated[Literal[SWC_UNITS], typer.Option(
+    help="SWC coordinates: voxel (x, y, z; radii in x voxels), as Vaa3D and BigNeuron's gold "
+         "SWCs, or um (micrometres from the stack's spacing), for NeuroM, navis and other "
+         "morphometry on anisotropic stacks. The header records which, with the spacing.")]
+NeuriteType = Annotated[Literal[tuple(NEURITE_TYPES)], typer.Option(
+    "--type", help="SWC type of the traced nodes: dendrite (3), axon (2), apical (4) or "
+                   "neurite (0, undefined); a soma root is 1 either way.")]
 Method = Annotated[str, typer.Option(
     help="Centre lines by thinning (skeletonise), or geodesic: minimal paths from each "
          "piece's thickest point through the probability, as APP2 and Rivulet trace.")]
@@ -244,6 +255,8 @@ def trace(
     step: Step = DEFAULT_NODE_STEP,
     keep_fragments: KeepFragments = False,
     method: Method = "thinning",
+    units: Units = DEFAULT_SWC_UNITS,
+    neurite_type: NeuriteType = DEFAULT_NEURITE_TYPE,
     kind: Annotated[str, typer.Option(
         help="auto, probability, mask, or image: how to read PROB (auto takes 0/1 integers as "
              "a mask; image traces a raw stack, percentile-normalised as predict does).")]
@@ -251,9 +264,10 @@ def trace(
 ) -> None:
     """Trace a probability map or mask into SWC trees, one per neuron or fibre.
 
-    Coordinates are voxels (x, y, z) with the spacing in the header; the first tree's root is
-    type 1 when it is a soma, and the header says how each root was chosen (soma, the end
-    where the tree leaves the stack, its thickest end, or --root). Noise specks and separate
+    Coordinates are voxels (x, y, z), or micrometres with --units um, with the spacing in the
+    header; the first tree's root is type 1 when it is a soma, and the header says how each
+    root was chosen (soma, the end where the tree leaves the stack, its thickest end, or
+    --root). Noise specks and separate
     pieces smaller than --min-tree-length are dropped. An empty map writes an SWC without
     nodes and a warning.
     """
@@ -268,7 +282,7 @@ def trace(
                           gap_floor=gap_floor, prune_length=prune, spur_radii=spur_radii,
                           min_piece_length=min_piece_length, min_tree_length=min_tree_length,
                           smooth=smooth, node_step=step, keep_fragments=keep_fragments,
-                          method=method, kind=kind)
+                          method=method, kind=kind, units=units, neurite_type=neurite_type)
     print_warnings(caught, f"{prob}: ")
     err.print(f"wrote {out}: {_swc_summary(tree)}")
 
@@ -303,6 +317,8 @@ def run(
     step: Step = DEFAULT_NODE_STEP,
     keep_fragments: KeepFragments = False,
     method: Method = "thinning",
+    units: Units = DEFAULT_SWC_UNITS,
+    neurite_type: NeuriteType = DEFAULT_NEURITE_TYPE,
 ) -> None:
     """Predict and trace in one go: writes NAME_prob.tif, NAME_mask.tif and NAME.swc per stack.
 
@@ -330,7 +346,7 @@ def run(
                      "prune_length": prune, "spur_radii": spur_radii,
                      "min_piece_length": min_piece_length, "min_tree_length": min_tree_length,
                      "smooth": smooth, "node_step": step, "keep_fragments": keep_fragments,
-                     "method": method}
+                     "method": method, "units": units, "neurite_type": neurite_type}
     with made_folder(out):
         untraced = _run_stacks(predictor, todo, out, threshold=threshold, prob_dtype=prob_dtype,
                                channel=channel, **trace_options)

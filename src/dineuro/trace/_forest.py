@@ -33,7 +33,7 @@ from dineuro.trace._tree import (
 )
 
 #: SWC types written: 1 at the first tree's root when it is a soma, 3 everywhere else.
-SOMA_TYPE, NEURITE_TYPE = 1, 3
+SOMA_TYPE = 1
 
 
 def _separate_trees(zyx, radius, brightness, edges, given, scale, min_tree_length, finish):
@@ -126,12 +126,13 @@ def _root_comments(trees, hows, offset) -> list[str]:
     return lines
 
 
-def _as_swc(trees, soma, offset, comments) -> SwcTree:
-    """One SwcTree from (zyx, radius, parent) trees; the first root is type 1 if ``soma``."""
+def _as_swc(trees, soma, offset, comments, neurite_type: int) -> SwcTree:
+    """One SwcTree from (zyx, radius, parent) trees, nodes of ``neurite_type``; the first root
+    is type 1 if ``soma``."""
     parts, start = [], 0
     for zyx, radius, parent in trees:
-        types = np.full(len(zyx), NEURITE_TYPE)
-        types[0] = SOMA_TYPE if soma and not parts else NEURITE_TYPE
+        types = np.full(len(zyx), neurite_type)
+        types[0] = SOMA_TYPE if soma and not parts else neurite_type
         ids = np.arange(start + 1, start + len(zyx) + 1)
         parents = np.where(parent >= 0, parent + start + 1, -1)
         parts.append((ids, types, zyx_to_swc(zyx + offset), radius, parents))

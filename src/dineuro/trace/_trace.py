@@ -24,14 +24,18 @@ from dineuro.defaults import (
     DEFAULT_MAX_GAP,
     DEFAULT_MIN_PIECE_LENGTH,
     DEFAULT_MIN_TREE_LENGTH,
+    DEFAULT_NEURITE_TYPE,
     DEFAULT_NODE_STEP,
     DEFAULT_PRUNE_LENGTH,
     DEFAULT_ROOT_SNAP,
     DEFAULT_SMOOTH,
     DEFAULT_SPUR_RADII,
+    DEFAULT_SWC_UNITS,
+    NEURITE_TYPES,
 )
 from dineuro.errors import InputError
 from dineuro.io.swc import SwcTree
+from dineuro.io.swc_units import check_units, in_micrometres, metadata_comment
 from dineuro.trace._centre_lines import METHODS, _centre_lines, _foreground, _radii
 from dineuro.trace._forest import _as_swc, _empty, _finish, _root_comments, _separate_trees
 from dineuro.trace._probability import _image_evidence, as_probability
@@ -54,8 +58,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
           min_piece_length: float = DEFAULT_MIN_PIECE_LENGTH,
           min_tree_length: float = DEFAULT_MIN_TREE_LENGTH, smooth: float = DEFAULT_SMOOTH,
           node_step: float = DEFAULT_NODE_STEP, root_snap: float = DEFAULT_ROOT_SNAP,
-          keep_fragments: bool = False, kind: str = "auto",
-          method: str = "thinning") -> SwcTree:
+          keep_fragments: bool = False, kind: str = "auto", method: str = "thinning",
+          units: str = DEFAULT_SWC_UNITS, neurite_type: str = DEFAULT_NEURITE_TYPE) -> SwcTree:
     """Trace a (z, y, x) probability map, mask or raw image into SWC trees, one per neuron.
 
     Steps (see :mod:`dineuro.trace` for why): hysteresis threshold, skeleton, removal of
@@ -108,15 +112,20 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
         How centre lines are found: "thinning" (3D thinning) or "geodesic" (minimal paths from
         each piece's thickest point through a cost low on the bright, thick middle, as APP2 and
         Rivulet; :mod:`dineuro.trace._geodesic`).
+    units : {"voxel", "um"}, optional
+        Coordinates of the result: voxels (x, y, z) with radii in x voxels, or micrometres
+        from ``spacing`` (:mod:`dineuro.io.swc_units`).
+    neurite_type : {"dendrite", "axon", "apical", "neurite"}, optional
+        The SWC type of traced nodes (:data:`~dineuro.defaults.NEURITE_TYPES`): 3, 2, 4 or 0.
 
     Returns
     -------
     SwcTree
         The trees, largest first (the one holding a given ``root`` first), ids 1..N, parents
         before children, type 1 at the first tree's root when it is a soma (found, or given)
-        and 3 elsewhere, (x, y, z) voxel coordinates and radii in x voxels; comments record the
-        spacing, the options and how each root was chosen. No nodes when nothing exceeds
-        ``high`` or every piece is shorter than ``min_piece_length``.
+        and ``neurite_type`` elsewhere, in ``units``; comments record the units and spacing
+        (also as a machine-readable line), the options and how each root was chosen. No nodes
+        when nothing exceeds ``high`` or every piece is shorter than ``min_piece_length``.
 
     Raises
     ------
@@ -152,9 +161,15 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
                "min_piece_length": min_piece_length, "min_tree_length": min_tree_length,
                "smooth": smooth, "node_step": node_step, "root_snap": root_snap}
     _check_options(**options)
+    check_units(units)
+    if neurite_type not in NEURITE_TYPES:
+        raise InputError(f"neurite_type should be one of {', '.join(NEURITE_TYPES)}, not "
+                         f"{neurite_type!r}.")
     evidence = prob if image is None else _image_evidence(image, prob.shape)
-    comments = [f"spacing (z, y, x): {tuple(float(s) for s in spacing)}; coordinates in voxels "
-                "(x, y, z), radii in x voxels",
+    where = ("voxels (x, y, z), radii in x voxels" if units == "voxel"
+             else "micrometres (x, y, z), radii in micrometres")
+    comments = [metadata_comment(units, spacing),
+                f"spacing (z, y, x): {tuple(float(s) for s in spacing)}; coordinates in {where}",
                 "traced by dineuro: " + ", ".join(f"{k} {v:g}" for k, v in options.items())
                 + f", keep_fragments {keep_fragments}, kind {kind}, method {method}, "
                 f"root {root if isinstance(root, str) else tuple(root)}"]
@@ -198,7 +213,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
         comments.append(f"dropped {dropped} separate tree(s) with less cable than "
                         f"min_tree_length {min_tree_length:g}")
     comments += _root_comments(trees, hows, offset)
-    return _as_swc(trees, hows[0] in (SOMA, GIVEN), offset, comments)
+    tree = _as_swc(trees, hows[0] in (SOMA, GIVEN), offset, comments, NEURITE_TYPES[neurite_type])
+    return tree if units == "voxel" else in_micrometres(tree, spacing)
 
 
 def _check_options(high, low, node_step, **lengths) -> None:
