@@ -24,6 +24,7 @@ from helpers import TINY, assert_input_error, invoke, snapshot
 from dineuro.checkpoint import load_checkpoint
 from dineuro.io.atomic import atomic_file, partial_files
 from dineuro.train import load_config, loop, train
+from dineuro.train.run_folder import BEST, CONFIG_FILE, LAST, METRICS_FILE, TENSORBOARD_DIR
 
 STEPS, VAL_EVERY = 4, 2
 #: One thread everywhere: trained weights depend on the thread count.
@@ -39,7 +40,7 @@ KILLER = textwrap.dedent("""
     from dineuro.train import load_config, loop, train
 
     when, what, settings = sys.argv[1], sys.argv[2], sys.argv[3:]
-    append, rename = loop._append_metrics, os.replace
+    append, rename = loop.append_metrics, os.replace
 
     def die():
         os.kill(os.getpid(), signal.SIGKILL)
@@ -56,7 +57,7 @@ KILLER = textwrap.dedent("""
         if when == "after" and Path(dst).name == what:
             die()
 
-    loop._append_metrics, os.replace = append_then_die, rename_around_death
+    loop.append_metrics, os.replace = append_then_die, rename_around_death
     train(load_config(None, settings))
     sys.exit("was not killed")
 """)
@@ -71,7 +72,7 @@ def _cli_settings(data: Path, out: Path) -> list[str]:
 
 
 def _rows(out: Path) -> list[dict[str, str]]:
-    with (out / loop.METRICS_FILE).open(newline="") as f:
+    with (out / METRICS_FILE).open(newline="") as f:
         return list(csv.DictReader(f))
 
 
@@ -110,16 +111,16 @@ def _assert_finished_like(reference: Path, out: Path) -> None:
     assert [[r[c] for c in columns] for r in rows] == [[r[c] for c in columns] for r in expected]
     seconds = [float(r["seconds"]) for r in rows]
     assert seconds == sorted(seconds)
-    for name in (loop.BEST, loop.LAST):
+    for name in (BEST, LAST):
         got, want = load_checkpoint(out / name), load_checkpoint(reference / name)
         assert (got["step"], got["val_dice"]) == (want["step"], want["val_dice"])
         assert got["state_dict"].keys() == want["state_dict"].keys()
         for key, value in want["state_dict"].items():
             assert torch.equal(got["state_dict"][key], value), (name, key)
-    last = load_checkpoint(out / loop.LAST)
+    last = load_checkpoint(out / LAST)
     assert f"{last['resume']['seconds']:.2f}" == rows[-1]["seconds"]
     assert _hidden(out) == []
-    assert not (out / loop.TENSORBOARD_DIR).exists()
+    assert not (out / TENSORBOARD_DIR).exists()
 
 
 # -- the temporary files -----------------------------------------------------------------------
@@ -142,22 +143,22 @@ def test_partial_files_are_the_temporaries_atomic_file_leaves(tmp_path):
 # -- killed before the first last.pt: started again from step 0 --------------------------------
 @pytest.mark.parametrize("when, what, rows_left, best_left, resume", [
     ("row", "1", 1, False, False),  # metrics.csv has a row, nothing else does
-    ("before", loop.LAST, VAL_EVERY, True, True),  # best.pt renamed, last.pt's temporary left
+    ("before", LAST, VAL_EVERY, True, True),  # best.pt renamed, last.pt's temporary left
 ], ids=["after-first-row-then-train", "in-first-last-pt-then-resume"])
 def test_run_killed_before_its_first_checkpoint_starts_again(
         tiny_training_set, reference, tmp_path, monkeypatch, when, what, rows_left, best_left,
         resume):
     out = _kill(tiny_training_set, tmp_path / "run", when, what)
     left = {p.name for p in out.iterdir()}
-    assert loop.LAST not in left and {loop.CONFIG_FILE, loop.METRICS_FILE} <= left
+    assert LAST not in left and {CONFIG_FILE, METRICS_FILE} <= left
     assert [int(r["step"]) for r in _rows(out)] == list(range(1, rows_left + 1))
-    assert (loop.BEST in left) == best_left
+    assert (BEST in left) == best_left
     assert len([n for n in _hidden(out) if n.startswith(".last.")]) == int(best_left)
-    (out / loop.TENSORBOARD_DIR).mkdir()  # what tensorboard=true would have left as well
-    (out / loop.TENSORBOARD_DIR / "events.out.tfevents.1").write_bytes(b"stale")
+    (out / TENSORBOARD_DIR).mkdir()  # what tensorboard=true would have left as well
+    (out / TENSORBOARD_DIR / "events.out.tfevents.1").write_bytes(b"stale")
 
     at_first_row = {}
-    append = loop._append_metrics
+    append = loop.append_metrics
 
     def append_and_look(path, step, *rest):
         append(path, step, *rest)
@@ -165,7 +166,7 @@ def test_run_killed_before_its_first_checkpoint_starts_again(
             at_first_row["names"] = sorted(p.name for p in out.iterdir())
             at_first_row["steps"] = [int(r["step"]) for r in _rows(out)]
 
-    monkeypatch.setattr(loop, "_append_metrics", append_and_look)
+    monkeypatch.setattr(loop, "append_metrics", append_and_look)
     result = invoke("train", *_cli_settings(tiny_training_set, out),
                     *(["--resume"] if resume else []))
     assert result.code == 0, result.err
@@ -175,19 +176,19 @@ def test_run_killed_before_its_first_checkpoint_starts_again(
             "from step 0." in said) == resume, said
     assert f"trained {STEPS} steps" in said
     # The run began again in a clean folder: no stale rows, best.pt, tensorboard/ or temporary.
-    assert at_first_row == {"names": [loop.CONFIG_FILE, loop.METRICS_FILE], "steps": [1]}
+    assert at_first_row == {"names": [CONFIG_FILE, METRICS_FILE], "steps": [1]}
     _assert_finished_like(reference, out)
 
 
 # -- killed around a later checkpoint: resumed exactly -----------------------------------------
 @pytest.mark.parametrize("when, what, rows_left", [
-    ("after", loop.LAST, VAL_EVERY),  # the first last.pt renamed into place, nothing after
+    ("after", LAST, VAL_EVERY),  # the first last.pt renamed into place, nothing after
     ("row", str(STEPS), STEPS),  # a validation step's row written, its last.pt not
 ], ids=["after-first-last-pt", "after-validation-row"])
 def test_run_killed_at_a_checkpoint_resumes_to_the_uninterrupted_end(
         tiny_training_set, reference, tmp_path, when, what, rows_left):
     out = _kill(tiny_training_set, tmp_path / "run", when, what)
-    assert load_checkpoint(out / loop.LAST)["step"] == VAL_EVERY
+    assert load_checkpoint(out / LAST)["step"] == VAL_EVERY
     rows = _rows(out)
     assert [int(r["step"]) for r in rows] == list(range(1, rows_left + 1))
     assert rows[VAL_EVERY - 1]["val_dice"] != ""  # the checkpoint's own row is never lost
@@ -206,7 +207,7 @@ def test_run_killed_at_a_checkpoint_resumes_to_the_uninterrupted_end(
 
 # -- a folder that no run made: nothing in it is removed ----------------------------------------
 @pytest.mark.parametrize("resume", [False, True], ids=["train", "resume"])
-@pytest.mark.parametrize("stray", [loop.BEST, loop.METRICS_FILE])
+@pytest.mark.parametrize("stray", [BEST, METRICS_FILE])
 def test_a_folder_not_made_by_a_run_is_left_alone(tiny_training_set, tmp_path, stray, resume):
     """A best.pt or metrics.csv without the config.yaml every run writes first belongs to
     someone else: restarting "from scratch" there would delete it."""

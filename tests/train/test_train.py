@@ -18,7 +18,8 @@ from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
 from dineuro.train import AugmentConfig, TrainConfig, load_config, lr_factor, train
 from dineuro.train.data import Augmenter, CropSampler, Stack, extract
-from dineuro.train.loop import make_loss, make_optimizer, train_step
+from dineuro.train.losses import make_loss
+from dineuro.train.optimizer import make_optimizer, train_step
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 

@@ -25,7 +25,7 @@ from dineuro.adapt.labels import FOREGROUND, IGNORE
 from dineuro.errors import InputError
 from dineuro.evaluate import dice
 from dineuro.io.swc import SwcTree
-from dineuro.train.loop import VAL_THRESHOLD
+from dineuro.train.validation import VAL_THRESHOLD
 
 
 class AdaptWarning(UserWarning):

@@ -61,7 +61,7 @@ from dineuro.io.swc import SwcTree, write_swc
 from dineuro.io.volume import Volume, read_volume, write_volume
 from dineuro.train import runtime
 from dineuro.train.data import Stack, load_stacks
-from dineuro.train.loop import make_optimizer, train_step
+from dineuro.train.optimizer import make_optimizer, train_step
 
 #: Settings a resumed run may change: where and how fast it runs, not what it computes.
 RESUMABLE = ("device", "threads", "save_every")

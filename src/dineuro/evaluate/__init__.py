@@ -6,8 +6,11 @@
 - :mod:`~dineuro.evaluate.predictions`: ``NAME_mask.tif`` / ``NAME_prob.tif`` found and read as
   masks.
 - :mod:`~dineuro.evaluate.traces`: a stack's traced ``NAME.swc`` scored against its gold SWC.
+- :mod:`~dineuro.evaluate.gold`: the gold masks of a dataset or a folder, read per stack.
 - :mod:`~dineuro.evaluate.folder`: a folder of predictions (and traces) scored against gold,
-  one row per stack, written as ``metrics.csv`` and ``metrics.md``.
+  one row per stack, and their summary.
+- :mod:`~dineuro.evaluate.metrics_files`: a scored folder written as ``metrics.csv`` and
+  ``metrics.md``.
 - :mod:`~dineuro.evaluate.tables`: mean ± std over finite values and CSV cells, shared with the
   transfer ablation (:mod:`dineuro.experiment`).
 """
@@ -19,12 +22,11 @@ from dineuro.evaluate.folder import (
     Summary,
     TraceSummary,
     evaluate_folder,
-    markdown_table,
-    names_in_split,
     score_stack,
-    write_tables,
     xy_voxel_units,
 )
+from dineuro.evaluate.gold import names_in_split
+from dineuro.evaluate.metrics_files import markdown_table, write_tables
 from dineuro.evaluate.predictions import find_predictions, read_prediction
 from dineuro.evaluate.reconstruction import (
     ReconstructionScores,

@@ -152,7 +152,7 @@ def _run(config: ExperimentConfig, transfer: str, seed: int, teacher: str | None
     """Train (or resume, or reuse) one run, predict ``names`` with it and score them."""
     from dineuro.evaluate import evaluate_folder
     from dineuro.train import train
-    from dineuro.train.loop import BEST, CONFIG_FILE, LAST, METRICS_FILE
+    from dineuro.train.run_folder import BEST, CONFIG_FILE, LAST, METRICS_FILE
 
     train_config = config.run_config(transfer, seed, teacher)
     folder = Path(train_config.out)
@@ -183,7 +183,7 @@ def _run_state(folder: Path, wanted: TrainConfig) -> str:
     settings that changed what the run learns (and continues one whose ``steps`` grew).
     """
     from dineuro.train import load_config
-    from dineuro.train.loop import CONFIG_FILE, LAST, METRICS_FILE
+    from dineuro.train.run_folder import CONFIG_FILE, LAST, METRICS_FILE
 
     if not (folder / LAST).exists():
         return "partial" if any((folder / n).exists() for n in (CONFIG_FILE, METRICS_FILE)) \

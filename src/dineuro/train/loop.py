@@ -2,22 +2,15 @@
 
 One step draws ``batch_size`` augmented crops (:mod:`dineuro.train.data`), computes the loss
 ``config.loss`` on the network's two-class logits (:mod:`dineuro.train.losses`: MONAI's
-``DiceCELoss``, optionally plus soft-clDice), clips the gradient norm and takes an AdamW step;
-the learning rate follows :func:`lr_factor` through ``LambdaLR``. Every ``val_every`` steps and
-at the last step, each whole validation stack is predicted with
-:func:`dineuro.predict.sliding_window_predict` (the prediction path users run), thresholded at
-0.5 and scored by Dice; ``best.pt`` keeps the highest mean, ``last.pt`` the latest weights plus
-everything a resumed run needs.
+``DiceCELoss``, optionally plus soft-clDice), clips the gradient norm and takes an AdamW step
+(:mod:`dineuro.train.optimizer`); the learning rate follows
+:func:`~dineuro.train.optimizer.lr_factor` through ``LambdaLR``. Every ``val_every`` steps and
+at the last step, each whole validation stack is predicted, thresholded at 0.5 and scored by
+Dice (:mod:`dineuro.train.validation`); ``best.pt`` keeps the highest mean, ``last.pt`` the
+latest weights plus everything a resumed run needs.
 
-The run folder ``OUT``:
-
-- ``config.yaml``: the resolved :class:`TrainConfig`.
-- ``metrics.csv``: one row per step: step, lr (of that step), loss (mean over processes),
-  val_dice (empty between validations), seconds (wall time since the run began, across resumes).
-- ``best.pt``, ``last.pt``: :mod:`dineuro.checkpoint` files.
-- ``tensorboard/``: the same scalars, when ``torch.utils.tensorboard`` imports.
-- ``.NAME.XXXX.partial.SUFFIX``: hidden temporary files of the atomic writes; only a killed
-  process leaves one, and the next start removes it.
+The run folder ``OUT`` holds ``config.yaml``, ``metrics.csv``, ``best.pt``, ``last.pt`` and
+``tensorboard/`` (:mod:`dineuro.train.run_folder` says what each holds).
 
 Reproducibility. Weights are initialised after ``torch.manual_seed(seed)``; the crops of
 process ``rank`` come from ``numpy.random.default_rng([seed, rank])`` and each crop's MONAI
@@ -48,10 +41,8 @@ only rank 0 validates and writes files, and the others wait for it.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import math
-import shutil
 import time
 import warnings
 from collections.abc import Callable
@@ -65,19 +56,22 @@ from torch import nn
 from dineuro.checkpoint import load_checkpoint, save_checkpoint
 from dineuro.data.dataset import open_dataset
 from dineuro.errors import InputError
-from dineuro.evaluate import dice
-from dineuro.io.atomic import atomic_file, naming, partial_files
 from dineuro.train import runtime
 from dineuro.train.config import TrainConfig
-from dineuro.train.data import Stack, TrainingCrops, load_stacks
+from dineuro.train.data import TrainingCrops, load_stacks
 from dineuro.train.losses import make_loss
+from dineuro.train.optimizer import make_optimizer, train_step
+from dineuro.train.run_folder import (
+    BEST,
+    CONFIG_FILE,
+    LAST,
+    METRICS_FILE,
+    append_metrics,
+    prepare_out,
+    tensorboard_writer,
+)
+from dineuro.train.validation import validate
 
-CONFIG_FILE, METRICS_FILE = "config.yaml", "metrics.csv"
-BEST, LAST = "best.pt", "last.pt"
-TENSORBOARD_DIR = "tensorboard"
-METRICS_COLUMNS = ("step", "lr", "loss", "val_dice", "seconds")
-#: Validation masks are probability > this.
-VAL_THRESHOLD = 0.5
 #: Config keys that may change when a run is resumed; any other change is refused, because the
 #: continued run would no longer be the run that ``OUT`` describes.
 RESUMABLE_CHANGES = ("steps", "val_every", "device", "tensorboard", "threads")
@@ -126,82 +120,6 @@ class TrainResult:
     seconds: float
     world_size: int
     model: nn.Module = field(repr=False)
-
-
-def lr_factor(step: int, steps: int, warmup_steps: int, schedule: str = "cosine",
-              poly_power: float = 0.9) -> float:
-    """Learning rate of optimizer step ``step`` (0-based) as a fraction of the peak.
-
-    Linear warm-up ``(step + 1) / warmup_steps`` for ``step < warmup_steps``; then, with
-    ``t = (step - warmup_steps) / (steps - warmup_steps)`` in [0, 1):
-    cosine ``(1 + cos(pi t)) / 2`` or poly ``(1 - t) ** poly_power``.
-
-    Examples
-    --------
-    >>> [round(lr_factor(s, 10, 2), 3) for s in (0, 1, 2, 6, 9)]
-    [0.5, 1.0, 1.0, 0.5, 0.038]
-    """
-    if step < warmup_steps:
-        return (step + 1) / warmup_steps
-    t = min((step - warmup_steps) / max(steps - warmup_steps, 1), 1.0)
-    if schedule == "cosine":
-        return 0.5 * (1.0 + math.cos(math.pi * t))
-    if schedule == "poly":
-        return (1.0 - t) ** poly_power
-    raise InputError(f"schedule should be 'cosine' or 'poly', got {schedule!r}.")
-
-
-def make_optimizer(model: nn.Module, config: TrainConfig
-                   ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LambdaLR]:
-    """AdamW with the warm-up + decay schedule of ``config``."""
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
-
-    def factor(step: int) -> float:
-        return lr_factor(step, config.steps, config.warmup_steps, config.schedule,
-                         config.poly_power)
-
-    return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def train_step(model: nn.Module, loss_fn: nn.Module, optimizer: torch.optim.Optimizer,
-               scheduler, images: torch.Tensor, labels: torch.Tensor,
-               grad_clip: float | None = None, autocast_device: str | None = None) -> float:
-    """One optimizer step; returns the loss.
-
-    ``autocast_device`` ("cuda", or "cpu" for tests) runs the forward pass under bfloat16
-    autocast; the loss is computed in float32.
-    """
-    model.train()
-    with torch.autocast(autocast_device or "cpu", dtype=torch.bfloat16,
-                        enabled=autocast_device is not None):
-        logits = model(images)
-    loss = loss_fn(logits.float(), labels)
-    optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    if grad_clip:
-        nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-    optimizer.step()
-    scheduler.step()
-    return float(loss.detach())
-
-
-def validate(model: nn.Module, stacks: list[Stack], crop, overlap: float, device,
-             amp: bool = False) -> float:
-    """Mean Dice of (probability > 0.5) against the label, over whole validation stacks.
-
-    Every window is computed, in the training's precision: validation measures the network,
-    so a window that prediction would skip for want of signal still counts what it would say.
-    """
-    from dineuro.predict import sliding_window_predict
-
-    scores = []
-    for stack in stacks:
-        prob = sliding_window_predict(model, stack.normalized(), crop, overlap=overlap,
-                                      device=device, precision="bf16" if amp else "fp32",
-                                      skip_empty=False)
-        scores.append(dice(prob > VAL_THRESHOLD, stack.label))
-    return float(np.mean(scores))
 
 
 def train(config: TrainConfig, progress: Progress | None = None,
@@ -302,7 +220,7 @@ class _Run:
         if checkpoint is not None:
             self._restore(checkpoint)
         if self.main:
-            _prepare_out(self.out, self.step)
+            prepare_out(self.out, self.step)
             config.save(self.out / CONFIG_FILE)
         self._barrier()
         return self._loop()
@@ -363,7 +281,7 @@ class _Run:
             else:
                 warnings.warn("amp: bf16 is only used on CUDA; training on CPU in float32.",
                               stacklevel=3)
-        writer = _tensorboard(self.out) if self.main and config.tensorboard else None
+        writer = tensorboard_writer(self.out) if self.main and config.tensorboard else None
         loss = math.nan
         last_dice = self.last_dice
         started = time.perf_counter() - self.seconds
@@ -382,8 +300,8 @@ class _Run:
                     val_dice = last_dice = self._validate(amp_device is not None)
                 self.seconds = time.perf_counter() - started  # the row and last.pt both keep it
                 if self.main:
-                    _append_metrics(self.out / METRICS_FILE, self.step, lr, loss, val_dice,
-                                    self.seconds)
+                    append_metrics(self.out / METRICS_FILE, self.step, lr, loss, val_dice,
+                                   self.seconds)
                     if writer is not None:
                         writer.add_scalar("train/loss", loss, self.step)
                         writer.add_scalar("train/lr", lr, self.step)
@@ -448,60 +366,6 @@ class _Run:
     def _barrier(self) -> None:
         if self.world > 1:
             torch.distributed.barrier()
-
-
-# -- files --------------------------------------------------------------------------------
-def _append_metrics(path: Path, step: int, lr: float, loss: float, val_dice: float | None,
-                    seconds: float) -> None:
-    new = not path.exists()
-    with naming(path), path.open("a", newline="") as f:
-        writer = csv.writer(f)
-        if new:
-            writer.writerow(METRICS_COLUMNS)
-        writer.writerow([step, f"{lr:.6g}", f"{loss:.6f}",
-                         "" if val_dice is None else f"{val_dice:.6f}", f"{seconds:.2f}"])
-
-
-def _prepare_out(out: Path, step: int) -> None:
-    """Ready the run folder ``out`` for a run that continues after ``step`` (0: from scratch).
-
-    Removes the temporary files of writes a kill interrupted and the rows of ``metrics.csv``
-    after ``step``; from scratch, also what a run killed before its first ``last.pt`` left.
-    """
-    out.mkdir(parents=True, exist_ok=True)
-    for name in (CONFIG_FILE, METRICS_FILE, BEST, LAST):
-        for leftover in partial_files(out / name):
-            leftover.unlink()
-    if step == 0:
-        (out / METRICS_FILE).unlink(missing_ok=True)
-        (out / BEST).unlink(missing_ok=True)
-        shutil.rmtree(out / TENSORBOARD_DIR, ignore_errors=True)
-    else:
-        _truncate_metrics(out / METRICS_FILE, step)
-
-
-def _truncate_metrics(path: Path, step: int) -> None:
-    """Drop rows after ``step`` (written after the checkpoint a resumed run starts from)."""
-    if not path.exists():
-        return
-    with path.open(newline="") as f:
-        rows = list(csv.reader(f))
-    if not rows:
-        return
-    keep = [rows[0]] + [row for row in rows[1:] if row and int(row[0]) <= step]
-    if len(keep) == len(rows):
-        return
-    with atomic_file(path) as tmp, tmp.open("w", newline="") as f:
-        csv.writer(f).writerows(keep)
-
-
-def _tensorboard(out: Path):
-    """A TensorBoard SummaryWriter on OUT/tensorboard, or None when TensorBoard is missing."""
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        return None
-    return SummaryWriter(log_dir=str(out / TENSORBOARD_DIR))
 
 
 def _check_resumable(config: TrainConfig, stored: dict, path: Path) -> None:
