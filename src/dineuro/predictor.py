@@ -278,3 +278,49 @@ class Predictor:
             write_swc(outputs[2], tree, allow_empty=True)
         return StackRun(stack, outputs, tree, stats, predicted - start, traced - predicted,
                         reason)
+
+
+def run(stack: np.ndarray | str | os.PathLike, model: str | os.PathLike | None = "default", *,
+        spacing: Sequence[float] | None = None, channel: int | None = None,
+        device: str = "auto", **trace_options) -> tuple[np.ndarray, SwcTree]:
+    """Predict and trace one stack, in memory: ``dineuro run`` for a notebook.
+
+    Parameters
+    ----------
+    stack : numpy.ndarray or str or os.PathLike
+        A raw (z, y, x) stack, or a file or folder :func:`~dineuro.io.read_volume` reads.
+    model : str or os.PathLike, optional
+        A checkpoint, or "default" for the packaged model.
+    spacing : sequence of float, optional
+        (z, y, x) voxel size of an array (1.0 each if not given); a file's own spacing is used
+        for a file.
+    channel : int, optional
+        The channel of a multi-channel file.
+    device : str, optional
+        "auto", "cpu", "cuda" or "cuda:N".
+    **trace_options
+        Options of :func:`dineuro.trace.trace` (units, neurite_type, high, low, ...).
+
+    Returns
+    -------
+    probability : numpy.ndarray
+        The float32 probability map, the stack's shape.
+    tree : SwcTree
+        The traced trees (``tree.to_navis()`` for navis).
+
+    Examples
+    --------
+    >>> from dineuro.data.synth import PRESETS, synthesize_stack
+    >>> neuron = synthesize_stack(PRESETS["small"], 0)
+    >>> prob, tree = run(neuron.image, spacing=neuron.spacing, device="cpu")
+    >>> prob.shape == neuron.image.shape and len(tree) > 0
+    True
+    """
+    from dineuro.io.volume import read_volume
+    from dineuro.trace import trace
+
+    if isinstance(stack, (str, os.PathLike)):
+        stack, spacing = read_volume(stack, channel)
+    predictor = Predictor.from_checkpoint(model, device=device)
+    prob = predictor.predict(np.asarray(stack))
+    return prob, trace(prob, spacing or (1.0, 1.0, 1.0), kind="probability", **trace_options)

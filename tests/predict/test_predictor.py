@@ -122,3 +122,21 @@ def test_run_refuses_existing_outputs_before_predicting(predictor, stack, tmp_pa
         predictor.run(path, tmp_path)
     assert (tmp_path / "neuron_mask.tif").read_bytes() == b"mine"
     assert not (tmp_path / "neuron_prob.tif").exists()
+
+
+def test_run_of_an_array_or_a_file_is_predict_then_trace(predictor, stack, tmp_path):
+    """``dineuro.run`` is the notebook form of ``dineuro run``: the map the Predictor gives,
+    traced with the stack's spacing (read from a file, given for an array)."""
+    import dineuro
+    from dineuro.trace import trace
+
+    expected = Predictor.from_checkpoint("default", device="cpu").predict(stack.image)
+    prob, tree = dineuro.run(stack.image, spacing=stack.spacing, device="cpu", units="um")
+    np.testing.assert_array_equal(prob, expected)
+    reference = trace(expected, stack.spacing, kind="probability", units="um")
+    np.testing.assert_allclose(tree.xyz, reference.xyz)
+    path = tmp_path / "neuron.tif"
+    write_volume(path, stack.image, stack.spacing)
+    prob_file, tree_file = dineuro.run(path, device="cpu", units="um")
+    np.testing.assert_array_equal(prob_file, expected)
+    np.testing.assert_allclose(tree_file.xyz, reference.xyz, atol=1e-6)

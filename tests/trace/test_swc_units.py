@@ -79,3 +79,20 @@ def test_the_command_line_writes_micrometres_and_the_type(tube, tmp_path):
     assert swc_metadata(tree)["units"] == "um"
     assert tree.xyz[:, 2].max() > SLICES  # z in micrometres: beyond the slice count
     assert 2 in tree.types
+
+
+def test_evaluate_scores_a_micrometre_trace_as_its_voxel_twin(tube, tmp_path):
+    """Scores compare with gold SWCs in voxels: a trace written in micrometres is read back
+    into voxels first, so it scores exactly as the same trace written in voxels."""
+    from dineuro.evaluate.traces import score_trace
+
+    path = tmp_path / "tube_prob.tif"
+    write_volume(path, tube, SPACING)
+    trace_file(path, tmp_path / "voxel.swc")
+    trace_file(path, tmp_path / "um.swc", units="um")
+    gold = tmp_path / "gold.swc"
+    gold.write_text("".join(f"{i + 1} 3 11.5 12 {z} 3 {i if i else -1}\n"
+                            for i, z in enumerate(range(SLICES))))
+    voxel, micrometre = (score_trace(tmp_path / name, gold) for name in ("voxel.swc", "um.swc"))
+    assert voxel.f1 > 0.9
+    assert micrometre.f1 == pytest.approx(voxel.f1) and micrometre.esa == pytest.approx(voxel.esa)

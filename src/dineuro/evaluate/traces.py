@@ -28,8 +28,10 @@ from pathlib import Path
 from dineuro.data.dataset import IMAGES, SWC
 from dineuro.data.render import check_tree_in_stack
 from dineuro.defaults import DEFAULT_SWC_THRESHOLD
+from dineuro.errors import InputError
 from dineuro.evaluate.reconstruction import compare_trees, read_gold_swc
 from dineuro.io.swc import SwcTree, read_swc
+from dineuro.io.swc_units import to_voxels
 from dineuro.outputs import SWC_SUFFIX
 
 NO_TRACE, NO_GOLD_SWC, EMPTY_TRACE = "no trace", "no gold SWC", "empty trace"
@@ -89,10 +91,20 @@ def find_gold_swcs(gold: str | os.PathLike, names: Iterable[str]) -> dict[str, P
 
 
 def read_trace(path: str | os.PathLike) -> SwcTree | None:
-    """A traced SWC file, strictly read; None when it holds comments only (an empty trace),
-    for callers that draw it or not."""
-    tree = read_swc(path, allow_empty=True)
+    """A traced SWC file, strictly read, in voxels (an SWC written with ``--units um`` is
+    converted back); None when it holds comments only (an empty trace), for callers that draw
+    it or not."""
+    tree = _traced(path)
     return tree if len(tree) else None
+
+
+def _traced(path: str | os.PathLike) -> SwcTree:
+    """A traced SWC in voxels, as gold SWCs are, whatever units it was written in."""
+    tree = read_swc(path, allow_empty=True)
+    try:
+        return to_voxels(tree)
+    except InputError as exc:
+        raise InputError(str(exc), path) from exc
 
 
 def score_trace(trace: Path | None, gold: Path | None,
@@ -122,7 +134,7 @@ def score_trace(trace: Path | None, gold: Path | None,
                                                     (NO_GOLD_SWC, gold is None)) if missing)
         return TraceScore(trace=name, esa=None, dsa=None, pds=None, precision=None,
                           recall=None, f1=None, hairiness_ratio=None, note=note)
-    tree, gold_tree = read_swc(trace, allow_empty=True), read_gold_swc(gold)
+    tree, gold_tree = _traced(trace), read_gold_swc(gold)
     if shape is not None:
         check_tree_in_stack(gold_tree, shape, gold)
         check_tree_in_stack(tree, shape, trace)

@@ -211,6 +211,18 @@ class SwcTree:
         zyx = self.zyx
         return self.subset(np.all((zyx >= -0.5) & (zyx < shape - 0.5), axis=1))
 
+    def to_dataframe(self):
+        """The nodes as a pandas DataFrame (:func:`dineuro.io.swc_frames.to_dataframe`)."""
+        from dineuro.io.swc_frames import to_dataframe
+
+        return to_dataframe(self)
+
+    def to_navis(self, name: str | None = None):
+        """A navis TreeNeuron (:func:`dineuro.io.swc_frames.to_navis`)."""
+        from dineuro.io.swc_frames import to_navis
+
+        return to_navis(self, name)
+
     def renumbered(self) -> SwcTree:
         """The same tree with ids ``1..N`` and every parent listed before its children.
 
