@@ -109,7 +109,7 @@ def test_predict_blocks_matches_in_memory(trained, tmp_path):
     memory = invoke("predict", run / "best.pt", stack, "-o", tmp_path / "pred")
     assert memory.code == 0, memory.err
     expected = read_volume(tmp_path / "pred" / "synth_000_prob.tif").array
-    written = zarr.open_array(str(tmp_path / "pred" / "synth_000_prob.zarr"), mode="r")[:]
+    written = read_volume(tmp_path / "pred" / "synth_000_prob.zarr").array
     assert np.allclose(written, expected, atol=1e-5)
 
 

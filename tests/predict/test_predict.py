@@ -152,9 +152,10 @@ def test_block_wise_zarr_prediction_equals_in_memory(tmp_path, shape, overlap, f
     assert blocks.shape == shape and blocks.dtype == np.float32
     assert blocks.chunks == tuple(min(b, n) for b, n in zip((24, 40, 40), shape, strict=True))
     np.testing.assert_allclose(blocks[...], in_memory, atol=1e-5)
-    reopened = zarr.open_array(str(tmp_path / "prob.zarr"), mode="r")
+    reopened = zarr.open_group(str(tmp_path / "prob.zarr"), mode="r")
     assert reopened.attrs["dineuro"]["normalization"] == norm.to_dict()
     assert reopened.attrs["dineuro"]["precision"] == "fp32"  # as resolved, for the record
+    np.testing.assert_array_equal(read_volume(tmp_path / "prob.zarr").array, blocks[...])
 
 
 def test_block_wise_fills_an_existing_uint8_array_and_refuses_an_existing_path(tmp_path):
@@ -190,6 +191,10 @@ def test_block_wise_reads_the_full_resolution_array_of_an_ome_zarr_group(tmp_pat
     group.create_array("half", shape=(5, 10, 9), dtype=raw.dtype)
     out = predict_blocks(model, tmp_path / "stack.ome.zarr", tmp_path / "p.zarr", crop, norm,
                          block=(8, 8, 8), precision="fp32")
+    # The map is an OME-Zarr image with the stack's spacing: viewers overlay it on the stack.
+    written = zarr.open_group(str(tmp_path / "p.zarr"), mode="r").attrs["ome"]["multiscales"][0]
+    assert written["datasets"][0]["coordinateTransformations"][0]["scale"] == [2.0, 1.0, 1.0]
+    assert read_volume(tmp_path / "p.zarr").spacing == (2.0, 1.0, 1.0)
     np.testing.assert_allclose(
         out[...], sliding_window_predict(model, norm.normalize(raw), crop, precision="fp32"),
         atol=1e-5)

@@ -80,7 +80,8 @@ Inputs = Annotated[list[Path], typer.Argument(
 @app.command()
 def predict(
     inputs: Annotated[list[Path], typer.Argument(
-        help=f"Stacks ({STACK_FORMATS}) or folders of them; with --blocks, zarr arrays. A "
+        help=f"Stacks ({STACK_FORMATS}) or folders of them; with --blocks, zarr arrays or "
+             "OME-Zarr images. A "
              "checkpoint (.pt) given first is taken as --model.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
     model: ModelOption = None,
@@ -98,7 +99,8 @@ def predict(
     channel: Channel = None,
     blocks: Annotated[bool, typer.Option(
         help="Read and write zarr block by block, for stacks larger than memory: writes "
-             "OUT/NAME_prob.zarr.")] = False,
+             "OUT/NAME_prob.zarr, an OME-Zarr image (NGFF 0.5) with the stack's spacing.")]
+    = False,
     block: Annotated[str, typer.Option(help="Block size z,y,x for --blocks.")] = "128,256,256",
     window: Window = None,
     skip_existing: SkipExisting = False,

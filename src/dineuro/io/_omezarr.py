@@ -26,6 +26,8 @@ _AXIS_LETTERS = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
 #: NGFF (UDUNITS-2) length units in micrometres.
 _UM_PER_UNIT = {"micrometer": 1.0, "nanometer": 1e-3, "picometer": 1e-6, "angstrom": 1e-4,
                 "millimeter": 1e3, "centimeter": 1e4, "meter": 1e6}
+#: The array of the one level in the images we write.
+LEVEL_0 = "0"
 #: Axes of a plain zarr array, by its number of dimensions (channels first, as we write them).
 _PLAIN_AXES = {2: "YX", 3: "ZYX", 4: "CZYX"}
 #: Files that mark a folder as zarr (v3: zarr.json; v2: .zgroup or .zarray).
@@ -82,6 +84,22 @@ def open_image(path: Path, level: int = 0):
              for axis in multiscales.get("axes", [])] or [None] * array.ndim
     sizes *= [_UM_PER_UNIT.get(unit, 1.0) for unit in units]
     return array, axes, tuple(float(sizes[axes.index(a)]) for a in "ZYX")
+
+
+def ome_metadata(spacing: tuple[float, float, float], name: str) -> dict:
+    """The attributes that make a zarr group with a (z, y, x) array ``"0"`` an OME-Zarr image
+    (NGFF 0.5) of voxel size ``spacing``, in micrometres.
+
+    Examples
+    --------
+    >>> ome_metadata((2.0, 0.5, 0.5), "x")["ome"]["multiscales"][0]["datasets"]
+    [{'path': '0', 'coordinateTransformations': [{'type': 'scale', 'scale': [2.0, 0.5, 0.5]}]}]
+    """
+    axes = [{"name": axis, "type": "space", "unit": "micrometer"} for axis in "zyx"]
+    level = {"path": LEVEL_0, "coordinateTransformations": [
+        {"type": "scale", "scale": [float(s) for s in spacing]}]}
+    return {"ome": {"version": "0.5",
+                    "multiscales": [{"name": name, "axes": axes, "datasets": [level]}]}}
 
 
 def open_stack(path: Path):

@@ -16,7 +16,7 @@ from torch import nn
 from dineuro.data.normalize import NonFiniteError, NormalizationConfig
 from dineuro.defaults import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, DEFAULT_PROB_DTYPE, PROB_DTYPES
 from dineuro.errors import InputError
-from dineuro.io._omezarr import open_stack
+from dineuro.io._omezarr import LEVEL_0, ome_metadata, open_image, open_stack
 from dineuro.io.atomic import atomic_dir, refuse_existing
 from dineuro.models.vit3d import Triple, as_triple
 from dineuro.predict._grid import WindowGrid
@@ -63,12 +63,13 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
     model : torch.nn.Module
         As for :func:`sliding_window_predict`.
     src : zarr.Array or str or os.PathLike or array_like
-        The raw (z, y, x) stack: a zarr array, a path to one (or to an OME-Zarr group, whose
-        full-resolution array "0" is used), or any array with numpy slicing.
+        The raw (z, y, x) stack: a zarr array, a path to one or to an OME-Zarr image (its
+        full-resolution level), or any array with numpy slicing.
     dst : str or os.PathLike or zarr.Array
-        A path where a new zarr array is written (it must not exist; written to a temporary
-        folder and renamed when complete), or an existing zarr array of the stack's shape to
-        fill.
+        A path where a new OME-Zarr image is written (NGFF 0.5, its array "0" with the source's
+        spacing, so viewers and :func:`~dineuro.io.read_volume` place it over the stack; it
+        must not exist; written to a temporary folder and renamed when complete), or an
+        existing zarr array of the stack's shape to fill.
     crop : int or sequence of int
         Window (z, y, x) of the model.
     norm : NormalizationConfig
@@ -90,7 +91,7 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
     Returns
     -------
     zarr.Array
-        The probability array; for a path, reopened read-only.
+        The probability array; for a path, its level 0 reopened read-only.
 
     Raises
     ------
@@ -103,7 +104,7 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
     check_choice(prob_dtype, PROB_DTYPES, "prob_dtype")
     if not isinstance(dst, zarr.Array):
         refuse_existing(dst)  # before the whole-stack percentiles, which take a while
-    source = _open_source(src)
+    source, spacing = _open_source(src)
     grid = WindowGrid.of(source.shape, crop, overlap)
     block = as_triple(block, "block")
     with _naming(src):  # NaN or inf found by the limits, the signal pass or a block
@@ -123,7 +124,7 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
                              "limits": list(limits), "crop": list(grid.crop), "overlap": overlap,
                              "flips": flips, "precision": predictor.stats.precision,
                              "skip_empty": skip_empty}}
-        with _destination(dst, grid.shape, block, prob_dtype, attrs) as out, \
+        with _destination(dst, grid.shape, block, prob_dtype, attrs, spacing) as out, \
                 inference(model, predictor.device):
             for corner, region in zip(blocks, regions, strict=True):
                 end = tuple(min(c + b, n)
@@ -140,7 +141,7 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
                              for c, e, f in zip(corner, end, first, strict=True))
                 out[tuple(slice(c, e) for c, e in zip(corner, end, strict=True))] = \
                     encode_probability(prob[keep].numpy(), np.dtype(out.dtype).name)
-    return dst if isinstance(dst, zarr.Array) else zarr.open_array(str(dst), mode="r")
+    return dst if isinstance(dst, zarr.Array) else open_image(Path(dst))[0]
 
 
 @contextlib.contextmanager
@@ -152,23 +153,26 @@ def _naming(src):
         raise InputError(str(exc), src if isinstance(src, (str, os.PathLike)) else None) from exc
 
 
-def _open_source(src):
-    """``src`` as a 3D array with numpy slicing: a zarr array, or an OME-Zarr image (level 0,
-    as its multiscales metadata names it), opened read-only."""
+def _open_source(src) -> tuple:
+    """``src`` as a 3D array with numpy slicing, and its (z, y, x) spacing: a zarr array, or an
+    OME-Zarr image (level 0, as its multiscales metadata names it), opened read-only."""
+    spacing = (1.0, 1.0, 1.0)
     if isinstance(src, (str, os.PathLike)):
         path = Path(src)
         if not path.exists():
             raise InputError("does not exist.", path)
-        src, _ = open_stack(path)
+        src, spacing = open_stack(path)
     if len(getattr(src, "shape", ())) != 3 or min(src.shape) < 1:
         raise InputError(f"the stack should be a non-empty 3D (z, y, x) array, got shape "
                          f"{getattr(src, 'shape', None)}.")
-    return src
+    return src, spacing
 
 
 @contextlib.contextmanager
-def _destination(dst, shape: Triple, block: Triple, prob_dtype: str, attrs: dict):
-    """The output array: an existing zarr array to fill, or a new one written atomically."""
+def _destination(dst, shape: Triple, block: Triple, prob_dtype: str, attrs: dict,
+                 spacing: tuple[float, float, float]):
+    """The output array: an existing zarr array to fill, or a new OME-Zarr image (NGFF 0.5,
+    one level, the stack's spacing) written atomically."""
     import zarr
 
     if isinstance(dst, zarr.Array):
@@ -181,10 +185,11 @@ def _destination(dst, shape: Triple, block: Triple, prob_dtype: str, attrs: dict
         yield dst
         return
     with atomic_dir(dst) as tmp:
-        out = zarr.create_array(store=str(tmp), shape=shape, dtype=prob_dtype, fill_value=0,
-                                chunks=tuple(min(b, n) for b, n in zip(block, shape, strict=True)))
-        out.attrs.update(attrs)
-        yield out
+        image = zarr.open_group(str(tmp), mode="w")
+        image.attrs.update({**attrs, **ome_metadata(spacing, Path(dst).name)})
+        yield image.create_array(LEVEL_0, shape=shape, dtype=prob_dtype, fill_value=0,
+                                 chunks=tuple(min(b, n) for b, n in zip(block, shape,
+                                                                        strict=True)))
 
 
 def _read_padded(source, first: Triple, stop: Triple, norm: NormalizationConfig,
