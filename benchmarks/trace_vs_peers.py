@@ -176,7 +176,8 @@ def markdown(results: list[MethodResult], header: str) -> str:
 
 def predict_all(model: Path | str, dataset, names: list[str], out_dir: Path, device: str,
                 window=None, **window_options) -> dict[str, float]:
-    """Predict each stack into ``out_dir`` as ``dineuro predict`` does (``window``: as its
+    """Predict each stack into ``out_dir`` as ``dineuro predict --prob-dtype float32`` does
+    (the map traced at full precision, as ``dineuro run`` traces it; ``window``: as its
     ``--window``; ``window_options``: overlap, batch_size, precision, skip_empty of
     :func:`dineuro.predict.sliding_window_predict`); seconds per name."""
     from dineuro.predictor import Predictor
@@ -185,7 +186,7 @@ def predict_all(model: Path | str, dataset, names: list[str], out_dir: Path, dev
     seconds = {}
     for name in names:
         start = time.perf_counter()
-        predictor.predict_to(dataset.images[name], out_dir)
+        predictor.predict_to(dataset.images[name], out_dir, prob_dtype="float32")
         seconds[name] = time.perf_counter() - start
     return seconds
 

@@ -64,7 +64,7 @@ def test_run_traces_the_map_it_wrote_and_reports_its_windows(small_stack, tmp_pa
     stack = tmp_path / "stack.tif"
     write_volume(stack, small_stack.image, small_stack.spacing)
     result = invoke("run", stack, "-o", tmp_path / "out", "--all-windows", "--precision",
-                    "fp32", "--threads", "1")
+                    "fp32", "--threads", "1", "--prob-dtype", "float32")
     assert result.code == 0, result.err
     crop = load_model(resolve_model(None))[1]["model_config"]["crop"]
     windows = WindowGrid.of(small_stack.image.shape, crop, 0.5).n_windows
@@ -132,7 +132,8 @@ def test_predict_through_a_wider_window_runs_fewer_windows_and_still_segments(sm
     write_volume(stack, small_stack.image, small_stack.spacing)
     assert small_stack.image.shape == (48, 128, 128)
     result = invoke("predict", stack, "-o", tmp_path / "out", "--device", "cpu", "--window",
-                    "48,96,96", "--overlap", "0.25", "--batch-size", "1", "--all-windows")
+                    "48,96,96", "--overlap", "0.25", "--batch-size", "1", "--all-windows",
+                    "--prob-dtype", "float32")
     assert result.code == 0, result.err
     assert "network on 4 of 4 windows" in result.err
     network, meta = load_model(resolve_model("default"))

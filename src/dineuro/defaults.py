@@ -16,8 +16,10 @@ DEFAULT_OVERLAP = 0.5
 DEFAULT_BATCH_SIZE = 4
 #: Probability above which a voxel of a map is foreground, as ``predict`` writes its masks.
 DEFAULT_THRESHOLD = 0.5
-#: How NAME_prob.tif stores probabilities.
-DEFAULT_PROB_DTYPE = "float32"
+#: How NAME_prob.tif stores probabilities: round(p * 255) in uint8, a quarter of float32's bytes
+#: and, with most voxels exactly 0, a small fraction once compressed (float32 noise near 0 hardly
+#: compresses). Tracing in ``run`` uses the float map in memory either way.
+DEFAULT_PROB_DTYPE = "uint8"
 #: How a probability in [0, 1] may be stored. TIFF (ImageJ) cannot hold float16, zarr can.
 PROB_DTYPES = ("float32", "float16", "uint8")
 TIFF_PROB_DTYPES = ("float32", "uint8")

@@ -148,7 +148,8 @@ def test_block_wise_zarr_prediction_equals_in_memory(tmp_path, shape, overlap, f
                                        flips=flips, precision="fp32")
     blocks = predict_blocks(model, tmp_path / "raw.zarr" if as_path else src,
                             tmp_path / "prob.zarr", crop, norm, block=(24, 40, 40),
-                            overlap=overlap, batch_size=3, flips=flips, precision="fp32")
+                            overlap=overlap, batch_size=3, flips=flips, precision="fp32",
+                            prob_dtype="float32")
     assert blocks.shape == shape and blocks.dtype == np.float32
     assert blocks.chunks == tuple(min(b, n) for b, n in zip((24, 40, 40), shape, strict=True))
     np.testing.assert_allclose(blocks[...], in_memory, atol=1e-5)
@@ -190,7 +191,7 @@ def test_block_wise_reads_the_full_resolution_array_of_an_ome_zarr_group(tmp_pat
     group.create_array("full", shape=raw.shape, dtype=raw.dtype)[...] = raw
     group.create_array("half", shape=(5, 10, 9), dtype=raw.dtype)
     out = predict_blocks(model, tmp_path / "stack.ome.zarr", tmp_path / "p.zarr", crop, norm,
-                         block=(8, 8, 8), precision="fp32")
+                         block=(8, 8, 8), precision="fp32", prob_dtype="float32")
     # The map is an OME-Zarr image with the stack's spacing: viewers overlay it on the stack.
     written = zarr.open_group(str(tmp_path / "p.zarr"), mode="r").attrs["ome"]["multiscales"][0]
     assert written["datasets"][0]["coordinateTransformations"][0]["scale"] == [2.0, 1.0, 1.0]

@@ -137,7 +137,8 @@ def test_block_wise_prediction_skips_the_same_windows_as_in_memory(tmp_path):
     in_memory = sliding_window_predict(model, norm.normalize(raw), (8, 16, 16), precision="fp32",
                                        stats=memory_stats)
     blocks = predict_blocks(model, src, tmp_path / "p.zarr", (8, 16, 16), norm,
-                            block=(10, 24, 40), precision="fp32", stats=block_stats)
+                            block=(10, 24, 40), precision="fp32", stats=block_stats,
+                            prob_dtype="float32")
     assert memory_stats.computed < memory_stats.windows  # something was skipped
     assert block_stats.computed < block_stats.windows
     np.testing.assert_allclose(blocks[...], in_memory, atol=1e-5)

@@ -73,7 +73,7 @@ def test_run_writes_the_map_mask_and_the_trace_of_the_map(predictor, stack, tmp_
     write_volume(path, stack.image, stack.spacing)
     out = tmp_path / "out"
     out.mkdir()
-    done = predictor.run(path, out)
+    done = predictor.run(path, out, prob_dtype="float32")
     prob_path, mask_path, swc_path = done.outputs
     assert [p.name for p in done.outputs] == ["neuron_prob.tif", "neuron_mask.tif", "neuron.swc"]
     prob = read_volume(prob_path).array
@@ -140,3 +140,20 @@ def test_run_of_an_array_or_a_file_is_predict_then_trace(predictor, stack, tmp_p
     prob_file, tree_file = dineuro.run(path, device="cpu", units="um")
     np.testing.assert_array_equal(prob_file, expected)
     np.testing.assert_allclose(tree_file.xyz, reference.xyz, atol=1e-6)
+
+
+def test_run_stores_the_map_as_uint8_by_default(predictor, stack, tmp_path):
+    """By default the map is round(p * 255) in uint8: a quarter of float32's bytes, and it
+    compresses (most voxels are exactly 0); traced from memory, so the SWC is the float map's."""
+    path = tmp_path / "neuron.tif"
+    write_volume(path, stack.image, stack.spacing)
+    float_dir, byte_dir = tmp_path / "f", tmp_path / "b"
+    float_dir.mkdir()
+    byte_dir.mkdir()
+    exact = predictor.run(path, float_dir, prob_dtype="float32")
+    stored = predictor.run(path, byte_dir)
+    prob = read_volume(exact.outputs[0]).array
+    np.testing.assert_array_equal(read_volume(stored.outputs[0]).array,
+                                  np.round(prob * 255).astype(np.uint8))
+    assert stored.outputs[2].read_text() == exact.outputs[2].read_text()
+    assert stored.outputs[0].stat().st_size < exact.outputs[0].stat().st_size / 4

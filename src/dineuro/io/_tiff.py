@@ -190,8 +190,8 @@ def write(path: Path, array: np.ndarray, spacing: tuple[float, float, float]) ->
     ImageJ reads the x/y pixel size from the resolution tags and the z step and unit from its
     description, so both are written, in micrometres. The description also sets the display
     range to the data's (a 0/1 mask shown on 0-255 would look black), and the pixels are
-    deflate-compressed, which ImageJ and every TIFF reader decode: a sparse probability map
-    shrinks about 40 times. A single-slice stack reads back as a 2D image, like any one-page
+    deflate-compressed, which ImageJ and every TIFF reader decode (a sparse map or a mask
+    shrinks many times). A single-slice stack reads back as a 2D image, like any one-page
     TIFF.
     """
     z, y, x = spacing
