@@ -20,6 +20,7 @@ import numpy as np
 
 from dineuro.errors import InputError
 from dineuro.io._placeholder import placeholder
+from dineuro.io._readers import one_time_point
 
 #: NGFF axis names -> the axis letters the readers share (tifffile's).
 _AXIS_LETTERS = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
@@ -155,10 +156,7 @@ def _one_time_point(shape: tuple[int, ...], axes: str, path: Path) -> tuple[tupl
     points are refused (a stack is one moment)."""
     if "T" not in axes:
         return (), axes
-    points = shape[axes.index("T")]
-    if points != 1:
-        raise InputError(f"holds {points} time points; one 3D stack is needed (save one time "
-                         "point as its own image).", path)
+    one_time_point(shape[axes.index("T")], path)
     return tuple(0 if a == "T" else slice(None) for a in axes), axes.replace("T", "")
 
 

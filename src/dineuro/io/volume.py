@@ -10,7 +10,10 @@ when the file names its unit and 1.0 where it gives none. Supported:
 - an OME-Zarr image (NGFF 0.4 or 0.5; level 0) or a plain zarr array: a folder;
 - a folder of 2D TIFF slices, in natural order of their names;
 - ``.v3draw``: Vaa3D's raw format, which stores no spacing;
-- ``.nii``/``.nii.gz``: NIfTI (nibabel), axes reversed from nibabel's (x, y, z).
+- ``.nii``/``.nii.gz``: NIfTI (nibabel), axes reversed from nibabel's (x, y, z);
+- with the ``formats`` extra (read only): ``.ims`` (Imaris) and ``.h5`` (BigDataViewer/
+  BigStitcher) through h5py, ``.czi`` (Zeiss), ``.nd2`` (Nikon) and ``.lif`` (Leica) through
+  bioio.
 
 Multi-channel files need a channel index. Anything that is not one readable 3D stack raises
 :class:`~dineuro.errors.InputError` with one sentence naming the file. Writing goes through a
@@ -28,13 +31,15 @@ from typing import NamedTuple
 import numpy as np
 
 from dineuro.errors import InputError
-from dineuro.io import _nifti, _omezarr, _slices, _tiff, _v3draw
+from dineuro.io import _bioio, _hdf5, _nifti, _omezarr, _slices, _tiff, _v3draw
 from dineuro.io.atomic import atomic_file, refuse_existing
 
 _WRITERS: dict[str, ModuleType] = {".tif": _tiff, ".tiff": _tiff, ".v3draw": _v3draw,
                                    ".nii": _nifti, ".nii.gz": _nifti}
-#: Zeiss LSM files are TIFFs that tifffile reads; we never write them.
-_READERS: dict[str, ModuleType] = {**_WRITERS, ".lsm": _tiff}
+#: Zeiss LSM files are TIFFs that tifffile reads; we never write them, nor the vendor formats
+#: of the optional readers (the ``formats`` extra).
+_READERS: dict[str, ModuleType] = {**_WRITERS, ".lsm": _tiff, ".ims": _hdf5, ".h5": _hdf5,
+                                   **dict.fromkeys(_bioio.PLUGINS, _bioio)}
 SUPPORTED_EXTENSIONS = tuple(_READERS)
 WRITABLE_EXTENSIONS = tuple(_WRITERS)
 _WRITABLE = ", ".join(WRITABLE_EXTENSIONS)
