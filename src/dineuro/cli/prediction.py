@@ -81,15 +81,15 @@ Inputs = Annotated[list[Path], typer.Argument(
 def predict(
     inputs: Annotated[list[Path], typer.Argument(
         help=f"Stacks ({STACK_FORMATS}) or folders of them; with --blocks, zarr arrays or "
-             "OME-Zarr images. A "
-             "checkpoint (.pt) given first is taken as --model.")],
+             "OME-Zarr images. A checkpoint (.pt) given first is taken as --model.")],
     out: Annotated[Path, typer.Option("-o", "--out", help="Output folder.")],
     model: ModelOption = None,
     overlap: Overlap = DEFAULT_OVERLAP,
     flips: Flips = False,
     threshold: MaskThreshold = DEFAULT_THRESHOLD,
     prob_dtype: Annotated[Literal[PROB_DTYPES], typer.Option(
-        help="float32 or uint8 (= round(p * 255)) for NAME_prob.tif; zarr also float16.")]
+        help="uint8 (= round(p * 255): small files) or float32 (the exact map) for "
+             "NAME_prob.tif; zarr also float16.")]
     = DEFAULT_PROB_DTYPE,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     device: Device = "auto",
@@ -110,8 +110,7 @@ def predict(
 
     Stacks of any size work (windows placed as MONAI places them, a stack thinner than a
     window padded); windows are blended with Gaussian weights, and windows without signal are
-    skipped. The checkpoint carries the network, crop
-    and normalisation it was trained with.
+    skipped. The checkpoint carries the network, crop and normalisation it was trained with.
     """
     from dineuro.outputs import output_paths, zarr_output
     from dineuro.predict import WindowStats, find_stacks, prepare_batch
@@ -298,7 +297,8 @@ def run(
     flips: Flips = False,
     threshold: MaskThreshold = DEFAULT_THRESHOLD,
     prob_dtype: Annotated[Literal[TIFF_PROB_DTYPES], typer.Option(
-        help="float32 or uint8 (= round(p * 255)) for NAME_prob.tif.")] = DEFAULT_PROB_DTYPE,
+        help="uint8 (= round(p * 255): small files) or float32 (the exact map) for "
+             "NAME_prob.tif; tracing uses the float map either way.")] = DEFAULT_PROB_DTYPE,
     batch_size: BatchSize = DEFAULT_BATCH_SIZE,
     device: Device = "auto",
     precision: Precision = "auto",

@@ -238,14 +238,16 @@ def pretrain2d(
     )
 
     preset = resolve_preset(preset)
+    settings = {"arch": arch, "steps": steps, "batch_size": batch_size, "seed": seed,
+                "from_stacks": from_stacks or None}
+    pairs = [parse_override(item) for item in overrides or []]
+    resolve_config(preset, settings, pairs)  # bad settings are refused before any work
     with tempfile.TemporaryDirectory(prefix="dineuro-pretrain-") as tmp:
         with progress_bar() as progress:
             task = progress.add_task("preparing inputs", total=None)
             inputs = prepare_inputs(images, tmp, on_stack=lambda _: progress.advance(task))
-        config = resolve_config(preset, {"arch": arch, "steps": steps, "batch_size": batch_size,
-                                         "seed": seed,
-                                         "from_stacks": from_stacks or inputs.from_stacks or None},
-                                [parse_override(item) for item in overrides or []])
+        config = resolve_config(preset, {**settings, "from_stacks": from_stacks
+                                         or inputs.from_stacks or None}, pairs)
         with progress_bar() as progress:
             task = progress.add_task("reading images", total=None)
             pictures = collect_images(inputs.paths, from_stacks=config.from_stacks,
