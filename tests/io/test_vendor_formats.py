@@ -10,6 +10,7 @@ the extra, every one of these files is refused with a sentence naming it.
 
 from __future__ import annotations
 
+import struct
 import sys
 import types
 import xml.etree.ElementTree as ElementTree
@@ -269,4 +270,30 @@ def test_a_file_bioio_cannot_parse_is_one_sentence(tmp_path, monkeypatch):
     path = tmp_path / "broken.czi"
     path.write_bytes(b"")
     with pytest.raises(InputError, match=r"broken\.czi: cannot be read by bioio \(not a CZI"):
+        read_volume(path)
+
+
+def test_v3dpbd_reads_what_vaa3d_s_pbd_encoder_wrote(tmp_path):
+    """A file written by v3d-py-helper's PBD encoder (Vaa3D's scheme, uint8 and uint16): the
+    header gives shape and dtype without the extra, the voxels come back exactly with it."""
+    loaders = pytest.importorskip("v3dpy.loaders")
+    for dtype, top in ((np.uint8, 255), (np.uint16, 4095)):
+        stack = (np.random.default_rng(3).random((2, 5, 20, 30)) * top).astype(dtype)
+        stack[:, 2, 5:9, :] = top  # runs, which the encoder packs
+        path = tmp_path / f"stack_{np.dtype(dtype).name}.v3dpbd"
+        loaders.PBD().save(path, stack)
+        assert probe_volume(path, channel=1) == (stack.shape[1:], stack.dtype, (1.0, 1.0, 1.0))
+        np.testing.assert_array_equal(read_volume(path, channel=1).array, stack[1])
+
+
+def test_v3dpbd_without_the_extra_is_one_sentence(tmp_path, monkeypatch):
+    path = tmp_path / "stack.v3dpbd"
+    path.write_bytes(b"v3d_volume_pkbitdf_encodL" + struct.pack("<H4I", 1, 4, 3, 2, 1) + b"\0")
+    assert probe_volume(path) == ((2, 3, 4), np.dtype(np.uint8), (1.0, 1.0, 1.0))
+    monkeypatch.setitem(sys.modules, "v3dpy", None)
+    monkeypatch.setitem(sys.modules, "v3dpy.loaders", None)
+    with pytest.raises(InputError, match=r"formats extra.*v3d-py-helper"):
+        read_volume(path)
+    path.write_bytes(b"raw_image_stack_by_hpengL" + b"\0" * 18)
+    with pytest.raises(InputError, match="not a Vaa3D v3dpbd file"):
         read_volume(path)

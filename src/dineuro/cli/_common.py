@@ -37,7 +37,7 @@ err = Console(stderr=True, soft_wrap=True)  # a message is one line, also in a l
 
 STACK_FORMATS = (".tif/.tiff (also OME-TIFF and compressed TIFF), .lsm, an OME-Zarr folder, "
                  "a folder of 2D TIFF slices, .v3draw, .nii/.nii.gz; with the formats extra "
-                 ".ims, BigDataViewer .h5, .czi, .nd2, .lif")
+                 ".ims, BigDataViewer .h5, .czi, .nd2, .lif, .v3dpbd")
 Channel = Annotated[int | None, typer.Option(
     help="Channel to take from a multi-channel stack (0-based).")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]

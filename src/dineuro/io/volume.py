@@ -13,7 +13,7 @@ when the file names its unit and 1.0 where it gives none. Supported:
 - ``.nii``/``.nii.gz``: NIfTI (nibabel), axes reversed from nibabel's (x, y, z);
 - with the ``formats`` extra (read only): ``.ims`` (Imaris) and ``.h5`` (BigDataViewer/
   BigStitcher) through h5py, ``.czi`` (Zeiss), ``.nd2`` (Nikon) and ``.lif`` (Leica) through
-  bioio.
+  bioio, ``.v3dpbd`` (Vaa3D's compressed raw) through v3d-py-helper.
 
 Multi-channel files need a channel index. Anything that is not one readable 3D stack raises
 :class:`~dineuro.errors.InputError` with one sentence naming the file. Writing goes through a
@@ -31,7 +31,7 @@ from typing import NamedTuple
 import numpy as np
 
 from dineuro.errors import InputError
-from dineuro.io import _bioio, _hdf5, _nifti, _omezarr, _slices, _tiff, _v3draw
+from dineuro.io import _bioio, _hdf5, _nifti, _omezarr, _slices, _tiff, _v3dpbd, _v3draw
 from dineuro.io.atomic import atomic_file, refuse_existing
 
 _WRITERS: dict[str, ModuleType] = {".tif": _tiff, ".tiff": _tiff, ".v3draw": _v3draw,
@@ -39,7 +39,7 @@ _WRITERS: dict[str, ModuleType] = {".tif": _tiff, ".tiff": _tiff, ".v3draw": _v3
 #: Zeiss LSM files are TIFFs that tifffile reads; we never write them, nor the vendor formats
 #: of the optional readers (the ``formats`` extra).
 _READERS: dict[str, ModuleType] = {**_WRITERS, ".lsm": _tiff, ".ims": _hdf5, ".h5": _hdf5,
-                                   **dict.fromkeys(_bioio.PLUGINS, _bioio)}
+                                   ".v3dpbd": _v3dpbd, **dict.fromkeys(_bioio.PLUGINS, _bioio)}
 SUPPORTED_EXTENSIONS = tuple(_READERS)
 WRITABLE_EXTENSIONS = tuple(_WRITERS)
 _WRITABLE = ", ".join(WRITABLE_EXTENSIONS)

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
     from dineuro.predictor import Predictor
 
+
 class Traced(NamedTuple):
     """What the worker gives back: the map, its trees (None when it could not be traced, then
     ``message`` says why) and a line for the widget's status."""
