@@ -161,3 +161,34 @@ def test_written_tiffs_are_compressed_and_open_in_their_display_range(tmp_path):
         assert shown == (0.0, float(array.max()))
         assert (tmp_path / name).stat().st_size < array.nbytes / 5
         np.testing.assert_array_equal(read_volume(tmp_path / name).array, array)
+
+
+def _imagej_unit(path):
+    with tifffile.TiffFile(path) as tif:
+        return tif.imagej_metadata.get("unit")
+
+
+def test_outputs_say_micrometres_only_when_the_input_did(tmp_path):
+    """A stack without a unit (a plain TIFF, a v3draw) gives outputs without one, so Fiji shows
+    pixels, not micrometres the microscope never reported; a calibrated stack keeps micron."""
+    import torch
+
+    from dineuro.data.normalize import NormalizationConfig
+    from dineuro.predictor import Predictor
+
+    net = Predictor(torch.nn.Conv3d(1, 2, 1), (8, 8, 8), NormalizationConfig(), "a 1x1x1 conv",
+                    precision="fp32")
+    tifffile.imwrite(tmp_path / "plain.tif", STACK)
+    write_volume(tmp_path / "calibrated.tif", STACK, (2.0, 0.5, 0.5))
+    write_volume(tmp_path / "vaa3d.v3draw", STACK, (2.0, 0.5, 0.5))
+    for name, unit in (("plain.tif", None), ("calibrated.tif", "micron"),
+                       ("vaa3d.v3draw", None)):
+        out = tmp_path / name.replace(".", "_")
+        out.mkdir()
+        prob_path, mask_path = net.predict_to(tmp_path / name, out)
+        assert _imagej_unit(prob_path) == unit and _imagej_unit(mask_path) == unit, name
+        assert read_volume(prob_path).spacing == read_volume(tmp_path / name).spacing
+    write_volume(tmp_path / "from_v3draw.nii", read_volume(tmp_path / "vaa3d.v3draw"))
+    import nibabel
+
+    assert nibabel.load(tmp_path / "from_v3draw.nii").header.get_xyzt_units()[0] == "unknown"

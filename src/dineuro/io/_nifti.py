@@ -20,6 +20,7 @@ from nibabel.spatialimages import HeaderDataError
 
 from dineuro.errors import InputError
 from dineuro.io._placeholder import placeholder
+from dineuro.io._readers import Unitless, has_unit
 
 DTYPES = tuple(np.dtype(name) for name in ("uint8", "int8", "uint16", "int16", "uint32",
                                            "int32", "uint64", "int64", "float32", "float64"))
@@ -68,8 +69,9 @@ def _spacing(header: nib.Nifti1Header) -> tuple[float, float, float]:
     """The (z, y, x) voxel spacing from the header, in micrometres when the unit is set."""
     zooms = header.get_zooms()[:3]
     zooms += (1.0,) * (3 - len(zooms))
-    um_per_unit = _UM_PER_UNIT.get(header.get_xyzt_units()[0], 1.0)
-    return tuple(_shortest_float(zoom) * um_per_unit for zoom in reversed(zooms))
+    um_per_unit = _UM_PER_UNIT.get(header.get_xyzt_units()[0])
+    spacing = tuple(_shortest_float(zoom) * (um_per_unit or 1.0) for zoom in reversed(zooms))
+    return spacing if um_per_unit else Unitless(spacing)
 
 
 def _shortest_float(value: float) -> float:
@@ -86,7 +88,7 @@ def write(path: Path, array: np.ndarray, spacing: tuple[float, float, float]) ->
     """
     z, y, x = spacing
     image = nib.Nifti1Image(array.transpose(), np.diag([x, y, z, 1.0]), dtype=array.dtype)
-    image.header.set_xyzt_units("micron")
+    image.header.set_xyzt_units("micron" if has_unit(spacing) else "unknown")
     if path.suffix.lower() == ".gz":
         with gzip.open(path, "wb", compresslevel=_GZIP_LEVEL) as file:
             image.to_stream(file)

@@ -20,7 +20,7 @@ import numpy as np
 
 from dineuro.errors import InputError
 from dineuro.io._placeholder import placeholder
-from dineuro.io._readers import one_time_point
+from dineuro.io._readers import Unitless, has_unit, one_time_point
 
 #: NGFF axis names -> the axis letters the readers share (tifffile's).
 _AXIS_LETTERS = {"t": "T", "c": "C", "z": "Z", "y": "Y", "x": "X"}
@@ -84,19 +84,23 @@ def open_image(path: Path, level: int = 0):
     units = [axis.get("unit") if isinstance(axis, dict) else None
              for axis in multiscales.get("axes", [])] or [None] * array.ndim
     sizes *= [_UM_PER_UNIT.get(unit, 1.0) for unit in units]
-    return array, axes, tuple(float(sizes[axes.index(a)]) for a in "ZYX")
+    spacing = tuple(float(sizes[axes.index(a)]) for a in "ZYX")
+    named = all(units[axes.index(a)] in _UM_PER_UNIT for a in "ZYX")
+    return array, axes, spacing if named else Unitless(spacing)
 
 
 def ome_metadata(spacing: tuple[float, float, float], name: str) -> dict:
     """The attributes that make a zarr group with a (z, y, x) array ``"0"`` an OME-Zarr image
-    (NGFF 0.5) of voxel size ``spacing``, in micrometres.
+    (NGFF 0.5) of voxel size ``spacing``, in micrometres (without a unit when ``spacing`` is
+    :class:`~dineuro.io._readers.Unitless`).
 
     Examples
     --------
     >>> ome_metadata((2.0, 0.5, 0.5), "x")["ome"]["multiscales"][0]["datasets"]
     [{'path': '0', 'coordinateTransformations': [{'type': 'scale', 'scale': [2.0, 0.5, 0.5]}]}]
     """
-    axes = [{"name": axis, "type": "space", "unit": "micrometer"} for axis in "zyx"]
+    unit = {"unit": "micrometer"} if has_unit(spacing) else {}
+    axes = [{"name": axis, "type": "space", **unit} for axis in "zyx"]
     level = {"path": LEVEL_0, "coordinateTransformations": [
         {"type": "scale", "scale": [float(s) for s in spacing]}]}
     return {"ome": {"version": "0.5",
@@ -194,4 +198,6 @@ def _scale(entry: dict, ndim: int) -> np.ndarray:
 def _array_spacing(array) -> tuple[float, float, float]:
     """The ``spacing`` attribute block-wise prediction writes, else 1.0 per axis."""
     spacing = array.attrs.get("spacing")
-    return tuple(float(s) for s in spacing) if spacing and len(spacing) == 3 else (1.0,) * 3
+    if spacing and len(spacing) == 3:
+        return tuple(float(s) for s in spacing)
+    return Unitless((1.0, 1.0, 1.0))

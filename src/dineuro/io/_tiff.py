@@ -30,6 +30,7 @@ import tifffile
 
 from dineuro.errors import InputError
 from dineuro.io._placeholder import placeholder
+from dineuro.io._readers import Unitless, has_unit
 
 # What ImageJ hyperstacks can hold (tifffile refuses anything else with imagej=True).
 DTYPES = tuple(np.dtype(name) for name in ("uint8", "uint16", "int16", "float32"))
@@ -139,14 +140,16 @@ def _spacing(tif: tifffile.TiffFile) -> tuple[float, float, float]:
     tags = tif.pages[0].tags
     imagej = tif.imagej_metadata or {}
     if "unit" in imagej:
-        um_per_unit = _UM_PER_IMAGEJ_UNIT.get(str(imagej["unit"]).lower(), 1.0)
+        um_per_unit = _UM_PER_IMAGEJ_UNIT.get(str(imagej["unit"]).lower())
     elif "ResolutionUnit" in tags:
-        um_per_unit = _UM_PER_RESOLUTION_UNIT.get(int(tags["ResolutionUnit"].value), 1.0)
+        um_per_unit = _UM_PER_RESOLUTION_UNIT.get(int(tags["ResolutionUnit"].value))
     else:
-        um_per_unit = 1.0
+        um_per_unit = None
     sizes = (imagej.get("spacing"), _pixel_size(tags.get("YResolution")),
              _pixel_size(tags.get("XResolution")))
-    return tuple(1.0 if size is None else float(size) * um_per_unit for size in sizes)
+    spacing = tuple(1.0 if size is None else float(size) * (um_per_unit or 1.0)
+                    for size in sizes)
+    return spacing if um_per_unit else Unitless(spacing)
 
 
 def _ome_spacing(xml: str | None) -> tuple[float, float, float] | None:
@@ -188,18 +191,20 @@ def write(path: Path, array: np.ndarray, spacing: tuple[float, float, float]) ->
     """Write a (z, y, x) array as an ImageJ hyperstack that Fiji opens with the right voxel size.
 
     ImageJ reads the x/y pixel size from the resolution tags and the z step and unit from its
-    description, so both are written, in micrometres. The description also sets the display
+    description, so both are written, in micrometres (no unit for a :class:`Unitless` spacing,
+    taken from a file that gave none). The description also sets the display
     range to the data's (a 0/1 mask shown on 0-255 would look black), and the pixels are
     deflate-compressed, which ImageJ and every TIFF reader decode (a sparse map or a mask
     shrinks many times). A single-slice stack reads back as a 2D image, like any one-page
     TIFF.
     """
     z, y, x = spacing
+    unit = {"unit": "micron"} if has_unit(spacing) else {}
     low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 1.0)
     # Given ZYX, tifffile takes a trailing size-1 axis for RGB samples; the full ImageJ
     # TZCYXS shape leaves it nothing to guess.
     hyperstack = array[np.newaxis, :, np.newaxis, :, :, np.newaxis]
     tifffile.imwrite(path, hyperstack, imagej=True, photometric="minisblack",
                      compression="zlib", resolution=(1.0 / x, 1.0 / y),
-                     metadata={"axes": "TZCYXS", "spacing": z, "unit": "micron",
+                     metadata={"axes": "TZCYXS", "spacing": z, **unit,
                                "min": low, "max": high if high > low else low + 1.0})

@@ -17,13 +17,13 @@ import numpy as np
 
 from dineuro.errors import InputError
 from dineuro.io._placeholder import placeholder
-from dineuro.io._readers import missing_extra
+from dineuro.io._readers import Unitless, missing_extra
 
 MAGIC = b"v3d_volume_pkbitdf_encod"
 _HEADER = struct.Struct("=c H 4I")  # byte order, type code, x, y, z, channels (after MAGIC)
 _BYTE_ORDERS = {b"B": ">", b"L": "<"}
 _DTYPE_OF_CODE = {1: np.dtype(np.uint8), 2: np.dtype(np.uint16)}
-_NO_SPACING = (1.0, 1.0, 1.0)
+_NO_SPACING = Unitless((1.0, 1.0, 1.0))
 
 
 def read(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:

@@ -24,6 +24,7 @@ import numpy as np
 
 from dineuro.errors import InputError
 from dineuro.io._placeholder import placeholder
+from dineuro.io._readers import Unitless
 
 MAGIC = b"raw_image_stack_by_hpeng"
 _BYTE_ORDERS = {b"B": ">", b"L": "<"}
@@ -33,7 +34,7 @@ DTYPES = tuple(_DTYPE_OF_CODE.values())
 _PREFIX_LEN = len(MAGIC) + 1 + 2  # key, byte order, data type code
 # struct codes of the four sizes: the current 4-byte format first, then the old 2-byte one.
 _SIZE_CODES = ("I", "H")
-_NO_SPACING = (1.0, 1.0, 1.0)
+_NO_SPACING = Unitless((1.0, 1.0, 1.0))
 
 
 def read(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:

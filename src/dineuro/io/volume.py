@@ -32,6 +32,7 @@ import numpy as np
 
 from dineuro.errors import InputError
 from dineuro.io import _bioio, _hdf5, _nifti, _omezarr, _slices, _tiff, _v3dpbd, _v3draw
+from dineuro.io._readers import Unitless, has_unit
 from dineuro.io.atomic import atomic_file, refuse_existing
 
 _WRITERS: dict[str, ModuleType] = {".tif": _tiff, ".tiff": _tiff, ".v3draw": _v3draw,
@@ -45,7 +46,7 @@ WRITABLE_EXTENSIONS = tuple(_WRITERS)
 _WRITABLE = ", ".join(WRITABLE_EXTENSIONS)
 _READABLE = (f"{', '.join(SUPPORTED_EXTENSIONS)}, an OME-Zarr image (.ome.zarr) or a folder of "
              "2D TIFF slices")
-_UNIT_SPACING = (1.0, 1.0, 1.0)
+_UNIT_SPACING = Unitless((1.0, 1.0, 1.0))  # for an array written without a spacing
 
 
 class Volume(NamedTuple):
@@ -301,7 +302,10 @@ def _array_and_spacing(volume_or_array: Volume | np.ndarray,
         spacing = stored if spacing is None else spacing
     else:
         array = np.asarray(volume_or_array)
-    spacing = _UNIT_SPACING if spacing is None else tuple(float(size) for size in spacing)
+    if spacing is None:
+        spacing = _UNIT_SPACING
+    else:  # the same type, so a Unitless spacing stays unitless
+        spacing = (Unitless if not has_unit(spacing) else tuple)(float(s) for s in spacing)
     if array.ndim != 3 or array.size == 0:
         raise InputError(f"array should be a non-empty 3D (z, y, x) stack, got shape "
                          f"{array.shape}.")
