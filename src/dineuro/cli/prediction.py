@@ -321,8 +321,26 @@ def run(
     method: Method = "thinning",
     units: Units = DEFAULT_SWC_UNITS,
     neurite_type: NeuriteType = DEFAULT_NEURITE_TYPE,
+    workers: Annotated[int | None, typer.Option(
+        min=1, help="Run one OME-Zarr volume block by block on a local dask cluster of this "
+                    "many worker processes (needs the cluster extra); see 'Whole brains' in "
+                    "the README.", show_default=False)] = None,
+    scheduler: Annotated[str | None, typer.Option(
+        help="... or on the running dask scheduler at this address (e.g. one that "
+             "dask-jobqueue started on SLURM).", show_default=False)] = None,
+    block: Annotated[str, typer.Option(
+        help="Block z,y,x each worker task predicts and traces, with --workers or "
+             "--scheduler; also the chunks of the map.")] = "128,256,256",
+    memory_limit: Annotated[str, typer.Option(
+        help="Memory per local worker (e.g. 4GB); auto shares the machine's.")] = "auto",
 ) -> None:
     """Predict and trace in one go: writes NAME_prob.tif, NAME_mask.tif and NAME.swc per stack.
+
+    With --workers N or --scheduler ADDRESS, one OME-Zarr volume (a whole brain) is predicted
+    and traced block by block on dask.distributed instead: OUT/NAME_prob.ome.zarr (multiscale),
+    OUT/NAME.swc (every neuron), OUT/NAME_neurons/ (one SWC per neuron) and
+    OUT/NAME_summary.json; no mask. Running the same command again continues an interrupted
+    run.
 
     With no --model, the model that ships with dineuro does the prediction, so
     `dineuro run stack.tif -o out` works on a fresh installation.
@@ -338,6 +356,20 @@ def run(
     from dineuro.predict import find_stacks, prepare_batch
 
     model, inputs = model_and_inputs(model, inputs)
+    if workers is not None or scheduler is not None:
+        from dineuro.cli.volume import run_on_cluster
+
+        run_on_cluster(inputs, out, model, block=parse_triple(block, "--block", int),
+                       workers=workers, scheduler=scheduler, memory_limit=memory_limit,
+                       threads=threads, method=method, device=device,
+                       window=parse_triple(window, "--window", int), overlap=overlap,
+                       batch_size=batch_size, flips=flips, precision=precision,
+                       skip_empty=not all_windows, prob_dtype=prob_dtype, high=high, low=low,
+                       max_gap=max_gap, gap_floor=gap_floor, prune_length=prune,
+                       spur_radii=spur_radii, min_piece_length=min_piece_length,
+                       min_tree_length=min_tree_length, smooth=smooth, node_step=step,
+                       keep_fragments=keep_fragments, units=units, neurite_type=neurite_type)
+        return
     stacks = find_stacks(inputs)
     todo = prepare_batch(stacks, out, lambda s: run_outputs(s, out), skip_existing=skip_existing,
                          channel=channel, prob_dtype=prob_dtype)

@@ -89,22 +89,30 @@ def open_image(path: Path, level: int = 0):
     return array, axes, spacing if named else Unitless(spacing)
 
 
-def ome_metadata(spacing: tuple[float, float, float], name: str) -> dict:
-    """The attributes that make a zarr group with a (z, y, x) array ``"0"`` an OME-Zarr image
-    (NGFF 0.5) of voxel size ``spacing``, in micrometres (without a unit when ``spacing`` is
-    :class:`~dineuro.io._readers.Unitless`).
+def ome_metadata(spacing: tuple[float, float, float], name: str,
+                 factors: tuple[tuple[int, int, int], ...] = ((1, 1, 1),)) -> dict:
+    """The attributes that make a zarr group with (z, y, x) arrays ``"0"``, ``"1"``, ... an
+    OME-Zarr image (NGFF 0.5) of voxel size ``spacing``, in micrometres (without a unit when
+    ``spacing`` is :class:`~dineuro.io._readers.Unitless`).
+
+    ``factors`` gives, per resolution level, how many voxels of level 0 one of its voxels
+    spans along (z, y, x); its scale is ``spacing`` times that.
 
     Examples
     --------
     >>> ome_metadata((2.0, 0.5, 0.5), "x")["ome"]["multiscales"][0]["datasets"]
     [{'path': '0', 'coordinateTransformations': [{'type': 'scale', 'scale': [2.0, 0.5, 0.5]}]}]
+    >>> levels = ome_metadata((2.0, 0.5, 0.5), "x", ((1, 1, 1), (1, 2, 2)))
+    >>> levels["ome"]["multiscales"][0]["datasets"][1]["coordinateTransformations"][0]["scale"]
+    [2.0, 1.0, 1.0]
     """
     unit = {"unit": "micrometer"} if has_unit(spacing) else {}
     axes = [{"name": axis, "type": "space", **unit} for axis in "zyx"]
-    level = {"path": LEVEL_0, "coordinateTransformations": [
-        {"type": "scale", "scale": [float(s) for s in spacing]}]}
+    levels = [{"path": str(k), "coordinateTransformations": [
+        {"type": "scale", "scale": [float(s) * f for s, f in zip(spacing, factor, strict=True)]}]}
+        for k, factor in enumerate(factors)]
     return {"ome": {"version": "0.5",
-                    "multiscales": [{"name": name, "axes": axes, "datasets": [level]}]}}
+                    "multiscales": [{"name": name, "axes": axes, "datasets": levels}]}}
 
 
 def open_stack(path: Path):

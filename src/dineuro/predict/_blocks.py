@@ -21,7 +21,7 @@ from dineuro.io.atomic import atomic_dir, refuse_existing
 from dineuro.models.vit3d import Triple, as_triple
 from dineuro.predict._grid import WindowGrid
 from dineuro.predict._precision import resolve_precision
-from dineuro.predict._signal import signal_level
+from dineuro.predict._signal import SignalLevel, signal_level
 from dineuro.predict._storage import (
     check_choice,
     encode_probability,
@@ -111,10 +111,11 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
         limits = norm.limits(source)
         blocks = list(itertools.product(*(range(0, n, b)
                                           for n, b in zip(grid.shape, block, strict=True))))
-        regions = [[grid.touching(axis, begin, min(begin + block[axis], grid.shape[axis]))
-                    for axis, begin in enumerate(corner)] for corner in blocks]
+        ends = [tuple(min(c + b, n) for c, b, n in zip(corner, block, grid.shape, strict=True))
+                for corner in blocks]
         check_batch_size(batch_size)
-        total = sum(math.prod(last - first + 1 for first, last in region) for region in regions)
+        total = sum(box_windows(grid, corner, end) for corner, end in zip(blocks, ends,
+                                                                          strict=True))
         predictor = WindowPredictor(model, grid.crop, flips, device,
                                     resolve_precision(precision, device), total, progress, stats)
         level = signal_level(lambda region: norm.normalize(np.asarray(source[region]), limits),
@@ -126,22 +127,41 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
                              "skip_empty": skip_empty}}
         with _destination(dst, grid.shape, block, prob_dtype, attrs, spacing) as out, \
                 inference(model, predictor.device):
-            for corner, region in zip(blocks, regions, strict=True):
-                end = tuple(min(c + b, n)
-                            for c, b, n in zip(corner, block, grid.shape, strict=True))
-                first = tuple(grid.start(axis, k) for axis, (k, _) in enumerate(region))
-                stop = tuple(grid.start(axis, k) + grid.crop[axis]
-                             for axis, (_, k) in enumerate(region))
-                starts = tuple(tuple(grid.start(axis, k) - first[axis] for k in range(lo, hi + 1))
-                               for axis, (lo, hi) in enumerate(region))
-                data = _read_padded(source, first, stop, norm, limits)
-                prob = blend(torch.from_numpy(data), starts, grid.crop, batch_size, predictor,
-                             level)
-                keep = tuple(slice(c - f, e - f)
-                             for c, e, f in zip(corner, end, first, strict=True))
+            for corner, end in zip(blocks, ends, strict=True):
+                prob = predict_box(source, grid, corner, end, norm, limits, batch_size,
+                                   predictor, level)
                 out[tuple(slice(c, e) for c, e in zip(corner, end, strict=True))] = \
-                    encode_probability(prob[keep].numpy(), np.dtype(out.dtype).name)
+                    encode_probability(prob, np.dtype(out.dtype).name)
     return dst if isinstance(dst, zarr.Array) else open_image(Path(dst))[0]
+
+
+def box_windows(grid: WindowGrid, begin: Sequence[int], end: Sequence[int]) -> int:
+    """How many windows of ``grid`` touch the box ``[begin, end)``: what predicting it costs."""
+    return math.prod(last - first + 1 for first, last in
+                     (grid.touching(axis, b, e) for axis, (b, e) in enumerate(zip(begin, end,
+                                                                                 strict=True))))
+
+
+def predict_box(source, grid: WindowGrid, begin: Sequence[int], end: Sequence[int],
+                norm: NormalizationConfig, limits: tuple[float, float], batch_size: int,
+                predictor: WindowPredictor, level: SignalLevel | None) -> np.ndarray:
+    """The float32 probability over the box ``[begin, end)`` of a stack on disk.
+
+    Blended from exactly the windows of ``grid`` that touch the box, read with their context
+    from ``source`` (normalised with the whole stack's ``limits``): every voxel of the box gets
+    the same windows, so the same value, as when the whole stack is predicted at once. The
+    caller holds :func:`inference` and gives the stack's signal ``level`` (None: every window).
+    """
+    region = [grid.touching(axis, b, e) for axis, (b, e) in enumerate(zip(begin, end,
+                                                                          strict=True))]
+    first = tuple(grid.start(axis, k) for axis, (k, _) in enumerate(region))
+    stop = tuple(grid.start(axis, k) + grid.crop[axis] for axis, (_, k) in enumerate(region))
+    starts = tuple(tuple(grid.start(axis, k) - first[axis] for k in range(lo, hi + 1))
+                   for axis, (lo, hi) in enumerate(region))
+    data = _read_padded(source, first, stop, norm, limits)
+    prob = blend(torch.from_numpy(data), starts, grid.crop, batch_size, predictor, level)
+    keep = tuple(slice(b - f, e - f) for b, e, f in zip(begin, end, first, strict=True))
+    return prob[keep].numpy()
 
 
 @contextlib.contextmanager

@@ -21,6 +21,7 @@ F1 against computing every window.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -43,6 +44,10 @@ SMOOTHING = 3
 #: a stack in memory.
 STRIDE = 3
 TILE = (32, 256, 256)
+#: At most this many running-mean samples: a stack of up to about 150 M voxels is measured
+#: on every tile, a larger one (a whole brain) on this many samples' worth of tiles spread
+#: over it by a seeded draw, so that the level costs a bounded read, not a pass over the volume.
+MAX_LEVEL_SAMPLES = 2**24
 #: MAD to standard deviation for normal noise.
 MAD_TO_SIGMA = 1.4826
 
@@ -80,8 +85,13 @@ def signal_level(read: Reader, shape: Sequence[int]) -> SignalLevel:
         return SignalLevel(0.0, 0.0)
     samples = []
     # Interior voxels (a full neighbourhood inside the stack) in tiles; each read with a halo.
-    for corner in itertools.product(*(range(1, n - 1, t) for n, t in zip(shape, TILE,
-                                                                           strict=True))):
+    corners = list(itertools.product(*(range(1, n - 1, t) for n, t in zip(shape, TILE,
+                                                                           strict=True))))
+    tiles = max(1, MAX_LEVEL_SAMPLES * STRIDE**2 // math.prod(TILE))
+    if len(corners) > tiles:
+        chosen = np.sort(np.random.default_rng(0).permutation(len(corners))[:tiles])
+        corners = [corners[k] for k in chosen]
+    for corner in corners:
         end = [min(c + t, n - 1) for c, t, n in zip(corner, TILE, shape, strict=True)]
         region = tuple(slice(c - 1, e + 1) for c, e in zip(corner, end, strict=True))
         mean = running_mean(torch.from_numpy(np.ascontiguousarray(read(region), np.float32)),

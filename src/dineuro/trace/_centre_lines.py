@@ -87,8 +87,12 @@ def _centre_lines(mask, scale, min_piece_length, method, prob):
     return mask, labels, zyx, edges, int(noise[1:].sum())
 
 
-def _drop_short_pieces(zyx, edges, labels, scale, min_length):
+def _drop_short_pieces(zyx, edges, labels, scale, min_length, whole=None):
     """Remove the centre lines of foreground components with less than ``min_length`` of them.
+
+    ``whole`` (bool over labels) says which components can be judged: a block of a larger
+    volume (:mod:`dineuro.scale`) sees only part of a component cut by its border, which may
+    be long beyond it. Default: all.
 
     Returns the remaining ``(zyx, edges)`` and a boolean over component labels (0 being the
     background, never noise): which components were removed, including those thinning erased.
@@ -97,6 +101,8 @@ def _drop_short_pieces(zyx, edges, labels, scale, min_length):
     step = np.linalg.norm((zyx[edges[:, 0]] - zyx[edges[:, 1]]) * scale, axis=1)
     cable = np.bincount(label_of[edges[:, 0]], weights=step, minlength=labels.max() + 1)
     noise = cable < min_length  # a lone voxel has no edge: cable 0
+    if whole is not None:
+        noise &= whole
     noise[0] = False
     keep = ~noise[label_of]
     index = np.cumsum(keep) - 1
