@@ -101,6 +101,30 @@ def test_the_signal_level_does_not_depend_on_the_tiles_it_is_read_in(monkeypatch
     assert whole.threshold == pytest.approx(_brute_force_threshold(volume), abs=1e-6)
 
 
+def test_the_signal_level_of_a_huge_volume_reads_a_bounded_spread_sample(monkeypatch):
+    """Above MAX_LEVEL_SAMPLES the level is measured on a seeded draw of tiles spread over the
+    volume (a whole brain is not read twice); below it, on every tile as before."""
+    monkeypatch.setattr(_signal, "TILE", (4, 8, 8))
+    monkeypatch.setattr(_signal, "MAX_LEVEL_SAMPLES", 300)  # about 28 samples per tile
+    reads = []
+
+    def read(region):
+        reads.append(region)
+        noise = np.random.default_rng(len(reads)).normal(0.1, 0.01, [s.stop - s.start
+                                                                     for s in region])
+        return noise.astype(np.float32)
+
+    level = signal_level(read, (34, 66, 66))  # 8 x 8 x 8 = 512 tiles
+    tiles = 300 * STRIDE**2 // (4 * 8 * 8)
+    assert len(reads) == tiles < 512
+    corners = np.array([[s.start for s in region] for region in reads])
+    assert len({tuple(c) for c in corners}) == tiles and np.ptp(corners[:, 0]) > 16
+    assert level.background == pytest.approx(0.1, abs=0.002)
+    reads.clear()
+    signal_level(read, (10, 18, 18))  # interior 8 x 16 x 16: 2 x 2 x 2 tiles, all read
+    assert len(reads) == 8
+
+
 def test_a_lone_speck_is_no_signal_but_a_dim_blurred_neurite_is():
     speck = np.zeros((16, 16, 16), np.float32)
     speck[8, 8, 8] = 1.0  # saturated, but alone: its 3x3x3 mean is 1/27

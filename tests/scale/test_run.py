@@ -177,8 +177,10 @@ def test_cli_run_on_a_scheduler(volume, tmp_path):
     path, *_ = volume
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
                                   dashboard_address=None) as cluster:
-        result = invoke("run", path, "-o", tmp_path / "out", "--scheduler",
-                        cluster.scheduler_address, "--block", "48,80,80", "--units", "um")
+        scheduler_file = tmp_path / "scheduler.json"  # as `dask scheduler` writes it
+        scheduler_file.write_text(json.dumps({"address": cluster.scheduler_address}))
+        result = invoke("run", path, "-o", tmp_path / "out", "--scheduler", scheduler_file,
+                        "--block", "48,80,80", "--units", "um")
     assert result.code == 0, result.err
     assert "neuron(s)" in result.err and "micrometres of cable" in result.err
     summary = json.loads((tmp_path / "out" / "brain_summary.json").read_text())

@@ -326,8 +326,9 @@ def run(
                     "many worker processes (needs the cluster extra); see 'Whole brains' in "
                     "the README.", show_default=False)] = None,
     scheduler: Annotated[str | None, typer.Option(
-        help="... or on the running dask scheduler at this address (e.g. one that "
-             "dask-jobqueue started on SLURM).", show_default=False)] = None,
+        help="... or on the running dask scheduler at this address, or named by this "
+             "scheduler file (dask scheduler --scheduler-file; e.g. workers started as "
+             "SLURM jobs).", show_default=False)] = None,
     block: Annotated[str, typer.Option(
         help="Block z,y,x each worker task predicts and traces, with --workers or "
              "--scheduler; also the chunks of the map.")] = "128,256,256",

@@ -13,6 +13,7 @@ import contextlib
 import importlib.util
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 
 from dineuro.errors import InputError
 
@@ -33,7 +34,9 @@ def _distributed():
 def dask_client(workers: int | None = None, scheduler: str | None = None,
                 memory_limit: str | int = "auto") -> Iterator:
     """A ``distributed.Client``: connected to ``scheduler`` (an address such as
-    ``tcp://10.0.0.5:8786``), or to a new local cluster of ``workers`` processes (default 1),
+    ``tcp://10.0.0.5:8786``, or the JSON file ``dask scheduler --scheduler-file`` writes, as
+    on a cluster whose workers start as batch jobs), or to a new local cluster of ``workers``
+    processes (default 1),
     each with ``memory_limit`` ("auto": the machine's memory shared between them, or "4GB" or
     bytes). A local cluster is closed on leaving.
 
@@ -48,8 +51,10 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
         raise InputError("give either a scheduler address or a number of local workers, not "
                          "both.")
     if scheduler is not None:
+        where = ({"scheduler_file": scheduler} if Path(scheduler).is_file()
+                 else {"address": scheduler})
         try:
-            client = distributed.Client(scheduler, timeout=CONNECT_TIMEOUT)
+            client = distributed.Client(**where, timeout=CONNECT_TIMEOUT)
         except (OSError, TimeoutError, ValueError) as exc:
             raise InputError(f"cannot reach the dask scheduler at {scheduler} ({exc}).") from exc
         with client:
