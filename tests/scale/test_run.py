@@ -96,7 +96,7 @@ def test_lost_worker_block_runs_again(volume, tmp_path):
     block again, and the map is the same as without the loss."""
     path, _, prob, _ = volume
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None) as cluster, \
+                                  dashboard_address=":0") as cluster, \
             distributed.Client(cluster) as client:
         before = client.run(os.getpid)
         result = {}
@@ -137,7 +137,7 @@ def test_failed_block_reported_then_resumed(volume, tmp_path, monkeypatch):
         return real(region_prob, region_begin, begin, *args, **kwargs)
 
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=1,
-                            dashboard_address=None) as client:
+                            dashboard_address=":0") as client:
         monkeypatch.setattr(block_module, "block_fragments", broken)
         with pytest.raises(BlocksFailed, match="1 of 18 blocks failed.*z1_y1_x1"):
             run_volume(path, out, client=client, **EXACT)
@@ -151,6 +151,26 @@ def test_failed_block_reported_then_resumed(volume, tmp_path, monkeypatch):
         run = run_volume(path, out, client=client, notify=lines.append, **EXACT)
     assert run.facts["blocks"] == {"total": 18, "run_now": 1, "failed": 0}
     assert any("17 of 18 blocks were done" in line for line in lines)
+    assert np.abs(zarr.open_group(str(run.prob))["0"][:] - prob).max() < 1e-5
+
+
+def test_interrupted_run_continues(volume, tmp_path):
+    """A run stopped part-way (Ctrl-C, a killed client) leaves its finished blocks; the same
+    call runs only the others and gives the same map."""
+    path, _, prob, _ = volume
+    out = tmp_path / "out"
+
+    def stop_after_five(done, total):
+        if done >= 5:
+            raise KeyboardInterrupt
+
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1,
+                            dashboard_address=":0") as client:
+        with pytest.raises(KeyboardInterrupt):
+            run_volume(path, out, client=client, progress=stop_after_five, **EXACT)
+        assert not volume_outputs(path, out)["swc"].exists()
+        run = run_volume(path, out, client=client, **EXACT)
+    assert run.facts["blocks"]["run_now"] <= 13
     assert np.abs(zarr.open_group(str(run.prob))["0"][:] - prob).max() < 1e-5
 
 
@@ -176,7 +196,7 @@ def test_cli_run_on_a_scheduler(volume, tmp_path):
 
     path, *_ = volume
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
-                                  dashboard_address=None) as cluster:
+                                  dashboard_address=":0") as cluster:
         scheduler_file = tmp_path / "scheduler.json"  # as `dask scheduler` writes it
         scheduler_file.write_text(json.dumps({"address": cluster.scheduler_address}))
         result = invoke("run", path, "-o", tmp_path / "out", "--scheduler", scheduler_file,

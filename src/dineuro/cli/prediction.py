@@ -71,7 +71,8 @@ SkipExisting = Annotated[bool, typer.Option(
     "--skip-existing", help="Skip stacks whose outputs all exist (to finish an interrupted "
                             "batch); without it, any existing output is refused.")]
 Threads = Annotated[int, typer.Option(
-    min=0, help="CPU threads for the network; 0: PyTorch's default (the physical cores).")]
+    min=0, help="CPU threads for the network (per worker with --workers or --scheduler); 0: "
+                "PyTorch's default (the physical cores; with --workers, shared among them).")]
 Inputs = Annotated[list[Path], typer.Argument(
     help=f"Stacks ({STACK_FORMATS}) or folders of them. A checkpoint (.pt) given first is "
          "taken as --model, as in `dineuro run best.pt stack.tif`.")]

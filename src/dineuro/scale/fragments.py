@@ -44,6 +44,9 @@ from dineuro.trace._tree import bridge_gaps, graph_matrix
 #: Farthest (voxels) a dangling edge's far end may be from the neighbour's node it is joined
 #: to; a dangling edge with no node that near is dropped.
 SNAP = 2.0
+#: Nodes within SNAP looked at per dangling edge: a ball of radius 2 holds at most a few dozen
+#: voxels, and a centre line passes through a handful of them.
+_SNAP_CANDIDATES = 16
 
 
 @dataclass
@@ -203,7 +206,8 @@ def stitch(blocks: list[Fragments], scale, min_piece_length: float) -> Graph:
     edges = [f.edges + k for f, k in zip(blocks, first, strict=True)]
     dangling = np.concatenate([f.dangling + k for f, k in zip(blocks, first, strict=True)])
     towards = np.concatenate([f.towards for f in blocks]).reshape(-1, 3)
-    target, exact, snapped = _match(zyx, towards)
+    block_of = np.repeat(np.arange(len(blocks)), sizes)
+    target, exact, snapped = _match(zyx, block_of, towards, dangling)
     found = target >= 0
     edges.append(np.stack([dangling[found], target[found]], axis=1))
     edges = np.concatenate(edges).astype(np.int64)
@@ -223,17 +227,27 @@ def stitch(blocks: list[Fragments], scale, min_piece_length: float) -> Graph:
                  removed=removed)
 
 
-def _match(zyx: np.ndarray, towards: np.ndarray) -> tuple[np.ndarray, int, int]:
-    """For each voxel in ``towards``: the node at it, else the nearest within :data:`SNAP`,
-    else -1; and how many matched exactly and by snapping."""
+def _match(zyx: np.ndarray, block_of: np.ndarray, towards: np.ndarray,
+           source: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """For each voxel in ``towards`` (a dangling edge from node ``source``): the node at it,
+    else the nearest within :data:`SNAP` (inclusive) of another block than ``source``'s, else
+    -1; and how many matched exactly and by snapping. The dangling edge's own node is a voxel
+    step from its target, so it and its block's other nodes are never candidates."""
     if not len(towards):
         return np.zeros(0, np.int64), 0, 0
-    tree = cKDTree(zyx)
-    distance, target = tree.query(towards, distance_upper_bound=SNAP)
+    neighbours = min(_SNAP_CANDIDATES, len(zyx))
+    distance, index = cKDTree(zyx).query(towards, k=neighbours,
+                                         distance_upper_bound=np.nextafter(SNAP, np.inf))
+    distance, index = distance.reshape(len(towards), -1), index.reshape(len(towards), -1)
     found = np.isfinite(distance)
-    target = np.where(found, target, -1).astype(np.int64)
-    exact = int((found & (distance == 0)).sum())
-    return target, exact, int(found.sum()) - exact
+    index = np.where(found, index, 0)
+    usable = found & (block_of[index] != block_of[source][:, None])
+    first = np.argmax(usable, axis=1)  # nearest usable: candidates come nearest first
+    row = np.arange(len(towards))
+    matched = usable[row, first]
+    target = np.where(matched, index[row, first], -1).astype(np.int64)
+    exact = int((matched & (distance[row, first] == 0)).sum())
+    return target, exact, int(matched.sum()) - exact
 
 
 def _long_pieces(zyx, edges, scale, min_length) -> tuple[np.ndarray, int]:

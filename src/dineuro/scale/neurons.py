@@ -65,6 +65,8 @@ def neurons(tree: SwcTree) -> list[SwcTree]:
     [([1, 2], 'root: a, tree 1 of 2'), ([3], 'root: b, tree 2 of 2')]
     """
     roots = np.flatnonzero(tree.parents == -1)
+    if not len(roots):
+        return []
     ends = [*roots[1:], len(tree)]
     general = [line for line in tree.comments if not line.startswith("root:")]
     own = [line for line in tree.comments if line.startswith("root:")]

@@ -101,6 +101,8 @@ class BlockPlan:
         if len(self.shape) != 3 or min(self.shape) < 1:
             raise InputError(f"the volume should be a non-empty 3D (z, y, x) array, got shape "
                              f"{self.shape}.")
+        if len(self.halo) != 3 or min(self.halo) < 0:
+            raise InputError(f"the halo should be three voxel counts >= 0, got {self.halo}.")
 
     @property
     def counts(self) -> Triple:

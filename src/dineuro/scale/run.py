@@ -381,14 +381,18 @@ def _run_blocks(client, spec: RunSpec, todo, total: int, progress) -> dict[str, 
                               for b in todo])
     name_of = {future.key: block.name for future, block in zip(futures, todo, strict=True)}
     failed = {}
-    for future in as_completed(futures):
-        if future.status != "finished":
-            exc = future.exception()
-            failed[name_of[future.key]] = f"{type(exc).__name__}: {exc}"
-        future.release()
-        done += 1
-        if progress is not None:
-            progress(done, total)
+    try:
+        for future in as_completed(futures):
+            if future.status != "finished":
+                exc = future.exception()
+                failed[name_of[future.key]] = f"{type(exc).__name__}: {exc}"
+            future.release()
+            done += 1
+            if progress is not None:
+                progress(done, total)
+    except BaseException:  # Ctrl-C, say: stop the cluster's work; finished blocks are kept
+        client.cancel(futures)
+        raise
     return failed
 
 
