@@ -3,7 +3,7 @@ the same map and trace as in memory, a lost worker's block run again, failures r
 resumed, settings and outputs guarded.
 
 The volume is a small synthetic stack of the realistic preset (several neurons, fibres without
-a soma, anisotropic voxels) cut into 18 blocks, so fibres cross many block borders; the
+a soma, anisotropic voxels) cut into 8 blocks, so fibres cross many block borders; the
 reference is the packaged model's in-memory prediction (float32, every window computed alike)
 and :func:`dineuro.trace.trace` of it.
 """
@@ -28,7 +28,7 @@ from dineuro.io import read_swc
 from dineuro.io._omezarr import ome_metadata, open_image
 from dineuro.scale import BlocksFailed, run_volume, volume_outputs
 
-BLOCK = (24, 64, 64)
+BLOCK = (24, 80, 80)
 EXACT = {"precision": "fp32", "prob_dtype": "float32", "block": BLOCK}
 
 
@@ -78,7 +78,7 @@ def test_distributed_run_matches_memory(volume, tmp_path):
         expected = _cable_near(reference, planes, axis, spacing)
         assert np.allclose(near, expected, rtol=0.05, atol=0.5), (axis, near, expected)
     facts = run.facts
-    assert facts["blocks"] == {"total": 18, "run_now": 18, "failed": 0}
+    assert facts["blocks"] == {"total": 8, "run_now": 8, "failed": 0}
     assert facts["seams"]["joined_exactly"] > 0 and facts["seams"]["dropped"] == 0
     assert facts["worker_memory_limits"] == [1_500_000_000] * 2
     neurons = sorted(run.neurons.iterdir())
@@ -118,7 +118,7 @@ def test_lost_worker_block_runs_again(volume, tmp_path):
     assert killed not in after.values() and len(after) == 2  # restarted by the nanny
     got = zarr.open_group(str(result["run"].prob))["0"][:]
     assert np.abs(got - prob).max() < 1e-5
-    assert result["run"].facts["blocks"]["run_now"] == 18
+    assert result["run"].facts["blocks"]["run_now"] == 8
 
 
 def test_failed_block_reported_then_resumed(volume, tmp_path, monkeypatch):
@@ -132,14 +132,14 @@ def test_failed_block_reported_then_resumed(volume, tmp_path, monkeypatch):
     real = block_module.block_fragments
 
     def broken(region_prob, region_begin, begin, *args, **kwargs):
-        if tuple(begin) == (24, 64, 64):
+        if tuple(begin) == (24, 80, 80):
             raise InputError("the block holds unreadable voxels.")
         return real(region_prob, region_begin, begin, *args, **kwargs)
 
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=1,
                             dashboard_address=":0") as client:
         monkeypatch.setattr(block_module, "block_fragments", broken)
-        with pytest.raises(BlocksFailed, match="1 of 18 blocks failed.*z1_y1_x1"):
+        with pytest.raises(BlocksFailed, match="1 of 8 blocks failed.*z1_y1_x1"):
             run_volume(path, out, client=client, **EXACT)
         assert not any(paths[k].exists() for k in ("prob", "swc", "neurons", "summary"))
         failed = json.loads((paths["partial"] / "failed.json").read_text())
@@ -149,8 +149,8 @@ def test_failed_block_reported_then_resumed(volume, tmp_path, monkeypatch):
         monkeypatch.setattr(block_module, "block_fragments", real)
         lines = []
         run = run_volume(path, out, client=client, notify=lines.append, **EXACT)
-    assert run.facts["blocks"] == {"total": 18, "run_now": 1, "failed": 0}
-    assert any("17 of 18 blocks were done" in line for line in lines)
+    assert run.facts["blocks"] == {"total": 8, "run_now": 1, "failed": 0}
+    assert any("7 of 8 blocks were done" in line for line in lines)
     assert np.abs(zarr.open_group(str(run.prob))["0"][:] - prob).max() < 1e-5
 
 
@@ -160,17 +160,17 @@ def test_interrupted_run_continues(volume, tmp_path):
     path, _, prob, _ = volume
     out = tmp_path / "out"
 
-    def stop_after_five(done, total):
-        if done >= 5:
+    def stop_after_three(done, total):
+        if done >= 3:
             raise KeyboardInterrupt
 
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=1,
                             dashboard_address=":0") as client:
         with pytest.raises(KeyboardInterrupt):
-            run_volume(path, out, client=client, progress=stop_after_five, **EXACT)
+            run_volume(path, out, client=client, progress=stop_after_three, **EXACT)
         assert not volume_outputs(path, out)["swc"].exists()
         run = run_volume(path, out, client=client, **EXACT)
-    assert run.facts["blocks"]["run_now"] <= 13
+    assert run.facts["blocks"]["run_now"] <= 5
     assert np.abs(zarr.open_group(str(run.prob))["0"][:] - prob).max() < 1e-5
 
 
