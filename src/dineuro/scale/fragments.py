@@ -35,6 +35,7 @@ from dineuro.trace._centre_lines import (
     _drop_short_pieces,
     _fill_cavities,
     _radii,
+    foreground_box,
     hysteresis,
 )
 from dineuro.trace._skeleton import skeleton_graph
@@ -122,9 +123,7 @@ def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *,
     if not mask.any():
         return Fragments.empty()
     offset = np.asarray(region_begin, dtype=np.int64)
-    # Work inside the foreground's box plus a voxel, as trace does.
-    box = tuple(slice(max(s.start - 1, 0), s.stop + 1)
-                for s in ndimage.find_objects(mask.view(np.uint8))[0])
+    box = foreground_box(mask)
     start = np.array([s.start for s in box], dtype=np.int64)
     filled = _fill_cavities(mask[box])
     labels = ndimage.label(filled, structure=_FULL)[0]

@@ -22,6 +22,7 @@ looks complete before it is.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dineuro.data.render import spacing_in_x_voxels
 from dineuro.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_GAP_FLOOR,
@@ -183,6 +185,8 @@ min_tree_length, smooth, node_step, keep_fragments, units, neurite_type
     BlocksFailed
         Some blocks failed; the rest are done and kept, and the same call continues.
     """
+    import zarr
+
     from dineuro.io._omezarr import is_zarr, open_stack
     from dineuro.predict._signal import signal_level
     from dineuro.predictor import Predictor
@@ -212,8 +216,6 @@ min_tree_length, smooth, node_step, keep_fragments, units, neurite_type
     options = {"overlap": overlap, "batch_size": batch_size, "flips": flips,
                "precision": precision, "skip_empty": skip_empty}
     predictor = Predictor.from_checkpoint(model, device=device, window=window, **options)
-    from dineuro.data.render import spacing_in_x_voxels
-
     plan = BlockPlan(source.shape, tuple(int(b) for b in block),
                      halo_for(max_gap, spacing_in_x_voxels(spacing)))
     settings = {"volume": str(volume.resolve()), "shape": list(source.shape),
@@ -249,9 +251,9 @@ min_tree_length, smooth, node_step, keep_fragments, units, neurite_type
     if len(todo) < len(blocks):
         say(f"{len(blocks) - len(todo)} of {len(blocks)} blocks were done by an earlier run; "
             "continuing with the rest.")
-    blocks_started = time.perf_counter()
-    with (_given(client) if client is not None
+    with (contextlib.nullcontext(client) if client is not None
           else dask_client(workers, scheduler, memory_limit)) as dask:
+        blocks_started = time.perf_counter()
         workers_info = dask.scheduler_info().get("workers", {}).values()
         memory_limits = sorted(int(w.get("memory_limit") or 0) for w in workers_info)
         link = dashboard_link(dask)
@@ -275,8 +277,6 @@ min_tree_length, smooth, node_step, keep_fragments, units, neurite_type
                            comments=_header(spacing, units, settings))
         stitch_seconds = time.perf_counter() - stitch_started
         pyramid_started = time.perf_counter()
-        import zarr
-
         levels = add_levels(zarr.open_group(str(partial / MAP), mode="r+"), spacing,
                             plan.block, paths["prob"].name)
         pyramid_seconds = time.perf_counter() - pyramid_started
@@ -295,19 +295,6 @@ min_tree_length, smooth, node_step, keep_fragments, units, neurite_type
             tmp.write_text(json.dumps(facts, indent=2))
     shutil.rmtree(partial)
     return VolumeRun(paths["prob"], paths["swc"], paths["neurons"], paths["summary"], facts)
-
-
-class _given:
-    """A client the caller owns, used as is and not closed."""
-
-    def __init__(self, client):
-        self.client = client
-
-    def __enter__(self):
-        return self.client
-
-    def __exit__(self, *exc):
-        return False
 
 
 def _sha256(path: str) -> str:
@@ -437,4 +424,6 @@ def _summary(settings, parts, graph, tree, spacing, levels, seconds, *, blocks_n
         "mvoxel_per_second": round(voxels / 1e6 / max(seconds["total"], 1e-9), 3),
         "settings": settings,
         "block_seconds": {p.meta["block"]: p.meta["seconds"] for p in parts if p.meta},
+        "block_windows": {p.meta["block"]: [p.meta["computed"], p.meta["windows"]]
+                          for p in parts if p.meta},
     }

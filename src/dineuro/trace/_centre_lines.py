@@ -46,6 +46,13 @@ def hysteresis(prob: np.ndarray, low: float, high: float) -> np.ndarray:
     return keep[labels]
 
 
+def foreground_box(mask: np.ndarray) -> tuple[slice, ...]:
+    """The box of a non-empty mask's foreground plus a voxel where the array allows: tracing
+    works inside it (thinning, labels and distances cost what the box holds, not the stack)."""
+    return tuple(slice(max(s.start - 1, 0), s.stop + 1)
+                 for s in ndimage.find_objects(mask.view(np.uint8))[0])
+
+
 def _fill_cavities(mask: np.ndarray) -> np.ndarray:
     """The mask with enclosed background (not reaching a face of the array) made foreground.
 

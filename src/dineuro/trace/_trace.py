@@ -14,7 +14,6 @@ from collections.abc import Sequence
 from functools import partial
 
 import numpy as np
-from scipy import ndimage
 
 from dineuro.data.render import spacing_in_x_voxels
 from dineuro.defaults import (
@@ -36,7 +35,13 @@ from dineuro.defaults import (
 from dineuro.errors import InputError
 from dineuro.io.swc import SwcTree
 from dineuro.io.swc_units import check_units, in_micrometres, metadata_comment
-from dineuro.trace._centre_lines import METHODS, _centre_lines, _foreground, _radii
+from dineuro.trace._centre_lines import (
+    METHODS,
+    _centre_lines,
+    _foreground,
+    _radii,
+    foreground_box,
+)
 from dineuro.trace._forest import _as_swc, _empty, _finish, _root_comments, _separate_trees
 from dineuro.trace._probability import _image_evidence, as_probability
 from dineuro.trace._root import GIVEN, SOMA, _given_root
@@ -179,9 +184,7 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
         warnings.warn(f"nothing in the map is above the high threshold {high:g}; the traced "
                       f"SWC is empty{hint}.", EmptyTraceWarning, stacklevel=2)
         return _empty(comments)
-    # Work inside the bounding box of the foreground, plus a voxel where the stack allows.
-    box = tuple(slice(max(s.start - 1, 0), s.stop + 1)
-                for s in ndimage.find_objects(mask.view(np.uint8))[0])
+    box = foreground_box(mask)
     offset = np.array([s.start for s in box], dtype=np.float64)
     evidence = evidence[box]
     mask, labels, zyx, edges, removed = _centre_lines(mask[box], scale, min_piece_length,
