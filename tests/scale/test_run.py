@@ -174,6 +174,37 @@ def test_interrupted_run_continues(volume, tmp_path):
     assert np.abs(zarr.open_group(str(run.prob))["0"][:] - prob).max() < 1e-5
 
 
+def test_nan_voxels_refused_before_the_run_or_reported_by_their_block(volume, tmp_path,
+                                                                       monkeypatch):
+    """NaN that the whole-volume statistics read stops the run at once, naming the volume; NaN
+    that their samples miss (a huge volume's) fails its block alone, in one sentence."""
+    import dineuro.data.normalize as normalize
+    from dineuro.predict import _signal
+
+    path, *_ = volume
+    image = zarr.open_group(str(path))["0"][:].astype(np.float32)
+    image[40, 150, 150] = np.nan  # in block z1_y1_x1
+    nan_path = tmp_path / "nan.ome.zarr"
+    group = zarr.open_group(str(nan_path), mode="w")
+    group.attrs.update(ome_metadata((1.0, 1.0, 1.0), "nan"))
+    group.create_array("0", data=image, chunks=(16, 64, 64))
+    with distributed.Client(processes=False, n_workers=1, threads_per_worker=1,
+                            dashboard_address=":0") as client:
+        with pytest.raises(InputError, match="nan.ome.zarr.*NaN"):
+            run_volume(nan_path, tmp_path / "a", client=client, block=BLOCK)
+        assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
+        monkeypatch.setattr(normalize, "MAX_PERCENTILE_SAMPLES", 1000)  # every 35th row
+        monkeypatch.setattr(_signal, "TILE", (8, 32, 32))
+        monkeypatch.setattr(_signal, "MAX_LEVEL_SAMPLES", 1000)  # one tile of 150
+        with pytest.raises(BlocksFailed, match="of 8 blocks failed.*NaN"):
+            run_volume(nan_path, tmp_path / "b", client=client, block=BLOCK)
+    # The blocks whose region (box, halo and window context) reads the voxel fail; a far one not.
+    failed = json.loads((volume_outputs(nan_path, tmp_path / "b")["partial"]
+                         / "failed.json").read_text())
+    assert "z1_y1_x1" in failed and "z0_y0_x0" not in failed
+    assert all("holds NaN" in reason for reason in failed.values())
+
+
 def test_local_workers_start_without_dask_malloc_trim():
     """dask's nanny gives workers MALLOC_TRIM_THRESHOLD_, which makes torch's large
     allocations fault in afresh (a block about twice as slow); ours start without it, and

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dineuro.data.normalize import NonFiniteError
+from dineuro.errors import InputError
 from dineuro.predict._signal import SignalLevel
 from dineuro.scale.fragments import block_fragments
 from dineuro.scale.plan import Block
@@ -84,14 +86,15 @@ def run_block(spec: RunSpec, block: Block) -> dict:
     Returns
     -------
     dict
-        The block's name, windows in the grid touching its region and computed, foreground
-        voxels, centre-line nodes it owns, and seconds.
+        The block's name, the windows touching its region and how many were computed, the
+        precision, the centre-line nodes it owns, and seconds.
 
     Raises
     ------
     InputError
-        Data that cannot be predicted (NaN or infinite voxels in the block, say); the run
-        reports the block and goes on with the others.
+        Naming the volume: NaN or infinite voxels in the block (the whole volume's limits come
+        from a sample, which may miss them). The run reports a block that raises, whatever
+        the error, and goes on with the others.
     """
     import torch
     import zarr
@@ -116,10 +119,13 @@ def run_block(spec: RunSpec, block: Block) -> dict:
                               box_windows(grid, block.region_begin, block.region_end), None,
                               stats)
     level = None if spec.level is None else SignalLevel(*spec.level)
-    with inference(predictor.network, windows.device):
-        prob = predict_box(source, grid, block.region_begin, block.region_end,
-                           predictor.normalization, spec.limits, predictor.batch_size, windows,
-                           level)
+    try:
+        with inference(predictor.network, windows.device):
+            prob = predict_box(source, grid, block.region_begin, block.region_end,
+                               predictor.normalization, spec.limits, predictor.batch_size,
+                               windows, level)
+    except NonFiniteError as exc:
+        raise InputError(f"block {block.name} holds NaN or infinite voxels.", spec.volume) from exc
     out = zarr.open_array(spec.prob, mode="r+")
     out[block.box] = encode_probability(prob[block.owned], np.dtype(out.dtype).name)
     fragments = block_fragments(prob, block.region_begin, block.begin, block.end, source.shape,

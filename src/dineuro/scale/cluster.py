@@ -44,9 +44,8 @@ def dask_client(workers: int | None = None, scheduler: str | None = None,
     """A ``distributed.Client``: connected to ``scheduler`` (an address such as
     ``tcp://10.0.0.5:8786``, or the JSON file ``dask scheduler --scheduler-file`` writes, as
     on a cluster whose workers start as batch jobs), or to a new local cluster of ``workers``
-    processes (default 1),
-    each with ``memory_limit`` ("auto": the machine's memory shared between them, or "4GB" or
-    bytes). A local cluster is closed on leaving.
+    processes (default 1), each with ``memory_limit`` ("auto": the machine's memory shared
+    between them, or "4GB" or bytes). A local cluster is closed on leaving.
 
     Raises
     ------

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dineuro.data.normalize import NonFiniteError
 from dineuro.data.render import spacing_in_x_voxels
 from dineuro.defaults import (
     DEFAULT_BATCH_SIZE,
@@ -230,9 +231,13 @@ min_tree_length, smooth, node_step, keep_fragments, units, neurite_type
     config = _open_partial(partial, settings, say)
     if config is None:
         norm = predictor.normalization
-        limits = norm.limits(source)
-        level = signal_level(lambda region: norm.normalize(np.asarray(source[region]), limits),
-                             source.shape) if skip_empty else None
+        try:
+            limits = norm.limits(source)
+            level = signal_level(lambda region: norm.normalize(np.asarray(source[region]),
+                                                               limits),
+                                 source.shape) if skip_empty else None
+        except NonFiniteError as exc:
+            raise InputError(str(exc), volume) from exc
         config = {"settings": settings, "limits": list(limits),
                   "level": None if level is None else [level.background, level.noise]}
         _new_partial(partial, config, plan, prob_dtype, spacing, predictor, volume)
