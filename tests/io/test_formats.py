@@ -127,6 +127,27 @@ def test_ome_zarr_that_cannot_be_one_stack_is_refused_in_one_sentence(tmp_path):
         read_volume(broken)
 
 
+def test_ome_zarr_written_and_read_back_with_its_spacing_and_chunks(tmp_path):
+    """What `dineuro convert stack.tif brain.ome.zarr` makes for a distributed run: NGFF 0.5,
+    the voxels and spacing kept, chunks of 64x256x256 (fewer where the stack is thinner); a
+    stack without units stays without; nothing is written over."""
+    from dineuro.io._readers import Unitless
+
+    array = np.random.default_rng(0).integers(0, 4000, (70, 300, 40), dtype=np.uint16)
+    path = write_volume(tmp_path / "brain.ome.zarr", array, (2.0, 0.5, 0.25))
+    back = read_volume(path)
+    assert np.array_equal(back.array, array) and back.spacing == (2.0, 0.5, 0.25)
+    group = zarr.open_group(str(path), mode="r")
+    assert group.attrs["ome"]["version"] == "0.5" and group["0"].chunks == (64, 256, 40)
+    unitless = write_volume(tmp_path / "plain.ome.zarr", array[:2], Unitless((1.0, 1.0, 1.0)))
+    assert isinstance(read_volume(unitless).spacing, Unitless)
+    with pytest.raises(InputError, match="already exists"):
+        write_volume(path, array)
+    with pytest.raises(InputError, match="cannot hold bool"):
+        write_volume(tmp_path / "mask.ome.zarr", array > 0)
+    assert not (tmp_path / "mask.ome.zarr").exists()
+
+
 def test_a_plain_zarr_array_is_a_stack(tmp_path):
     array = zarr.create_array(store=str(tmp_path / "plain.zarr"), shape=STACK.shape,
                               dtype=STACK.dtype)

@@ -15,7 +15,8 @@ from dineuro.io.atomic import check_writable, refuse_existing
 def convert(
     src: Annotated[Path, typer.Argument(help=f"Input stack: {STACK_FORMATS}.")],
     dst: Annotated[Path, typer.Argument(
-        help="Output stack: .tif, .v3draw or .nii/.nii.gz; must not exist.")],
+        help="Output stack: .tif, .v3draw, .nii/.nii.gz or .ome.zarr (a folder, what "
+             "run --workers reads); must not exist.")],
     channel: Channel = None,
 ) -> None:
     """Convert a stack between formats, keeping dtype and voxel spacing.

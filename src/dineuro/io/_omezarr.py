@@ -163,6 +163,25 @@ def probe(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:
     return placeholder(array.shape, array.dtype)[index], axes, spacing
 
 
+#: Chunks (z, y, x) of the OME-Zarr images :func:`write` makes: the blocks a distributed run
+#: reads (:data:`dineuro.scale.DEFAULT_SCALE_BLOCK`) hold whole chunks of this shape.
+WRITE_CHUNKS = (64, 256, 256)
+#: What :func:`write` stores, as zarr does: every integer and float dtype.
+DTYPES = tuple(np.dtype(name) for name in ("uint8", "int8", "uint16", "int16", "uint32", "int32",
+                                           "uint64", "int64", "float32", "float64"))
+
+
+def write(path: Path, array: np.ndarray, spacing: tuple[float, float, float]) -> None:
+    """A new OME-Zarr image (NGFF 0.5) in the folder ``path``: array "0" chunked by
+    :data:`WRITE_CHUNKS`, its scale ``spacing`` in micrometres (none when unitless)."""
+    import zarr
+
+    group = zarr.open_group(str(path), mode="w")
+    group.attrs.update(ome_metadata(spacing, path.name))
+    group.create_array(LEVEL_0, data=array, chunks=tuple(
+        min(c, n) for c, n in zip(WRITE_CHUNKS, array.shape, strict=True)))
+
+
 def _one_time_point(shape: tuple[int, ...], axes: str, path: Path) -> tuple[tuple, str]:
     """The index that drops a time axis of length 1, and the remaining axes; more time
     points are refused (a stack is one moment)."""

@@ -33,7 +33,7 @@ import numpy as np
 from dineuro.errors import InputError
 from dineuro.io import _bioio, _hdf5, _nifti, _omezarr, _slices, _tiff, _v3dpbd, _v3draw
 from dineuro.io._readers import Unitless, has_unit
-from dineuro.io.atomic import atomic_file, refuse_existing
+from dineuro.io.atomic import atomic_dir, atomic_file, refuse_existing
 
 _WRITERS: dict[str, ModuleType] = {".tif": _tiff, ".tiff": _tiff, ".v3draw": _v3draw,
                                    ".nii": _nifti, ".nii.gz": _nifti}
@@ -43,7 +43,9 @@ _READERS: dict[str, ModuleType] = {**_WRITERS, ".lsm": _tiff, ".ims": _hdf5, ".h
                                    ".v3dpbd": _v3dpbd, **dict.fromkeys(_bioio.PLUGINS, _bioio)}
 SUPPORTED_EXTENSIONS = tuple(_READERS)
 WRITABLE_EXTENSIONS = tuple(_WRITERS)
-_WRITABLE = ", ".join(WRITABLE_EXTENSIONS)
+#: The ending of the OME-Zarr images write_volume makes (folders).
+OME_ZARR = ".ome.zarr"
+_WRITABLE = ", ".join((*WRITABLE_EXTENSIONS, OME_ZARR))
 _READABLE = (f"{', '.join(SUPPORTED_EXTENSIONS)}, an OME-Zarr image (.ome.zarr) or a folder of "
              "2D TIFF slices")
 _UNIT_SPACING = Unitless((1.0, 1.0, 1.0))  # for an array written without a spacing
@@ -168,16 +170,20 @@ def _check_finite(array: np.ndarray, path: Path) -> None:
 
 def write_volume(path: str | os.PathLike, volume_or_array: Volume | np.ndarray,
                  spacing: tuple[float, float, float] | None = None) -> Path:
-    """Write a (z, y, x) stack as TIFF, v3draw or NIfTI, chosen by the extension of ``path``.
+    """Write a (z, y, x) stack as TIFF, v3draw, NIfTI or OME-Zarr, chosen by the extension of
+    ``path``.
 
     TIFF files are ImageJ hyperstacks whose calibration Fiji shows in micrometres; NIfTI files
-    carry the spacing in their affine and pixdim, in micrometres; v3draw cannot store spacing and
-    drops it. The dtype is kept: a format that cannot hold it is an error, never a conversion.
+    carry the spacing in their affine and pixdim, in micrometres; an OME-Zarr image (a folder
+    ``NAME.ome.zarr``, NGFF 0.5, chunks of 64x256x256, what ``dineuro run --workers`` reads)
+    in its scale; v3draw cannot store spacing and drops it. The dtype is kept: a format that
+    cannot hold it is an error, never a conversion.
 
     Parameters
     ----------
     path : str or os.PathLike
-        Output file; must not exist yet. Written to a temporary name and renamed when complete.
+        Output file (or OME-Zarr folder); must not exist yet. Written to a temporary name and
+        renamed when complete.
     volume_or_array : Volume or numpy.ndarray
         The stack, in (z, y, x) order.
     spacing : tuple of 3 float, optional
@@ -196,15 +202,23 @@ def write_volume(path: str | os.PathLike, volume_or_array: Volume | np.ndarray,
         array is not 3D or is empty, or the spacing is not 3 positive finite numbers.
     """
     path = Path(path)
-    extension, module = _format_of(path, _WRITERS, _WRITABLE)
+    extension, module = _writer_of(path)
     array, spacing = _array_and_spacing(volume_or_array, spacing)
     if array.dtype not in module.DTYPES:
         raise InputError(f"cannot hold {array.dtype} voxels as {extension}; it holds "
                          f"{', '.join(str(dtype) for dtype in module.DTYPES)}.", path)
     refuse_existing(path)
-    with atomic_file(path) as tmp:
+    with (atomic_dir if module is _omezarr else atomic_file)(path) as tmp:
         module.write(tmp, array, spacing)
     return path
+
+
+def _writer_of(path: Path) -> tuple[str, ModuleType]:
+    """The extension of an output ``path`` and the module that writes it: an OME-Zarr image
+    (a folder, never read by extension, so not among :data:`WRITABLE_EXTENSIONS`) or a file."""
+    if path.name.lower().endswith(OME_ZARR):
+        return OME_ZARR, _omezarr
+    return _format_of(path, _WRITERS, _WRITABLE)
 
 
 def convert_volume(src: str | os.PathLike, dst: str | os.PathLike,
@@ -231,7 +245,7 @@ def convert_volume(src: str | os.PathLike, dst: str | os.PathLike,
     src, dst = Path(src), Path(dst)
     if dst.resolve() == src.resolve():
         raise InputError("is both the input and the output; choose another output path.", dst)
-    _format_of(dst, _WRITERS, _WRITABLE)
+    _writer_of(Path(dst))
     refuse_existing(dst)
     volume = read_volume(src, channel)
     write_volume(dst, volume)
