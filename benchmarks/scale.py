@@ -63,7 +63,6 @@ import hashlib
 import json
 import math
 import os
-import platform
 import resource
 import shutil
 import statistics
@@ -73,6 +72,7 @@ from pathlib import Path
 
 import numpy as np
 from dask.callbacks import Callback
+from run_speed import cpu_name
 
 #: Chunks (z, y, x) of the synthetic volume: the unit the builder writes and workers read.
 CHUNKS = (64, 256, 256)
@@ -464,17 +464,6 @@ def estimate(run: dict, read: float, workers: tuple[int, ...], price: float,
 
 
 # --- the report -----------------------------------------------------------------------------
-
-
-def cpu_name() -> str:
-    """The CPU's model name from /proc/cpuinfo, else what ``platform`` says."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.partition(":")[2].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def run_table(runs: list[dict]) -> list[str]:

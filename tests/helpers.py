@@ -16,6 +16,7 @@ import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from dineuro import cli
@@ -108,3 +109,15 @@ def assert_same_weights(a: dict, b: dict) -> None:
 
 class Stop(Exception):
     """Raised by a progress callback to interrupt a run, as Ctrl-C would."""
+
+
+def capsules(shape, segments, radius: float) -> np.ndarray:
+    """Voxels within ``radius`` (voxels) of any (z, y, x) segment."""
+    points = np.stack(np.indices(shape, dtype=np.float64), axis=-1)
+    mask = np.zeros(shape, dtype=bool)
+    for a, b in segments:
+        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        d = b - a
+        t = np.clip((points - a) @ d / (d @ d), 0.0, 1.0)
+        mask |= np.linalg.norm(points - a - t[..., None] * d, axis=-1) <= radius
+    return mask

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import capsules
 from scipy import ndimage
 from scipy.sparse import coo_matrix, csgraph
 
@@ -27,18 +28,6 @@ HIGH, LOW, MAX_GAP, GAP_FLOOR = 0.5, 0.25, 6.0, 0.15
 TRUNK = ((3, 4, 4), (20, 50, 52))
 BRANCH = ((10.4, 24, 24.7), (5, 55, 20))
 Y_SHAPE, Y_BLOCK = (24, 60, 60), (12, 24, 24)
-
-
-def capsules(shape, segments, radius: float) -> np.ndarray:
-    """Voxels within ``radius`` (voxels) of any (z, y, x) segment."""
-    points = np.stack(np.indices(shape, dtype=np.float64), axis=-1)
-    mask = np.zeros(shape, dtype=bool)
-    for a, b in segments:
-        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        d = b - a
-        t = np.clip((points - a) @ d / (d @ d), 0.0, 1.0)
-        mask |= np.linalg.norm(points - a - t[..., None] * d, axis=-1) <= radius
-    return mask
 
 
 def tube_map(shape, segments, radius: float = 2.0) -> np.ndarray:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from helpers import capsules
 
 from dineuro.data.render import spacing_in_x_voxels
 from dineuro.defaults import (
@@ -170,18 +171,6 @@ def test_graph_trees_of_an_empty_graph_is_a_tree_without_nodes():
     assert swc_metadata(tree) == {"units": "voxel", "spacing_zyx": [2.0, 1.0, 1.0]}
     assert "ours" in tree.comments
     assert len(finish(stitch([], np.ones(3), 10.0), (1.0, 1.0, 1.0), (8, 8, 8))) == 0
-
-
-def capsules(shape, segments, radius: float) -> np.ndarray:
-    """Voxels within ``radius`` (voxels) of any (z, y, x) segment."""
-    points = np.stack(np.indices(shape, dtype=np.float64), axis=-1)
-    mask = np.zeros(shape, dtype=bool)
-    for a, b in segments:
-        a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
-        d = b - a
-        t = np.clip((points - a) @ d / (d @ d), 0.0, 1.0)
-        mask |= np.linalg.norm(points - a - t[..., None] * d, axis=-1) <= radius
-    return mask
 
 
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 0.5, 0.5)])
