@@ -404,36 +404,30 @@ def agreement(one: dict, two: dict) -> dict:
 # --- the 1 TB estimate ----------------------------------------------------------------------
 
 
-def read_seconds(volume: Path) -> float:
-    """Seconds one process takes to read (decode) every chunk of the volume once, in order.
+def statistics_mvoxels(voxels: int) -> float:
+    """Mvoxels the client reads for a volume's statistics: all of a volume up to
+    ``TILE_SAMPLING_VOXELS``, else a bounded sample of whole tiles whatever its size (the
+    normalisation limits' and the signal level's), so a terabyte costs what 2 GB do."""
+    from dineuro.data import normalize
+    from dineuro.predict import _signal
 
-    The client's statistics make such a pass: the normalisation limits are percentiles of a
-    strided sample of rows, but zarr decodes every chunk that a sampled row crosses, which is
-    all of them. The rest of the statistics works on a bounded sample.
-    """
-    import itertools
-
-    import zarr
-
-    array = zarr.open_group(str(volume), mode="r")["0"]
-    started = time.perf_counter()
-    for corner in itertools.product(*(range(0, n, c) for n, c in zip(array.shape, CHUNKS,
-                                                                     strict=True))):
-        array[tuple(slice(k, k + c) for k, c in zip(corner, CHUNKS, strict=True))]
-    return time.perf_counter() - started
+    if voxels <= normalize.TILE_SAMPLING_VOXELS:
+        return voxels / 1e6
+    limits = normalize.LIMIT_TILES * math.prod(normalize.LIMIT_TILE)
+    level = _signal.MAX_LEVEL_SAMPLES * _signal.STRIDE**2
+    return (limits + level) / 1e6
 
 
-def estimate(run: dict, read: float, workers: tuple[int, ...], price: float,
-             gpu_speedup: float) -> dict:
+def estimate(run: dict, workers: tuple[int, ...], price: float, gpu_speedup: float) -> dict:
     """Hours and CPU cost of a :data:`TERAVOXELS` volume on N workers, from one measured run.
 
     The model: the blocks' worker-seconds per Mvoxel measured here (sum of ``block_seconds``
     over the volume's Mvoxels, at the fraction of windows computed here), and the pyramid's
     (its seconds times the run's workers), both spread over N workers. The client's work runs
     once in one process and is not divided: stitching, scaled with the volume (the same
-    density of neurons), and the statistics, as one pass reading the volume (``read``
-    seconds here, scaled with the volume) plus the rest of their measured seconds once (a
-    bounded sample). Each worker is one core (``threads=1``); the client's core is counted.
+    density of neurons), and the statistics, at the measured seconds per Mvoxel they read here
+    times what they read of a terabyte (:func:`statistics_mvoxels`: a bounded sample). Each
+    worker is one core (``threads=1``); the client's core is counted.
     """
     facts = run["summary"]
     mvoxels = facts["voxels"] / 1e6
@@ -441,11 +435,12 @@ def estimate(run: dict, read: float, workers: tuple[int, ...], price: float,
     block_seconds = list(facts["block_seconds"].values())
     per_mvoxel = {"blocks": sum(block_seconds) / mvoxels,
                   "pyramid": seconds["pyramid"] * facts["workers"] / mvoxels,
-                  "read": read / mvoxels, "stitch": seconds["stitch"] / mvoxels}
-    sampled = max(seconds["statistics"] - read, 0.0)
+                  "stitch": seconds["stitch"] / mvoxels}
+    statistics_seconds = (seconds["statistics"] / statistics_mvoxels(facts["voxels"])
+                          * statistics_mvoxels(TERAVOXELS))
     scale = TERAVOXELS / 1e6
     parallel = scale * (per_mvoxel["blocks"] + per_mvoxel["pyramid"])  # worker-seconds
-    serial = sampled + scale * (per_mvoxel["read"] + per_mvoxel["stitch"])  # client seconds
+    serial = statistics_seconds + scale * per_mvoxel["stitch"]  # client seconds
     rows = []
     for n in workers:
         hours = (parallel / n + serial) / 3600
@@ -458,7 +453,8 @@ def estimate(run: dict, read: float, workers: tuple[int, ...], price: float,
             windows["computed"] / max(windows["in_grid"], 1),
             "block_seconds": {"median": statistics.median(block_seconds),
                               "max": max(block_seconds), "count": len(block_seconds)},
-            "statistics_seconds": seconds["statistics"], "statistics_sampled_seconds": sampled,
+            "statistics_seconds": seconds["statistics"],
+            "statistics_terabyte_seconds": statistics_seconds,
             "parallel_worker_seconds": parallel, "client_seconds": serial, "rows": rows,
             "core_hour_price": price, "assumed_gpu_speedup": gpu_speedup}
 
@@ -504,11 +500,10 @@ def estimate_text(est: dict, measured_on: int) -> list[str]:
         f"and the pyramid {per['pyramid']:.4f} worker-s/Mvoxel, divided over N workers as if "
         f"they scaled perfectly (compare the speed-up measured above). On the client, once "
         f"and not divided: stitching ({per['stitch']:.4f} s/Mvoxel, scaled with the volume) "
-        f"and the statistics ({est['statistics_seconds']:.1f} s here), taken as one pass "
-        f"reading every chunk of the volume (the normalisation limits' strided sample crosses "
-        f"every chunk; a plain read of all chunks took {per['read']:.4f} s/Mvoxel here, from "
-        f"the page cache), scaled with the volume, plus the remaining "
-        f"{est['statistics_sampled_seconds']:.1f} s once (a bounded sample). This serial part "
+        f"and the statistics ({est['statistics_seconds']:.1f} s here; for a terabyte "
+        f"{est['statistics_terabyte_seconds']:.1f} s, since above 1 G voxels they read a "
+        f"bounded sample of whole tiles, {statistics_mvoxels(TERAVOXELS):.0f} Mvoxels, whatever "
+        f"the size). This serial part "
         f"is what more workers do not shorten.", "",
         f"**The fraction of windows computed decides most of the cost**: here {fraction:.1%} "
         f"of the windows in the grid were computed ({skipped}). A volume on which a fraction "
@@ -647,9 +642,7 @@ def main() -> None:
             for n in args.workers]
     log("comparing the runs")
     agreed = agreement(runs[0], runs[-1])
-    log("timing one pass reading the volume (what the client's statistics read)")
-    read = read_seconds(volume)
-    est = estimate(runs[0], read, ESTIMATE_WORKERS, args.core_hour_price,
+    est = estimate(runs[0], ESTIMATE_WORKERS, args.core_hour_price,
                    args.assumed_gpu_speedup)
     text = report(args, volume, record, build_seconds, runs, agreed, est,
                   (load_before, os.getloadavg()[0]))

@@ -97,6 +97,32 @@ def test_zarr_stack_read_in_slabs_gives_the_numpy_limits(monkeypatch, tmp_path):
             percentiles_of(stack, 2.0, 98.0, max_samples)
 
 
+def test_a_huge_stack_is_sampled_in_seeded_whole_tiles_read_alone(monkeypatch, tmp_path):
+    """Above TILE_SAMPLING_VOXELS the limits come from LIMIT_TILES whole tiles (strided within
+    to the budget), the same from zarr and numpy, read without touching the other chunks."""
+    monkeypatch.setattr(normalize, "TILE_SAMPLING_VOXELS", 10_000)
+    monkeypatch.setattr(normalize, "LIMIT_TILE", (4, 16, 16))
+    monkeypatch.setattr(normalize, "LIMIT_TILES", 5)
+    stack = _stack(shape=(16, 64, 64), seed=5)  # 4 x 4 x 4 = 64 tiles, 5 drawn
+    array = zarr.create_array(store=str(tmp_path / "raw.zarr"), shape=stack.shape,
+                              chunks=(4, 16, 16), dtype=stack.dtype)
+    array[...] = stack
+    corners = [(z, y, x) for z in range(0, 16, 4) for y in range(0, 64, 16)
+               for x in range(0, 64, 16)]
+    chosen = np.sort(np.random.default_rng(0).permutation(64)[:5])
+    stride = int(np.ceil(np.sqrt(4 * 16 * 16 / (1000 // 5))))  # 2: 4*8*8 = 256 per tile
+    by_hand = np.concatenate([stack[z:z + 4, y:y + 16, x:x + 16][:, ::stride, ::stride].ravel()
+                              for z, y, x in (corners[k] for k in chosen)])
+    expected = tuple(np.percentile(by_hand, [1.0, 99.9]))
+    assert percentiles_of(stack, max_samples=1000) == pytest.approx(expected, rel=1e-12)
+    reads = []
+    original = array.__class__.__getitem__
+    monkeypatch.setattr(array.__class__, "__getitem__",
+                        lambda self, key: reads.append(key) or original(self, key))
+    assert percentiles_of(array, max_samples=1000) == pytest.approx(expected, rel=1e-12)
+    assert len(reads) == 5
+
+
 def test_rescale_is_clip_then_linear():
     out = rescale(np.array([[[0, 5, 10, 15, 20]]], np.uint16), 5.0, 15.0)
     assert out.tolist() == [[[0.0, 0.0, 0.5, 1.0, 1.0]]]

@@ -12,7 +12,9 @@ Percentiles are taken on a deterministic strided subsample when a stack has more
 :data:`MAX_PERCENTILE_SAMPLES` voxels: every slice, every ``s``-th row and column, with the
 smallest ``s`` that fits (see :func:`subsample_strides`). The same voxels are read from a numpy
 array and, slab by slab, from a zarr array, so block-wise prediction of a stack that does not fit
-in memory uses exactly the whole-stack limits that in-memory prediction uses.
+in memory uses exactly the whole-stack limits that in-memory prediction uses. Above
+:data:`TILE_SAMPLING_VOXELS` (a whole brain) whole tiles drawn with a fixed seed are read
+instead, so that the limits cost a bounded read rather than a pass over the volume.
 
 A checkpoint stores its :class:`NormalizationConfig` as a dict (:meth:`NormalizationConfig.to_dict`)
 so that predict rebuilds it (:meth:`NormalizationConfig.from_dict`) and normalises as training did.
@@ -20,6 +22,7 @@ so that predict rebuilds it (:meth:`NormalizationConfig.from_dict`) and normalis
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
@@ -34,6 +37,14 @@ from dineuro.errors import InputError
 MAX_PERCENTILE_SAMPLES = 2**24
 #: Voxels gathered per read when subsampling an array slab by slab (bounds memory for zarr).
 SLAB_SAMPLES = 2**22
+#: A stack with more voxels than this (a whole brain, 1 G voxels and up) is sampled in whole
+#: tiles of :data:`LIMIT_TILE` voxels, :data:`LIMIT_TILES` of them drawn with a fixed seed,
+#: instead of in rows and columns of every slice: those cross every chunk of a zarr volume, so
+#: the client would decode all of it, once, alone, before any worker starts (about an hour for
+#: a terabyte). Every stack up to this size is sampled as before.
+TILE_SAMPLING_VOXELS = 2**30
+LIMIT_TILE = (32, 256, 256)
+LIMIT_TILES = 256
 DEFAULT_LOW, DEFAULT_HIGH = 1.0, 99.9
 PERCENTILE = "percentile"
 #: Normalisation methods a checkpoint may name.
@@ -90,7 +101,8 @@ def percentiles_of(volume, low: float = DEFAULT_LOW, high: float = DEFAULT_HIGH,
 
     Works on anything with a ``shape`` that numpy-style strided slicing reads: a numpy array,
     a zarr array (read in slabs of z, never whole), a dask array. Larger stacks are subsampled
-    (:func:`subsample_strides`); the same voxels are used whatever the array type.
+    (:func:`subsample_strides`; above :data:`TILE_SAMPLING_VOXELS`, in seeded whole tiles); the
+    same voxels are used whatever the array type.
 
     When both percentiles coincide (e.g. more than 99.9 % of a uint8 stack is exactly 0) but the
     stack is not constant, the upper limit becomes the subsample's maximum, so a sparse neuron on
@@ -124,7 +136,10 @@ def percentiles_of(volume, low: float = DEFAULT_LOW, high: float = DEFAULT_HIGH,
     (1.0, 99.0)
     """
     _check_percentiles(low, high)
-    sample = _subsample(volume, subsample_strides(tuple(volume.shape), max_samples))
+    shape = tuple(volume.shape)
+    sample = (_tile_sample(volume, max_samples) if len(shape) == 3 and math.prod(shape)
+              > TILE_SAMPLING_VOXELS else _subsample(volume, subsample_strides(shape,
+                                                                               max_samples)))
     if sample.size == 0:
         raise InputError(f"volume should not be empty, got shape {tuple(volume.shape)}.")
     lo, hi = (float(v) for v in np.percentile(sample, [low, high]))
@@ -264,6 +279,20 @@ def _check_percentiles(low: float, high: float) -> None:
     if not (0.0 <= low < high <= 100.0):
         raise InputError(f"percentiles should satisfy 0 <= low < high <= 100, got low={low}, "
                          f"high={high}.")
+
+
+def _tile_sample(volume, max_samples: int | None) -> np.ndarray:
+    """Voxels of :data:`LIMIT_TILES` whole tiles drawn over a huge stack with a fixed seed,
+    strided in y and x to at most ``max_samples`` in all (see :data:`TILE_SAMPLING_VOXELS`)."""
+    budget = MAX_PERCENTILE_SAMPLES if max_samples is None else int(max_samples)
+    corners = list(itertools.product(*(range(0, n, t) for n, t in zip(volume.shape, LIMIT_TILE,
+                                                                       strict=True))))
+    chosen = np.sort(np.random.default_rng(0).permutation(len(corners))[:LIMIT_TILES])
+    per_tile = max(1, budget // len(chosen))
+    z, y, x = LIMIT_TILE
+    stride = max(1, math.ceil(math.sqrt(z * y * x / per_tile)))
+    return np.concatenate([np.asarray(volume[tuple(slice(c, c + t) for c, t in zip(
+        corners[k], LIMIT_TILE, strict=True))])[:, ::stride, ::stride].ravel() for k in chosen])
 
 
 def _subsample(volume, strides: tuple[int, int, int]) -> np.ndarray:
