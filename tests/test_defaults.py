@@ -71,3 +71,18 @@ def test_the_predictor_applies_the_library_defaults():
     library = inspect.signature(sliding_window_predict).parameters
     for name in ("overlap", "batch_size", "flips", "precision", "skip_empty"):
         assert fields[name] == library[name].default, name
+
+
+def test_block_and_cluster_defaults_are_the_library_defaults():
+    """`predict --block` and `run --block` parse to the block the library uses, and a run on a
+    cluster gets run_volume's memory limit."""
+    from dineuro.cli._common import parse_triple
+    from dineuro.predict import DEFAULT_BLOCK, predict_blocks
+    from dineuro.scale import run_volume
+
+    volume = inspect.signature(run_volume).parameters
+    for command in ("predict", "run"):
+        assert parse_triple(_cli_defaults(command)["block"], "--block", int) == DEFAULT_BLOCK
+    assert inspect.signature(predict_blocks).parameters["block"].default == DEFAULT_BLOCK
+    assert volume["block"].default == DEFAULT_BLOCK
+    assert _cli_defaults("run")["memory_limit"] == volume["memory_limit"].default

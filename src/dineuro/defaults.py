@@ -58,3 +58,6 @@ DEFAULT_ROOT_SNAP = 5.0
 # -- scoring reconstructions ----------------------------------------------------------------------
 #: Distance (SWC units) from which a sample point counts as apart from the other tree; Vaa3D's.
 DEFAULT_SWC_THRESHOLD = 2.0
+#: Block of a zarr stack predicted at a time (z, y, x), and the task of a distributed run
+#: (:mod:`dineuro.scale`); memory scales with (block + 2 crop): about 1.3 GB per worker there.
+DEFAULT_BLOCK = (128, 256, 256)

@@ -24,6 +24,7 @@ from dineuro.cli._common import (
 )
 from dineuro.defaults import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_BLOCK,
     DEFAULT_GAP_FLOOR,
     DEFAULT_HIGH,
     DEFAULT_LOW,
@@ -47,6 +48,9 @@ from dineuro.defaults import (
 )
 from dineuro.errors import InputError
 from dineuro.io.atomic import check_writable, made_folder
+
+#: --block's default as the command line writes it.
+BLOCK_TEXT = ",".join(map(str, DEFAULT_BLOCK))
 
 Overlap = Annotated[float, typer.Option(
     min=0.0, max=0.95, help="Fraction of a window shared with its neighbour.")]
@@ -102,7 +106,7 @@ def predict(
         help="Read and write zarr block by block, for stacks larger than memory: writes "
              "OUT/NAME_prob.zarr, an OME-Zarr image (NGFF 0.5) with the stack's spacing.")]
     = False,
-    block: Annotated[str, typer.Option(help="Block size z,y,x for --blocks.")] = "128,256,256",
+    block: Annotated[str, typer.Option(help="Block size z,y,x for --blocks.")] = BLOCK_TEXT,
     window: Window = None,
     skip_existing: SkipExisting = False,
 ) -> None:
@@ -332,7 +336,7 @@ def run(
              "SLURM jobs).", show_default=False)] = None,
     block: Annotated[str, typer.Option(
         help="Block z,y,x each worker task predicts and traces, with --workers or "
-             "--scheduler; also the chunks of the map.")] = "128,256,256",
+             "--scheduler; also the chunks of the map.")] = BLOCK_TEXT,
     memory_limit: Annotated[str, typer.Option(
         help="Memory per local worker (e.g. 4GB); auto shares the machine's.")] = "auto",
 ) -> None:

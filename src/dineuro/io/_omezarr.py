@@ -164,7 +164,7 @@ def probe(path: Path) -> tuple[np.ndarray, str, tuple[float, float, float]]:
 
 
 #: Chunks (z, y, x) of the OME-Zarr images :func:`write` makes: the blocks a distributed run
-#: reads (:data:`dineuro.scale.DEFAULT_SCALE_BLOCK`) hold whole chunks of this shape.
+#: reads (:data:`dineuro.predict.DEFAULT_BLOCK`) hold whole chunks of this shape.
 WRITE_CHUNKS = (64, 256, 256)
 #: What :func:`write` stores, as zarr does: every integer and float dtype.
 DTYPES = tuple(np.dtype(name) for name in ("uint8", "int8", "uint16", "int16", "uint32", "int32",

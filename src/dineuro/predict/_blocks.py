@@ -14,7 +14,13 @@ import torch
 from torch import nn
 
 from dineuro.data.normalize import NonFiniteError, NormalizationConfig
-from dineuro.defaults import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, DEFAULT_PROB_DTYPE, PROB_DTYPES
+from dineuro.defaults import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_BLOCK,
+    DEFAULT_OVERLAP,
+    DEFAULT_PROB_DTYPE,
+    PROB_DTYPES,
+)
 from dineuro.errors import InputError
 from dineuro.io._omezarr import LEVEL_0, ome_metadata, open_image, open_stack
 from dineuro.io.atomic import atomic_dir, refuse_existing
@@ -35,9 +41,6 @@ from dineuro.predict._windows import (
     check_batch_size,
     inference,
 )
-
-#: Block of a zarr stack predicted at a time (z, y, x); memory scales with (block + 2 crop).
-DEFAULT_BLOCK = (128, 256, 256)
 
 
 def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],

@@ -8,8 +8,8 @@ fragments are stitched into one SWC per neuron (:mod:`~dineuro.scale.fragments`,
 (:mod:`~dineuro.scale.pyramid`). Needs the ``cluster`` extra (dask.distributed).
 """
 
-from dineuro.scale.plan import DEFAULT_SCALE_BLOCK, Block, BlockPlan
+from dineuro.scale.plan import Block, BlockPlan
 from dineuro.scale.run import BlocksFailed, VolumeRun, run_volume, volume_outputs
 
-__all__ = ["DEFAULT_SCALE_BLOCK", "Block", "BlockPlan", "BlocksFailed", "VolumeRun",
+__all__ = ["Block", "BlockPlan", "BlocksFailed", "VolumeRun",
            "run_volume", "volume_outputs"]

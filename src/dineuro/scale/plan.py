@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from dineuro.errors import InputError
 from dineuro.models.vit3d import Triple, as_triple
 
-#: Block (z, y, x) each task predicts and skeletonises; also the chunks of the probability
-#: map. About 8 M voxels: a task takes seconds to a minute on a CPU and about 1 GB of memory.
-DEFAULT_SCALE_BLOCK = (128, 256, 256)
 #: Voxels of halo beyond the longest bridge: thinning near a cut face differs from the whole
 #: volume's for about a neurite's thickness, and the radii there need its surroundings.
 SEAM_MARGIN = 10

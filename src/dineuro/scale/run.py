@@ -38,6 +38,7 @@ from dineuro.data.normalize import NonFiniteError
 from dineuro.data.render import spacing_in_x_voxels
 from dineuro.defaults import (
     DEFAULT_BATCH_SIZE,
+    DEFAULT_BLOCK,
     DEFAULT_GAP_FLOOR,
     DEFAULT_HIGH,
     DEFAULT_LOW,
@@ -67,7 +68,7 @@ from dineuro.scale.neurons import (
     neurons,
     write_neurons,
 )
-from dineuro.scale.plan import DEFAULT_SCALE_BLOCK, BlockPlan, halo_for
+from dineuro.scale.plan import BlockPlan, halo_for
 from dineuro.scale.pyramid import add_levels
 
 Progress = Callable[[int, int], None]
@@ -124,7 +125,7 @@ def volume_outputs(volume: str | os.PathLike, out_dir: str | os.PathLike) -> dic
 
 def run_volume(volume: str | os.PathLike, out_dir: str | os.PathLike,
                model: str | os.PathLike | None = "default", *,
-               block: Sequence[int] = DEFAULT_SCALE_BLOCK, workers: int | None = None,
+               block: Sequence[int] = DEFAULT_BLOCK, workers: int | None = None,
                scheduler: str | None = None, client=None, memory_limit: str | int = "auto",
                threads: int | None = None, device: str = "auto",
                window: Sequence[int] | None = None,
