@@ -20,8 +20,9 @@ from dineuro.errors import InputError
 
 #: dask's nanny starts workers with MALLOC_TRIM_THRESHOLD_=65536 (to hand memory back to the
 #: system sooner). Setting it at all stops glibc from adapting when it maps large blocks, so
-#: every large tensor torch allocates is faulted in afresh: measured here, a block took 22.9 s
-#: instead of 12.0 s (system time 10.7 s instead of 1.3 s). Local workers start without it; a
+#: every large tensor torch allocates is faulted in afresh: timed by hand here (one block, one
+#: thread, not a benchmark in the repo), it took 22.9 s instead of 12.0 s, 10.7 s of them in the
+#: kernel instead of 1.3 s. Local workers start without it; a
 #: scheduler's workers should too (the README says how).
 TRIM_VARIABLE = "MALLOC_TRIM_THRESHOLD_"
 TRIM_SETTING = f"distributed.nanny.pre-spawn-environ.{TRIM_VARIABLE}"

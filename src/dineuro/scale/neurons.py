@@ -9,7 +9,6 @@ the volume's SWC, so ids are unique across the volume and the files can be conca
 from __future__ import annotations
 
 from collections.abc import Sequence
-from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +17,7 @@ from dineuro.data.render import spacing_in_x_voxels
 from dineuro.io.swc import SwcTree, write_swc
 from dineuro.io.swc_units import in_micrometres, metadata_comment
 from dineuro.scale.fragments import Graph
-from dineuro.trace._forest import _as_swc, _empty, _finish, _root_comments, _separate_trees
-from dineuro.trace._root import GIVEN, SOMA
+from dineuro.trace._forest import _empty, finish_forest
 
 #: Name of the per-neuron files: neuron_00001.swc, ...
 NEURON_NAME = "neuron_{:05d}.swc"
@@ -39,17 +37,12 @@ def graph_trees(graph: Graph, spacing: Sequence[float], shape: Sequence[int], *,
     comments = [metadata_comment(units, spacing), *comments]
     if not len(graph.zyx):
         return _empty(comments)
-    finish = partial(_finish, scale=scale, offset=offset, shape=tuple(shape),
-                     prune_length=prune_length, spur_radii=spur_radii, smooth=smooth,
-                     node_step=node_step)
-    trees, hows, dropped = _separate_trees(graph.zyx, graph.radius, graph.evidence, graph.edges,
-                                           None, scale,
-                                           None if keep_fragments else min_tree_length, finish)
-    if dropped:
-        comments.append(f"dropped {dropped} separate tree(s) with less cable than "
-                        f"min_tree_length {min_tree_length:g}")
-    tree = _as_swc(trees, hows[0] in (SOMA, GIVEN), offset,
-                   comments + _root_comments(trees, hows, offset), neurite_type)
+    tree = finish_forest(graph.zyx, graph.radius, graph.evidence, graph.edges, None,
+                         scale=scale, offset=offset, shape=tuple(shape),
+                         prune_length=prune_length, spur_radii=spur_radii, smooth=smooth,
+                         node_step=node_step,
+                         min_tree_length=None if keep_fragments else min_tree_length,
+                         comments=comments, neurite_type=neurite_type)
     return tree if units == "voxel" else in_micrometres(tree, spacing)
 
 

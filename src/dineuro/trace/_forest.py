@@ -8,6 +8,7 @@ them written as one :class:`~dineuro.io.swc.SwcTree` with a header line per root
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 from scipy.sparse import csgraph
@@ -34,6 +35,26 @@ from dineuro.trace._tree import (
 
 #: SWC types written: 1 at the first tree's root when it is a soma, 3 everywhere else.
 SOMA_TYPE = 1
+
+
+def finish_forest(zyx, radius, brightness, edges, given, *, scale, offset, shape,
+                  prune_length, spur_radii, smooth, node_step, min_tree_length, comments,
+                  neurite_type: int) -> SwcTree:
+    """Steps 5 to 8 on a bridged forest: its finished trees as one SwcTree in voxels, after
+    ``comments`` and a line for the dropped debris and for each root. ``min_tree_length``
+    None keeps every tree. Shared by :func:`~dineuro.trace.trace` and the stitched forest of
+    a volume (:mod:`dineuro.scale.neurons`), so both finish a forest alike."""
+    finish = partial(_finish, scale=scale, offset=offset, shape=shape,
+                     prune_length=prune_length, spur_radii=spur_radii, smooth=smooth,
+                     node_step=node_step)
+    trees, hows, dropped = _separate_trees(zyx, radius, brightness, edges, given, scale,
+                                           min_tree_length, finish)
+    comments = list(comments)
+    if dropped:
+        comments.append(f"dropped {dropped} separate tree(s) with less cable than "
+                        f"min_tree_length {min_tree_length:g}")
+    return _as_swc(trees, hows[0] in (SOMA, GIVEN), offset,
+                   comments + _root_comments(trees, hows, offset), neurite_type)
 
 
 def _separate_trees(zyx, radius, brightness, edges, given, scale, min_tree_length, finish):

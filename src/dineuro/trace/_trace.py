@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Sequence
-from functools import partial
 
 import numpy as np
 
@@ -42,9 +41,9 @@ from dineuro.trace._centre_lines import (
     _radii,
     foreground_box,
 )
-from dineuro.trace._forest import _as_swc, _empty, _finish, _root_comments, _separate_trees
+from dineuro.trace._forest import _empty, finish_forest
 from dineuro.trace._probability import _image_evidence, as_probability
-from dineuro.trace._root import GIVEN, SOMA, _given_root
+from dineuro.trace._root import _given_root
 from dineuro.trace._tree import bridge_gaps
 
 #: Smallest radius written (x voxels): thinner neurites are still drawn a voxel wide.
@@ -207,16 +206,11 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
                             root_snap)
     edges = np.concatenate([edges, bridge_gaps(zyx, edges, scale, mask, evidence, max_gap,
                                                gap_floor)])
-    finish = partial(_finish, scale=scale, offset=offset, shape=prob.shape,
-                     prune_length=prune_length, spur_radii=spur_radii, smooth=smooth,
-                     node_step=node_step)
-    trees, hows, dropped = _separate_trees(zyx, radius, evidence[voxel], edges, given, scale,
-                                           None if keep_fragments else min_tree_length, finish)
-    if dropped:
-        comments.append(f"dropped {dropped} separate tree(s) with less cable than "
-                        f"min_tree_length {min_tree_length:g}")
-    comments += _root_comments(trees, hows, offset)
-    tree = _as_swc(trees, hows[0] in (SOMA, GIVEN), offset, comments, NEURITE_TYPES[neurite_type])
+    tree = finish_forest(zyx, radius, evidence[voxel], edges, given, scale=scale, offset=offset,
+                         shape=prob.shape, prune_length=prune_length, spur_radii=spur_radii,
+                         smooth=smooth, node_step=node_step,
+                         min_tree_length=None if keep_fragments else min_tree_length,
+                         comments=comments, neurite_type=NEURITE_TYPES[neurite_type])
     return tree if units == "voxel" else in_micrometres(tree, spacing)
 
 
