@@ -96,6 +96,11 @@ class TrainConfig:
         DINO checkpoint: a file, or a registry name such as "dino_vits16" (the file
         ``dineuro weights fetch`` put in the cache); required by every transfer but "scratch", which
         ignores it.
+    init : str or None
+        Start from this checkpoint's network and weights instead of ``transfer``: a path, or
+        "default" for the packaged model (:mod:`dineuro.train.warm_start`), to fine-tune it on
+        new data or through larger crops. It must be of ``size``, trained with the same
+        ``normalization``, and then ``transfer`` is "scratch" and ``model_options`` empty.
     model_options : dict of {str: object}
         Further keyword arguments of :func:`dineuro.models.build.build_model` (e.g.
         ``patch: [8, 16, 16]``, ``drop_path: 0.1``, ``extend_scope: 1.0``).
@@ -155,6 +160,7 @@ class TrainConfig:
     size: str = "small"
     transfer: str = "deformable"
     teacher: str | None = None
+    init: str | None = None
     model_options: dict[str, Any] = field(default_factory=dict)
     crop: list[int] | None = None
     batch_size: int = 2

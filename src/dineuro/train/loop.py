@@ -195,8 +195,13 @@ class _Run:
             from dineuro.models.weights import find_weights
 
             teacher = str(find_weights(teacher))  # a registry name (dino_vits16) or a path
-        model = build_model(config.size, config.transfer, teacher=teacher, crop=config.crop,
-                            **config.model_options)
+        if config.init is None:
+            model = build_model(config.size, config.transfer, teacher=teacher,
+                                crop=config.crop, **config.model_options)
+        else:
+            from dineuro.train.warm_start import warm_start_model
+
+            model = warm_start_model(config)
         self.crop = tuple(model.config["crop"])
         runtime.seed_everything(config.seed + self.rank)  # per-process dropout / drop-path masks
         crops = TrainingCrops(train_stacks, self.crop, config.foreground_prob, config.augment,

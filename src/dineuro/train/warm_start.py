@@ -1,0 +1,46 @@
+"""A training run that starts from a trained network (config key ``init``).
+
+Fine-tuning the packaged default model (or a lab's own) on new data, or through larger crops
+than it was trained with, costs a fraction of training from scratch. The network is the
+checkpoint's, with every weight; a crop other than its own resizes the position embedding only
+(:meth:`~dineuro.models.unetr.ViTUNETR.at_window`), so the convolutions and attention start as
+trained. What the checkpoint fixes cannot be asked otherwise in the same config (another size,
+a transfer, model options, another normalisation): such a config is refused, naming both.
+"""
+
+from __future__ import annotations
+
+from torch import nn
+
+from dineuro.checkpoint import load_model, resolve_model
+from dineuro.errors import InputError
+
+
+def warm_start_model(config) -> nn.Module:
+    """The network of ``config.init`` (a path or "default") in training mode, at the config's
+    crop (its own when the config has none).
+
+    Raises
+    ------
+    InputError
+        Naming the checkpoint: what :func:`~dineuro.checkpoint.load_model` refuses, or a
+        config that asks for another size, a transfer, model options or another normalisation.
+    """
+    path = resolve_model(config.init)
+    model, meta = load_model(path)
+    if config.transfer != "scratch":
+        raise InputError(f"gives the initial weights (init), so transfer should be 'scratch', "
+                         f"not {config.transfer!r}.", path)
+    if config.model_options:
+        raise InputError(f"fixes the network (init), so model_options should be empty, not "
+                         f"{config.model_options}.", path)
+    size = meta.get("train_config", {}).get("size")
+    if size != config.size:
+        raise InputError(f"holds a {size!r} network (init) but the config asks for size "
+                         f"{config.size!r}.", path)
+    norm = meta.get("normalization")
+    if norm != config.normalization.to_dict():
+        raise InputError(f"was trained with normalization {norm} but the config asks for "
+                         f"{config.normalization.to_dict()}; fine-tuning needs the same.", path)
+    crop = config.crop or model.config["crop"]
+    return model.at_window(crop).train()
