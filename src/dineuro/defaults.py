@@ -32,6 +32,9 @@ DEFAULT_LOW = 0.25
 DEFAULT_MAX_GAP = 6.0
 #: Least mean probability (or normalised intensity) along the part of a bridge outside the mask.
 DEFAULT_GAP_FLOOR = 0.15
+#: Longest bridge along the direction a centre line ends in, in x voxels: a beaded or dimmed
+#: fibre breaks into pieces that point at each other (:func:`dineuro.trace._tree.bridge_gaps`).
+DEFAULT_FOLLOW_GAP = 20.0
 #: Shortest reach of a terminal branch kept, in x voxels beyond the radius of its branch point.
 DEFAULT_PRUNE_LENGTH = 4.0
 #: Shortest reach of a terminal branch kept, in radii of its branch point (from that point).

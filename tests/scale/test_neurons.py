@@ -12,6 +12,7 @@ from helpers import capsules
 
 from dineuro.data.render import spacing_in_x_voxels
 from dineuro.defaults import (
+    DEFAULT_FOLLOW_GAP,
     DEFAULT_GAP_FLOOR,
     DEFAULT_HIGH,
     DEFAULT_LOW,
@@ -182,14 +183,16 @@ def test_block_by_block_trees_match_tracing_the_whole_map(spacing):
                              2.0) | capsules(shape, [((18, 6, 6), (18, 6, 56))], 1.5),
                     0.9, 0.0).astype(np.float32)
     scale = spacing_in_x_voxels(spacing)
-    plan = BlockPlan(shape, (12, 24, 24), halo_for(DEFAULT_MAX_GAP, scale))
+    longest = max(DEFAULT_MAX_GAP, DEFAULT_FOLLOW_GAP)
+    plan = BlockPlan(shape, (12, 24, 24), halo_for(longest, scale))
     parts = []
     for b in plan.blocks():
         region = tuple(slice(s, e) for s, e in zip(b.region_begin, b.region_end, strict=True))
         parts.append(block_fragments(prob[region], b.region_begin, b.begin, b.end, shape, scale,
                                      high=DEFAULT_HIGH, low=DEFAULT_LOW,
                                      min_piece_length=DEFAULT_MIN_PIECE_LENGTH,
-                                     max_gap=DEFAULT_MAX_GAP, gap_floor=DEFAULT_GAP_FLOOR))
+                                     max_gap=DEFAULT_MAX_GAP, gap_floor=DEFAULT_GAP_FLOOR,
+                                     follow_gap=DEFAULT_FOLLOW_GAP))
     graph = stitch(parts, scale, DEFAULT_MIN_PIECE_LENGTH)
     blocks = finish(graph, spacing, shape)
     whole = trace(prob, spacing=spacing)

@@ -33,6 +33,7 @@ from dineuro.trace import (
     trace,
     trace_file,
 )
+from dineuro.trace._tree import end_directions
 
 TUBE_SHAPE = (30, 40, 90)  # (z, y, x)
 AXIS_Y, AXIS_Z = 20.0, 15.0  # a tube along x at this (y, z)
@@ -145,9 +146,65 @@ def gapped(gap: float, evidence: float) -> tuple[np.ndarray, float]:
 ])
 def test_gaps_are_bridged_only_when_short_and_supported(gap, evidence, bridged):
     prob, _ = gapped(gap, evidence)
-    traced = trace(prob, min_tree_length=0)  # keep both halves when they stay apart
+    # keep both halves when they stay apart; no bridge along the tube's direction beyond max_gap
+    traced = trace(prob, min_tree_length=0, follow_gap=0)
     assert one_tree_spans(traced, 20, 70) == bridged
     assert len(traced.roots) == (1 if bridged else 2)
+
+
+def two_pieces(far_start: float, far_y: float, background: float = 0.05) -> np.ndarray:
+    """A map of a tube from x=10 to 40 and one from ``far_start`` to 85 at y ``far_y``, over a
+    background of ``background`` (below gap_floor, above FOLLOW_FLOOR) everywhere else."""
+    near = tree_of([[10.0, AXIS_Y, AXIS_Z], [40.0, AXIS_Y, AXIS_Z]], [2.0] * 2, [-1, 1])
+    far = tree_of([[far_start, far_y, AXIS_Z], [85.0, far_y, AXIS_Z]], [2.0] * 2, [-1, 1])
+    prob = np.full(TUBE_SHAPE, background, np.float32)
+    prob[render_mask(near, TUBE_SHAPE) | render_mask(far, TUBE_SHAPE)] = 0.9
+    return prob
+
+
+def test_a_fibre_is_followed_across_a_long_dim_gap_in_its_direction_only():
+    # ends about 15 x voxels apart (the skeleton stops short of each cap): beyond max_gap
+    straight = two_pieces(53.0, AXIS_Y)
+    assert one_tree_spans(trace(straight), 30, 60)
+    assert not one_tree_spans(trace(straight, follow_gap=0, min_tree_length=0), 30, 60)
+    assert not one_tree_spans(trace(straight, follow_gap=10, min_tree_length=0), 30, 60)
+    # the same gap with nothing in it (a clean background) is not crossed
+    assert not one_tree_spans(trace(two_pieces(53.0, AXIS_Y, 0.0), min_tree_length=0), 30, 60)
+    # a piece as near but 45 degrees aside is not where the fibre goes
+    aside = two_pieces(52.0, AXIS_Y + 12.0)
+    assert not one_tree_spans(trace(aside, min_tree_length=0), 30, 60)
+
+
+def test_debris_chained_across_a_gap_stays_debris():
+    # a long tube, and beside it two 12-voxel pieces in a line 14 voxels apart over a dim gap
+    pieces = [[10.0, 8.0, AXIS_Z], [80.0, 8.0, AXIS_Z], [20.0, 30.0, AXIS_Z],
+              [32.0, 30.0, AXIS_Z], [46.0, 30.0, AXIS_Z], [58.0, 30.0, AXIS_Z]]
+    prob = np.full(TUBE_SHAPE, 0.05, np.float32)
+    prob[render_mask(tree_of(pieces, [1.5] * 6, [-1, 1, -1, 3, -1, 5]), TUBE_SHAPE)] = 0.9
+    # together with their bridge the pair holds 30 x voxels or more of cable; alone, less
+    traced = trace(prob)
+    assert len(traced.roots) == 1 and traced.xyz[:, 1].max() < 20
+    kept = trace(prob, min_tree_length=15)
+    assert len(kept.roots) == 2  # joined along their direction, and now kept
+    pair = tree_ids(kept) == tree_ids(kept)[kept.roots[1]]
+    assert kept.xyz[pair, 0].min() < 30 and kept.xyz[pair, 0].max() > 50
+
+
+def test_an_end_points_along_its_last_stretch_of_centre_line():
+    # an L: nodes along y from (0, 0, 0) to (0, 9, 0), then along x to (0, 9, 9)
+    zyx = np.array([[0, y, 0] for y in range(10)] + [[0, 9, x] for x in range(1, 10)], float)
+    edges = np.array([[i, i + 1] for i in range(len(zyx) - 1)])
+    lone = np.vstack([zyx, [[5.0, 5.0, 5.0]]])
+    ends = np.array([0, len(zyx) - 1, len(zyx)])
+    direction = end_directions(lone, edges, ends)
+    np.testing.assert_allclose(direction[0], [0, -1, 0])  # 5 voxels back along y
+    np.testing.assert_allclose(direction[1], [0, 0, 1])  # along x
+    np.testing.assert_allclose(direction[2], [0, 0, 0])  # a lone node points nowhere
+    # physical lengths: with z twice as long, 3 nodes back along a z chain already reach 5
+    chain = np.array([[z, 0, 0] for z in range(6)], float) * [2.0, 1.0, 1.0]
+    diagonal = np.vstack([chain, [[12.0, 1.0, 0.0]]])
+    turned = end_directions(diagonal, np.array([[i, i + 1] for i in range(6)]), np.array([6]))
+    np.testing.assert_allclose(turned[0], np.array([6.0, 1.0, 0.0]) / np.hypot(6.0, 1.0))
 
 
 def test_a_binary_mask_is_bridged_by_image_evidence():

@@ -25,6 +25,7 @@ from dineuro.cli._common import (
 from dineuro.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLOCK,
+    DEFAULT_FOLLOW_GAP,
     DEFAULT_GAP_FLOOR,
     DEFAULT_HIGH,
     DEFAULT_LOW,
@@ -177,7 +178,10 @@ High = Annotated[float, typer.Option(
     min=0.0, max=1.0, help="Hysteresis: foreground is p > --low connected to some p > --high.")]
 Low = Annotated[float, typer.Option(min=0.0, max=1.0, help="Lower hysteresis threshold.")]
 MaxGap = Annotated[float, typer.Option(
-    min=0.0, help="Longest gap bridged between traced pieces, in x voxels.")]
+    min=0.0, help="Longest gap bridged between traced pieces in any direction, in x voxels.")]
+FollowGap = Annotated[float, typer.Option(
+    min=0.0, help="Longest gap bridged along the direction a piece ends in, in x voxels: a "
+                  "beaded or dim fibre goes on that way (0: none).")]
 GapFloor = Annotated[float, typer.Option(
     min=0.0, max=1.0, help="Least mean probability (or normalised intensity with --image) "
                            "along a bridged gap.")]
@@ -253,6 +257,7 @@ def trace(
     low: Low = DEFAULT_LOW,
     max_gap: MaxGap = DEFAULT_MAX_GAP,
     gap_floor: GapFloor = DEFAULT_GAP_FLOOR,
+    follow_gap: FollowGap = DEFAULT_FOLLOW_GAP,
     prune: Prune = DEFAULT_PRUNE_LENGTH,
     spur_radii: SpurRadii = DEFAULT_SPUR_RADII,
     min_piece_length: MinPiece = DEFAULT_MIN_PIECE_LENGTH,
@@ -285,7 +290,8 @@ def trace(
         warnings.simplefilter("always")
         tree = trace_file(prob, out, image=image, channel=channel, root=position,
                           root_snap=root_snap, high=high, low=low, max_gap=max_gap,
-                          gap_floor=gap_floor, prune_length=prune, spur_radii=spur_radii,
+                          gap_floor=gap_floor, follow_gap=follow_gap, prune_length=prune,
+                          spur_radii=spur_radii,
                           min_piece_length=min_piece_length, min_tree_length=min_tree_length,
                           smooth=smooth, node_step=step, keep_fragments=keep_fragments,
                           method=method, kind=kind, units=units, neurite_type=neurite_type)
@@ -316,6 +322,7 @@ def run(
     low: Low = DEFAULT_LOW,
     max_gap: MaxGap = DEFAULT_MAX_GAP,
     gap_floor: GapFloor = DEFAULT_GAP_FLOOR,
+    follow_gap: FollowGap = DEFAULT_FOLLOW_GAP,
     prune: Prune = DEFAULT_PRUNE_LENGTH,
     spur_radii: SpurRadii = DEFAULT_SPUR_RADII,
     min_piece_length: MinPiece = DEFAULT_MIN_PIECE_LENGTH,
@@ -371,7 +378,8 @@ def run(
                        window=parse_triple(window, "--window", int), overlap=overlap,
                        batch_size=batch_size, flips=flips, precision=precision,
                        skip_empty=not all_windows, prob_dtype=prob_dtype, high=high, low=low,
-                       max_gap=max_gap, gap_floor=gap_floor, prune_length=prune,
+                       max_gap=max_gap, gap_floor=gap_floor, follow_gap=follow_gap,
+                       prune_length=prune,
                        spur_radii=spur_radii, min_piece_length=min_piece_length,
                        min_tree_length=min_tree_length, smooth=smooth, node_step=step,
                        keep_fragments=keep_fragments, units=units, neurite_type=neurite_type)
@@ -383,7 +391,7 @@ def run(
                            batch_size=batch_size, flips=flips, precision=precision,
                            skip_empty=not all_windows)
     trace_options = {"high": high, "low": low, "max_gap": max_gap, "gap_floor": gap_floor,
-                     "prune_length": prune, "spur_radii": spur_radii,
+                     "follow_gap": follow_gap, "prune_length": prune, "spur_radii": spur_radii,
                      "min_piece_length": min_piece_length, "min_tree_length": min_tree_length,
                      "smooth": smooth, "node_step": step, "keep_fragments": keep_fragments,
                      "method": method, "units": units, "neurite_type": neurite_type}

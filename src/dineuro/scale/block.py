@@ -50,7 +50,8 @@ class RunSpec:
     spacing : tuple of float
         (z, y, x) voxel size.
     trace : dict
-        high, low, min_piece_length, max_gap, gap_floor (as :func:`dineuro.trace.trace`).
+        high, low, min_piece_length, max_gap, gap_floor, follow_gap (as
+        :func:`dineuro.trace.trace`).
     """
 
     volume: str

@@ -101,7 +101,7 @@ class Fragments:
 
 def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *, high: float,
                     low: float, min_piece_length: float, max_gap: float,
-                    gap_floor: float) -> Fragments:
+                    gap_floor: float, follow_gap: float) -> Fragments:
     """The centre-line fragments a block owns, traced from the probability of its region.
 
     Parameters
@@ -116,7 +116,7 @@ def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *,
         The volume's shape: a region face on the volume's face is not a cut.
     scale : ndarray
         (z, y, x) spacing in x voxels.
-    high, low, min_piece_length, max_gap, gap_floor
+    high, low, min_piece_length, max_gap, gap_floor, follow_gap
         As for :func:`dineuro.trace.trace`.
     """
     mask = hysteresis(prob, low, high)
@@ -140,7 +140,7 @@ def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *,
     local_prob = prob[box]
     evidence = local_prob[voxel].astype(np.float64)
     edges = np.concatenate([edges, bridge_gaps(zyx, edges, scale, filled, local_prob, max_gap,
-                                               gap_floor)])
+                                               gap_floor, follow_gap)])
     global_zyx = np.rint(zyx).astype(np.int64) + start + offset
     owned = np.all((global_zyx >= np.asarray(begin)) & (global_zyx < np.asarray(end)), axis=1)
     index = np.cumsum(owned) - 1

@@ -23,16 +23,17 @@ from dineuro.models.vit3d import Triple, as_triple
 SEAM_MARGIN = 10
 
 
-def halo_for(max_gap: float, scale: Sequence[float]) -> Triple:
-    """The halo (z, y, x) in voxels: the longest bridge (``max_gap``, in x voxels) plus
-    :data:`SEAM_MARGIN`, per axis in that axis's voxels.
+def halo_for(longest_bridge: float, scale: Sequence[float]) -> Triple:
+    """The halo (z, y, x) in voxels: the longest bridge (the larger of the tracer's
+    ``max_gap`` and ``follow_gap``, in x voxels) plus :data:`SEAM_MARGIN`, per axis in that
+    axis's voxels.
 
     Examples
     --------
     >>> halo_for(6.0, (2.0, 1.0, 1.0))
     (13, 16, 16)
     """
-    return tuple(math.ceil(max_gap / s) + SEAM_MARGIN for s in scale)
+    return tuple(math.ceil(longest_bridge / s) + SEAM_MARGIN for s in scale)
 
 
 @dataclass(frozen=True)

@@ -28,14 +28,19 @@ says what it does against that.
    tips (hairiness 1.34 against 1.27 on the noisy maps) and about twice the time.
 3. **Noise**: a connected piece of the foreground with less than ``min_piece_length`` of
    centre line (specks, small blobs) is removed before anything is joined to it.
-4. **Gaps**: an end of one piece is joined to the nearest node of another piece at most
-   ``max_gap`` away, shortest first, when the mean probability (or, with ``image``, percentile-
-   normalised intensity) along the part of the straight segment outside the foreground is at
-   least ``gap_floor``. A binary mask alone has no evidence in its gaps, so nothing is bridged.
+4. **Gaps**: an end of one piece is joined to a node of another piece at most ``max_gap``
+   away in any direction when the mean probability (or, with ``image``, percentile-normalised
+   intensity) along the part of the straight segment outside the foreground is at least
+   ``gap_floor``; or at most ``follow_gap`` away inside a cone around the direction the end
+   points in, when that mean is above a clean background (``FOLLOW_FLOOR``): a beaded or
+   dimmed fibre breaks into pieces that point at each other, noise does not. The nearest, least
+   turning candidates go first (:func:`dineuro.trace._tree.bridge_gaps`). A binary mask alone
+   has no evidence in its gaps, so nothing is bridged.
 5. **Trees**: every piece left apart after bridging is its own tree (another neuron, or a
    trunk that leaves the stack). The first tree is the one holding a given ``root``, else the
-   one with the most cable; it is always kept. Others are kept when their cable (after
-   pruning and smoothing) is at least ``min_tree_length`` and dropped as debris otherwise;
+   one with the most cable; it is always kept. Others are kept when their cable is at least
+   ``min_tree_length`` both on the foreground alone (bridges add none, so specks chained
+   across gaps stay debris) and after pruning and smoothing, and dropped as debris otherwise;
    ``keep_fragments`` keeps them all. Trees are written largest first.
 6. **Spurs**: a terminal branch is removed when it reaches less than ``prune_length`` beyond
    the radius r of the branch point it leaves, or less than ``spur_radii`` * r from that

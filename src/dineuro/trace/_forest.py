@@ -68,8 +68,8 @@ def _separate_trees(zyx, radius, brightness, edges, given, scale, min_tree_lengt
     """
     floor = -math.inf if min_tree_length is None else min_tree_length
     trees, hows, dropped = [], [], 0
-    for rank, (nodes, piece_edges, length) in enumerate(_pieces(zyx, edges, scale, given)):
-        if rank and length < floor:  # pruning and smoothing only shorten a tree
+    for rank, (nodes, piece_edges, shown) in enumerate(_pieces(zyx, edges, scale, given)):
+        if rank and shown < floor:
             dropped += 1
             continue
         start = int(np.flatnonzero(nodes == given)[0]) if rank == 0 and given is not None \
@@ -86,9 +86,11 @@ def _separate_trees(zyx, radius, brightness, edges, given, scale, min_tree_lengt
 
 
 def _pieces(zyx, edges, scale, first):
-    """Each tree of the forest: ``(nodes, edges, cable)``, edges in indices into ``nodes``.
+    """Each tree of the forest: ``(nodes, edges, shown)``, edges in indices into ``nodes``,
+    ``shown`` its cable (x voxels) without bridges: edges longer than a step between
+    neighbouring voxels, which the map does not show.
 
-    Sorted by cable (x voxels), largest first, except that the tree holding node ``first``
+    Sorted by cable with bridges, largest first, except that the tree holding node ``first``
     (when given) comes first.
     """
     n = len(zyx)
@@ -100,12 +102,15 @@ def _pieces(zyx, edges, scale, first):
     edge_piece = piece_of[edges[:, 0]]
     step = np.linalg.norm((zyx[edges[:, 0]] - zyx[edges[:, 1]]) * scale, axis=1)
     cable = np.bincount(edge_piece, weights=step, minlength=count)
+    voxel_step = np.linalg.norm(scale) + 1e-6  # the longest step between neighbouring voxels
+    shown = np.bincount(edge_piece, weights=np.where(step <= voxel_step, step, 0.0),
+                        minlength=count)
     by_piece = local[edges[np.argsort(edge_piece, kind="stable")]]
     nodes_of = np.split(order, np.cumsum(sizes)[:-1])
     edges_of = np.split(by_piece, np.cumsum(np.bincount(edge_piece, minlength=count))[:-1])
     ranking = sorted(range(count), key=lambda k: (first is None or piece_of[first] != k,
                                                   -cable[k], k))
-    return [(nodes_of[k], edges_of[k], float(cable[k])) for k in ranking]
+    return [(nodes_of[k], edges_of[k], float(shown[k])) for k in ranking]
 
 
 def _finish(zyx, radius, brightness, edges, given, *, scale, offset, shape, prune_length,

@@ -16,6 +16,7 @@ import numpy as np
 
 from dineuro.data.render import spacing_in_x_voxels
 from dineuro.defaults import (
+    DEFAULT_FOLLOW_GAP,
     DEFAULT_GAP_FLOOR,
     DEFAULT_HIGH,
     DEFAULT_LOW,
@@ -58,7 +59,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
           image: np.ndarray | None = None, high: float = DEFAULT_HIGH,
           low: float = DEFAULT_LOW, root: str | Sequence[float] = "auto",
           max_gap: float = DEFAULT_MAX_GAP, gap_floor: float = DEFAULT_GAP_FLOOR,
-          prune_length: float = DEFAULT_PRUNE_LENGTH, spur_radii: float = DEFAULT_SPUR_RADII,
+          follow_gap: float = DEFAULT_FOLLOW_GAP, prune_length: float = DEFAULT_PRUNE_LENGTH,
+          spur_radii: float = DEFAULT_SPUR_RADII,
           min_piece_length: float = DEFAULT_MIN_PIECE_LENGTH,
           min_tree_length: float = DEFAULT_MIN_TREE_LENGTH, smooth: float = DEFAULT_SMOOTH,
           node_step: float = DEFAULT_NODE_STEP, root_snap: float = DEFAULT_ROOT_SNAP,
@@ -88,9 +90,13 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
         nearest centre-line node of its component; a point outside it to the nearest node
         within ``root_snap``.
     max_gap : float, optional
-        Longest bridge between centre-line nodes of separate pieces.
+        Longest bridge between centre-line nodes of separate pieces, in any direction.
     gap_floor : float, optional
-        Least mean evidence on the part of a bridge outside the foreground.
+        Least mean evidence on the part of such a bridge outside the foreground.
+    follow_gap : float, optional
+        Longest bridge along the direction a centre line ends in (0: none beyond
+        ``max_gap``): a fibre that fades for a stretch goes on that way, so such a bridge
+        needs only evidence above a clean background.
     prune_length : float, optional
         A terminal branch reaching less than this beyond the radius of the branch point it
         leaves is a spur.
@@ -100,7 +106,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
         Pieces of the foreground with less centre line than this are noise: removed before
         bridging.
     min_tree_length : float, optional
-        Separate trees with less cable than this are dropped as debris, except the first (the
+        Separate trees with less cable than this, on the foreground alone (bridges not
+        counted) or after pruning and smoothing, are dropped as debris, except the first (the
         one holding a given ``root``, else the largest).
     smooth : float, optional
         Gaussian sigma along the centre lines (0: the voxel staircase as it is).
@@ -161,7 +168,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     prob = as_probability(prob, kind)
     scale = spacing_in_x_voxels(spacing)
     options = {"high": high, "low": low, "max_gap": max_gap, "gap_floor": gap_floor,
-               "prune_length": prune_length, "spur_radii": spur_radii,
+               "follow_gap": follow_gap, "prune_length": prune_length,
+               "spur_radii": spur_radii,
                "min_piece_length": min_piece_length, "min_tree_length": min_tree_length,
                "smooth": smooth, "node_step": node_step, "root_snap": root_snap}
     _check_options(**options)
@@ -205,7 +213,7 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
         given = _given_root(root, offset, prob.shape, zyx, labels[voxel], labels, scale,
                             root_snap)
     edges = np.concatenate([edges, bridge_gaps(zyx, edges, scale, mask, evidence, max_gap,
-                                               gap_floor)])
+                                               gap_floor, follow_gap)])
     tree = finish_forest(zyx, radius, evidence[voxel], edges, given, scale=scale, offset=offset,
                          shape=prob.shape, prune_length=prune_length, spur_radii=spur_radii,
                          smooth=smooth, node_step=node_step,

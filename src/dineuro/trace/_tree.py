@@ -14,31 +14,47 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import ndimage
 from scipy.sparse import coo_matrix, csgraph
 from scipy.spatial import cKDTree
 
-# Points per voxel at which the probability is read along a straight bridge (index space).
+# Points per voxel at which a straight bridge is sampled (index space): every voxel it crosses.
 _SAMPLES_PER_VOXEL = 2
 # Spacing (x voxels) of the samples on which a centre line is smoothed: fine against a voxel.
 _SMOOTH_SAMPLE = 0.5
+#: Half-angle (degrees) of the cone around the direction an end points in, inside which a
+#: bridge may reach ``follow_gap`` (:func:`bridge_gaps`).
+FOLLOW_CONE_DEGREES = 35.0
+#: How far back along the centre line (x voxels) an end's direction is taken from: a few
+#: voxels, so that the staircase of a voxel skeleton does not turn it.
+DIRECTION_REACH = 5.0
+#: Least mean evidence along a bridge inside an end's cone: anything above a clean background
+#: (a network's map is about 0.001 there), since the fibre's direction is the evidence.
+FOLLOW_FLOOR = 0.01
 
 
 def graph_matrix(n: int, edges: np.ndarray):
-    """Symmetric sparse adjacency of ``n`` nodes, for scipy's graph routines."""
+    """Sparse adjacency of ``n`` nodes, each edge once (scipy's routines read it with
+    ``directed=False``)."""
     ones = np.ones(len(edges))
     return coo_matrix((ones, (edges[:, 0], edges[:, 1])), shape=(n, n)).tocsr()
 
 
 def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.ndarray,
-                evidence: np.ndarray, max_gap: float, floor: float) -> np.ndarray:
-    """Straight edges that join separate trees of a forest across small gaps with evidence.
+                evidence: np.ndarray, max_gap: float, floor: float,
+                follow_gap: float = 0.0) -> np.ndarray:
+    """Straight edges that join separate trees of a forest across gaps with evidence.
 
-    Candidates join an end (a node with at most one neighbour) of one tree to the nearest node
-    of another tree at most ``max_gap`` x voxels away. They are taken shortest first, as in
-    Kruskal's algorithm, so trees are chained into larger ones and never into a cycle; a
-    candidate is accepted when the mean ``evidence`` (trilinear) along the part of the straight
-    segment that lies outside ``mask`` is at least ``floor``. A segment entirely inside the
+    Candidates join an end (a node with at most one neighbour) of one tree to a node of
+    another tree at most ``max_gap`` x voxels away in any direction, or at most ``follow_gap``
+    away inside a cone of half-angle :data:`FOLLOW_CONE_DEGREES` around the direction the end
+    points in (from the centre line :data:`DIRECTION_REACH` behind it): a fibre that fades for a
+    stretch (dim between beads, or dimmed along its length) goes on in the same direction,
+    while noise lies anywhere. Each end keeps its best candidate per other tree, ranked by
+    distance lengthened by the turn it asks (``d * (2 - cos angle)``; ``d`` for an end without
+    a direction). They are taken best first, as in Kruskal's algorithm, so trees are chained
+    into larger ones and never into a cycle; a candidate is accepted when the mean
+    ``evidence`` on the voxels of the part of the straight segment outside ``mask`` is at
+    least ``floor``, or :data:`FOLLOW_FLOOR` inside the cone. A segment entirely inside the
     mask (fragments touching diagonally) is accepted.
 
     Parameters
@@ -52,9 +68,12 @@ def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.
     evidence : ndarray of float
         (z, y, x) map in [0, 1]: probability or normalised intensity.
     max_gap : float
-        Longest bridge, in x voxels.
+        Longest bridge in any direction, in x voxels.
     floor : float
-        Least mean evidence along the gap.
+        Least mean evidence along a gap outside the cone.
+    follow_gap : float, optional
+        Longest bridge inside an end's cone, in x voxels; 0 leaves only the bridges of
+        ``max_gap`` and ``floor``.
 
     Returns
     -------
@@ -67,17 +86,26 @@ def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.
     _, tree_of = csgraph.connected_components(graph_matrix(n, edges), directed=False)
     ends = np.flatnonzero(np.bincount(edges.ravel(), minlength=n) <= 1)
     phys = zyx * scale
-    near_lists = cKDTree(phys).query_ball_point(phys[ends], r=max_gap)
+    direction = end_directions(phys, edges, ends)
+    cone = math.cos(math.radians(FOLLOW_CONE_DEGREES))
+    near_lists = cKDTree(phys).query_ball_point(phys[ends], r=max(max_gap, follow_gap))
     candidates = []
-    for end, near in zip(ends.tolist(), near_lists, strict=True):
+    for end, pointing, near in zip(ends.tolist(), direction, near_lists, strict=True):
         near = np.asarray(near, dtype=np.int64)
         near = near[tree_of[near] != tree_of[end]]
         if not len(near):
             continue
-        distance = np.linalg.norm(phys[near] - phys[end], axis=1)
-        order = np.lexsort((distance, tree_of[near]))
-        first = np.flatnonzero(np.diff(tree_of[near][order], prepend=-1))  # nearest per tree
-        candidates += [(distance[i], end, near[i]) for i in order[first].tolist()]
+        offset = phys[near] - phys[end]
+        distance = np.linalg.norm(offset, axis=1)
+        cosine = offset @ pointing / np.maximum(distance, 1e-9)  # 0 without a direction
+        along = (cosine >= cone) & (distance <= follow_gap) if pointing.any() \
+            else np.zeros(len(near), dtype=bool)
+        cost = distance * (2.0 - cosine) if pointing.any() else distance
+        allowed = (distance <= max_gap) | along
+        near, cost, along = near[allowed], cost[allowed], along[allowed]
+        order = np.lexsort((cost, tree_of[near]))
+        first = np.flatnonzero(np.diff(tree_of[near][order], prepend=-1))  # best per tree
+        candidates += [(cost[i], end, near[i], bool(along[i])) for i in order[first].tolist()]
     candidates.sort()
     group = np.arange(tree_of.max() + 1)
 
@@ -88,16 +116,39 @@ def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.
         return i
 
     bridges = []
-    for _, a, b in candidates:
+    for _, a, b, along in candidates:
         ga, gb = find(tree_of[a]), find(tree_of[b])
-        if ga != gb and gap_evidence(zyx[a], zyx[b], mask, evidence) >= floor:
+        need = FOLLOW_FLOOR if along else floor
+        if ga != gb and gap_evidence(zyx[a], zyx[b], mask, evidence) >= need:
             group[ga] = gb
             bridges.append((a, b))
     return np.asarray(bridges, dtype=np.int64).reshape(-1, 2)
 
 
+def end_directions(phys: np.ndarray, edges: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Unit vector (physical) in which each end points: from the centre-line node about
+    :data:`DIRECTION_REACH` behind it (or the last before a branch point) to the end; zeros for
+    an end without neighbours, which points nowhere."""
+    graph = graph_matrix(len(phys), edges)
+    graph = (graph + graph.T).tocsr()  # both directions of every edge
+    indptr, indices = graph.indptr, graph.indices
+    out = np.zeros((len(ends), 3))
+    for k, end in enumerate(ends.tolist()):
+        if indptr[end] == indptr[end + 1]:
+            continue
+        previous, current = end, indices[indptr[end]]
+        while (np.linalg.norm(phys[current] - phys[end]) < DIRECTION_REACH
+               and indptr[current + 1] - indptr[current] == 2):
+            pair = indices[indptr[current]:indptr[current + 1]]
+            previous, current = current, pair[0] if pair[0] != previous else pair[1]
+        vector = phys[end] - phys[current]
+        out[k] = vector / np.linalg.norm(vector)
+    return out
+
+
 def gap_evidence(a: np.ndarray, b: np.ndarray, mask: np.ndarray, evidence: np.ndarray) -> float:
-    """Mean ``evidence`` on the straight segment a-b (voxels, z, y, x) where it leaves ``mask``.
+    """Mean ``evidence`` on the voxels of the straight segment a-b (voxels, z, y, x) that lie
+    outside ``mask`` (each its own value: interpolating would lend the gap the foreground's).
 
     Infinite when the whole segment lies in the mask: nothing is missing there.
     """
@@ -107,7 +158,7 @@ def gap_evidence(a: np.ndarray, b: np.ndarray, mask: np.ndarray, evidence: np.nd
     outside = ~mask[tuple(voxels.T)]
     if not outside.any():
         return math.inf
-    return float(ndimage.map_coordinates(evidence, points[outside].T, order=1).mean())
+    return float(evidence[tuple(voxels[outside].T)].mean())
 
 
 def rooted_tree(n: int, edges: np.ndarray, root: int) -> tuple[np.ndarray, np.ndarray]:
