@@ -12,9 +12,10 @@ Usage (the README's default-model table)::
 
     dineuro synth -o data/realistic --preset realistic --n 80 --seed 0
     dineuro train configs/default_model.yaml
+    dineuro train configs/default_model_finetune.yaml
     dineuro synth -o data/bench --preset bench
     dineuro synth -o data/noisy --preset realistic --difficulty 0.9 --seed 1
-    python benchmarks/model_card.py runs/default_model/best.pt \\
+    python benchmarks/model_card.py runs/default_model_finetune/last.pt \\
         --set "bench=data/bench" --set "noisy=data/noisy"
 """
 
@@ -42,6 +43,7 @@ from dineuro.evaluate import DEFAULT_SWC_THRESHOLD
 COMMANDS = {
     "training data": "dineuro synth -o data/realistic --preset realistic --n 80 --seed 0",
     "training": "dineuro train configs/default_model.yaml",
+    "fine-tuning": "dineuro train configs/default_model_finetune.yaml",
     "bench": "dineuro synth -o data/bench --preset bench",
     "noisy": "dineuro synth -o data/noisy --preset realistic --difficulty 0.9 --seed 1",
 }
@@ -65,7 +67,7 @@ def summary(result) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path, help="best.pt of the training run")
+    parser.add_argument("checkpoint", type=Path, help="the checkpoint to ship (best.pt or last.pt)")
     parser.add_argument("--set", dest="sets", action="append", default=[],
                         metavar="NAME=FOLDER", help="an evaluation dataset (repeatable)")
     parser.add_argument("--out", type=Path, default=default_model_path(),
@@ -80,7 +82,8 @@ def main() -> None:
                         for key in ("size", "transfer", "crop", "embed_dim", "depth")},
             "training": {"steps": trained.get("step"), "val_dice": trained.get("val_dice"),
                          "loss": train_config.get("loss", "dice_ce"),
-                         "seed": train_config.get("seed"), "config": "configs/default_model.yaml"},
+                         "seed": train_config.get("seed"), "init": train_config.get("init"),
+                         "crop": train_config.get("crop")},
             "commands": COMMANDS, "scores": {}, "weights": "float16"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tables = []

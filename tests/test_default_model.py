@@ -125,21 +125,22 @@ def test_model_card_verb_prints_the_card():
 
 def test_predict_through_a_wider_window_runs_fewer_windows_and_still_segments(small_stack,
                                                                            tmp_path):
-    """``--window 48,96,96 --overlap 0.25`` on a 48x128x128 stack: one window along z and
-    ceil((128 - 96) / 72) + 1 = 2 along y and x, 4 in all (48^3 at overlap 0.5: 25), and the
-    map is the network's through those windows."""
+    """``--window 48,112,112 --overlap 0.25`` on a 48x128x128 stack: one window along z and
+    ceil((128 - 112) / 84) + 1 = 2 along y and x, 4 in all (its own 48x96x96 crop at overlap
+    0.5: 9), and the map is the network's through those windows."""
     stack = tmp_path / "stack.tif"
     write_volume(stack, small_stack.image, small_stack.spacing)
     assert small_stack.image.shape == (48, 128, 128)
     result = invoke("predict", stack, "-o", tmp_path / "out", "--device", "cpu", "--window",
-                    "48,96,96", "--overlap", "0.25", "--batch-size", "1", "--all-windows",
+                    "48,112,112", "--overlap", "0.25", "--batch-size", "1", "--all-windows",
                     "--prob-dtype", "float32")
     assert result.code == 0, result.err
     assert "network on 4 of 4 windows" in result.err
     network, meta = load_model(resolve_model("default"))
     norm = NormalizationConfig.from_dict(meta["normalization"])
-    expected = sliding_window_predict(network.at_window((48, 96, 96)),
-                                      norm.normalize(small_stack.image), (48, 96, 96),
+    assert tuple(network.config["crop"]) != (48, 112, 112)  # a window that is not its own
+    expected = sliding_window_predict(network.at_window((48, 112, 112)),
+                                      norm.normalize(small_stack.image), (48, 112, 112),
                                       overlap=0.25, batch_size=1, skip_empty=False)
     prob = read_volume(tmp_path / "out" / "stack_prob.tif").array
     np.testing.assert_array_equal(prob, expected)

@@ -36,6 +36,7 @@ def test_the_widget_adds_the_map_and_the_trace(qtbot, viewer, make_widget, small
     from dineuro.trace import trace
 
     image, spacing = small_stack
+    image = np.concatenate([image, image[:, :, ::-1]], axis=2)  # two windows of the model wide
     viewer.add_image(image, name="neuron", scale=spacing, translate=(0, 16, 16))
     widget = make_widget(viewer)
     worker = widget.run()

@@ -88,3 +88,15 @@ def test_a_run_from_init_continues_from_its_weights(trained, tmp_path):
     assert not all(torch.allclose(weights_of(scratch.model)[k], v, atol=1e-3)
                    for k, v in stored.items())
     assert load_config(Path(config.out) / "config.yaml").init == str(trained[1])
+
+
+def test_the_shipped_fine_tune_config_fits_the_first_stage():
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    first = load_config(configs / "default_model.yaml")
+    second = load_config(configs / "default_model_finetune.yaml")
+    # what warm_start_model would otherwise refuse, checked without training the first stage
+    assert second.init == str(Path(first.out) / "best.pt")
+    assert (second.size, second.normalization, second.data) == (
+        first.size, first.normalization, first.data)
+    assert second.transfer == "scratch" and not second.model_options
+    assert second.crop[0] == first.crop[0] and second.crop[1] > first.crop[1]
