@@ -3,14 +3,15 @@ embedding, refusals that name the checkpoint, and a run that continues from thos
 
 from __future__ import annotations
 
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import TINY, weights_of
+from helpers import TINY, Stop, weights_of
 
-from dineuro.checkpoint import default_model_path, load_model
+from dineuro.checkpoint import default_model_path, load_checkpoint, load_model
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
 from dineuro.train import load_config, train
@@ -100,3 +101,23 @@ def test_the_shipped_fine_tune_config_fits_the_first_stage():
         first.size, first.normalization, first.data)
     assert second.transfer == "scratch" and not second.model_options
     assert second.crop[0] == first.crop[0] and second.crop[1] > first.crop[1]
+
+
+def test_a_run_from_init_resumes_without_the_init_file(trained, tmp_path):
+    first, _ = trained
+    init = tmp_path / "init.pt"
+    shutil.copy(trained[1], init)
+    config = replace(_init_config((first, init), tmp_path, "steps=2", "val_every=1"),
+                     init=str(init))
+
+    def stop_at_2(step, total, loss, val_dice):
+        if step == 2:  # last.pt is from step 1
+            raise Stop
+
+    with pytest.raises(Stop):
+        train(config, progress=stop_at_2)
+    init.unlink()
+    resumed = train(config, resume=True)
+    assert resumed.steps == 2 and load_checkpoint(resumed.last)["step"] == 2
+    with pytest.raises(InputError, match="init.pt"):  # a fresh start does need it
+        train(replace(config, out=str(tmp_path / "fresh")))

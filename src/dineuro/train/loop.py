@@ -198,6 +198,10 @@ class _Run:
         if config.init is None:
             model = build_model(config.size, config.transfer, teacher=teacher,
                                 crop=config.crop, **config.model_options)
+        elif checkpoint is not None:  # last.pt holds the network; init need not exist any more
+            from dineuro.checkpoint import build_network
+
+            model = build_network(checkpoint["model_config"])
         else:
             from dineuro.train.warm_start import warm_start_model
 
