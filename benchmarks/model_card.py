@@ -53,6 +53,14 @@ ROWS = {"model map, traced": "model", "raw image (percentile-normalised), traced
         "gold mask, traced": "gold mask"}
 
 
+def shown_path(path: str | None) -> str | None:
+    """A path as the card shows it: relative to the working directory when inside it, so that
+    the card names the file as the training commands do, not where one machine kept it."""
+    if path is None or not Path(path).is_absolute() or not Path(path).is_relative_to(Path.cwd()):
+        return path
+    return str(Path(path).relative_to(Path.cwd()))
+
+
 def summary(result) -> dict:
     """Mean and std of every score of one row, plus seconds per stack."""
     out = {}
@@ -82,7 +90,8 @@ def main() -> None:
                         for key in ("size", "transfer", "crop", "embed_dim", "depth")},
             "training": {"steps": trained.get("step"), "val_dice": trained.get("val_dice"),
                          "loss": train_config.get("loss", "dice_ce"),
-                         "seed": train_config.get("seed"), "init": train_config.get("init"),
+                         "seed": train_config.get("seed"),
+                         "init": shown_path(train_config.get("init")),
                          "crop": train_config.get("crop")},
             "commands": COMMANDS, "scores": {}, "weights": "float16"}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -31,12 +31,13 @@ Table 1, the whole run:
 - **dineuro run CLI**: ``dineuro run STACK -o TMP`` in a subprocess, end to end (interpreter
   start-up, imports and loading the model included); its note is the CLI's own line for the
   stack (windows computed, seconds predicting and tracing). A second row runs it with the
-  options of variant (6) below.
+  window of variant (6) below.
 
 Table 2, the stages of the default path in-process: read the stack (``read_volume``),
 normalise, predict (``sliding_window_predict`` with its defaults: precision "auto", empty
-windows skipped, overlap 0.5), trace, write (the float32 map, the uint8 mask and the SWC into a
-temporary folder, as ``dineuro run`` writes them).
+windows skipped, overlap 0.25, the batch size picked from the window), trace, write (the
+float32 map, the uint8 mask and the SWC into a temporary folder, as ``dineuro run`` writes
+them).
 
 Table 3, the steps of the trace stage, profiled (cProfile's cumulative seconds of each step's
 function in one more call): threshold, cavities, skeleton and graph, noise pieces, radii,
@@ -44,16 +45,17 @@ bridges, and the per-tree work (roots, pruning, smoothing, resampling).
 
 Table 4, variants of the predict stage: (1) float32, every window: the slow path, reference of
 agreement; (2) float32, empty windows skipped; (3) bf16, every window; (4) the default (the
-predict stage of table 2, not run again); (5) the default at overlap 0.25; (6) the network
-through 48x96x96 windows (``ViTUNETR.at_window``) at overlap 0.25, one window per forward pass
-(``dineuro run --window 48,96,96 --overlap 0.25 --batch-size 1``). Each gives seconds,
+predict stage of table 2, not run again); (5) the default at overlap 0.5, the default before
+both were measured; (6) the network through 64x128x128 windows (``ViTUNETR.at_window``),
+larger than the 48x96x96 it was trained on (``dineuro run --window 64,128,128``). Each gives
+seconds,
 windows computed (:func:`dineuro.predict.signal_windows`) out of the grid's, the largest
 probability of the slow path's map anywhere inside a skipped window (what skipping could have
 lost: near 0 means nothing), Dice, traced F1, and the differences from the slow path.
 
 Each timing is the median of ``--reps`` back-to-back calls, after a warm-up forward pass in each
-precision (the CLI row is cold on purpose). Prints Markdown: one block per stack, then the mean
-over stacks when there are several.
+precision and window (the CLI rows are cold on purpose). Prints Markdown: one block per stack,
+then the mean over stacks when there are several.
 
 Usage::
 
@@ -90,11 +92,11 @@ from dineuro.io.swc import SwcTree, read_swc, write_swc, zyx_to_swc
 from dineuro.io.volume import Volume, read_volume
 from dineuro.outputs import output_paths, swc_path
 from dineuro.predict import (
-    DEFAULT_BATCH_SIZE,
     DEFAULT_OVERLAP,
     DEFAULT_THRESHOLD,
     SIGMA_SCALE,
     WindowGrid,
+    resolve_batch_size,
     resolve_precision,
     signal_windows,
     sliding_window_predict,
@@ -112,9 +114,10 @@ FLOOR_SMOOTHING = 1.0
 FLOOR_MIN_VOXELS = 27
 #: SWC type of every node of the floor's trees (dendrite): it finds no soma.
 DENDRITE = 3
-LOW_OVERLAP = 0.25
+#: The overlap of variant (5), the default before time and F1 were measured at both.
+OTHER_OVERLAP = 0.5
 #: The larger inference window of variant (6) (``dineuro run --window``).
-WIDE_WINDOW = (48, 96, 96)
+WIDE_WINDOW = (64, 128, 128)
 SLOW_PATH = "(1) fp32, every window"
 #: Predict variants of table 3; the default (empty options) is table 2's predict stage.
 VARIANTS = {
@@ -122,13 +125,11 @@ VARIANTS = {
     "(2) fp32, skip empty": dict(precision="fp32", skip_empty=True),
     "(3) bf16, every window": dict(precision="bf16", skip_empty=False),
     "(4) default: auto, skip empty": {},
-    f"(5) default, overlap {LOW_OVERLAP}": dict(overlap=LOW_OVERLAP),
-    f"(6) window {','.join(map(str, WIDE_WINDOW))}, overlap {LOW_OVERLAP}, batch 1":
-        dict(window=WIDE_WINDOW, overlap=LOW_OVERLAP, batch_size=1),
+    f"(5) default, overlap {OTHER_OVERLAP}": dict(overlap=OTHER_OVERLAP),
+    f"(6) default, window {'x'.join(map(str, WIDE_WINDOW))}": dict(window=WIDE_WINDOW),
 }
 #: ``dineuro run`` options of variant (6), for the second CLI row.
-WIDE_OPTIONS = ("--window", ",".join(map(str, WIDE_WINDOW)), "--overlap", str(LOW_OVERLAP),
-                "--batch-size", "1")
+WIDE_OPTIONS = ("--window", ",".join(map(str, WIDE_WINDOW)))
 SCORES = ("precision", "recall", "f1")
 STAGES = ("read", "normalise", "predict", "trace", "write")
 CLI = [sys.executable, "-c", "from dineuro.cli import main; main()", "run"]
@@ -242,7 +243,8 @@ def monai_predict(network: torch.nn.Module, volume: np.ndarray, crop) -> np.ndar
 
     with torch.inference_mode():
         prob = sliding_window_inference(
-            torch.from_numpy(volume)[None, None], roi_size=crop, sw_batch_size=DEFAULT_BATCH_SIZE,
+            torch.from_numpy(volume)[None, None], roi_size=crop,
+            sw_batch_size=resolve_batch_size(None, crop),
             predictor=lambda w: torch.softmax(network(w), 1)[:, 1:2], overlap=DEFAULT_OVERLAP,
             mode="gaussian", sigma_scale=SIGMA_SCALE)
     return prob[0, 0].numpy()
@@ -307,10 +309,13 @@ def window_use(volume: np.ndarray, crop, options: dict, slow: np.ndarray) -> Row
 
 
 def warm_up(network: torch.nn.Module, crop) -> None:
-    """One forward pass per precision, so that first-call set-up is not timed."""
-    volume = np.random.default_rng(SEED).random(crop, dtype=np.float32)
-    for precision in ("fp32", "bf16"):
-        sliding_window_predict(network, volume, crop, precision=precision, skip_empty=False)
+    """One forward pass per precision and window, so that oneDNN's first-call set-up for a
+    shape is not timed."""
+    for window in (crop, WIDE_WINDOW):
+        volume = np.random.default_rng(SEED).random(window, dtype=np.float32)
+        for precision in ("fp32", "bf16"):
+            sliding_window_predict(network.at_window(window), volume, window,
+                                   precision=precision, skip_empty=False)
 
 
 def measure_stack(stack: Path, label: np.ndarray, gold: SwcTree, network: torch.nn.Module,
@@ -516,7 +521,8 @@ def main() -> None:
     header = (f"dineuro run on {cpu_name()} ({platform.machine()}), {torch.get_num_threads()} "
               f"torch threads, precision auto = {resolve_precision('auto', DEVICE)}, torch "
               f"{torch.__version__}; default model crop {crop}, overlap {DEFAULT_OVERLAP}, batch "
-              f"{DEFAULT_BATCH_SIZE}; stacks: {', '.join(title for title, _ in blocks)}; seconds "
+              f"{resolve_batch_size(None, crop)}; stacks: "
+              f"{', '.join(title for title, _ in blocks)}; seconds "
               f"are the median of {args.reps} call(s); traced scores against swc/NAME.swc at "
               f"{DEFAULT_SWC_THRESHOLD:g} voxels; Dice of p > {DEFAULT_THRESHOLD:g}; 1-minute "
               f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after.\n")

@@ -22,6 +22,7 @@ from dineuro.checkpoint import (
 from dineuro.cli._common import model_and_inputs
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.data.synth import PRESETS, synthesize_stack
+from dineuro.defaults import DEFAULT_OVERLAP
 from dineuro.errors import InputError
 from dineuro.evaluate import dice
 from dineuro.io import read_swc, read_volume, write_volume
@@ -67,7 +68,7 @@ def test_run_traces_the_map_it_wrote_and_reports_its_windows(small_stack, tmp_pa
                     "fp32", "--threads", "1", "--prob-dtype", "float32")
     assert result.code == 0, result.err
     crop = load_model(resolve_model(None))[1]["model_config"]["crop"]
-    windows = WindowGrid.of(small_stack.image.shape, crop, 0.5).n_windows
+    windows = WindowGrid.of(small_stack.image.shape, crop, DEFAULT_OVERLAP).n_windows
     assert f"network on {windows} of {windows} windows (fp32)" in result.err
     # The map traced in memory is the float32 map written: tracing the file gives the same SWC.
     again = trace_file(tmp_path / "out" / "stack_prob.tif", tmp_path / "again.swc")

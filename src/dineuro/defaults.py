@@ -8,12 +8,18 @@ and ``tests/test_defaults.py`` checks every command-line default against the lib
 """
 
 # -- prediction ---------------------------------------------------------------------------------
-#: Fraction of a window shared with its neighbour along each axis.
-DEFAULT_OVERLAP = 0.5
-#: Windows per forward pass. Not 1: for a single 48^3 window with few channels PyTorch's CPU
-#: convolution heuristic takes its slow im2col path instead of oneDNN (measured 7x slower per
-#: window for the tiny preset at batch 1 than at batch 4).
-DEFAULT_BATCH_SIZE = 4
+#: Fraction of a window shared with its neighbour along each axis. 0.25 computes 0.49x the
+#: windows of 0.5 and, with the default model on the dev stacks (12 bench, 12 noisy), traced
+#: F1 as well (0.870 / 0.556 against 0.871 / 0.550): README, "Speed of `dineuro run`".
+DEFAULT_OVERLAP = 0.25
+#: Windows per forward pass; None: as many as hold about :data:`PASS_VOXELS` voxels.
+DEFAULT_BATCH_SIZE = None
+#: Voxels a forward pass holds when the batch size is left to dineuro. Measured fastest for the
+#: default network on 2 CPU cores in bf16 (``benchmarks/batch_speed.py``): 4 windows of 48^3
+#: (1, 2 and 8 slower by 31, 8 and 15 %), 1 or 2 of 48x96x96 (4 slower by 36 %), 1 of
+#: 64x128x128 (2 slower by 20 %). Smaller passes fall off oneDNN's fast path (a single 48^3
+#: window takes PyTorch's im2col convolution), larger ones out of the caches.
+PASS_VOXELS = 4 * 48**3
 #: Probability above which a voxel of a map is foreground, as ``predict`` writes its masks.
 DEFAULT_THRESHOLD = 0.5
 #: How NAME_prob.tif stores probabilities: round(p * 255) in uint8, a quarter of float32's bytes

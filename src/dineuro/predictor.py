@@ -42,6 +42,7 @@ from dineuro.predict import (
     predict_blocks,
     predict_file,
     predict_stack,
+    resolve_batch_size,
     resolve_precision,
     sliding_window_predict,
     write_prediction,
@@ -118,7 +119,7 @@ class Predictor:
     source: str
     device: str = "cpu"
     overlap: float = DEFAULT_OVERLAP
-    batch_size: int = DEFAULT_BATCH_SIZE
+    batch_size: int | None = DEFAULT_BATCH_SIZE
     flips: bool = False
     precision: str = "auto"
     skip_empty: bool = True
@@ -171,9 +172,9 @@ class Predictor:
         Examples
         --------
         >>> import torch
-        >>> Predictor(torch.nn.Conv3d(1, 2, 1), (8, 8, 8), NormalizationConfig(), "conv",
-        ...           precision="fp32").describe()
-        'conv: Conv3d, window 8x8x8, overlap 0.5, batch 4, cpu fp32, windows without signal skipped'
+        >>> Predictor(torch.nn.Conv3d(1, 2, 1), (8, 8, 8), NormalizationConfig(), "c",
+        ...           precision="fp32", batch_size=4).describe()
+        'c: Conv3d, window 8x8x8, overlap 0.25, batch 4, cpu fp32, windows without signal skipped'
         """
         config = getattr(self.network, "config", {})  # what dineuro's networks record
         kind = config.get("size", type(self.network).__name__)
@@ -182,8 +183,9 @@ class Predictor:
         window = "x".join(str(c) for c in self.crop)
         skipping = "windows without signal skipped" if self.skip_empty else "every window"
         flips = ", 8 flips" if self.flips else ""
+        batch = resolve_batch_size(self.batch_size, self.crop)
         return (f"{self.source}: {network}, window {window}, overlap {self.overlap:g}, batch "
-                f"{self.batch_size}{flips}, {self.device} "
+                f"{batch}{flips}, {self.device} "
                 f"{resolve_precision(self.precision, self.device)}, {skipping}")
 
     def predict(self, image: np.ndarray, *, progress: Progress | None = None,

@@ -10,6 +10,7 @@ from monai.inferers import sliding_window_inference
 from torch import nn
 
 from dineuro.data.normalize import NormalizationConfig
+from dineuro.defaults import PASS_VOXELS
 from dineuro.errors import InputError
 from dineuro.io.volume import read_volume, write_volume
 from dineuro.predict import (
@@ -18,6 +19,7 @@ from dineuro.predict import (
     output_paths,
     predict_blocks,
     predict_stack,
+    resolve_batch_size,
     sliding_window_predict,
 )
 
@@ -227,6 +229,19 @@ def test_progress_counts_windows_after_every_batch_and_skipped_ones_at_once():
                                progress=lambda done, total, calls=calls: calls.append(
                                    (done, total)))
         assert calls == expected
+
+
+def test_the_default_batch_holds_about_pass_voxels():
+    """No batch size: 16x48x48 windows (36,864 voxels) run 12 at a time, 12 x 36,864 being
+    4 x 48^3; windows of 64x128x128, more than that alone, one at a time."""
+    assert PASS_VOXELS == 4 * 48**3
+    volume = np.zeros((16, 144, 144), np.float32)  # 1 x 5 x 5 windows at overlap 0.5
+    calls = []
+    sliding_window_predict(_voxelwise_model(), volume, crop=(16, 48, 48), overlap=0.5,
+                           skip_empty=False, progress=lambda done, total: calls.append(done))
+    assert calls == [12, 24, 25]
+    assert resolve_batch_size(None, (64, 128, 128)) == 1
+    assert resolve_batch_size(3, (64, 128, 128)) == 3
 
 
 def test_model_mode_is_restored_and_nothing_is_tracked():

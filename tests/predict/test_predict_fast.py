@@ -12,6 +12,7 @@ from torch import nn
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
 from dineuro.predict import (
+    DEFAULT_OVERLAP,
     WindowGrid,
     WindowStats,
     _precision,
@@ -140,7 +141,7 @@ def test_skipping_gives_the_full_map_when_the_network_sees_background_as_backgro
     stats = WindowStats()
     fast = sliding_window_predict(model, volume, crop=16, precision="fp32", stats=stats)
     full = sliding_window_predict(model, volume, crop=16, precision="fp32", skip_empty=False)
-    run = signal_windows(volume, 16, 0.5)
+    run = signal_windows(volume, 16, DEFAULT_OVERLAP)
     assert stats.windows == run.size and stats.computed == run.sum() < run.size
     assert stats.precision == "fp32"
     np.testing.assert_allclose(fast, full, atol=1e-2)  # what a lone speck got: < 0.01

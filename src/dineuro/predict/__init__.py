@@ -56,6 +56,7 @@ from dineuro.predict._windows import (
     SIGMA_SCALE,
     Progress,
     WindowStats,
+    resolve_batch_size,
 )
 
 __all__ = [
@@ -88,6 +89,7 @@ __all__ = [
     "predict_stack",
     "prepare_batch",
     "probe_stacks",
+    "resolve_batch_size",
     "resolve_precision",
     "signal_level",
     "signal_windows",

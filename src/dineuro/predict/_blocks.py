@@ -38,14 +38,14 @@ from dineuro.predict._windows import (
     WindowPredictor,
     WindowStats,
     blend,
-    check_batch_size,
     inference,
+    resolve_batch_size,
 )
 
 
 def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
                    norm: NormalizationConfig, *, block: int | Sequence[int] = DEFAULT_BLOCK,
-                   overlap: float = DEFAULT_OVERLAP, batch_size: int = DEFAULT_BATCH_SIZE,
+                   overlap: float = DEFAULT_OVERLAP, batch_size: int | None = DEFAULT_BATCH_SIZE,
                    flips: bool = False, device: str | torch.device = "cpu", precision: str = "auto",
                    skip_empty: bool = True, prob_dtype: str = DEFAULT_PROB_DTYPE,
                    progress: Progress | None = None, stats: WindowStats | None = None):
@@ -116,7 +116,7 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
                                           for n, b in zip(grid.shape, block, strict=True))))
         ends = [tuple(min(c + b, n) for c, b, n in zip(corner, block, grid.shape, strict=True))
                 for corner in blocks]
-        check_batch_size(batch_size)
+        batch_size = resolve_batch_size(batch_size, grid.crop)
         total = sum(box_windows(grid, corner, end) for corner, end in zip(blocks, ends,
                                                                           strict=True))
         predictor = WindowPredictor(model, grid.crop, flips, device,

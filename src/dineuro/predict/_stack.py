@@ -18,14 +18,15 @@ from dineuro.predict._windows import (
     WindowPredictor,
     WindowStats,
     blend,
-    check_batch_size,
     inference,
+    resolve_batch_size,
 )
 
 
 def sliding_window_predict(model: nn.Module, volume: np.ndarray, crop: int | Sequence[int],
-                           overlap: float = DEFAULT_OVERLAP, batch_size: int = DEFAULT_BATCH_SIZE,
-                           flips: bool = False, device: str | torch.device = "cpu",
+                           overlap: float = DEFAULT_OVERLAP,
+                           batch_size: int | None = DEFAULT_BATCH_SIZE, flips: bool = False,
+                           device: str | torch.device = "cpu",
                            progress: Progress | None = None, precision: str = "auto",
                            skip_empty: bool = True, stats: WindowStats | None = None
                            ) -> np.ndarray:
@@ -47,8 +48,9 @@ def sliding_window_predict(model: nn.Module, volume: np.ndarray, crop: int | Seq
         Window (z, y, x) the model takes, or one int for a cube.
     overlap : float, optional
         Fraction of a window shared with its neighbour along each axis, in [0, 1).
-    batch_size : int, optional
-        Windows per forward pass.
+    batch_size : int or None, optional
+        Windows per forward pass; None (the default) picks it from the crop
+        (:func:`resolve_batch_size`).
     flips : bool, optional
         Average over all 8 axis-flip combinations (8x the compute).
     device : str or torch.device, optional
@@ -85,7 +87,7 @@ def sliding_window_predict(model: nn.Module, volume: np.ndarray, crop: int | Seq
     """
     volume = checked_volume(volume)
     grid = WindowGrid.of(volume.shape, crop, overlap)
-    check_batch_size(batch_size)
+    batch_size = resolve_batch_size(batch_size, grid.crop)
     predictor = WindowPredictor(model, grid.crop, flips, device,
                                 resolve_precision(precision, device), grid.n_windows, progress,
                                 stats)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ import torch
 from monai.data.utils import compute_importance_map
 from torch import nn
 
+from dineuro.defaults import PASS_VOXELS
 from dineuro.errors import InputError
 from dineuro.models.vit3d import Triple
 from dineuro.predict._signal import SignalLevel, Starts, region_signal
@@ -152,9 +154,20 @@ def inference(model: nn.Module, device: torch.device) -> Iterator[None]:
         model.train(training)
 
 
-def check_batch_size(batch_size: int) -> None:
+def resolve_batch_size(batch_size: int | None, crop: Triple) -> int:
+    """Windows per forward pass: ``batch_size``, or for None as many windows of ``crop`` as
+    hold about :data:`~dineuro.defaults.PASS_VOXELS` voxels (at least one).
+
+    Examples
+    --------
+    >>> resolve_batch_size(None, (48, 48, 48)), resolve_batch_size(None, (48, 96, 96))
+    (4, 1)
+    """
+    if batch_size is None:
+        return max(1, round(PASS_VOXELS / math.prod(crop)))
     if not (isinstance(batch_size, int) and batch_size >= 1):
         raise InputError(f"batch_size should be a positive int, got {batch_size!r}.")
+    return batch_size
 
 
 def _window(corner: tuple[int, ...], crop: Triple) -> tuple[slice, ...]:

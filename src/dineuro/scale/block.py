@@ -106,7 +106,12 @@ def run_block(spec: RunSpec, block: Block) -> dict:
     from dineuro.predict._grid import WindowGrid
     from dineuro.predict._precision import resolve_precision
     from dineuro.predict._storage import encode_probability
-    from dineuro.predict._windows import WindowPredictor, WindowStats, inference
+    from dineuro.predict._windows import (
+        WindowPredictor,
+        WindowStats,
+        inference,
+        resolve_batch_size,
+    )
 
     start = time.perf_counter()
     torch.set_num_threads(spec.threads)
@@ -123,7 +128,8 @@ def run_block(spec: RunSpec, block: Block) -> dict:
     try:
         with inference(predictor.network, windows.device):
             prob = predict_box(source, grid, block.region_begin, block.region_end,
-                               predictor.normalization, spec.limits, predictor.batch_size,
+                               predictor.normalization, spec.limits,
+                               resolve_batch_size(predictor.batch_size, grid.crop),
                                windows, level)
     except NonFiniteError as exc:
         raise InputError(f"block {block.name} holds NaN or infinite voxels.", spec.volume) from exc
