@@ -47,14 +47,13 @@ Table 4, variants of the predict stage: (1) float32, every window: the slow path
 agreement; (2) float32, empty windows skipped; (3) bf16, every window; (4) the default (the
 predict stage of table 2, not run again); (5) the default at overlap 0.5, the default before
 both were measured; (6) the network through 64x128x128 windows (``ViTUNETR.at_window``),
-larger than the 48x96x96 it was trained on (``dineuro run --window 64,128,128``). Each gives
-seconds,
-windows computed (:func:`dineuro.predict.signal_windows`) out of the grid's, the largest
+larger than the crop it was trained on (``dineuro run --window 64,128,128``). Each gives
+seconds, windows computed (:func:`dineuro.predict.signal_windows`) out of the grid's, the largest
 probability of the slow path's map anywhere inside a skipped window (what skipping could have
 lost: near 0 means nothing), Dice, traced F1, and the differences from the slow path.
 
 Each timing is the median of ``--reps`` back-to-back calls, after a warm-up forward pass in each
-precision and window (the CLI rows are cold on purpose). Prints Markdown: one block per stack,
+precision and window (each CLI call starts cold, on purpose). Prints Markdown: one block per stack,
 then the mean over stacks when there are several.
 
 Usage::
@@ -276,6 +275,19 @@ def run_cli(stack: Path, scratch: Path, threads: int, *options: str
                                if line.startswith(f"{stack.name}: ")), "")
 
 
+def cold_runs(reps: int, stack: Path, scratch: Path, threads: int, *options: str
+              ) -> tuple[Path | None, float, str]:
+    """:func:`run_cli` ``reps`` times, each a cold start: the last run's folder and line, and
+    the median seconds (None and the line of the first failure, if one fails)."""
+    seconds = []
+    for _ in range(reps):
+        out, elapsed, note = run_cli(stack, scratch, threads, *options)
+        if out is None:
+            return None, elapsed, note
+        seconds.append(elapsed)
+    return out, statistics.median(seconds), note
+
+
 def cli_accuracy(out: Path, stack: Path, label: np.ndarray, gold: SwcTree) -> Row:
     """Dice of the mask and scores of the SWC that ``dineuro run`` wrote."""
     mask = read_volume(output_paths(stack, out)[1]).array
@@ -350,8 +362,9 @@ def measure_stack(stack: Path, label: np.ndarray, gold: SwcTree, network: torch.
     log(f"{name}: classical floor")
     (foreground, floor_tree), floor_seconds = timed(reps, classical_floor, raw, norm)
     log(f"{name}: dineuro run CLI")
-    cli_out, cli_seconds, cli_note = run_cli(stack, scratch, args.threads)
-    wide_out, wide_seconds, wide_note = run_cli(stack, scratch, args.threads, *WIDE_OPTIONS)
+    cli_out, cli_seconds, cli_note = cold_runs(reps, stack, scratch, args.threads)
+    wide_out, wide_seconds, wide_note = cold_runs(reps, stack, scratch, args.threads,
+                                                  *WIDE_OPTIONS)
 
     whole = {
         "classical floor": {"seconds": floor_seconds, "dice": dice(foreground, label),

@@ -127,8 +127,8 @@ def test_model_card_verb_prints_the_card():
 def test_predict_through_a_wider_window_runs_fewer_windows_and_still_segments(small_stack,
                                                                            tmp_path):
     """``--window 48,112,112 --overlap 0.25`` on a 48x128x128 stack: one window along z and
-    ceil((128 - 112) / 84) + 1 = 2 along y and x, 4 in all (its own 48x96x96 crop at overlap
-    0.5: 9), and the map is the network's through those windows."""
+    ceil((128 - 112) / 84) + 1 = 2 along y and x, 4 in all, and the map is the network's
+    through those windows, not its own crop's."""
     stack = tmp_path / "stack.tif"
     write_volume(stack, small_stack.image, small_stack.spacing)
     assert small_stack.image.shape == (48, 128, 128)

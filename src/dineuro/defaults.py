@@ -9,8 +9,9 @@ and ``tests/test_defaults.py`` checks every command-line default against the lib
 
 # -- prediction ---------------------------------------------------------------------------------
 #: Fraction of a window shared with its neighbour along each axis. 0.25 computes 0.49x the
-#: windows of 0.5 and, with the default model on the dev stacks (12 bench, 12 noisy), traced
-#: F1 as well (0.870 / 0.556 against 0.871 / 0.550): README, "Speed of `dineuro run`".
+#: windows of 0.5 and, with the default model, traces as well: chosen on 24 train-split stacks,
+#: then traced F1 0.851 / 0.802 against 0.849 / 0.791 on the card's bench / noisy test stacks
+#: (README, "Speed of `dineuro run`").
 DEFAULT_OVERLAP = 0.25
 #: Windows per forward pass; None: as many as hold about :data:`PASS_VOXELS` voxels.
 DEFAULT_BATCH_SIZE = None

@@ -73,9 +73,9 @@ AllWindows = Annotated[bool, typer.Option(
                           "(which are otherwise skipped with probability 0).")]
 Window = Annotated[str | None, typer.Option(
     help="Window z,y,x the network predicts through (multiples of its patch, 16), instead of "
-         "its training crop (the default model's: 48,96,96): larger windows with a lower "
-         "--overlap compute fewer voxels (see the README's speed section for what it "
-         "costs).", show_default=False)]
+         "its training crop (`dineuro model-card` shows the default model's): larger windows "
+         "compute fewer voxels, but not the same map (see the README's speed section).",
+    show_default=False)]
 SkipExisting = Annotated[bool, typer.Option(
     "--skip-existing", help="Skip stacks whose outputs all exist (to finish an interrupted "
                             "batch); without it, any existing output is refused.")]
