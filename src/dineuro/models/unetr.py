@@ -1,7 +1,8 @@
 """UNETR: the 3D ViT encoder with a convolutional decoder that up-samples tokens back to voxels.
 
 The decoder follows Hatamizadeh et al. (UNETR, arXiv 2103.10504) and is assembled from MONAI's
-UNETR blocks, generalised beyond ``monai.networks.nets.UNETR``, which fixes depth 12, patch 16
+UNETR blocks (re-stated without the MONAI import in :mod:`dineuro.models.unet_blocks`),
+generalised beyond ``monai.networks.nets.UNETR``, which fixes depth 12, patch 16
 and the skips ``hidden_states_out[3]``, ``[6]``, ``[9]`` (blocks 4, 7, 10 counting from 1; the
 paper and this module use blocks 3, 6, 9, 12):
 
@@ -25,15 +26,13 @@ import math
 from collections.abc import Mapping, Sequence
 
 import torch
-from monai.networks.blocks import UnetOutBlock, UnetrBasicBlock, UnetrUpBlock
-from monai.networks.blocks.dynunet_block import UnetResBlock, get_conv_layer
 from torch import nn
 
 from dineuro.errors import InputError
 from dineuro.models.standardize import standardize_per_sample
+from dineuro.models.unet_blocks import BasicBlock, OutBlock, ResBlock, UpBlock, conv_layer
 from dineuro.models.vit3d import Triple, VisionTransformer3d, as_triple, resize_pos_embed_3d
 
-SPATIAL_DIMS = 3
 #: Kernel side of every decoder convolution (as MONAI's UNETR).
 CONV_KERNEL = 3
 #: Up-sampling factor per decoder level along an axis that is up-sampled at that level.
@@ -91,7 +90,7 @@ class ProjectionUpsample(nn.Module):
     """MONAI's ``UnetrPrUpBlock`` (conv + residual variant) with a stride per up-sampling step.
 
     ``UnetrPrUpBlock`` uses one stride for all its steps, which cannot express anisotropic
-    schedules such as patch (4, 16, 16); this is the same composition of MONAI pieces (a
+    schedules such as patch (4, 16, 16); this is the same composition of MONAI's pieces (a
     transposed conv, then per further step a transposed conv and a ``UnetResBlock``), with the
     same parameter names and counts.
 
@@ -104,7 +103,7 @@ class ProjectionUpsample(nn.Module):
     strides : sequence of tuple of 3 int
         Up-sampling stride (z, y, x) of each step, coarsest first.
     norm_name : str or tuple, optional
-        MONAI normalisation name.
+        Decoder normalisation (:func:`~dineuro.models.unet_blocks.norm_layer`).
     """
 
     def __init__(self, in_channels: int, out_channels: int, strides: Sequence[Triple],
@@ -114,8 +113,7 @@ class ProjectionUpsample(nn.Module):
         self.blocks = nn.ModuleList(
             nn.Sequential(
                 _transposed_conv(out_channels, out_channels, stride),
-                UnetResBlock(SPATIAL_DIMS, out_channels, out_channels, kernel_size=CONV_KERNEL,
-                             stride=1, norm_name=norm_name))
+                ResBlock(out_channels, out_channels, CONV_KERNEL, 1, norm_name))
             for stride in strides[1:])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -126,8 +124,7 @@ class ProjectionUpsample(nn.Module):
 
 
 def _transposed_conv(in_channels: int, out_channels: int, stride: Triple) -> nn.Module:
-    return get_conv_layer(SPATIAL_DIMS, in_channels, out_channels, kernel_size=stride,
-                          stride=stride, conv_only=True, is_transposed=True)
+    return conv_layer(in_channels, out_channels, stride, stride, transposed=True)
 
 
 class ViTUNETR(nn.Module):
@@ -153,7 +150,8 @@ class ViTUNETR(nn.Module):
     out_channels : int, optional
         Output classes (background, neurite).
     norm_name : str or tuple, optional
-        MONAI normalisation of the decoder ("instance", "batch", ...).
+        Normalisation of the decoder ("instance", "batch", ("group", {"num_groups": 4});
+        :func:`~dineuro.models.unet_blocks.norm_layer`).
     patch_embedding : str, optional
         "conv", "tubular" or "deformable" (set by the transfer strategy).
     embedding_options : mapping of {str: object}, optional
@@ -204,20 +202,17 @@ class ViTUNETR(nn.Module):
             mlp_ratio=mlp_ratio, patch_embedding=patch_embedding,
             embedding_options=embedding_options, drop_path=drop_path)
         channels = [feature_size * LEVEL_FACTOR**level for level in range(levels)]
-        self.stem = UnetrBasicBlock(SPATIAL_DIMS, 1, channels[0], kernel_size=CONV_KERNEL,
-                                    stride=1, norm_name=norm_name, res_block=True)
+        self.stem = BasicBlock(1, channels[0], CONV_KERNEL, 1, norm_name)
         # Skip of level j (1 .. L-1): tokens up-sampled through levels L, L-1, ..., j + 1.
         self.skips = nn.ModuleList(
             ProjectionUpsample(embed_dim, channels[level], strides[level:][::-1], norm_name)
             for level in range(1, levels))
         # Decoder stage into level j (L-1 .. 0): up-sample by level j + 1, fuse with skip j.
         self.ups = nn.ModuleList(
-            UnetrUpBlock(SPATIAL_DIMS, embed_dim if level == levels - 1 else channels[level + 1],
-                         channels[level], kernel_size=CONV_KERNEL,
-                         upsample_kernel_size=strides[level], norm_name=norm_name,
-                         res_block=True)
+            UpBlock(embed_dim if level == levels - 1 else channels[level + 1], channels[level],
+                    CONV_KERNEL, strides[level], norm_name)
             for level in reversed(range(levels)))
-        self.out = UnetOutBlock(SPATIAL_DIMS, channels[0], out_channels)
+        self.out = OutBlock(channels[0], out_channels)
         self.config: dict[str, object] = {
             "crop": list(self.encoder.crop), "patch": list(patch), "embed_dim": embed_dim,
             "depth": depth, "num_heads": num_heads, "mlp_ratio": mlp_ratio,

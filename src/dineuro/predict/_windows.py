@@ -1,7 +1,7 @@
 """The window loop: which windows run, the network on them in batches, Gaussian blending.
 
 Every window of a :class:`~dineuro.predict.WindowGrid` is weighted by MONAI's Gaussian
-importance map (``compute_importance_map``, sigma = :data:`SIGMA_SCALE` of the crop, floored at
+importance map (:func:`importance_map`, sigma = :data:`SIGMA_SCALE` of the crop, floored at
 1e-3) and the map is the weighted sum of the windows' class-1 probabilities over the sum of all
 weights: what ``monai.inferers.sliding_window_inference(mode="gaussian")`` computes, whose
 windows the grid's are. We run the loop ourselves rather than through MONAI for two reasons:
@@ -22,7 +22,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from monai.data.utils import compute_importance_map
 from torch import nn
 
 from dineuro.defaults import PASS_VOXELS
@@ -32,6 +31,9 @@ from dineuro.predict._signal import SignalLevel, Starts, region_signal
 
 #: MONAI's Gaussian blending: sigma = this fraction of the crop, per axis.
 SIGMA_SCALE = 0.125
+#: Least weight of a window voxel (MONAI's floor): a voxel that only windows' far corners
+#: cover is not divided by a weight near zero.
+LEAST_WEIGHT = 1e-3
 #: Every combination of flipping the (z, y, x) axes of a (B, C, z, y, x) batch; () is none.
 FLIP_AXES = tuple(axes for n in range(4) for axes in itertools.combinations((2, 3, 4), n))
 CLASSES = 2
@@ -101,6 +103,19 @@ class WindowPredictor:
         return torch.softmax(logits.float(), dim=1)[:, NEURITE:NEURITE + 1]
 
 
+def importance_map(crop: Triple) -> torch.Tensor:
+    """The weight of each voxel of a window: exp(-d^2 / (2 sigma^2)) per axis, d the distance
+    from the window's centre and sigma :data:`SIGMA_SCALE` of its side, multiplied over the axes
+    and floored at :data:`LEAST_WEIGHT`; what ``monai.data.utils.compute_importance_map(crop,
+    "gaussian")`` gives, without importing MONAI at prediction (its import costs more than a
+    second; :mod:`dineuro.models.unet_blocks`)."""
+    weight = torch.ones(())
+    for side in crop:
+        d = torch.arange(side, dtype=torch.float32) - (side - 1) / 2
+        weight = weight[..., None] * torch.exp(d**2 / (-2 * (SIGMA_SCALE * side) ** 2))
+    return weight.clamp_(min=max(weight.min().item(), LEAST_WEIGHT))
+
+
 def blend(region: torch.Tensor, starts: Starts, crop: Triple, batch_size: int,
           predictor: WindowPredictor, level: SignalLevel | None) -> torch.Tensor:
     """Gaussian-blended probability over a (z, y, x) region covered by the given windows.
@@ -109,7 +124,7 @@ def blend(region: torch.Tensor, starts: Starts, crop: Triple, batch_size: int,
     inside it and every voxel of it is in some window. With the stack's signal ``level`` only
     the windows with signal are computed, without it all of them.
     """
-    weight = compute_importance_map(crop, mode="gaussian", sigma_scale=SIGMA_SCALE)
+    weight = importance_map(crop)
     corners = list(itertools.product(*starts))
     run = (region_signal(region, starts, crop, level) if level is not None
            else np.ones(len(corners), dtype=bool))
