@@ -6,8 +6,9 @@ The decoder was assembled from ``monai.networks.blocks`` (``UnetResBlock``, ``Un
 matplotlib, h5py and pandas): about 1.3 s of a ``dineuro run`` of 12 s on a 60x512x512 stack,
 spent before the first voxel. Prediction needs only these few blocks, so they are defined here
 with MONAI's computation and its parameter names (``conv1.conv.weight``, ``transp_conv``,
-``conv_block``, ...), so checkpoints load either way. ``tests/test_unet_blocks.py`` holds them
-equal to MONAI's blocks, output for output. Training still uses MONAI (losses, transforms).
+``conv_block``, ...), so checkpoints load either way. ``tests/models/test_unet_blocks.py``
+holds them equal to MONAI's blocks, output for output. Training still uses MONAI (losses,
+transforms).
 
 Every convolution is bias-free except the output block's, padded so that a stride-1 convolution
 keeps the size and a transposed convolution with kernel = stride multiplies it by the stride.
