@@ -40,7 +40,8 @@ def randomized(module: torch.nn.Module, seed: int) -> torch.nn.Module:
 
 def same_output(ours, theirs, *inputs, train: bool = False):
     ours.load_state_dict(randomized(theirs, 0).state_dict(), strict=True)
-    ours.train(train), theirs.train(train)
+    ours.train(train)
+    theirs.train(train)
     with torch.no_grad():
         torch.testing.assert_close(ours(*inputs), theirs(*inputs), rtol=1e-5, atol=1e-6)
 
