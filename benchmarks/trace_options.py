@@ -3,7 +3,8 @@
 Traces every map of a split (``PRED/NAME_prob.tif``, from ``dineuro predict``) with each
 combination of the options given, and prints mean precision, recall, F1 and hairiness ratio
 against the gold SWCs (:func:`dineuro.evaluate.compare_trees`, threshold 2). Choose
-defaults on the validation split, report on the test split. For example::
+defaults on stacks no model was trained on and the card does not score (the validation split,
+or the first stacks of a held-out set's train split), report on the test split. For example::
 
     dineuro predict data/bench/images -o pred/bench
     python benchmarks/trace_options.py data/bench --pred pred/bench --split val \\
@@ -57,11 +58,13 @@ def main() -> None:
     parser.add_argument("data", type=Path, help="dataset folder with swc/ and split.json")
     parser.add_argument("--pred", type=Path, required=True, help="folder of NAME_prob.tif")
     parser.add_argument("--split", default="val", choices=("train", "val", "test"))
+    parser.add_argument("--first", type=int, default=None, metavar="N",
+                        help="only the split's first N stacks (default: all)")
     parser.add_argument("--grid", action="append", default=[], metavar="OPTION=V1,V2",
                         help="a trace() option and its values (repeatable)")
     args = parser.parse_args()
     dataset = open_dataset(args.data)
-    names = dataset.split()[args.split]
+    names = dataset.split()[args.split][:args.first]
     maps = {n: read_volume(args.pred / f"{n}{PROB_SUFFIX}").array for n in names}
     golds = {n: dataset.tree(n) for n in names}
     spacings = {n: dataset.image(n).spacing for n in names}

@@ -46,8 +46,12 @@ DEFAULT_FOLLOW_GAP = 20.0
 DEFAULT_PRUNE_LENGTH = 4.0
 #: Shortest reach of a terminal branch kept, in radii of its branch point (from that point).
 DEFAULT_SPUR_RADII = 3.0
-#: Pieces of the foreground whose centre lines are shorter than this (x voxels) are noise.
-DEFAULT_MIN_PIECE_LENGTH = 10.0
+#: Pieces of the foreground whose centre lines are shorter than this (x voxels) are noise:
+#: removed before bridging. 3 removes specks of one to three noise voxels, which would be
+#: bridged onto a neurite as spurs, and keeps the short pieces a beaded or dim fibre breaks
+#: into, for bridges to join; debris is judged on each tree after bridging
+#: (``DEFAULT_MIN_TREE_LENGTH``). At 10 such pieces were lost (README, "The default model").
+DEFAULT_MIN_PIECE_LENGTH = 3.0
 #: A separate tree shorter than this (x voxels of cable) is debris, unless it is the largest.
 DEFAULT_MIN_TREE_LENGTH = 30.0
 #: Gaussian sigma (x voxels along the arc) that smooths the voxel staircase of centre lines.

@@ -394,7 +394,7 @@ def test_noise_specks_and_small_blobs_are_removed_not_traced():
     prob.flat[rng.integers(0, prob.size, 400)] = 0.9  # isolated voxels, some on the surface
     for z, y, x in rng.integers(0, np.subtract(TUBE_SHAPE, 5), (20, 3)):
         if abs(y + 1 - AXIS_Y) > 6 or abs(z + 1 - AXIS_Z) > 6:  # off the tube
-            prob[z:z + 3, y:y + 3, x:x + 5] = 0.9  # less centre line than min_piece_length
+            prob[z:z + 3, y:y + 3, x:x + 5] = 0.9  # a few voxels of centre line: debris
     traced = trace(prob)
     assert len(traced.roots) == 1 and ends(traced) == 2
     assert distance_to_segment(traced.xyz, *STRAIGHT).max() <= 1.0
@@ -402,13 +402,31 @@ def test_noise_specks_and_small_blobs_are_removed_not_traced():
     assert len(trace(prob, min_piece_length=0, keep_fragments=True).roots) > 1
 
 
-def test_a_small_blob_beyond_a_gap_is_never_bridged():
+def test_a_blob_beyond_a_gap_is_bridged_unless_min_piece_length_calls_it_noise():
     prob = render_mask(tube(x1=68.0), TUBE_SHAPE).astype(np.float32) * 0.9  # cap ends at 70
     near = slice(int(AXIS_Z) - 1, int(AXIS_Z) + 2), slice(int(AXIS_Y) - 1, int(AXIS_Y) + 2)
     prob[(*near, slice(71, 73))] = 0.2  # evidence above gap_floor in the gap
-    prob[(*near, slice(73, 76))] = 0.9  # a blob far shorter than min_piece_length
-    assert trace(prob).xyz[:, 0].max() <= 70
-    assert trace(prob, min_piece_length=0).xyz[:, 0].max() >= 73  # else it would be
+    prob[(*near, slice(73, 79))] = 0.9  # a blob with 5 voxels of centre line, in line: a bead
+    assert trace(prob).xyz[:, 0].max() >= 76
+    assert trace(prob, min_piece_length=10).xyz[:, 0].max() <= 70  # noise: never bridged
+
+
+def test_a_beaded_fibre_of_short_pieces_is_traced_whole():
+    """Beads of 6 voxels, 3-voxel dim gaps between (evidence below gap_floor, so only bridges
+    along the fibre's direction join them): no piece has 10 voxels of centre line, yet the
+    fibre is one tree from the first bead to the last."""
+    prob = np.zeros(TUBE_SHAPE, np.float32)
+    near = slice(int(AXIS_Z) - 1, int(AXIS_Z) + 2), slice(int(AXIS_Y) - 1, int(AXIS_Y) + 2)
+    prob[(*near, slice(10, 80))] = 0.05
+    starts = range(10, 75, 9)
+    for x in starts:
+        prob[(*near, slice(x, x + 6))] = 0.9
+    traced = trace(prob)
+    assert len(traced.roots) == 1 and ends(traced) == 2
+    assert traced.xyz[:, 0].min() <= 11 and traced.xyz[:, 0].max() >= starts[-1] + 4
+    assert distance_to_segment(traced.xyz, *STRAIGHT).max() <= 1.0
+    with pytest.warns(EmptyTraceWarning):
+        assert not len(trace(prob, min_piece_length=10))
 
 
 @pytest.mark.parametrize("seed", range(3))
@@ -442,6 +460,16 @@ def speckled(mask: np.ndarray, seed: int, speckles: float = 0.01) -> np.ndarray:
     specks = rng.random(mask.shape) < speckles
     prob[specks] = rng.uniform(0.3, 0.7, int(specks.sum()))
     return np.clip(prob, 0, 1).astype(np.float32)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_speck_pairs_beside_a_tube_are_not_hung_on_it_as_spurs(seed):
+    """At 1 % of voxels, a quarter of the specks touch another. The default min_piece_length
+    removes such pairs too; at 1 they are kept, and bridges hang them on the tube as spurs."""
+    prob = speckled(render_mask(tube(), TUBE_SHAPE), seed)
+    traced = trace(prob)
+    assert len(traced.roots) == 1 and ends(traced) == 2
+    assert ends(trace(prob, min_piece_length=1)) > 2
 
 
 @pytest.mark.parametrize("seed", range(4))

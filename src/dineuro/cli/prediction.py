@@ -198,7 +198,8 @@ SpurRadii = Annotated[float, typer.Option(
                   "neurite they leave.")]
 MinPiece = Annotated[float, typer.Option(
     min=0.0, help="Foreground pieces with less centre line than this (x voxels) are noise: "
-                  "removed, never bridged.")]
+                  "removed, never bridged. Longer pieces of a beaded fibre stay to be bridged, "
+                  "and are dropped as debris if left alone.")]
 MinTree = Annotated[float, typer.Option(
     min=0.0, help="Separate trees with less cable than this (x voxels) are dropped as debris; "
                   "larger ones (other neurons, fibres) are written as trees of their own.")]

@@ -27,7 +27,9 @@ says what it does against that.
    against 0.929, ESA 0.72 against 0.84) and on raw images (0.61 against 0.54), with a few more
    tips (hairiness 1.34 against 1.27 on the noisy maps) and about twice the time.
 3. **Noise**: a connected piece of the foreground with less than ``min_piece_length`` of
-   centre line (specks, small blobs) is removed before anything is joined to it.
+   centre line (by default a speck of a few voxels) is removed before anything is
+   joined to it. Short pieces stay: a beaded or dim fibre breaks into them, and bridging
+   joins them back; those left on their own are dropped as debris at step 5.
 4. **Gaps**: an end of one piece is joined to a node of another piece at most ``max_gap``
    away in any direction when the mean probability (or, with ``image``, percentile-normalised
    intensity) along the part of the straight segment outside the foreground is at least
