@@ -87,7 +87,9 @@ class AdaptConfig:
         Share of the lab's stacks held back from training to measure agreement with their
         pseudo-labels (at least one when there are 3 or more stacks).
     guard_margin : float
-        The traced F1 on held-back synthetic stacks may fall by this much before adapt warns.
+        The traced F1 or the map Dice on held-back synthetic stacks may fall by this much
+        before adapt warns (the adaptation benchmark's goal allows the source domain to lose
+        0.01 F1).
     overlap : float
         Sliding-window overlap when labelling and checking.
     save_every : int
@@ -123,7 +125,7 @@ class AdaptConfig:
     margin: float = MARGIN
     core: float = CORE
     holdout: float = 0.2
-    guard_margin: float = 0.02
+    guard_margin: float = 0.01
     overlap: float = 0.5
     save_every: int = 100
     seed: int = 0
