@@ -10,7 +10,9 @@ microscope outside what the default model was trained on; :data:`SHIFTS`):
 4. fine-tune it as adapt does but on the train split's gold masks, keeping the whole weight
    change (``blend`` 1; the ceiling);
 5. score both on the test split, and all three on the source domain's test split (the default
-   model's noisy evaluation set), to see what adapting costs there.
+   model's noisy evaluation set), to see what adapting costs there;
+6. hold adapt's first-round pseudo-labels of the train stacks against their gold masks
+   (:func:`label_quality`): what self-training is taught, right and wrong.
 
 Scores are those of the README's default-model table (``benchmarks/trace_vs_peers.py``): Dice
 of the map, ESA/DSA/PDS and length precision/recall/F1 of the traced SWC against the gold SWC.
@@ -35,7 +37,7 @@ import numpy as np
 import torch
 from trace_vs_peers import metric_values, run
 
-from dineuro.adapt import AdaptConfig, adapt
+from dineuro.adapt import BACKGROUND, FOREGROUND, AdaptConfig, adapt
 from dineuro.checkpoint import resolve_model
 from dineuro.config import parse_override
 from dineuro.data.dataset import open_dataset
@@ -43,6 +45,7 @@ from dineuro.data.synth import PRESETS, write_synthetic_dataset
 from dineuro.data.synth.generate import SynthConfig
 from dineuro.data.synth.imaging import imaging_for_difficulty
 from dineuro.evaluate import DEFAULT_SWC_THRESHOLD
+from dineuro.io import read_volume
 
 #: Stacks per shifted domain: 12 to adapt on (train), 6 to score (test), 2 unused (val).
 N_STACKS, SPLIT, SHAPE, SEED = 20, (0.6, 0.1, 0.3), (64, 256, 256), 3
@@ -95,6 +98,27 @@ def adapted(model: str, data: Path, out: Path, synthetic: Path, args, gold: bool
     return out
 
 
+def label_quality(work: Path, data: Path) -> dict:
+    """The first round's pseudo-labels of ``data``'s train stacks (in adapt's folder ``work``)
+    against their gold masks: the share of labelled foreground that is neurite, the share of
+    the neurite labelled background (taught as a miss), and the share of everything else
+    labelled background."""
+    dataset = open_dataset(data)
+    fg = fg_neurite = neurite = neurite_bg = other = other_bg = 0
+    for name in dataset.split()["train"]:
+        label = read_volume(work / "round_1" / f"{name}_label.tif").array
+        gold = dataset.label(name).astype(bool)
+        fg += np.count_nonzero(label == FOREGROUND)
+        fg_neurite += np.count_nonzero((label == FOREGROUND) & gold)
+        neurite += np.count_nonzero(gold)
+        neurite_bg += np.count_nonzero((label == BACKGROUND) & gold)
+        other += np.count_nonzero(~gold)
+        other_bg += np.count_nonzero((label == BACKGROUND) & ~gold)
+    return {"foreground_precision": fg_neurite / max(fg, 1),
+            "neurite_as_background": neurite_bg / max(neurite, 1),
+            "rest_as_background": other_bg / max(other, 1)}
+
+
 def table(rows: list[dict]) -> str:
     lines = ["| shift | model | " + " | ".join(SCORES) + " | source F1 | gap closed |",
              "|---|---|" + "---:|" * (len(SCORES) + 2)]
@@ -102,6 +126,18 @@ def table(rows: list[dict]) -> str:
         cells = [row["shift"], row["model"], *(f"{row['shifted'][m]:.3f}" for m in SCORES),
                  f"{row['source']['f1']:.3f}", row.get("gap_closed", "")]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def label_table(rows: list[dict]) -> str:
+    lines = ["| shift | foreground that is neurite | neurite labelled background | "
+             "rest labelled background |", "|---|---:|---:|---:|"]
+    for row in rows:
+        if "labels" in row:
+            found = row["labels"]
+            lines.append(f"| {row['shift']} | {found['foreground_precision']:.3f} | "
+                         f"{found['neurite_as_background']:.3f} | "
+                         f"{found['rest_as_background']:.3f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -145,13 +181,16 @@ def main() -> None:
             "shifted"]["f1"]
         gain = found["adapted"]["shifted"]["f1"] - low
         found["adapted"]["gap_closed"] = f"{gain / (high - low):.2f}" if high > low else "n/a"
+        found["adapted"]["labels"] = label_quality(
+            AdaptConfig(stacks=("-",), out=str(models["adapted"])).work, data)
         rows += found.values()
         print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
     settings = "".join(f", {item}" for item in args.sets)
     text = (f"Adaptation to shifted synthetic domains ({N_STACKS} stacks of {SHAPE}, seed "
             f"{SEED}, train split adapted on, test split scored; adapt {args.steps} steps x "
             f"{args.rounds} round(s){settings}; source: {args.source} test split).\n\n"
-            + table(rows))
+            + table(rows) + "\nFirst-round pseudo-labels of the train stacks against their gold "
+            "masks:\n\n" + label_table(rows))
     (args.out / "adapt_shift.md").write_text(text)
     (args.out / "adapt_shift.json").write_text(json.dumps(rows, indent=2) + "\n")
     print(text)

@@ -33,7 +33,7 @@ from dineuro.adapt import (
 )
 from dineuro.adapt.crops import MixedCrops
 from dineuro.adapt.guards import agreement
-from dineuro.adapt.labels import label_stats, no_signal
+from dineuro.adapt.labels import label_stats, local_background, not_brighter
 from dineuro.adapt.loss import SMOOTH, MaskedDiceCE
 from dineuro.adapt.stacks import holdout_names
 from dineuro.checkpoint import load_checkpoint, load_model, save_checkpoint
@@ -220,18 +220,55 @@ def _brute_running_mean(image: np.ndarray) -> np.ndarray:
     return np.nanmean(shifted, axis=0)
 
 
-def test_no_signal_is_the_window_test_per_voxel():
-    """A voxel has no signal when its neighbourhood mean is at most the stack's signal level
-    (the level prediction skips windows by): a bright line and its neighbours have signal,
-    and most of the noise floor has none."""
-    rng = np.random.default_rng(5)
-    image = (rng.random(SHAPE) * 0.1).astype(np.float32)
-    image[3, 5, 4:20] = 0.9
-    dark = no_signal(image)
+def _ramp(shape: tuple[int, int, int], low: float, high: float) -> np.ndarray:
+    """An even background rising from ``low`` to ``high`` along x."""
+    return np.broadcast_to(np.linspace(low, high, shape[2], dtype=np.float32), shape).copy()
+
+
+def test_local_background_is_the_ramp_under_a_thin_line():
+    """Between block centres, the local background of an even ramp is the ramp; a bright
+    one-voxel line moves a block's median by at most half a ramp step (a block mean would move
+    by 8/256 of the line's brightness, three times that)."""
+    shape = (16, 40, 64)
+    ramp = _ramp(shape, 0.1, 0.7)
+    image = ramp.copy()
+    image[8, 20, :] += 0.5
+    image[8, 5:35, 30] += 0.5
+    step = 0.6 / (shape[2] - 1)
+    inside = (slice(None), slice(None), slice(4, -4))
+    np.testing.assert_allclose(local_background(ramp)[inside], ramp[inside], atol=1e-5)
+    np.testing.assert_allclose(local_background(image)[inside], ramp[inside], atol=step / 2)
+
+
+def test_not_brighter_keeps_a_dim_fibre_on_the_dark_side_out_of_background():
+    """A dim fibre where an uneven background is dark is brighter than its surroundings, so it
+    is not background, while the bright side without a fibre is. The stack-wide signal level
+    (the window test of prediction) called the same fibre background."""
+    rng = np.random.default_rng(3)
+    shape = (16, 40, 64)
+    image = (_ramp(shape, 0.05, 0.6) + rng.normal(0, 0.02, shape)).astype(np.float32)
+    image[8, 20, 4:20] += 0.3
+    dark = not_brighter(image)
+    assert not dark[8, 20, 5:19].any()
+    assert dark[:, :, 48:].mean() > 0.7
     level = signal_level(image.__getitem__, image.shape).threshold
-    np.testing.assert_array_equal(dark, _brute_running_mean(image) <= level + 1e-6)
-    assert not dark[3, 5, 4:20].any() and not dark[2, 4, 10]
-    assert dark.mean() > 0.8
+    assert (_brute_running_mean(image)[8, 20, 5:19] <= level).all()
+
+
+def test_not_brighter_follows_its_definition():
+    """Against the docstring, computed here: the running mean (brute force) minus the local
+    background, at most its median plus ``contrast`` scaled MADs."""
+    rng = np.random.default_rng(4)
+    image = (_ramp(SHAPE, 0.0, 0.4) + rng.random(SHAPE) * 0.1).astype(np.float32)
+    image[3, 5, 4:20] = 0.9
+    excess = _brute_running_mean(image) - local_background(image)
+    centre = np.median(excess)
+    noise = 1.4826 * np.median(np.abs(excess - centre))
+    for contrast in (0.5, 1.0, 2.0):
+        expected = excess <= centre + contrast * noise
+        found = not_brighter(image, contrast)
+        assert np.mean(found != expected) < 1e-3  # float32 against float64 at the threshold
+        assert not found[3, 5, 5:19].any()
 
 
 def test_pseudo_label_background_needs_a_dark_image():
@@ -242,7 +279,7 @@ def test_pseudo_label_background_needs_a_dark_image():
     image[5, 8, 2:23] = 1.0  # a fibre the tracer did not find, away from TUBES
     without = pseudo_label(prob, TUBES, ANISOTROPIC, 0.5, 0.25, 2.0)
     with_image = pseudo_label(prob, TUBES, ANISOTROPIC, 0.5, 0.25, 2.0, image=image)
-    dark = no_signal(image)
+    dark = not_brighter(image)
     np.testing.assert_array_equal(with_image == BACKGROUND, (without == BACKGROUND) & dark)
     np.testing.assert_array_equal(with_image == FOREGROUND, without == FOREGROUND)
     assert np.any((without == BACKGROUND) & ~dark)

@@ -120,12 +120,13 @@ def adapt(
 
     Each round labels your stacks with the network and the tracer: foreground where the core
     of a traced tree's tube and a high probability agree, background where the probability is
-    low, far from any trace, and the image dark, the rest ignored. Then the network is fine-tuned on
-    those labels mixed with synthetic stacks with gold labels, and keeps half of the weight
-    change (--set blend=...), so that it does not forget what it knew. Some of your stacks
-    are held back: after every round adapt reports the network's agreement with their first
-    labels, and its traced F1 and Dice on held-back synthetic stacks, and warns when that F1
-    fell by more than a margin. Use the result with `dineuro run --model OUT STACK`.
+    low, far from any trace, and the image no brighter than its surroundings, the rest
+    ignored. Then the network is fine-tuned on those labels mixed with synthetic stacks with
+    gold labels, and keeps half of the weight change (--set blend=...), so that it does not
+    forget what it knew. Some of your stacks are held back: after every round adapt reports
+    the network's agreement with their first labels, and its traced F1 and Dice on held-back
+    synthetic stacks, and warns when either fell by more than a margin. Use the result with
+    `dineuro run --model OUT STACK`.
     """
     from dineuro.adapt import AdaptConfig
     from dineuro.adapt import adapt as run_adapt
