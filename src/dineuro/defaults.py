@@ -54,6 +54,11 @@ DEFAULT_SPUR_RADII = 3.0
 DEFAULT_MIN_PIECE_LENGTH = 3.0
 #: A separate tree shorter than this (x voxels of cable) is debris, unless it is the largest.
 DEFAULT_MIN_TREE_LENGTH = 30.0
+#: A separate tree is speckle, dropped as debris, when the median map value (normalised intensity
+#: for a raw image) on its centre line is below SPECKLE_MAP and it has more than SPECKLE_TIPS tips
+#: per 100 x voxels of cable; how they were chosen: :mod:`dineuro.trace._forest`.
+SPECKLE_MAP = 0.7
+SPECKLE_TIPS = 4.0
 #: Gaussian sigma (x voxels along the arc) that smooths the voxel staircase of centre lines.
 DEFAULT_SMOOTH = 1.5
 #: Distance between resampled nodes along a branch, in x voxels.

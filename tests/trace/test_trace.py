@@ -234,6 +234,40 @@ def test_separate_trees_are_kept_when_sizeable_and_debris_dropped():
     assert len(two_long.roots) == 2
 
 
+def comb_and_fibre(comb_p: float, fibre_p: float, neuron_p: float = 0.95) -> np.ndarray:
+    """A map of a sure neuron (a straight tube along x), a separate comb (a 40-voxel back with
+    six 10-voxel teeth: 7 tips on 100 voxels of cable, as speckle chains up) at ``comb_p`` and
+    a separate straight fibre (one tip on 60 voxels) at ``fibre_p``."""
+    shape = (20, 80, 120)
+    neuron = tree_of([[10, 10, 10], [110, 10, 10]], [2.0, 2.0], [-1, 1])
+    back = [[40 + 8 * k, 40, 10] for k in range(6)]
+    comb = tree_of([[36, 40, 10], *back, *([x, 50, 10] for x, _, _ in back)], [1.2] * 13,
+                   [-1, 1, 2, 3, 4, 5, 6, 2, 3, 4, 5, 6, 7])
+    fibre = tree_of([[30, 70, 10], [90, 70, 10]], [1.5, 1.5], [-1, 1])
+    prob = np.zeros(shape, np.float32)
+    for tree, p in ((neuron, neuron_p), (comb, comb_p), (fibre, fibre_p)):
+        prob[render_mask(tree, shape)] = p
+    return prob
+
+
+def test_an_unsure_much_branched_tree_is_dropped_as_speckle():
+    def kept(traced):  # which of neuron (y 10), comb (y 40-50), fibre (y 70) were traced
+        y = traced.xyz[traced.roots, 1]
+        return {name for name, (lo, hi) in {"neuron": (0, 20), "comb": (30, 60),
+                                           "fibre": (60, 80)}.items()
+                if np.any((y >= lo) & (y <= hi))}
+
+    unsure = trace(comb_and_fibre(0.55, 0.55))
+    assert kept(unsure) == {"neuron", "fibre"}  # the dim fibre has too few tips to be speckle
+    assert any("dropped 1 separate tree(s) that look like speckle" in c
+               for c in unsure.comments)
+    assert kept(trace(comb_and_fibre(0.9, 0.55))) == {"neuron", "comb", "fibre"}  # sure
+    assert kept(trace(comb_and_fibre(0.55, 0.55), keep_fragments=True)) == {
+        "neuron", "comb", "fibre"}
+    # the largest tree is never dropped, however unsure
+    assert kept(trace(comb_and_fibre(0.55, 0.0, neuron_p=0.0))) == {"comb"}
+
+
 def test_a_short_spur_is_pruned_and_a_real_branch_kept():
     r = 2.0
     spur_tip = 2.0 + DEFAULT_PRUNE_LENGTH / 2  # sticks out of the trunk by half the limit

@@ -45,6 +45,8 @@ from dineuro.defaults import (
     NEURITE_TYPES,
     PASS_VOXELS,
     PROB_DTYPES,
+    SPECKLE_MAP,
+    SPECKLE_TIPS,
     SWC_UNITS,
     TIFF_PROB_DTYPES,
 )
@@ -207,7 +209,9 @@ Smooth = Annotated[float, typer.Option(
     min=0.0, help="Gaussian smoothing (sigma, x voxels) of the centre line along each branch; "
                   "0 keeps the voxel path.")]
 KeepFragments = Annotated[bool, typer.Option(
-    help="Also write separate trees smaller than --min-tree-length.")]
+    help="Also write separate trees smaller than --min-tree-length, and those that look "
+         f"like speckle (unsure and branched all over: map median below {SPECKLE_MAP:g} along "
+         f"the centre line, more than {SPECKLE_TIPS:g} tips per 100 voxels of cable).")]
 Units = Annotated[Literal[SWC_UNITS], typer.Option(
     help="SWC coordinates: voxel (x, y, z; radii in x voxels), as Vaa3D and BigNeuron's gold "
          "SWCs, or um (micrometres from the stack's spacing), for NeuroM, navis and other "

@@ -108,7 +108,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     min_tree_length : float, optional
         Separate trees with less cable than this, on the foreground alone (bridges not
         counted) or after pruning and smoothing, are dropped as debris, except the first (the
-        one holding a given ``root``, else the largest).
+        one holding a given ``root``, else the largest); so are unsure, much-branched trees
+        that look like speckle (:mod:`dineuro.trace._forest`).
     smooth : float, optional
         Gaussian sigma along the centre lines (0: the voxel staircase as it is).
     node_step : float, optional
@@ -116,7 +117,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     root_snap : float, optional
         How far a ``root`` outside the foreground may be from the centre lines.
     keep_fragments : bool, optional
-        Also keep separate trees shorter than ``min_tree_length``.
+        Also keep separate trees shorter than ``min_tree_length`` and those that look like
+        speckle.
     kind : {"auto", "probability", "mask", "image"}, optional
         How ``prob`` is read (see :func:`as_probability`).
     method : {"thinning", "geodesic"}, optional
@@ -218,7 +220,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
                          shape=prob.shape, prune_length=prune_length, spur_radii=spur_radii,
                          smooth=smooth, node_step=node_step,
                          min_tree_length=None if keep_fragments else min_tree_length,
-                         comments=comments, neurite_type=NEURITE_TYPES[neurite_type])
+                         comments=comments, neurite_type=NEURITE_TYPES[neurite_type],
+                         confidence=prob[box][voxel])
     return tree if units == "voxel" else in_micrometres(tree, spacing)
 
 
