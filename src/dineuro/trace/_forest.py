@@ -12,13 +12,13 @@ more than :data:`~dineuro.defaults.SPECKLE_TIPS` (4) tips per 100 x voxels of ca
 The gold trees of 16 noisy train stacks have a median of 2 tips per 100 voxels; an unbranched
 piece of the least tree length has at most 100 / 30.
 
-The two numbers were chosen on traced maps of train stacks, never test ones: 16 of the noisy
-set with the default model, and 8 of each of the adaptation benchmark's three shifted domains
-with the default and with the adapted model. Over those 64 maps the rule drops 1725 x voxels of
-cable off the gold (more than 2 voxels from a gold node) and 110 on it; no set loses more than
-0.23 % of its cable on the gold, and the noisy set loses none of it and 12 % of its cable off
-the gold. A median below 0.6 with more than 5 tips dropped 1027 off and 48 on; below 0.8 with
-more than 4, 1870 off and 428 on.
+The two numbers were chosen on traced maps of train stacks, never test ones
+(``benchmarks/speckle_rule.py``): 16 of the noisy set with the default model, and 8 of each of
+the adaptation benchmark's three shifted domains with the default and with the adapted model.
+Over those 64 maps the rule drops 1725 x voxels of cable off the gold (more than 2 voxels from a
+gold node) and 110 on it; no set loses more than 0.23 % of its cable on the gold, and the noisy
+set loses none of it and 12 % of its cable off the gold. A median below 0.6 with more than 5
+tips dropped 1027 off and 48 on; below 0.8 with more than 4, 1871 off and 428 on.
 """
 
 from __future__ import annotations
