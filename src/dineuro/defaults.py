@@ -59,6 +59,13 @@ DEFAULT_MIN_TREE_LENGTH = 30.0
 #: per 100 x voxels of cable; how they were chosen: :mod:`dineuro.trace._forest`.
 SPECKLE_MAP = 0.7
 SPECKLE_TIPS = 4.0
+#: A branch (the subtree beyond a branch point, with less than half its tree's cable) is speckle,
+#: removed, when it has at least SPECKLE_BRANCH_MIN_TIPS tips, more than SPECKLE_BRANCH_TIPS per
+#: 100 x voxels of cable and a median map value below SPECKLE_BRANCH_MAP:
+#: :mod:`dineuro.trace._speckle`.
+SPECKLE_BRANCH_MAP = 0.6
+SPECKLE_BRANCH_TIPS = 5.5
+SPECKLE_BRANCH_MIN_TIPS = 4
 #: Gaussian sigma (x voxels along the arc) that smooths the voxel staircase of centre lines.
 DEFAULT_SMOOTH = 1.5
 #: Distance between resampled nodes along a branch, in x voxels.

@@ -268,6 +268,38 @@ def test_an_unsure_much_branched_tree_is_dropped_as_speckle():
     assert kept(trace(comb_and_fibre(0.55, 0.0, neuron_p=0.0))) == {"comb"}
 
 
+def neuron_with_side(side_p: float, comb: bool, neuron_p: float = 0.95) -> np.ndarray:
+    """A map of a sure neuron (a 130-voxel tube along x at y 10) with, hanging off it at x 60,
+    either a comb (a back up y to y 40 with five 10-voxel teeth along x: 5 tips on 78 voxels of
+    cable, as speckle chains up off a neuron) or a plain side branch of the same reach, at
+    ``side_p``."""
+    shape = (20, 60, 150)
+    neuron = tree_of([[5, 10, 10], [135, 10, 10]], [2.0, 2.0], [-1, 1])
+    teeth = [16, 22, 28, 34, 40]
+    if comb:
+        side = tree_of([[60, 12, 10], [60, 40, 10], *([60, y, 10] for y in teeth),
+                        *([70, y, 10] for y in teeth)], [1.2] * 12,
+                       [-1, 1, 1, 1, 1, 1, 2, 3, 4, 5, 6, 7])
+    else:
+        side = tree_of([[60, 12, 10], [60, 40, 10], [70, 40, 10]], [1.2] * 3, [-1, 1, 2])
+    prob = np.zeros(shape, np.float32)
+    for tree, p in ((side, side_p), (neuron, neuron_p)):
+        prob[render_mask(tree, shape)] = p
+    return prob
+
+
+def test_an_unsure_much_branched_branch_is_removed_as_speckle():
+    def reach(traced):  # how far up y the trace goes
+        return float(traced.xyz[:, 1].max())
+
+    unsure = trace(neuron_with_side(0.5, comb=True))
+    assert len(unsure.roots) == 1 and reach(unsure) < 15  # the neuron alone
+    assert any("removed 1 branch(es) that look like speckle" in c for c in unsure.comments)
+    assert reach(trace(neuron_with_side(0.9, comb=True))) > 38  # sure: a real arbor
+    assert reach(trace(neuron_with_side(0.5, comb=False))) > 38  # dim, but hardly branched
+    assert reach(trace(neuron_with_side(0.5, comb=True), keep_fragments=True)) > 38
+
+
 def test_a_short_spur_is_pruned_and_a_real_branch_kept():
     r = 2.0
     spur_tip = 2.0 + DEFAULT_PRUNE_LENGTH / 2  # sticks out of the trunk by half the limit

@@ -45,6 +45,9 @@ from dineuro.defaults import (
     NEURITE_TYPES,
     PASS_VOXELS,
     PROB_DTYPES,
+    SPECKLE_BRANCH_MAP,
+    SPECKLE_BRANCH_MIN_TIPS,
+    SPECKLE_BRANCH_TIPS,
     SPECKLE_MAP,
     SPECKLE_TIPS,
     SWC_UNITS,
@@ -209,9 +212,12 @@ Smooth = Annotated[float, typer.Option(
     min=0.0, help="Gaussian smoothing (sigma, x voxels) of the centre line along each branch; "
                   "0 keeps the voxel path.")]
 KeepFragments = Annotated[bool, typer.Option(
-    help="Also write separate trees smaller than --min-tree-length, and those that look "
-         f"like speckle (unsure and branched all over: map median below {SPECKLE_MAP:g} along "
-         f"the centre line, more than {SPECKLE_TIPS:g} tips per 100 voxels of cable).")]
+    help="Also write separate trees smaller than --min-tree-length, and the trees and "
+         "branches that look like speckle (unsure and branched all over: trees with a map "
+         f"median below {SPECKLE_MAP:g} along the centre line and more than {SPECKLE_TIPS:g} "
+         "tips per 100 voxels of cable; branches with at least "
+         f"{SPECKLE_BRANCH_MIN_TIPS} tips, more than {SPECKLE_BRANCH_TIPS:g} per 100 voxels "
+         f"and a median below {SPECKLE_BRANCH_MAP:g}).")]
 Units = Annotated[Literal[SWC_UNITS], typer.Option(
     help="SWC coordinates: voxel (x, y, z; radii in x voxels), as Vaa3D and BigNeuron's gold "
          "SWCs, or um (micrometres from the stack's spacing), for NeuroM, navis and other "

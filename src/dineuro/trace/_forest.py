@@ -4,21 +4,8 @@ Steps 5 to 8 of :mod:`dineuro.trace`: pieces ranked (the one holding a given roo
 by cable), debris trees dropped, each tree rooted, pruned, smoothed and resampled, and all of
 them written as one :class:`~dineuro.io.swc.SwcTree` with a header line per root.
 
-Debris is a separate tree that is short, or one that looks like speckle: a network fires on
-shot noise over bright haze in scattered voxels just above the low threshold, and their centre
-lines chain into a tree that is unsure and branched all over. So a separate tree whose map
-median along its centre line is below :data:`~dineuro.defaults.SPECKLE_MAP` (0.7) and that has
-more than :data:`~dineuro.defaults.SPECKLE_TIPS` (4) tips per 100 x voxels of cable is dropped.
-The gold trees of 16 noisy train stacks have a median of 2 tips per 100 voxels; an unbranched
-piece of the least tree length has at most 100 / 30.
-
-The two numbers were chosen on traced maps of train stacks, never test ones
-(``benchmarks/speckle_rule.py``): 16 of the noisy set with the default model, and 8 of each of
-the adaptation benchmark's three shifted domains with the default and with the adapted model.
-Over those 64 maps the rule drops 1725 x voxels of cable off the gold (more than 2 voxels from a
-gold node) and 110 on it; no set loses more than 0.23 % of its cable on the gold, and the noisy
-set loses none of it and 12 % of its cable off the gold. A median below 0.6 with more than 5
-tips dropped 1027 off and 48 on; below 0.8 with more than 4, 1871 off and 428 on.
+Debris is a separate tree that is short, or one that looks like speckle; branches that look
+like speckle are removed from every tree after pruning (:mod:`dineuro.trace._speckle`).
 """
 
 from __future__ import annotations
@@ -29,7 +16,13 @@ from functools import partial
 import numpy as np
 from scipy.sparse import csgraph
 
-from dineuro.defaults import SPECKLE_MAP, SPECKLE_TIPS
+from dineuro.defaults import (
+    SPECKLE_BRANCH_MAP,
+    SPECKLE_BRANCH_MIN_TIPS,
+    SPECKLE_BRANCH_TIPS,
+    SPECKLE_MAP,
+    SPECKLE_TIPS,
+)
 from dineuro.io.swc import SwcTree, zyx_to_swc
 from dineuro.trace._root import (
     BLOB,
@@ -40,6 +33,7 @@ from dineuro.trace._root import (
     is_soma,
     thickest_node,
 )
+from dineuro.trace._speckle import looks_like_speckle, speckle_branches
 from dineuro.trace._tree import (
     edge_lengths,
     graph_matrix,
@@ -62,74 +56,78 @@ def finish_forest(zyx, radius, brightness, edges, given, *, scale, offset, shape
     None keeps every tree. ``confidence`` is the map at each node (``brightness`` when None).
     Shared by :func:`~dineuro.trace.trace` and the stitched forest of a volume
     (:mod:`dineuro.scale.neurons`), so both finish a forest alike."""
-    finish = partial(_finish, scale=scale, offset=offset, shape=shape,
-                     prune_length=prune_length, spur_radii=spur_radii, smooth=smooth,
-                     node_step=node_step)
+    root_prune = partial(_rooted_pruned, scale=scale, offset=offset, shape=shape,
+                         prune_length=prune_length, spur_radii=spur_radii)
+    finish = partial(resample, scale=scale, step=node_step, smooth=smooth)
     confidence = brightness if confidence is None else confidence
-    trees, hows, short, speckle = _separate_trees(zyx, radius, brightness, confidence, edges,
-                                                  given, scale, min_tree_length, finish)
+    trees, hows, dropped = _separate_trees(zyx, radius, brightness, confidence, edges, given,
+                                           scale, min_tree_length, root_prune, finish)
     comments = list(comments)
-    if short:
-        comments.append(f"dropped {short} separate tree(s) with less cable than "
+    if dropped["short"]:
+        comments.append(f"dropped {dropped['short']} separate tree(s) with less cable than "
                         f"min_tree_length {min_tree_length:g}")
-    if speckle:
-        comments.append(f"dropped {speckle} separate tree(s) that look like speckle: map "
-                        f"median below {SPECKLE_MAP:g} and more than {SPECKLE_TIPS:g} tips per "
-                        f"100 voxels of cable")
+    if dropped["speckle"]:
+        comments.append(f"dropped {dropped['speckle']} separate tree(s) that look like speckle: "
+                        f"map median below {SPECKLE_MAP:g} and more than {SPECKLE_TIPS:g} tips "
+                        f"per 100 voxels of cable")
+    if dropped["branches"]:
+        comments.append(f"removed {dropped['branches']} branch(es) that look like speckle: at "
+                        f"least {SPECKLE_BRANCH_MIN_TIPS} tips, more than "
+                        f"{SPECKLE_BRANCH_TIPS:g} per 100 voxels of cable, map median below "
+                        f"{SPECKLE_BRANCH_MAP:g}")
     return _as_swc(trees, hows[0] in (SOMA, GIVEN), offset,
                    comments + _root_comments(trees, hows, offset), neurite_type)
 
 
 def _separate_trees(zyx, radius, brightness, confidence, edges, given, scale, min_tree_length,
-                    finish):
+                    root_prune, finish):
     """The finished trees of the forest's pieces, first and largest first.
 
     Which tree is first and which are dropped: see :func:`~dineuro.trace.trace` and the module
-    docstring.
+    docstring. A tree is judged as debris before its speckle branches are removed, so that a
+    speckle tree does not pass for a dim fibre once its tangles are gone.
 
-    Returns ``(trees, hows, short, speckle)``: ``(zyx, radius, parent)`` per tree, how each
-    root was chosen, and how many trees other than the first were dropped for less cable than
-    ``min_tree_length`` and as speckle (None: keep them all).
+    Returns ``(trees, hows, dropped)``: ``(zyx, radius, parent)`` per tree, how each root was
+    chosen, and counts of the trees other than the first dropped for less cable than
+    ``min_tree_length`` ("short") and as speckle ("speckle"), and of the speckle branches
+    removed ("branches"). ``min_tree_length`` None keeps them all.
     """
     floor = -math.inf if min_tree_length is None else min_tree_length
-    trees, hows, short, speckle = [], [], 0, 0
+    trees, hows, dropped = [], [], {"short": 0, "speckle": 0, "branches": 0}
     for rank, (nodes, piece_edges, shown) in enumerate(_pieces(zyx, edges, scale, given)):
         if rank and shown < floor:
-            short += 1
+            dropped["short"] += 1
             continue
         start = int(np.flatnonzero(nodes == given)[0]) if rank == 0 and given is not None \
             else None
-        *tree, how = finish(zyx[nodes], radius[nodes], brightness[nodes], piece_edges, start)
-        if rank and min_tree_length is not None:
+        *pruned, parent, how = root_prune(zyx[nodes], radius[nodes], brightness[nodes],
+                                          confidence[nodes], piece_edges, start)
+        tree = finish(pruned[0], pruned[1], parent)
+        if min_tree_length is not None:
             cable = edge_lengths(tree[0], tree[2], scale).sum()
-            if cable < floor:
-                short += 1
+            if rank and cable < floor:
+                dropped["short"] += 1
                 continue
-            if looks_like_speckle(confidence[nodes], tree[2], cable):
-                speckle += 1
+            if rank and looks_like_speckle(confidence[nodes], tree[2], cable):
+                dropped["speckle"] += 1
                 continue
+            keep = speckle_branches(pruned[0], parent, pruned[2], scale)
+            if not keep.all():
+                dropped["branches"] += _count_roots(parent, keep)
+                tree = finish(pruned[0][keep], pruned[1][keep], subtree(parent, keep))
         trees.append(tree)
         # Only the first tree's root may be typed a soma: on a fragment, a thick blob is too
         # often a crossing or a clump of noise, and most gold SWCs have one soma per stack.
         hows.append(BLOB if rank and how == SOMA else how)
-    return trees, hows, short, speckle
+    return trees, hows, dropped
 
 
-def looks_like_speckle(confidence: np.ndarray, parent: np.ndarray, cable: float) -> bool:
-    """Whether a finished tree (``parent`` array, ``cable`` x voxels) whose centre-line voxels
-    have map values ``confidence`` is speckle (module docstring).
-
-    Examples
-    --------
-    >>> star = np.array([-1, 0, 0, 0, 0, 0, 0])  # six tips on 60 voxels of cable: 10 per 100
-    >>> looks_like_speckle(np.full(7, 0.4), star, 60.0), looks_like_speckle(np.full(7, 0.9),
-    ...                                                                     star, 60.0)
-    (True, False)
-    >>> looks_like_speckle(np.full(7, 0.4), np.arange(-1, 6), 60.0)  # one tip: a dim fibre
-    False
-    """
-    tips = len(parent) - len(np.unique(parent[parent >= 0]))
-    return bool(np.median(confidence) < SPECKLE_MAP and 100.0 * tips / cable > SPECKLE_TIPS)
+def _count_roots(parent, keep) -> int:
+    """How many removed subtrees ``keep`` cuts from a rooted tree: removed nodes whose parent
+    stays."""
+    cut = ~keep
+    cut[0] = False
+    return int(np.sum(cut & keep[np.maximum(parent, 0)]))
 
 
 def _pieces(zyx, edges, scale, first):
@@ -160,9 +158,10 @@ def _pieces(zyx, edges, scale, first):
     return [(nodes_of[k], edges_of[k], float(shown[k])) for k in ranking]
 
 
-def _finish(zyx, radius, brightness, edges, given, *, scale, offset, shape, prune_length,
-            spur_radii, smooth, node_step):
-    """One piece's rooted, pruned, smoothed and resampled tree: ``(zyx, radius, parent, how)``.
+def _rooted_pruned(zyx, radius, brightness, confidence, edges, given, *, scale, offset, shape,
+                   prune_length, spur_radii):
+    """One piece's rooted and pruned tree: ``(zyx, radius, confidence, parent, how)``, parents
+    first.
 
     ``given`` is the index of a given root. Otherwise the thickest node is the root if it is a
     soma; if not, pruning starts from the thickest branch point (a root inside a neurite would
@@ -176,17 +175,18 @@ def _finish(zyx, radius, brightness, edges, given, *, scale, offset, shape, prun
         forks = np.flatnonzero(np.bincount(edges.ravel(), minlength=len(zyx)) >= 3)
         if len(forks):
             nodes, parent = rooted_tree(len(zyx), edges, int(forks[np.argmax(radius[forks])]))
-    zyx, radius = zyx[nodes], radius[nodes]
+    zyx, radius, confidence = zyx[nodes], radius[nodes], confidence[nodes]
     keep = prune_spurs(zyx, radius, parent, scale, prune_length, spur_radii,
                        radius_cap=SOMA_RADIUS_RATIO * float(np.median(radius)), soma_root=soma)
-    zyx, radius, parent = zyx[keep], radius[keep], subtree(parent, keep)
+    zyx, radius, confidence, parent = zyx[keep], radius[keep], confidence[keep], \
+        subtree(parent, keep)
     how = GIVEN if given is not None else SOMA
     if not soma:
         root, how = end_root(zyx, radius, parent, scale, offset, shape)
         if root:
             order, parent = reroot(parent, root)
-            zyx, radius = zyx[order], radius[order]
-    return (*resample(zyx, radius, parent, scale, node_step, smooth), how)
+            zyx, radius, confidence = zyx[order], radius[order], confidence[order]
+    return zyx, radius, confidence, parent, how
 
 
 def _root_comments(trees, hows, offset) -> list[str]:
