@@ -24,10 +24,12 @@ settings are module constants, so the script swaps them in for each trace. The n
         runs/adapt_shift/data_beads:runs/adapt_shift/beads_adapted.pt:8 \\
         --grid 0.6:5,0.6:4,0.7:5,0.7:4,0.8:4
 
-and for the branch rule the same sets, with ``data/bench:default:16``,
-``data/noisy:runs/adapt_shift/widefield_adapted.pt:16`` and
-``data/noisy:runs/adapt_shift/haze_adapted.pt:16`` added and ``--branches --grid
-0.6:5:4,0.6:5.5:4,0.6:6:4,0.5:5:4,0.65:5.5:4``.
+and for the branch rule the same sets, with ``data/bench:default:16`` and the noisy set
+traced by the adapted and gold-label models that fire on its noise,
+``data/noisy:runs/adapt_shift/widefield_adapted.pt:16``,
+``data/noisy:runs/adapt_shift/haze_adapted.pt:16`` and
+``data/noisy:runs/adapt_shift/widefield_gold.pt:16``, added, and ``--branches --grid
+0.7:3.5:4,0.75:3.5:4,0.75:3:4,0.8:4:4``.
 """
 
 from __future__ import annotations

@@ -63,8 +63,8 @@ SPECKLE_TIPS = 4.0
 #: removed, when it has at least SPECKLE_BRANCH_MIN_TIPS tips, more than SPECKLE_BRANCH_TIPS per
 #: 100 x voxels of cable and a median map value below SPECKLE_BRANCH_MAP:
 #: :mod:`dineuro.trace._speckle`.
-SPECKLE_BRANCH_MAP = 0.6
-SPECKLE_BRANCH_TIPS = 5.5
+SPECKLE_BRANCH_MAP = 0.75
+SPECKLE_BRANCH_TIPS = 3.5
 SPECKLE_BRANCH_MIN_TIPS = 4
 #: Gaussian sigma (x voxels along the arc) that smooths the voxel staircase of centre lines.
 DEFAULT_SMOOTH = 1.5

@@ -298,6 +298,9 @@ def test_an_unsure_much_branched_branch_is_removed_as_speckle():
     assert reach(trace(neuron_with_side(0.9, comb=True))) > 38  # sure: a real arbor
     assert reach(trace(neuron_with_side(0.5, comb=False))) > 38  # dim, but hardly branched
     assert reach(trace(neuron_with_side(0.5, comb=True), keep_fragments=True)) > 38
+    # a raw image's dim arbor is as unsure as the comb by this measure: kept
+    image = (neuron_with_side(0.5, comb=True) * 200).astype(np.uint8)
+    assert reach(trace(image, kind="image")) > 38
 
 
 def test_a_short_spur_is_pruned_and_a_real_branch_kept():

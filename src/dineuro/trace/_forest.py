@@ -50,10 +50,12 @@ SOMA_TYPE = 1
 
 def finish_forest(zyx, radius, brightness, edges, given, *, scale, offset, shape,
                   prune_length, spur_radii, smooth, node_step, min_tree_length, comments,
-                  neurite_type: int, confidence=None) -> SwcTree:
+                  neurite_type: int, confidence=None, branch_rule: bool = True) -> SwcTree:
     """Steps 5 to 8 on a bridged forest: its finished trees as one SwcTree in voxels, after
     ``comments`` and a line for the dropped debris and for each root. ``min_tree_length``
     None keeps every tree. ``confidence`` is the map at each node (``brightness`` when None).
+    ``branch_rule`` False keeps speckle branches: on a raw image (normalised intensity) a
+    neuron's dim, hairy arbor looks like them, and removing them cost half the recall on bench.
     Shared by :func:`~dineuro.trace.trace` and the stitched forest of a volume
     (:mod:`dineuro.scale.neurons`), so both finish a forest alike."""
     root_prune = partial(_rooted_pruned, scale=scale, offset=offset, shape=shape,
@@ -61,7 +63,8 @@ def finish_forest(zyx, radius, brightness, edges, given, *, scale, offset, shape
     finish = partial(resample, scale=scale, step=node_step, smooth=smooth)
     confidence = brightness if confidence is None else confidence
     trees, hows, dropped = _separate_trees(zyx, radius, brightness, confidence, edges, given,
-                                           scale, min_tree_length, root_prune, finish)
+                                           scale, min_tree_length, branch_rule, root_prune,
+                                           finish)
     comments = list(comments)
     if dropped["short"]:
         comments.append(f"dropped {dropped['short']} separate tree(s) with less cable than "
@@ -80,7 +83,7 @@ def finish_forest(zyx, radius, brightness, edges, given, *, scale, offset, shape
 
 
 def _separate_trees(zyx, radius, brightness, confidence, edges, given, scale, min_tree_length,
-                    root_prune, finish):
+                    branch_rule, root_prune, finish):
     """The finished trees of the forest's pieces, first and largest first.
 
     Which tree is first and which are dropped: see :func:`~dineuro.trace.trace` and the module
@@ -90,7 +93,8 @@ def _separate_trees(zyx, radius, brightness, confidence, edges, given, scale, mi
     Returns ``(trees, hows, dropped)``: ``(zyx, radius, parent)`` per tree, how each root was
     chosen, and counts of the trees other than the first dropped for less cable than
     ``min_tree_length`` ("short") and as speckle ("speckle"), and of the speckle branches
-    removed ("branches"). ``min_tree_length`` None keeps them all.
+    removed ("branches"). ``min_tree_length`` None keeps them all; ``branch_rule`` False keeps
+    the branches.
     """
     floor = -math.inf if min_tree_length is None else min_tree_length
     trees, hows, dropped = [], [], {"short": 0, "speckle": 0, "branches": 0}
@@ -103,14 +107,15 @@ def _separate_trees(zyx, radius, brightness, confidence, edges, given, scale, mi
         *pruned, parent, how = root_prune(zyx[nodes], radius[nodes], brightness[nodes],
                                           confidence[nodes], piece_edges, start)
         tree = finish(pruned[0], pruned[1], parent)
-        if min_tree_length is not None:
+        if rank and min_tree_length is not None:
             cable = edge_lengths(tree[0], tree[2], scale).sum()
-            if rank and cable < floor:
+            if cable < floor:
                 dropped["short"] += 1
                 continue
-            if rank and looks_like_speckle(confidence[nodes], tree[2], cable):
+            if looks_like_speckle(confidence[nodes], tree[2], cable):
                 dropped["speckle"] += 1
                 continue
+        if branch_rule and min_tree_length is not None:
             keep = speckle_branches(pruned[0], parent, pruned[2], scale)
             if not keep.all():
                 dropped["branches"] += _count_roots(parent, keep)

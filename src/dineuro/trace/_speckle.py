@@ -12,20 +12,23 @@ per 100 x voxels of cable.
   (:func:`looks_like_speckle`).
 - A branch (the subtree beyond a branch point, away from the root, with less than half the
   tree's cable) is speckle when it has at least :data:`~dineuro.defaults.SPECKLE_BRANCH_MIN_TIPS`
-  (4) tips, more than :data:`~dineuro.defaults.SPECKLE_BRANCH_TIPS` (5.5) per 100 x voxels, and
-  a map median below :data:`~dineuro.defaults.SPECKLE_BRANCH_MAP` (0.6)
-  (:func:`speckle_branches`). Stricter than for trees: a branch shares its neuron's look,
-  and the dense arbors of a dim neuron are branched too.
+  (4) tips, more than :data:`~dineuro.defaults.SPECKLE_BRANCH_TIPS` (3.5) per 100 x voxels of
+  centre line, and a map median below :data:`~dineuro.defaults.SPECKLE_BRANCH_MAP` (0.75)
+  (:func:`speckle_branches`). It reads the pruned tree before smoothing, whose voxel centre
+  line is up to a fifth longer than the smoothed cable the tree rule counts; half the tree's
+  cable at most, so that an unsure neuron is not cut down to a sure stub.
 
 All numbers were chosen on traced maps of train stacks, never test ones
 (``benchmarks/speckle_rule.py``): 16 of the noisy set with the default model, and 8 of each of
 the adaptation benchmark's three shifted domains with the default and with the adapted model;
 the branch rule also on 16 bench stacks with the default model and on the 16 noisy stacks with
-the widefield- and haze-adapted models (which fire on that set's noise: what adapting forgets).
-Tree rule: over its 64 maps it drops 1725 x voxels of cable off the gold (more than 2 voxels
-from a gold node) and 110 on it; no set loses more than 0.23 % of its cable on the gold. A
-median below 0.6 with more than 5 tips dropped 1027 off and 48 on; below 0.8 with more than 4,
-1871 off and 428 on. Branch rule: see ``speckle_rule.py --branches`` and the README.
+the widefield- and haze-adapted models and the widefield gold-label model (which fire on that
+set's noise: what adapting forgets). Tree rule: over its 64 maps it drops 1725 x voxels of
+cable off the gold (more than 2 voxels from a gold node) and 110 on it; no set loses more than
+0.23 % of its cable on the gold. A median below 0.6 with more than 5 tips dropped 1027 off and
+48 on; below 0.8 with more than 4, 1871 off and 428 on. Branch rule: the setting that removes
+the most cable off the gold among those under which no set loses more cable on the gold than
+it sheds off it (README, "The default model").
 """
 
 from __future__ import annotations

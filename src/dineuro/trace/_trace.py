@@ -221,7 +221,7 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
                          smooth=smooth, node_step=node_step,
                          min_tree_length=None if keep_fragments else min_tree_length,
                          comments=comments, neurite_type=NEURITE_TYPES[neurite_type],
-                         confidence=prob[box][voxel])
+                         confidence=prob[box][voxel], branch_rule=kind != "image")
     return tree if units == "voxel" else in_micrometres(tree, spacing)
 
 
