@@ -47,9 +47,9 @@ says what it does against that.
    more than 4 tips per 100 voxels of cable, what a network's scattered firing on noisy haze
    chains into (:mod:`dineuro.trace._speckle`). After pruning (step 6), a branch that looks
    like speckle is removed from every tree: at least 4 tips, more than 3.5 per 100 voxels of
-   centre line, a map median below 0.75, and less than half its tree's cable (a network's tangles
-   hanging off the neuron it traces; maps only: a raw image's dim arbor looks the same). ``keep_fragments`` keeps them all. Trees are written
-   largest first.
+   centre line, a map median below 0.75, and less than half its tree's cable (a network's
+   tangles hanging off the neuron it traces; maps only: a raw image's dim arbor looks the
+   same). ``keep_fragments`` keeps them all. Trees are written largest first.
 6. **Spurs**: a terminal branch is removed when it reaches less than ``prune_length`` beyond
    the radius r of the branch point it leaves, or less than ``spur_radii`` * r from that
    point (r at most ``SOMA_RADIUS_RATIO`` times the tree's median radius, so that a soma does
