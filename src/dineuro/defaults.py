@@ -56,12 +56,12 @@ DEFAULT_MIN_PIECE_LENGTH = 3.0
 DEFAULT_MIN_TREE_LENGTH = 30.0
 #: A separate tree is speckle, dropped as debris, when the median map value (normalised intensity
 #: for a raw image) on its centre line is below SPECKLE_MAP and it has more than SPECKLE_TIPS tips
-#: per 100 x voxels of cable; how they were chosen: :mod:`dineuro.trace._forest`.
+#: per 100 x voxels of cable; how they were chosen: :mod:`dineuro.trace._speckle`.
 SPECKLE_MAP = 0.7
 SPECKLE_TIPS = 4.0
 #: A branch (the subtree beyond a branch point, with less than half its tree's cable) is speckle,
 #: removed, when it has at least SPECKLE_BRANCH_MIN_TIPS tips, more than SPECKLE_BRANCH_TIPS per
-#: 100 x voxels of cable and a median map value below SPECKLE_BRANCH_MAP:
+#: 100 x voxels of centre line and a median map value below SPECKLE_BRANCH_MAP:
 #: :mod:`dineuro.trace._speckle`.
 SPECKLE_BRANCH_MAP = 0.75
 SPECKLE_BRANCH_TIPS = 3.5

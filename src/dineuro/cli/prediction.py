@@ -217,7 +217,7 @@ KeepFragments = Annotated[bool, typer.Option(
          f"median below {SPECKLE_MAP:g} along the centre line and more than {SPECKLE_TIPS:g} "
          "tips per 100 voxels of cable; branches with at least "
          f"{SPECKLE_BRANCH_MIN_TIPS} tips, more than {SPECKLE_BRANCH_TIPS:g} per 100 voxels "
-         f"and a median below {SPECKLE_BRANCH_MAP:g}).")]
+         f"of centre line and a median below {SPECKLE_BRANCH_MAP:g}; maps only).")]
 Units = Annotated[Literal[SWC_UNITS], typer.Option(
     help="SWC coordinates: voxel (x, y, z; radii in x voxels), as Vaa3D and BigNeuron's gold "
          "SWCs, or um (micrometres from the stack's spacing), for NeuroM, navis and other "

@@ -15,8 +15,8 @@ per 100 x voxels of cable.
   (4) tips, more than :data:`~dineuro.defaults.SPECKLE_BRANCH_TIPS` (3.5) per 100 x voxels of
   centre line, and a map median below :data:`~dineuro.defaults.SPECKLE_BRANCH_MAP` (0.75)
   (:func:`speckle_branches`). It reads the pruned tree before smoothing, whose voxel centre
-  line is up to a fifth longer than the smoothed cable the tree rule counts; half the tree's
-  cable at most, so that an unsure neuron is not cut down to a sure stub.
+  line is up to a fifth longer than the smoothed cable the tree rule counts. A branch with half
+  its tree's cable or more stays, so that an unsure neuron is not cut down to a sure stub.
 
 All numbers were chosen on traced maps of train stacks, never test ones
 (``benchmarks/speckle_rule.py``): 16 of the noisy set with the default model, and 8 of each of
