@@ -34,6 +34,7 @@ it sheds off it (README, "The default model").
 from __future__ import annotations
 
 import numpy as np
+from scipy.sparse import csgraph
 
 from dineuro.defaults import (
     SPECKLE_BRANCH_MAP,
@@ -42,7 +43,7 @@ from dineuro.defaults import (
     SPECKLE_MAP,
     SPECKLE_TIPS,
 )
-from dineuro.trace._tree import edge_lengths
+from dineuro.trace._tree import edge_lengths, graph_matrix
 
 
 def looks_like_speckle(confidence: np.ndarray, parent: np.ndarray, cable: float) -> bool:
@@ -95,20 +96,20 @@ def speckle_branches(zyx: np.ndarray, parent: np.ndarray, confidence: np.ndarray
     keep = np.ones(n, dtype=bool)
     if n < 2:
         return keep
-    children = [[] for _ in range(n)]
-    for node in range(1, n):
-        children[parent[node]].append(node)
-    order = _preorder(children)
+    children = np.bincount(parent[1:], minlength=n)
+    # depth first from the root: every subtree is one stretch of it
+    order = csgraph.depth_first_order(graph_matrix(n, np.stack([np.arange(1, n), parent[1:]], 1)),
+                                      0, directed=False, return_predecessors=False)
     position = np.empty(n, dtype=np.int64)
     position[order] = np.arange(n)
-    size, tips = np.ones(n, dtype=np.int64), np.array([not c for c in children], dtype=np.int64)
+    size, tips = np.ones(n, dtype=np.int64), (children == 0).astype(np.int64)
     cable = edge_lengths(zyx, parent, scale)
     for node in range(n - 1, 0, -1):  # children before parents
         size[parent[node]] += size[node]
         tips[parent[node]] += tips[node]
         cable[parent[node]] += cable[node]
     for node in order[1:]:
-        if not keep[node] or len(children[parent[node]]) < 2 \
+        if not keep[node] or children[parent[node]] < 2 \
                 or tips[node] < SPECKLE_BRANCH_MIN_TIPS or 2 * cable[node] >= cable[0] \
                 or 100.0 * tips[node] / cable[node] <= SPECKLE_BRANCH_TIPS:
             continue
@@ -117,12 +118,3 @@ def speckle_branches(zyx: np.ndarray, parent: np.ndarray, confidence: np.ndarray
             keep[inside] = False
     return keep
 
-
-def _preorder(children: list[list[int]]) -> np.ndarray:
-    """Depth-first order from node 0, so that every subtree is one stretch of it."""
-    order, stack = [], [0]
-    while stack:
-        node = stack.pop()
-        order.append(node)
-        stack.extend(reversed(children[node]))
-    return np.asarray(order, dtype=np.int64)
