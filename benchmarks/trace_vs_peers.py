@@ -53,7 +53,7 @@ from dineuro.errors import InputError
 from dineuro.evaluate import DEFAULT_SWC_THRESHOLD, PROB_SUFFIX, compare_trees, dice
 from dineuro.io import SwcTree, read_volume
 from dineuro.predict import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, PRECISIONS
-from dineuro.trace import EmptyTraceWarning, trace
+from dineuro.trace import EmptyTraceWarning, as_probability, trace
 
 #: The model row's Dice scores its map at p > this, as ``dineuro predict`` writes NAME_mask.tif.
 MAP_THRESHOLD = 0.5
@@ -213,7 +213,8 @@ def run(data: Path, pred: Path | None, model: Path | str | None, split: str, thr
                 raise InputError(f"has no gold SWC for {name}.", data)
             spacing = image.spacing
             label = dataset.label(name, image)
-            prob = read_volume(pred / f"{name}{PROB_SUFFIX}").array
+            # a --pred map may be uint8 (dineuro predict's default): Dice needs probabilities
+            prob = as_probability(read_volume(pred / f"{name}{PROB_SUFFIX}").array, "probability")
             methods = [(gold_mask, partial(trace_quietly, label, spacing, kind="mask",
                                            method=method)),
                        (model_map, partial(trace_quietly, prob, spacing, kind="probability",
