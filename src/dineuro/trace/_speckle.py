@@ -117,4 +117,3 @@ def speckle_branches(zyx: np.ndarray, parent: np.ndarray, confidence: np.ndarray
         if np.median(confidence[inside]) < SPECKLE_BRANCH_MAP:
             keep[inside] = False
     return keep
-
