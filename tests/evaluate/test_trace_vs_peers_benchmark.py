@@ -1,0 +1,66 @@
+"""``benchmarks/trace_vs_peers.py --pred`` reads a map the way ``dineuro predict`` writes it.
+
+The model row's Dice once compared the 0-255 values of a uint8 map with 0.5, so every voxel
+the network gave any probability counted as foreground. Here the map of each stack is its own
+gold mask at p = 0.9 inside a shell at p = 0.2, under the tracer's low threshold: at p > 0.5
+it is the mask exactly (Dice 1), whatever dtype it is stored in, and the shell counts only if
+the map is misread.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.ndimage import binary_dilation
+
+from dineuro.data.dataset import open_dataset
+from dineuro.evaluate import PROB_SUFFIX
+from dineuro.io import write_volume
+
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "trace_vs_peers.py"
+
+
+def load_benchmark():
+    spec = importlib.util.spec_from_file_location("trace_vs_peers", BENCHMARK)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while defined
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_maps(data: Path, out: Path, names: list[str], dtype: str) -> None:
+    """Each stack's gold mask at 0.9 inside a two-voxel shell at 0.2, stored as ``dtype``
+    (uint8 scaled to 255, as ``dineuro predict`` writes it by default)."""
+    dataset = open_dataset(data)
+    for name in names:
+        label = dataset.label(name)
+        shell = binary_dilation(label, iterations=2) & ~label
+        prob = np.where(label, 0.9, np.where(shell, 0.2, 0.0))
+        stored = np.round(prob * 255).astype(np.uint8) if dtype == "uint8" \
+            else prob.astype(np.float32)
+        write_volume(out / f"{name}{PROB_SUFFIX}", stored, dataset.image(name).spacing)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "float32"])
+def test_model_row_scores_the_map_as_probabilities(tiny_training_set, tmp_path, dtype):
+    bench = load_benchmark()
+    names = open_dataset(tiny_training_set).split()["train"]
+    write_maps(tiny_training_set, tmp_path, names, dtype)
+
+    gold_mask, model_map, raw, rivulet = bench.run(tiny_training_set, tmp_path, None, "train",
+                                                   2.0, "cpu")
+
+    assert model_map.dice == pytest.approx([1.0] * len(names))
+    assert [r.label for r in (gold_mask, raw)] == ["gold mask, traced",
+                                                  "raw image (percentile-normalised), traced"]
+    assert len(model_map.scores) == len(gold_mask.scores) == len(names)
+    # at the tracer's thresholds the map's foreground is the gold mask: the same traces
+    for metric in ("precision", "recall"):
+        assert bench.metric_values(model_map, metric) == pytest.approx(
+            bench.metric_values(gold_mask, metric))
+    table = bench.markdown([gold_mask, model_map, raw, rivulet], "header")
+    assert "| model map, traced | 1.000 ± 0.000 |" in table
