@@ -2,7 +2,8 @@
 
 Traces every map of a split (``PRED/NAME_prob.tif``, from ``dineuro predict``) with each
 combination of the options given, and prints mean precision, recall, F1 and hairiness ratio
-against the gold SWCs (:func:`dineuro.evaluate.compare_trees`, threshold 2). Choose
+against the gold SWCs (:func:`dineuro.evaluate.compare_trees`, threshold 2), and the precision
+with a stack's unlabelled neurites set aside (:func:`dineuro.evaluate.labelled_precision`). Choose
 defaults on stacks no model was trained on and the card does not score (the validation split,
 or the first stacks of a held-out set's train split), report on the test split. For example::
 
@@ -21,11 +22,11 @@ from pathlib import Path
 import numpy as np
 
 from dineuro.data.dataset import open_dataset
-from dineuro.evaluate import PROB_SUFFIX, compare_trees
+from dineuro.evaluate import PROB_SUFFIX, compare_trees, labelled_precision
 from dineuro.io import read_volume
 from dineuro.trace import EmptyTraceWarning, trace
 
-COLUMNS = ("precision", "recall", "f1", "hairiness_ratio")
+COLUMNS = ("precision", "labelled_precision", "recall", "f1", "hairiness_ratio")
 
 
 def parse_grid(items: list[str]) -> dict[str, list[float]]:
@@ -37,7 +38,7 @@ def parse_grid(items: list[str]) -> dict[str, list[float]]:
     return grid
 
 
-def scores(maps, golds, spacings, options) -> list[float]:
+def scores(maps, golds, spacings, options, unlabelled) -> list[float]:
     """Mean of each column over the stacks; an empty trace scores 0 (hairiness: none)."""
     rows = []
     for name, prob in maps.items():
@@ -45,10 +46,12 @@ def scores(maps, golds, spacings, options) -> list[float]:
             warnings.simplefilter("ignore", EmptyTraceWarning)
             tree = trace(prob, spacings[name], kind="probability", **options)
         if not len(tree):
-            rows.append([0.0, 0.0, 0.0, np.nan])
+            rows.append([0.0, 0.0, 0.0, 0.0, np.nan])
             continue
         result = compare_trees(tree, golds[name], 2.0)
-        rows.append([result.precision, result.recall, result.f1,
+        aside = unlabelled[name]
+        rows.append([result.precision, result.precision if aside is None else
+                     labelled_precision(tree, golds[name], aside, 2.0), result.recall, result.f1,
                      np.nan if result.hairiness_ratio is None else result.hairiness_ratio])
     return np.nanmean(np.asarray(rows, dtype=float), axis=0).tolist()
 
@@ -67,6 +70,7 @@ def main() -> None:
     names = dataset.split()[args.split][:args.first]
     maps = {n: read_volume(args.pred / f"{n}{PROB_SUFFIX}").array for n in names}
     golds = {n: dataset.tree(n) for n in names}
+    unlabelled = {n: dataset.unlabelled(n) for n in names}
     spacings = {n: dataset.image(n).spacing for n in names}
     grid = parse_grid(args.grid)
     print(f"{len(names)} {args.split} stacks of {args.data}\n")
@@ -74,7 +78,7 @@ def main() -> None:
     print("|" + "---:|" * (len(grid) + len(COLUMNS)))
     for values in itertools.product(*grid.values()):
         options = dict(zip(grid, values, strict=True))
-        means = scores(maps, golds, spacings, options)
+        means = scores(maps, golds, spacings, options, unlabelled)
         print("| " + " | ".join([*(f"{v:g}" for v in values), *(f"{m:.3f}" for m in means)])
               + " |")
 

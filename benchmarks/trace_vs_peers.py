@@ -4,7 +4,10 @@ On the test stacks of a dataset (``dineuro synth --preset bench``), each method'
 with the gold ``swc/NAME.swc`` as ``dineuro evaluate`` and ``dineuro compare`` do
 (:func:`dineuro.evaluate.compare_trees`: raw SWC units, i.e. voxels with z not scaled, as
 Vaa3D's neuron_distance, so that the numbers compare with published ones; threshold 2), and the
-table gives ESA, DSA, PDS, length precision, recall and F1 as mean ± std over the stacks, and
+table gives ESA, DSA, PDS, length precision, recall and F1 as mean ± std over the stacks, the
+precision with the stack's unlabelled neurites set aside (``unlabelled/NAME.swc``, which
+``synth`` writes for the fragments of other neurons it draws but leaves out of the gold;
+:func:`dineuro.evaluate.labelled_precision`; plain precision where a stack has none), and
 the hairiness ratio (terminal tips per 100 voxels of cable, over the gold's own; 1 = as hairy
 as the gold) and seconds per stack; the model row also gives the Dice of its map (p > 0.5)
 against ``labels/NAME.tif``:
@@ -50,7 +53,13 @@ import numpy as np
 
 from dineuro.data.dataset import open_dataset
 from dineuro.errors import InputError
-from dineuro.evaluate import DEFAULT_SWC_THRESHOLD, PROB_SUFFIX, compare_trees, dice
+from dineuro.evaluate import (
+    DEFAULT_SWC_THRESHOLD,
+    PROB_SUFFIX,
+    compare_trees,
+    dice,
+    labelled_precision,
+)
 from dineuro.io import SwcTree, read_volume
 from dineuro.predict import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, PRECISIONS
 from dineuro.trace import EmptyTraceWarning, as_probability, trace
@@ -58,7 +67,8 @@ from dineuro.trace import EmptyTraceWarning, as_probability, trace
 #: The model row's Dice scores its map at p > this, as ``dineuro predict`` writes NAME_mask.tif.
 MAP_THRESHOLD = 0.5
 
-METRICS = ("esa", "dsa", "pds", "precision", "recall", "f1", "hairiness_ratio")
+METRICS = ("esa", "dsa", "pds", "precision", "labelled_precision", "recall", "f1",
+           "hairiness_ratio")
 # Scores an empty or refused trace still has: nothing of the gold is matched.
 NOTHING_MATCHED = ("recall", "f1")
 # Why rivuletpy does not install on this project's Python (checked with pip for 0.3.0, the
@@ -120,8 +130,9 @@ def rivulet_unavailable() -> str:
 
 
 def score(result: MethodResult, name: str, make_tree: Callable[[], SwcTree], gold: SwcTree,
-          threshold: float) -> None:
-    """Time ``make_tree`` and append its scores against ``gold`` (None if empty or refused)."""
+          threshold: float, unlabelled: SwcTree | None = None) -> None:
+    """Time ``make_tree`` and append its scores against ``gold`` (None if empty or refused),
+    its precision also with the ``unlabelled`` neurites set aside."""
     start = time.perf_counter()
     try:
         tree = make_tree()
@@ -135,7 +146,11 @@ def score(result: MethodResult, name: str, make_tree: Callable[[], SwcTree], gol
         result.scores.append(None)
         return
     distance = compare_trees(tree, gold, threshold)
-    result.scores.append({metric: getattr(distance, metric) for metric in METRICS})
+    scores = {metric: getattr(distance, metric) for metric in METRICS
+              if metric != "labelled_precision"}
+    scores["labelled_precision"] = (distance.precision if unlabelled is None else
+                                    labelled_precision(tree, gold, unlabelled, threshold))
+    result.scores.append(scores)
 
 
 def metric_values(result: MethodResult, metric: str) -> list[float]:
@@ -158,12 +173,12 @@ def mean_std(result: MethodResult, metric: str) -> str:
 
 def markdown(results: list[MethodResult], header: str) -> str:
     lines = [header, "",
-             "| method | Dice | ESA | DSA | PDS | precision | recall | F1 | hairiness ratio "
-             "| s / stack | note |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| method | Dice | ESA | DSA | PDS | precision | precision, unlabelled aside "
+             "| recall | F1 | hairiness ratio | s / stack | note |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for result in results:
         if result.not_run:
-            lines.append(f"| {result.label} |" + " |" * 9 + f" {result.not_run} |")
+            lines.append(f"| {result.label} |" + " |" * 10 + f" {result.not_run} |")
             continue
         notes = [result.extra_note] if result.extra_note else []
         if result.failures:
@@ -223,7 +238,7 @@ def run(data: Path, pred: Path | None, model: Path | str | None, split: str, thr
             if not rivulet.not_run:
                 methods.append((rivulet, partial(rivulet_trace, image.array)))
             for result, make_tree in methods:
-                score(result, name, make_tree, gold, threshold)
+                score(result, name, make_tree, gold, threshold, dataset.unlabelled(name))
             model_map.dice.append(dice(prob > MAP_THRESHOLD, label))
         if predict_seconds:
             model_map.seconds = [predict_seconds[n] + t

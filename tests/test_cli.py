@@ -213,8 +213,9 @@ def _files(root: Path, folder: str) -> dict[str, bytes]:
 def test_synth_writes_the_dataset_layout(synth_seed3):
     names = ["synth_000", "synth_001"]
     assert sorted(p.name for p in synth_seed3.iterdir()) == [
-        "images", "labels", "meta.json", "split.json", "swc"]  # and nothing hidden
-    for folder, ext in (("images", "tif"), ("labels", "tif"), ("swc", "swc")):
+        "images", "labels", "meta.json", "split.json", "swc", "unlabelled"]  # nothing hidden
+    for folder, ext in (("images", "tif"), ("labels", "tif"), ("swc", "swc"),
+                        ("unlabelled", "swc")):
         assert list(_files(synth_seed3, folder)) == [f"{n}.{ext}" for n in names]
     for name in names:
         image = read_volume(synth_seed3 / "images" / f"{name}.tif")
@@ -472,7 +473,7 @@ def test_demo_runs_the_pipeline_then_reuses_it(tmp_path, quick_demo):
     assert first.code == 0, first.err
     data = out / "data"
     assert sorted(p.name for p in data.iterdir()) == [
-        "images", "labels", "meta.json", "split.json", "swc"]
+        "images", "labels", "meta.json", "split.json", "swc", "unlabelled"]
     names = json.loads((data / "split.json").read_text())["test"]
     assert len(names) == 2 and not (out / "run").exists()  # nothing trained
     predictions = sorted(p.name for p in (out / "predictions").iterdir())

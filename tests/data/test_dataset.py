@@ -43,6 +43,19 @@ def test_read_back_matches_what_was_generated(dataset_dir):
     assert image.spacing == pytest.approx(TINY.spacing)
     assert np.array_equal(dataset.label(stack.name, image), stack.label)
     assert np.allclose(dataset.tree(stack.name).xyz, stack.tree.xyz, atol=1e-3)
+    assert np.allclose(dataset.unlabelled(stack.name).xyz, stack.unlabelled.xyz, atol=1e-3)
+
+
+def test_unlabelled_neurites_are_written_only_where_a_stack_has_some(dataset_dir, tmp_path):
+    fragments = TINY.image_model.fragment_count
+    assert fragments > 0  # else this test proves nothing
+    dataset = open_dataset(dataset_dir)
+    for name in dataset.names:
+        assert len(dataset.unlabelled(name).roots) == fragments
+    clean = replace(TINY, n_stacks=1, imaging=replace(TINY.image_model, fragment_count=0))
+    folder = write_synthetic_dataset(tmp_path / "clean", clean)
+    assert not (folder / "unlabelled").exists()
+    assert open_dataset(folder).unlabelled("synth_000") is None
 
 
 def test_labels_are_rendered_from_swc_when_absent(dataset_dir, tmp_path):

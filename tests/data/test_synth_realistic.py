@@ -6,7 +6,9 @@ from dataclasses import replace
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
+from dineuro.data.render import render_mask
 from dineuro.data.synth import PRESETS, synthesize_stack
 from dineuro.data.synth.generate import merge_trees
 from dineuro.data.synth.imaging import (
@@ -143,6 +145,48 @@ def test_projection_fibre_enters_through_a_side_face_without_a_soma():
         assert distance_to_side <= 2.0
         zyx = swc_to_zyx(tree.xyz)
         assert np.all(zyx >= -0.5) and np.all(zyx < np.array(shape) - 0.5)
+
+
+def _cable(tree, z_ratio: float) -> float:
+    """Cable length in x/y voxels, as the growth budget counts it."""
+    parents = tree.parent_index
+    child = parents >= 0
+    step = (tree.xyz[child] - tree.xyz[parents[child]]) * [1.0, 1.0, z_ratio]
+    return float(np.linalg.norm(step, axis=1).sum())
+
+
+def test_a_fibre_is_not_ended_by_chance_but_a_neuron_still_is():
+    # Every tip stops by chance at every step (stop_prob 1) and none branches: a fibre still
+    # grows on until the border (no bounce) or its budget, a neuron's tips stop after a step.
+    config = GrowthConfig(stop_prob=1.0, branch_prob=0.0, bounce_prob=0.0)
+    shape = (20, 80, 80)
+    for seed in range(5):
+        fibre = projection_fibre(np.random.default_rng(seed), shape, 2.0, 60.0, config)
+        x, y, z = fibre.xyz[-1]  # its one tip, in voxels (z in slices of 2 x/y voxels)
+        to_border = min(x, y, 79 - x, 79 - y, 2 * z, 2 * (19 - z))
+        assert _cable(fibre, 2.0) >= 60.0 - 0.01 or to_border <= 2.0 + config.step
+        assert _cable(fibre, 2.0) >= 4 * config.step  # more than the stub that chance left before
+        neuron = grow_neuron(np.random.default_rng(seed), shape, 2.0, 60.0, config,
+                             soma=False)
+        assert _cable(neuron, 2.0) <= 2 * config.step + 0.01  # two tips, a step each
+
+
+def test_unlabelled_fragments_are_drawn_but_left_out_of_label_and_gold(stacks):
+    with_fragments = 0
+    for stack in stacks:
+        count = stack.recipe.imaging.fragment_count
+        if count == 0:
+            assert stack.unlabelled is None
+            continue
+        with_fragments += 1
+        assert len(stack.unlabelled.roots) == count
+        fragments = render_mask(stack.unlabelled, stack.image.shape, stack.spacing)
+        drawn = fragments & ~stack.label
+        assert drawn.sum() > (fragments & stack.label).sum()  # mostly off the labelled neurons
+        # Bright where drawn (neither label nor gold holds them), against the far background.
+        far = ndimage.distance_transform_edt(~(drawn | stack.label)) > 5
+        assert np.median(stack.image[drawn]) > np.median(stack.image[far])
+    assert with_fragments >= 2  # the fixture holds stacks with fragments, or this proves little
 
 
 def test_merged_forest_keeps_every_tree():

@@ -21,6 +21,7 @@ from dineuro.evaluate.reconstruction import (
     ReconstructionScores,
     compare_swc_files,
     compare_trees,
+    labelled_precision,
 )
 from dineuro.io.swc import SwcTree, write_swc
 
@@ -342,6 +343,47 @@ def test_a_tree_without_length_has_no_hairiness():
     assert (result.test_hairiness, result.gold_hairiness) == (None, pytest.approx(20.0))
     assert result.hairiness_ratio is None and compare_trees(forest, lone).hairiness_ratio is None
     assert json.loads(json.dumps(result.to_dict(), allow_nan=False))["hairiness_ratio"] is None
+
+
+# ---------------------------------------------------------------- unlabelled neurites
+
+
+def forest(*trees: SwcTree) -> SwcTree:
+    """Trees side by side in one SWC (ids shifted)."""
+    parts, start = [], 0
+    for tree in trees:
+        parts.append((tree.xyz, np.where(tree.parents > 0, tree.parents + start, -1)))
+        start += len(tree)
+    return make_tree(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
+
+
+def test_trace_on_unlabelled_neurites_counts_neither_way():
+    # Three equal lines traced: on the gold (y=0), on an unlabelled neurite (y=20), on nothing
+    # (y=40). Plain precision: 1 of 3 lines; with the unlabelled one set aside: 1 of 2.
+    gold, aside = line_at(0), line_at(20)
+    test = forest(line_at(0.5), line_at(20.5), line_at(40))
+    assert compare_trees(test, gold).precision == pytest.approx(1 / 3)
+    assert labelled_precision(test, gold, aside) == pytest.approx(1 / 2)
+    # Only the trace near the unlabelled neurite is set aside, not the trace near the gold.
+    assert labelled_precision(forest(line_at(0.5), line_at(20.5)), gold, aside) == 1.0
+    assert labelled_precision(test, gold, line_at(0)) == pytest.approx(1 / 3)
+
+
+def test_labelled_precision_is_plain_precision_away_from_unlabelled_neurites():
+    rng = np.random.default_rng(3)
+    for _ in range(5):
+        test, gold = random_walk_tree(rng, 30), random_walk_tree(rng, 30)
+        far_away = chain((500, 500, 500), (510, 500, 500))
+        assert labelled_precision(test, gold, far_away) == pytest.approx(
+            compare_trees(test, gold).precision)
+
+
+def test_labelled_precision_without_anything_left_to_score_is_nan():
+    empty = make_tree(np.zeros((0, 3)), [])
+    assert math.isnan(labelled_precision(empty, line_at(0), line_at(20)))
+    assert math.isnan(labelled_precision(line_at(20.5), line_at(0), line_at(20)))
+    with pytest.raises(InputError, match="unlabelled tree: contains no nodes"):
+        labelled_precision(line_at(0), line_at(0), empty)
 
 
 # ---------------------------------------------------------------- bad input

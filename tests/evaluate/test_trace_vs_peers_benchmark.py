@@ -1,4 +1,5 @@
-"""``benchmarks/trace_vs_peers.py --pred`` reads a map the way ``dineuro predict`` writes it.
+"""``benchmarks/trace_vs_peers.py --pred`` reads a map the way ``dineuro predict`` writes it,
+and sets a stack's unlabelled neurites aside in a column of their own.
 
 The model row's Dice once compared the 0-255 values of a uint8 map with 0.5, so every voxel
 the network gave any probability counted as foreground. Here the map of each stack is its own
@@ -18,6 +19,7 @@ import pytest
 from scipy.ndimage import binary_dilation
 
 from dineuro.data.dataset import open_dataset
+from dineuro.data.render import render_mask
 from dineuro.evaluate import PROB_SUFFIX
 from dineuro.io import write_volume
 
@@ -64,3 +66,28 @@ def test_model_row_scores_the_map_as_probabilities(tiny_training_set, tmp_path, 
             bench.metric_values(gold_mask, metric))
     table = bench.markdown([gold_mask, model_map, raw, rivulet], "header")
     assert "| model map, traced | 1.000 ± 0.000 |" in table
+
+
+def test_trace_on_unlabelled_neurites_is_set_aside_in_its_own_column(tiny_training_set,
+                                                                      tmp_path):
+    # Maps that hold the unlabelled fragments as well as the gold, as a network that finds every
+    # neurite in the image would draw them: plain precision pays for the fragments, the new
+    # column does not, and the gold mask's own trace (no fragments) scores alike in both.
+    bench = load_benchmark()
+    dataset = open_dataset(tiny_training_set)
+    names = dataset.split()["train"]
+    for name in names:
+        image = dataset.image(name)
+        fragments = render_mask(dataset.unlabelled(name), image.array.shape, image.spacing)
+        prob = np.where(dataset.label(name) | fragments, 0.9, 0.0).astype(np.float32)
+        write_volume(tmp_path / f"{name}{PROB_SUFFIX}", prob, image.spacing)
+
+    gold_mask, model_map, *_ = bench.run(tiny_training_set, tmp_path, None, "train", 2.0, "cpu")
+
+    plain = bench.metric_values(model_map, "precision")
+    aside = bench.metric_values(model_map, "labelled_precision")
+    assert np.mean(plain) < 0.5  # the fragments are most of these maps' cable
+    assert aside == pytest.approx(bench.metric_values(gold_mask, "precision"), abs=0.05)
+    assert bench.metric_values(gold_mask, "labelled_precision") == pytest.approx(
+        bench.metric_values(gold_mask, "precision"), abs=0.02)
+    assert "precision, unlabelled aside" in bench.markdown([gold_mask, model_map], "header")

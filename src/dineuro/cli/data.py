@@ -77,7 +77,8 @@ def synth(
     refuse_existing(out)
     check_writable(out.parent)
     write_synthetic(out, config, "synthesising stacks")
-    err.print(f"wrote {config.n_stacks} stacks to {out}/ (images/, labels/, swc/, split.json, "
+    written = [f"{folder.name}/" for folder in sorted(out.iterdir()) if folder.is_dir()]
+    err.print(f"wrote {config.n_stacks} stacks to {out}/ ({', '.join(written)}, split.json, "
               "meta.json)")
 
 

@@ -6,6 +6,9 @@
       images/NAME.tif        the stacks (any supported format: .tif, .v3draw, .nii.gz, ...)
       labels/NAME.tif        optional binary masks (uint8 0/1); rendered from swc/ when absent
       swc/NAME.swc           optional gold reconstructions, voxel coordinates (x, y, z)
+      unlabelled/NAME.swc    optional neurites in the image that the gold leaves out on
+                             purpose (``synth`` writes its clutter fragments here), so a
+                             score can tell tracing them from tracing noise
       split.json             {"train": [NAME, ...], "val": [...], "test": [...]}
       meta.json              spacing (z, y, x), generator config, seed, dineuro version
 
@@ -28,7 +31,7 @@ from dineuro.io.atomic import atomic_file
 from dineuro.io.swc import SwcTree, read_swc, write_swc
 from dineuro.io.volume import SUPPORTED_EXTENSIONS, Volume, read_volume, write_volume
 
-IMAGES, LABELS, SWC = "images", "labels", "swc"
+IMAGES, LABELS, SWC, UNLABELLED = "images", "labels", "swc", "unlabelled"
 SPLIT_FILE, META_FILE = "split.json", "meta.json"
 SPLITS = ("train", "val", "test")
 DATASET_FORMAT = "dineuro-dataset/1"
@@ -101,6 +104,11 @@ class Dataset:
     def tree(self, name: str) -> SwcTree | None:
         """The gold SWC of ``name``, or None when there is none."""
         path = self.root / SWC / f"{name}.swc"
+        return read_swc(path) if path.exists() else None
+
+    def unlabelled(self, name: str) -> SwcTree | None:
+        """The neurites of ``name`` that its gold leaves out on purpose, or None."""
+        path = self.root / UNLABELLED / f"{name}.swc"
         return read_swc(path) if path.exists() else None
 
     def label(self, name: str, image: Volume | None = None) -> np.ndarray:

@@ -32,6 +32,7 @@ from dineuro.evaluate.reconstruction import (
     ReconstructionScores,
     compare_swc_files,
     compare_trees,
+    labelled_precision,
 )
 from dineuro.evaluate.tables import MeanStd, mean_std
 from dineuro.evaluate.traces import TraceScore, read_trace, score_trace
@@ -51,6 +52,7 @@ __all__ = [
     "TraceSummary",
     "compare_swc_files",
     "compare_trees",
+    "labelled_precision",
     "dice",
     "evaluate_folder",
     "find_predictions",

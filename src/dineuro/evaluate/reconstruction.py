@@ -415,6 +415,38 @@ def compare_trees(test: SwcTree, gold: SwcTree,
         gold_hairiness=gold_hairiness, hairiness_ratio=_ratio(test_hairiness, gold_hairiness))
 
 
+def labelled_precision(test: SwcTree, gold: SwcTree, unlabelled: SwcTree,
+                       threshold: float = DEFAULT_SWC_THRESHOLD) -> float:
+    """Length precision of ``test`` with the neurites the gold leaves out on purpose set aside.
+
+    A benchmark stack can hold neurites that are in the image but not in the gold (``synth``'s
+    unlabelled fragments of other neurons): tracing them is right about the image and wrong only
+    about which neuron was asked for. Here the test length within ``threshold`` of
+    ``unlabelled`` and not within it of ``gold`` counts neither way; the rest is scored as
+    :func:`compare_trees` scores precision, which this equals when the trace keeps away from
+    the unlabelled neurites.
+
+    Returns
+    -------
+    float
+        The fraction; nan when no test length is left to score (an empty trace, or one that lies
+        only on unlabelled neurites).
+    """
+    threshold = _check_threshold(threshold)
+    _check_tree(test, "test", allow_empty=True)
+    _check_tree(gold, "gold")
+    _check_tree(unlabelled, "unlabelled")
+    if not len(test):
+        return math.nan
+    sampling, gold_sampling, aside_sampling = _sample(test), _sample(gold), _sample(unlabelled)
+    to_gold = _SegmentIndex(gold_sampling.start, gold_sampling.end).distances(sampling.points)
+    to_aside = _SegmentIndex(aside_sampling.start, aside_sampling.end).distances(sampling.points)
+    kept = (to_gold < threshold) | (to_aside >= threshold)
+    if not kept.any():
+        return math.nan
+    return _direction(to_gold[kept], sampling.weight[kept], threshold).near_length_fraction
+
+
 def read_gold_swc(path: str | os.PathLike) -> SwcTree:
     """A gold SWC file, read strictly with :func:`read_swc`; one without nodes is refused in
     words that say why, since an empty *test* file is accepted (an empty reconstruction)."""

@@ -21,6 +21,7 @@ from dineuro.data.dataset import (
     META_FILE,
     SPLIT_FILE,
     SPLITS,
+    UNLABELLED,
     write_json,
     write_sample,
 )
@@ -41,7 +42,7 @@ from dineuro.data.synth.morphology import (
 from dineuro.data.synth.realistic import StackRecipe, draw_recipe
 from dineuro.errors import InputError
 from dineuro.io.atomic import atomic_dir
-from dineuro.io.swc import SwcTree
+from dineuro.io.swc import SwcTree, write_swc
 from dineuro.io.volume import Volume
 
 #: Real single-neuron stacks have 0.02-2% neurite voxels; generated stacks aim inside this.
@@ -167,7 +168,12 @@ def preset_config(preset: str, **changes) -> SynthConfig:
 
 @dataclass(frozen=True)
 class SyntheticStack:
-    """One generated stack: the image, its label mask, its gold SWC and where it came from."""
+    """One generated stack: the image, its label mask, its gold SWC and where it came from.
+
+    ``unlabelled`` holds the fragments of other neurons drawn into the image but left out of
+    the label and the gold (None when the stack has none): a tracer that follows them is not
+    wrong about the image, only about which neuron was asked for.
+    """
 
     name: str
     image: np.ndarray
@@ -176,6 +182,7 @@ class SyntheticStack:
     source: str
     spacing: tuple[float, float, float]
     recipe: StackRecipe | None = None
+    unlabelled: SwcTree | None = None
 
     @property
     def foreground_fraction(self) -> float:
@@ -254,9 +261,9 @@ def synthesize_stack(config: SynthConfig, index: int) -> SyntheticStack:
         tree, label = _grown(config, rng, z_ratio, _target_fraction(config, rng))
         source = "grown"
     imaging = config.image_model
-    image = render_image(tree, label, config.spacing, imaging, rng,
-                         _clutter(config, imaging, rng))
-    return _finished(config, index, image, label, tree, source)
+    clutter = _clutter(config, imaging, rng)
+    image = render_image(tree, label, config.spacing, imaging, rng, clutter)
+    return _finished(config, index, image, label, tree, source, clutter=clutter)
 
 
 def _clutter(config: SynthConfig, imaging: ImagingConfig, rng: np.random.Generator
@@ -268,13 +275,20 @@ def _clutter(config: SynthConfig, imaging: ImagingConfig, rng: np.random.Generat
 
 
 def _finished(config: SynthConfig, index: int, image: np.ndarray, label: np.ndarray,
-              tree: SwcTree, source: str, recipe: StackRecipe | None = None
-              ) -> SyntheticStack:
-    """The stack with its gold SWC renumbered and headed by where it came from."""
+              tree: SwcTree, source: str, recipe: StackRecipe | None = None,
+              clutter: list[SwcTree] = ()) -> SyntheticStack:
+    """The stack with its gold SWC (and its unlabelled fragments) renumbered and headed by
+    where it came from."""
     comments = [f" {stack_name(index)}: {source}; dineuro {__version__} synth, seed {config.seed}",
                 f" spacing (z, y, x) um: {config.spacing}; coordinates in voxels (x, y, z)"]
     tree = replace(tree.renumbered(), comments=comments)
-    return SyntheticStack(stack_name(index), image, label, tree, source, config.spacing, recipe)
+    unlabelled = None
+    if clutter:
+        unlabelled = replace(merge_trees(clutter), comments=[
+            f" {stack_name(index)}: {len(clutter)} unlabelled fragment(s) of other neurons, "
+            "drawn in the image, not in the label or the gold", *comments[1:]])
+    return SyntheticStack(stack_name(index), image, label, tree, source, config.spacing, recipe,
+                          unlabelled)
 
 
 def _randomized_stack(config: SynthConfig, index: int, rng: np.random.Generator
@@ -304,9 +318,10 @@ def _randomized_stack(config: SynthConfig, index: int, rng: np.random.Generator
         labels.append(render_mask(tree, config.shape, config.spacing, config.min_radius))
     sources += [f"{recipe.neurons} grown neuron(s)", f"{recipe.fibres} projection fibre(s)"]
     tree, label = merge_trees(trees), np.logical_or.reduce(labels)
-    image = render_image(tree, label, config.spacing, recipe.imaging, rng,
-                         _clutter(config, recipe.imaging, rng))
-    return _finished(config, index, image, label, tree, ", ".join(sources), recipe)
+    clutter = _clutter(config, recipe.imaging, rng)
+    image = render_image(tree, label, config.spacing, recipe.imaging, rng, clutter)
+    return _finished(config, index, image, label, tree, ", ".join(sources), recipe,
+                     clutter=clutter)
 
 
 def merge_trees(trees: list[SwcTree]) -> SwcTree:
@@ -369,6 +384,8 @@ def write_synthetic_dataset(out: str | os.PathLike, config: SynthConfig,
         for stack in iter_stacks(config):
             write_sample(tmp, stack.name, Volume(stack.image, stack.spacing), stack.label,
                          stack.tree)
+            if stack.unlabelled is not None:
+                write_swc(tmp / UNLABELLED / f"{stack.name}.swc", stack.unlabelled)
             stacks[stack.name] = {"source": stack.source,
                                   "foreground_fraction": round(stack.foreground_fraction, 6)}
             if stack.recipe is not None:

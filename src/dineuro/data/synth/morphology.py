@@ -35,7 +35,8 @@ class GrowthConfig:
     branch_prob : float, optional
         Probability that a tip branches at a step.
     stop_prob : float, optional
-        Probability that a tip stops at a step (besides the length budget).
+        Probability that a tip stops at a step (besides the length budget); the last growing
+        tip of a projection fibre never does.
     branch_angle : tuple of 2 float, optional
         Range of angles (radians) between a daughter and its parent branch.
     soma_radius : tuple of 2 float, optional
@@ -179,7 +180,10 @@ def grow_neuron(rng: np.random.Generator, shape: tuple[int, int, int], z_ratio: 
             child_radius = max(c.min_radius, radius * c.child_radius_ratio)
             tips.append((index, new, _deflect(rng, direction, angle), child_radius))
             direction = _deflect(rng, direction, -0.3 * angle)
-        if rng.random() >= c.stop_prob:
+        # A fibre's last growing tip is not stopped by chance (the draw is still made, so
+        # every other neuron grows as before): the fibre crosses the stack until the border
+        # or the budget ends it, instead of showing a stub of a few voxels.
+        if rng.random() >= c.stop_prob or (entry is not None and not tips):
             tips.append((index, new, direction, radius))
     xyz = _to_voxels(np.array(points), z_ratio)
     ids = np.arange(1, len(points) + 1)
