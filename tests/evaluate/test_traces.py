@@ -150,14 +150,40 @@ def test_summary_and_tables(table, tmp_path):
     csv_path, _ = write_tables(table, tmp_path)
     with open(csv_path, newline="") as f:
         read = {row["name"]: row for row in csv.DictReader(f)}
-    assert list(read["same"])[-9:] == ["trace", "esa", "dsa", "pds", "swc_precision",
-                                       "swc_recall", "swc_f1", "swc_hairiness_ratio", "note"]
+    assert list(read["same"])[-10:] == ["trace", "esa", "dsa", "pds", "swc_precision",
+                                        "swc_precision_unlabelled_aside", "swc_recall",
+                                        "swc_f1", "swc_hairiness_ratio", "note"]
+    # no unlabelled/ in this gold folder: nothing to set aside
+    assert read["shifted_y"]["swc_precision_unlabelled_aside"] == read["shifted_y"][
+        "swc_precision"]
     assert (read["same"]["swc_hairiness_ratio"], read["empty"]["swc_hairiness_ratio"]) == (
         "1.0", "")
     assert float(read["shifted_y"]["esa"]) == pytest.approx(1.5)
     assert (read["same"]["swc_f1"], read["same"]["trace"]) == ("1.0", "same.swc")
     assert (read["empty"]["esa"], read["empty"]["swc_recall"]) == ("", "0.0")
     assert (read["untraced"]["esa"], read["untraced"]["note"]) == ("", "no trace")
+
+
+def test_trace_on_a_datasets_unlabelled_neurites_is_set_aside_in_the_csv(tmp_path):
+    # Gold: the line at y = 8. The trace also follows a line at y = 12 that the dataset lists
+    # in unlabelled/, as synth does for the fragments of other neurons it draws: plain
+    # precision is 1/2, with that line set aside 1.
+    traced = SwcTree([1, 2, 3, 4], [3] * 4, [[3, 8, 5], [14, 8, 5], [3, 12, 5], [14, 12, 5]],
+                     [1] * 4, [-1, 1, -1, 3])
+    other = SwcTree([1, 2], [3, 3], [[3, 12, 5], [14, 12, 5]], [1, 1], [-1, 1])
+    write_sample(tmp_path / "gold", "a", Volume(np.zeros(SHAPE, np.uint16), SPACING),
+                 box_mask(), line())
+    write_swc(tmp_path / "gold" / "unlabelled" / "a.swc", other)
+    write_volume(tmp_path / "pred" / "a_mask.tif", box_mask())
+    write_swc(tmp_path / "pred" / "a.swc", traced)
+    (row,) = evaluate_folder(tmp_path / "pred", tmp_path / "gold").rows
+    assert (row.trace.precision, row.trace.labelled_precision) == pytest.approx((0.5, 1.0))
+    csv_path, _ = write_tables(evaluate_folder(tmp_path / "pred", tmp_path / "gold"),
+                               tmp_path / "out")
+    with open(csv_path, newline="") as f:
+        (written,) = csv.DictReader(f)
+    assert float(written["swc_precision_unlabelled_aside"]) == pytest.approx(1.0)
+    assert float(written["swc_precision"]) == pytest.approx(0.5)
 
 
 def test_without_traces_the_table_has_no_swc_columns(folders, tmp_path):

@@ -41,6 +41,7 @@ from dineuro.evaluate.traces import (
     TraceScore,
     find_gold_swcs,
     find_traces,
+    find_unlabelled_swcs,
     score_trace,
 )
 from dineuro.io.volume import Volume
@@ -252,6 +253,7 @@ def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
     traces = find_traces(pred_dir)
     readers = gold_readers(gold)
     gold_swcs = find_gold_swcs(gold, readers) if traces else {}
+    unlabelled = find_unlabelled_swcs(gold, gold_swcs)
     wanted = sorted(set(predictions) | set(traces) | set(readers) if names is None
                     else set(names))
     if not any(name in predictions and name in readers for name in wanted):
@@ -262,7 +264,7 @@ def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
         rows.append(_score_name(name, predictions.get(name), readers.get(name),
                                 DEFAULT_THRESHOLD if threshold is None else threshold,
                                 traces.get(name), gold_swcs.get(name),
-                                swc_threshold if traces else None))
+                                swc_threshold if traces else None, unlabelled.get(name)))
         if on_stack is not None:
             on_stack(name)
     return EvaluationTable(rows=tuple(rows),
@@ -272,7 +274,7 @@ def evaluate_folder(pred_dir: str | os.PathLike, gold: str | os.PathLike,
 
 def _score_name(name: str, prediction: Path | None, read_gold: GoldReader | None,
                 threshold: float, trace: Path | None, gold_swc: Path | None,
-                swc_threshold: float | None) -> StackScore:
+                swc_threshold: float | None, unlabelled: Path | None = None) -> StackScore:
     """The row of one stack: its prediction against its gold mask (or a missing row) and, when
     the table scores traces (``swc_threshold`` given), its trace against its gold SWC.
 
@@ -290,7 +292,7 @@ def _score_name(name: str, prediction: Path | None, read_gold: GoldReader | None
     if swc_threshold is None:
         return row
     shape = None if gold is None else gold[0].array.shape
-    return replace(row, trace=score_trace(trace, gold_swc, swc_threshold, shape))
+    return replace(row, trace=score_trace(trace, gold_swc, swc_threshold, shape, unlabelled))
 
 
 def _score_files(name: str, prediction: Path, gold: tuple[Volume, Path],

@@ -5,8 +5,9 @@ with; the Markdown rounds them, adds a mean ± std row (:mod:`dineuro.evaluate.t
 transfer ablation averages) and notes saying what the means leave out and how the scores were
 made (the threshold, HD95's unit, the reconstruction scores' distance), so that it says what
 its numbers mean when read alone. When the table scored traced SWCs, both gain ESA, DSA,
-PDS, F1 and hairiness ratio columns (length precision and recall in the CSV only); otherwise
-they are the segmentation table alone.
+PDS, F1 and hairiness ratio columns (length precision, also with a dataset's unlabelled
+neurites set aside, and recall in the CSV only); otherwise they are the segmentation table
+alone.
 """
 
 from __future__ import annotations
@@ -25,7 +26,8 @@ CSV_NAME, MARKDOWN_NAME = "metrics.csv", "metrics.md"
 CSV_COLUMNS = ("name", "prediction", "dice", "hd95", "precision", "recall", "pred_voxels",
                "gold_voxels", "spacing_z", "spacing_y", "spacing_x", "note")
 #: Inserted before "note" when traces are scored; precision and recall there are of SWC length.
-TRACE_CSV_COLUMNS = ("trace", "esa", "dsa", "pds", "swc_precision", "swc_recall", "swc_f1",
+TRACE_CSV_COLUMNS = ("trace", "esa", "dsa", "pds", "swc_precision",
+                     "swc_precision_unlabelled_aside", "swc_recall", "swc_f1",
                      "swc_hairiness_ratio")
 
 
@@ -114,8 +116,8 @@ def _csv_row(row: StackScore, traced: bool) -> list:
     if traced:
         t = row.trace
         values.update(trace=t.trace, esa=t.esa, dsa=t.dsa, pds=t.pds, swc_precision=t.precision,
-                      swc_recall=t.recall, swc_f1=t.f1, swc_hairiness_ratio=t.hairiness_ratio,
-                      note=_row_note(row))
+                      swc_precision_unlabelled_aside=t.labelled_precision, swc_recall=t.recall,
+                      swc_f1=t.f1, swc_hairiness_ratio=t.hairiness_ratio, note=_row_note(row))
     return [values[c] for c in _csv_columns(traced)]
 
 

@@ -6,7 +6,9 @@ gold masks. Each pair is compared with :func:`dineuro.evaluate.reconstruction.co
 raw SWC units ((x, y, z) voxels, z not scaled by the spacing), as Vaa3D's ``neuron_distance``
 does, so that the scores are those of ``dineuro compare`` on the two files and compare with
 published ones. HD95 in :mod:`dineuro.evaluate.folder` differs: it is in x/y voxels with z scaled
-by the spacing.
+by the spacing. Where a dataset lists neurites that its gold leaves out on purpose
+(``unlabelled/NAME.swc``, as ``synth`` writes its fragments of other neurons), precision is
+also given with the trace on them set aside.
 
 An empty trace (an SWC of comments only, which the tracer writes when nothing in the map is above
 its threshold) matches none of the gold's length: recall and F1 are 0, and it has no distances
@@ -25,11 +27,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dineuro.data.dataset import IMAGES, SWC
+from dineuro.data.dataset import IMAGES, SWC, UNLABELLED
 from dineuro.data.render import check_tree_in_stack
 from dineuro.defaults import DEFAULT_SWC_THRESHOLD
 from dineuro.errors import InputError
-from dineuro.evaluate.reconstruction import compare_trees, read_gold_swc
+from dineuro.evaluate.reconstruction import compare_trees, labelled_precision, read_gold_swc
 from dineuro.io.swc import SwcTree, read_swc
 from dineuro.io.swc_units import to_voxels
 from dineuro.outputs import SWC_SUFFIX
@@ -52,6 +54,10 @@ class TraceScore:
     precision, recall, f1 : float or None
         Fractions of the traced and gold lengths within the threshold of the other tree, and their
         harmonic mean; an empty trace has recall and F1 0.
+    labelled_precision : float or None
+        Precision with the trace on the stack's unlabelled neurites set aside (a dataset's
+        ``unlabelled/NAME.swc``; :func:`~dineuro.evaluate.reconstruction.labelled_precision`);
+        equal to ``precision`` where the stack has none.
     hairiness_ratio : float or None
         Terminal tips per 100 units of cable of the trace over the gold's (above 1: spurious spurs;
         below 1: lost branches); None when either has no length.
@@ -64,6 +70,7 @@ class TraceScore:
     dsa: float | None
     pds: float | None
     precision: float | None
+    labelled_precision: float | None
     recall: float | None
     f1: float | None
     hairiness_ratio: float | None
@@ -90,6 +97,16 @@ def find_gold_swcs(gold: str | os.PathLike, names: Iterable[str]) -> dict[str, P
     return {name: path for name, path in paths.items() if path.is_file()}
 
 
+def find_unlabelled_swcs(gold: str | os.PathLike, names: Iterable[str]) -> dict[str, Path]:
+    """``unlabelled/NAME.swc`` of each of ``names`` that has one, in a dataset folder (one with
+    ``images/``; a plain folder of gold masks has none)."""
+    gold = Path(gold)
+    if not (gold / IMAGES).is_dir():
+        return {}
+    paths = {name: gold / UNLABELLED / f"{name}{SWC_SUFFIX}" for name in names}
+    return {name: path for name, path in paths.items() if path.is_file()}
+
+
 def read_trace(path: str | os.PathLike) -> SwcTree | None:
     """A traced SWC file, strictly read, in voxels (an SWC written with ``--units um`` is
     converted back); None when it holds comments only (an empty trace), for callers that draw
@@ -109,7 +126,8 @@ def _traced(path: str | os.PathLike) -> SwcTree:
 
 def score_trace(trace: Path | None, gold: Path | None,
                 threshold: float = DEFAULT_SWC_THRESHOLD,
-                shape: Sequence[int] | None = None) -> TraceScore:
+                shape: Sequence[int] | None = None,
+                unlabelled: Path | None = None) -> TraceScore:
     """Scores of the traced SWC file ``trace`` against the gold SWC file ``gold``.
 
     Parameters
@@ -121,6 +139,9 @@ def score_trace(trace: Path | None, gold: Path | None,
     shape : sequence of int, optional
         The (z, y, x) shape of their stack, to refuse an SWC that lies outside it (and would score
         as a complete miss); None to skip that check.
+    unlabelled : Path, optional
+        The stack's neurites that the gold leaves out on purpose, set aside in
+        ``labelled_precision``.
 
     Raises
     ------
@@ -133,15 +154,18 @@ def score_trace(trace: Path | None, gold: Path | None,
         note = ", ".join(what for what, missing in ((NO_TRACE, trace is None),
                                                     (NO_GOLD_SWC, gold is None)) if missing)
         return TraceScore(trace=name, esa=None, dsa=None, pds=None, precision=None,
-                          recall=None, f1=None, hairiness_ratio=None, note=note)
+                          labelled_precision=None, recall=None, f1=None, hairiness_ratio=None,
+                          note=note)
     tree, gold_tree = _traced(trace), read_gold_swc(gold)
     if shape is not None:
         check_tree_in_stack(gold_tree, shape, gold)
         check_tree_in_stack(tree, shape, trace)
     result = compare_trees(tree, gold_tree, threshold)
+    aside = result.precision if unlabelled is None else labelled_precision(
+        tree, gold_tree, read_gold_swc(unlabelled), threshold)
     return TraceScore(trace=name, esa=_defined(result.esa), dsa=_defined(result.dsa),
                       pds=_defined(result.pds), precision=_defined(result.precision),
-                      recall=result.recall, f1=result.f1,
+                      labelled_precision=_defined(aside), recall=result.recall, f1=result.f1,
                       hairiness_ratio=result.hairiness_ratio,
                       note="" if len(tree) else EMPTY_TRACE)
 
