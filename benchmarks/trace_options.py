@@ -49,9 +49,8 @@ def scores(maps, golds, spacings, options, unlabelled) -> list[float]:
             rows.append([0.0, 0.0, 0.0, 0.0, np.nan])
             continue
         result = compare_trees(tree, golds[name], 2.0)
-        aside = unlabelled[name]
-        rows.append([result.precision, result.precision if aside is None else
-                     labelled_precision(tree, golds[name], aside, 2.0), result.recall, result.f1,
+        rows.append([result.precision, labelled_precision(tree, golds[name], unlabelled[name], 2.0),
+                     result.recall, result.f1,
                      np.nan if result.hairiness_ratio is None else result.hairiness_ratio])
     return np.nanmean(np.asarray(rows, dtype=float), axis=0).tolist()
 

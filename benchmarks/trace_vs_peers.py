@@ -41,6 +41,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import math
 import tempfile
 import time
 import warnings
@@ -148,8 +149,8 @@ def score(result: MethodResult, name: str, make_tree: Callable[[], SwcTree], gol
     distance = compare_trees(tree, gold, threshold)
     scores = {metric: getattr(distance, metric) for metric in METRICS
               if metric != "labelled_precision"}
-    scores["labelled_precision"] = (distance.precision if unlabelled is None else
-                                    labelled_precision(tree, gold, unlabelled, threshold))
+    aside = labelled_precision(tree, gold, unlabelled, threshold)
+    scores["labelled_precision"] = None if math.isnan(aside) else aside  # all on unlabelled
     result.scores.append(scores)
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from helpers import invoke
 
+from dineuro.data.synth.generate import merge_trees
 from dineuro.errors import InputError
 from dineuro.evaluate import reconstruction
 from dineuro.evaluate.reconstruction import (
@@ -348,24 +349,15 @@ def test_a_tree_without_length_has_no_hairiness():
 # ---------------------------------------------------------------- unlabelled neurites
 
 
-def forest(*trees: SwcTree) -> SwcTree:
-    """Trees side by side in one SWC (ids shifted)."""
-    parts, start = [], 0
-    for tree in trees:
-        parts.append((tree.xyz, np.where(tree.parents > 0, tree.parents + start, -1)))
-        start += len(tree)
-    return make_tree(np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]))
-
-
 def test_trace_on_unlabelled_neurites_counts_neither_way():
     # Three equal lines traced: on the gold (y=0), on an unlabelled neurite (y=20), on nothing
     # (y=40). Plain precision: 1 of 3 lines; with the unlabelled one set aside: 1 of 2.
     gold, aside = line_at(0), line_at(20)
-    test = forest(line_at(0.5), line_at(20.5), line_at(40))
+    test = merge_trees([line_at(0.5), line_at(20.5), line_at(40)])
     assert compare_trees(test, gold).precision == pytest.approx(1 / 3)
     assert labelled_precision(test, gold, aside) == pytest.approx(1 / 2)
     # Only the trace near the unlabelled neurite is set aside, not the trace near the gold.
-    assert labelled_precision(forest(line_at(0.5), line_at(20.5)), gold, aside) == 1.0
+    assert labelled_precision(merge_trees([line_at(0.5), line_at(20.5)]), gold, aside) == 1.0
     assert labelled_precision(test, gold, line_at(0)) == pytest.approx(1 / 3)
 
 
@@ -382,8 +374,14 @@ def test_labelled_precision_without_anything_left_to_score_is_nan():
     empty = make_tree(np.zeros((0, 3)), [])
     assert math.isnan(labelled_precision(empty, line_at(0), line_at(20)))
     assert math.isnan(labelled_precision(line_at(20.5), line_at(0), line_at(20)))
-    with pytest.raises(InputError, match="unlabelled tree: contains no nodes"):
-        labelled_precision(line_at(0), line_at(0), empty)
+    with pytest.raises(InputError, match="unlabelled tree.*cycle"):
+        labelled_precision(line_at(0), line_at(0), make_tree([(0, 0, 0), (1, 0, 0)], [2, 1]))
+
+
+def test_without_unlabelled_neurites_labelled_precision_is_plain_precision():
+    test = merge_trees([line_at(0.5), line_at(20.5), line_at(40)])
+    for nothing in (None, make_tree(np.zeros((0, 3)), [])):
+        assert labelled_precision(test, line_at(0), nothing) == pytest.approx(1 / 3)
 
 
 # ---------------------------------------------------------------- bad input

@@ -21,7 +21,7 @@ from scipy.ndimage import binary_dilation
 from dineuro.data.dataset import open_dataset
 from dineuro.data.render import render_mask
 from dineuro.evaluate import PROB_SUFFIX
-from dineuro.io import write_volume
+from dineuro.io import SwcTree, write_volume
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "trace_vs_peers.py"
 
@@ -91,3 +91,15 @@ def test_trace_on_unlabelled_neurites_is_set_aside_in_its_own_column(tiny_traini
     assert bench.metric_values(gold_mask, "labelled_precision") == pytest.approx(
         bench.metric_values(gold_mask, "precision"), abs=0.02)
     assert "precision, unlabelled aside" in bench.markdown([gold_mask, model_map], "header")
+
+
+def test_a_trace_only_on_unlabelled_neurites_leaves_the_column_empty_not_nan():
+    # Nothing is left to score, so the stack drops out of that column's mean instead of
+    # making it nan.
+    bench = load_benchmark()
+    result = bench.MethodResult("model map, traced")
+    other = SwcTree([1, 2], [3, 3], [[0, 20, 0], [10, 20, 0]], [1, 1], [-1, 1])
+    gold = SwcTree([1, 2], [3, 3], [[0, 0, 0], [10, 0, 0]], [1, 1], [-1, 1])
+    bench.score(result, "a", lambda: other, gold, 2.0, unlabelled=other)
+    assert result.scores[0]["precision"] == 0.0
+    assert bench.metric_values(result, "labelled_precision") == []

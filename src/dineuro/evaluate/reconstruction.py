@@ -415,7 +415,7 @@ def compare_trees(test: SwcTree, gold: SwcTree,
         gold_hairiness=gold_hairiness, hairiness_ratio=_ratio(test_hairiness, gold_hairiness))
 
 
-def labelled_precision(test: SwcTree, gold: SwcTree, unlabelled: SwcTree,
+def labelled_precision(test: SwcTree, gold: SwcTree, unlabelled: SwcTree | None,
                        threshold: float = DEFAULT_SWC_THRESHOLD) -> float:
     """Length precision of ``test`` with the neurites the gold leaves out on purpose set aside.
 
@@ -424,7 +424,7 @@ def labelled_precision(test: SwcTree, gold: SwcTree, unlabelled: SwcTree,
     about which neuron was asked for. Here the test length within ``threshold`` of
     ``unlabelled`` and not within it of ``gold`` counts neither way; the rest is scored as
     :func:`compare_trees` scores precision, which this equals when the trace keeps away from
-    the unlabelled neurites.
+    the unlabelled neurites, or when there are none (``unlabelled`` None or without nodes).
 
     Returns
     -------
@@ -435,13 +435,16 @@ def labelled_precision(test: SwcTree, gold: SwcTree, unlabelled: SwcTree,
     threshold = _check_threshold(threshold)
     _check_tree(test, "test", allow_empty=True)
     _check_tree(gold, "gold")
-    _check_tree(unlabelled, "unlabelled")
     if not len(test):
         return math.nan
-    sampling, gold_sampling, aside_sampling = _sample(test), _sample(gold), _sample(unlabelled)
+    sampling, gold_sampling = _sample(test), _sample(gold)
     to_gold = _SegmentIndex(gold_sampling.start, gold_sampling.end).distances(sampling.points)
-    to_aside = _SegmentIndex(aside_sampling.start, aside_sampling.end).distances(sampling.points)
-    kept = (to_gold < threshold) | (to_aside >= threshold)
+    kept = np.ones(len(to_gold), dtype=bool)
+    if unlabelled is not None and len(unlabelled):
+        _check_tree(unlabelled, "unlabelled")
+        aside = _sample(unlabelled)
+        kept = (to_gold < threshold) | (
+            _SegmentIndex(aside.start, aside.end).distances(sampling.points) >= threshold)
     if not kept.any():
         return math.nan
     return _direction(to_gold[kept], sampling.weight[kept], threshold).near_length_fraction

@@ -161,12 +161,12 @@ def score_trace(trace: Path | None, gold: Path | None,
         check_tree_in_stack(gold_tree, shape, gold)
         check_tree_in_stack(tree, shape, trace)
     result = compare_trees(tree, gold_tree, threshold)
-    aside_tree = None if unlabelled is None else read_swc(unlabelled, allow_empty=True)
-    aside = result.precision if aside_tree is None or not len(aside_tree) else \
-        labelled_precision(tree, gold_tree, aside_tree, threshold)
+    aside = None if unlabelled is None else read_swc(unlabelled, allow_empty=True)
     return TraceScore(trace=name, esa=_defined(result.esa), dsa=_defined(result.dsa),
                       pds=_defined(result.pds), precision=_defined(result.precision),
-                      labelled_precision=_defined(aside), recall=result.recall, f1=result.f1,
+                      labelled_precision=_defined(labelled_precision(tree, gold_tree, aside,
+                                                                     threshold)),
+                      recall=result.recall, f1=result.f1,
                       hairiness_ratio=result.hairiness_ratio,
                       note="" if len(tree) else EMPTY_TRACE)
 
