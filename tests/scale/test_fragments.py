@@ -207,14 +207,16 @@ def test_fragments_save_and_load_round_trip(tmp_path):
     assert path == tmp_path / "z0_y1_x1.npz"
     assert [p.name for p in tmp_path.iterdir()] == ["z0_y1_x1.npz"]  # no temporary left
     back = Fragments.load(path)
-    for name in ("zyx", "radius", "evidence", "edges", "dangling", "towards"):
+    for name in ("zyx", "radius", "evidence", "edges", "dangling", "towards", "ends"):
         np.testing.assert_array_equal(getattr(back, name), getattr(part, name))
         assert getattr(back, name).dtype == getattr(part, name).dtype
     assert back.meta == part.meta
+    assert part.ends.shape == part.zyx.shape
 
     empty = Fragments.load(Fragments.empty().save(tmp_path / "empty.npz"))
     assert empty.zyx.shape == (0, 3) and empty.towards.shape == (0, 3)
     assert empty.edges.shape == (0, 2) and empty.meta == {}
+    assert empty.ends.shape == (0, 3)  # not known: no rows for no nodes
 
 
 def test_a_failed_save_leaves_no_file(tmp_path):

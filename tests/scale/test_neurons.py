@@ -174,6 +174,23 @@ def test_graph_trees_of_an_empty_graph_is_a_tree_without_nodes():
     assert len(finish(stitch([], np.ones(3), 10.0), (1.0, 1.0, 1.0), (8, 8, 8))) == 0
 
 
+def in_blocks(prob, spacing, block):
+    """The finished trees of ``prob`` traced block by block, as run_volume does after
+    prediction."""
+    scale = spacing_in_x_voxels(spacing)
+    longest = max(DEFAULT_MAX_GAP, DEFAULT_FOLLOW_GAP)
+    plan = BlockPlan(prob.shape, block, halo_for(longest, scale))
+    parts = []
+    for b in plan.blocks():
+        region = tuple(slice(s, e) for s, e in zip(b.region_begin, b.region_end, strict=True))
+        parts.append(block_fragments(prob[region], b.region_begin, b.begin, b.end, prob.shape,
+                                     scale, high=DEFAULT_HIGH, low=DEFAULT_LOW,
+                                     min_piece_length=DEFAULT_MIN_PIECE_LENGTH,
+                                     max_gap=DEFAULT_MAX_GAP, gap_floor=DEFAULT_GAP_FLOOR,
+                                     follow_gap=DEFAULT_FOLLOW_GAP))
+    return finish(stitch(parts, scale, DEFAULT_MIN_PIECE_LENGTH), spacing, prob.shape)
+
+
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (2.0, 0.5, 0.5)])
 def test_block_by_block_trees_match_tracing_the_whole_map(spacing):
     # A branched tree across 2 x 3 x 3 blocks and a separate line: what run_volume does after
@@ -182,19 +199,7 @@ def test_block_by_block_trees_match_tracing_the_whole_map(spacing):
     prob = np.where(capsules(shape, [((3, 4, 4), (20, 50, 52)), ((10.4, 24, 24.7), (5, 55, 20))],
                              2.0) | capsules(shape, [((18, 6, 6), (18, 6, 56))], 1.5),
                     0.9, 0.0).astype(np.float32)
-    scale = spacing_in_x_voxels(spacing)
-    longest = max(DEFAULT_MAX_GAP, DEFAULT_FOLLOW_GAP)
-    plan = BlockPlan(shape, (12, 24, 24), halo_for(longest, scale))
-    parts = []
-    for b in plan.blocks():
-        region = tuple(slice(s, e) for s, e in zip(b.region_begin, b.region_end, strict=True))
-        parts.append(block_fragments(prob[region], b.region_begin, b.begin, b.end, shape, scale,
-                                     high=DEFAULT_HIGH, low=DEFAULT_LOW,
-                                     min_piece_length=DEFAULT_MIN_PIECE_LENGTH,
-                                     max_gap=DEFAULT_MAX_GAP, gap_floor=DEFAULT_GAP_FLOOR,
-                                     follow_gap=DEFAULT_FOLLOW_GAP))
-    graph = stitch(parts, scale, DEFAULT_MIN_PIECE_LENGTH)
-    blocks = finish(graph, spacing, shape)
+    blocks = in_blocks(prob, spacing, (12, 24, 24))
     whole = trace(prob, spacing=spacing)
     assert len(neurons(blocks)) == len(neurons(whole)) == 2
     scores = compare_trees(blocks, whole)
@@ -228,3 +233,16 @@ def test_write_neurons_of_an_empty_tree_writes_a_header_and_an_empty_folder(tmp_
     assert write_neurons(empty, tmp_path / "v.swc", tmp_path / "v_neurons") == []
     assert len(read_swc(tmp_path / "v.swc", allow_empty=True)) == 0
     assert list((tmp_path / "v_neurons").iterdir()) == []
+
+
+def test_block_by_block_ends_are_carried_on_as_in_the_whole_map():
+    # A thick neurite (radius 3) across 3 blocks: thinning alone stops a voxel short of each
+    # gold end (x 8 and 52); both paths carry the ends on to within half a voxel of them.
+    shape = (16, 16, 60)
+    prob = np.where(capsules(shape, [((8, 8, 8), (8, 8, 52))], 3.0), 0.9, 0.0)
+    blocks = in_blocks(prob.astype(np.float32), (1.0, 1.0, 1.0), (16, 16, 20))
+    whole = trace(prob.astype(np.float32))
+    for tree in (blocks, whole):
+        x = tree.xyz[:, 0]
+        assert abs(x.min() - 8.0) <= 0.5 and abs(x.max() - 52.0) <= 0.5
+    np.testing.assert_allclose(blocks.xyz[[0, -1]], whole.xyz[[0, -1]])

@@ -38,6 +38,7 @@ from dineuro.trace._centre_lines import (
     foreground_box,
     hysteresis,
 )
+from dineuro.trace._ends import end_points
 from dineuro.trace._skeleton import skeleton_graph
 from dineuro.trace._trace import MIN_RADIUS
 from dineuro.trace._tree import bridge_gaps, graph_matrix
@@ -68,6 +69,10 @@ class Fragments:
         (D, 3) int64 ... and the voxel in another block's box each is joined to.
     meta : dict
         What the block did (windows, seconds, foreground voxels), for the run's summary.
+    ends : ndarray or None
+        (N, 3) float64 volume voxels where the foreground ends beyond each node that ends a
+        centre line in the block's region (:func:`~dineuro.trace._ends.end_points`), nan
+        elsewhere; None: not known (every row nan).
     """
 
     zyx: np.ndarray
@@ -77,6 +82,11 @@ class Fragments:
     dangling: np.ndarray
     towards: np.ndarray
     meta: dict = field(default_factory=dict)
+    ends: np.ndarray | None = None
+
+    def end_rows(self) -> np.ndarray:
+        """``ends``, or nan rows when it is not known."""
+        return np.full((len(self.zyx), 3), np.nan) if self.ends is None else self.ends
 
     @classmethod
     def empty(cls, meta: dict | None = None) -> Fragments:
@@ -89,14 +99,15 @@ class Fragments:
         with atomic_file(path) as tmp, open(tmp, "wb") as f:
             np.savez(f, zyx=self.zyx, radius=self.radius, evidence=self.evidence,
                      edges=self.edges, dangling=self.dangling, towards=self.towards,
-                     meta=np.array(json.dumps(self.meta)))
+                     ends=self.end_rows(), meta=np.array(json.dumps(self.meta)))
         return Path(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Fragments:
         with np.load(path) as data:
             return cls(data["zyx"], data["radius"], data["evidence"], data["edges"],
-                       data["dangling"], data["towards"], json.loads(str(data["meta"])))
+                       data["dangling"], data["towards"], json.loads(str(data["meta"])),
+                       data["ends"])
 
 
 def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *, high: float,
@@ -139,6 +150,7 @@ def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *,
     radius = np.maximum(_radii(labels, voxel, scale), MIN_RADIUS)
     local_prob = prob[box]
     evidence = local_prob[voxel].astype(np.float64)
+    ends = end_points(zyx, edges, filled, radius, scale) + start + offset
     edges = np.concatenate([edges, bridge_gaps(zyx, edges, scale, filled, local_prob, max_gap,
                                                gap_floor, follow_gap)])
     global_zyx = np.rint(zyx).astype(np.int64) + start + offset
@@ -150,7 +162,7 @@ def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *,
     dangling = np.concatenate([index[out_a[:, 0]], index[out_b[:, 1]]])
     towards = np.concatenate([global_zyx[out_a[:, 1]], global_zyx[out_b[:, 0]]])
     return Fragments(global_zyx[owned], radius[owned], evidence[owned], index[inner],
-                     dangling.astype(np.int64), towards.reshape(-1, 3))
+                     dangling.astype(np.int64), towards.reshape(-1, 3), ends=ends[owned])
 
 
 def _touching_cuts(labels, box_start, region_begin, region_shape, shape) -> np.ndarray:
@@ -172,7 +184,7 @@ def _touching_cuts(labels, box_start, region_begin, region_shape, shape) -> np.n
 @dataclass
 class Graph:
     """The stitched centre-line forest of a volume: nodes in volume voxels, edges between
-    them, a tree per piece."""
+    them, a tree per piece; ``ends`` as :class:`Fragments`'."""
 
     zyx: np.ndarray
     radius: np.ndarray
@@ -182,6 +194,7 @@ class Graph:
     snapped: int = 0
     unmatched: int = 0
     removed: int = 0
+    ends: np.ndarray | None = None
 
 
 def stitch(blocks: list[Fragments], scale, min_piece_length: float) -> Graph:
@@ -200,6 +213,7 @@ def stitch(blocks: list[Fragments], scale, min_piece_length: float) -> Graph:
     zyx = np.concatenate([f.zyx for f in blocks]) if blocks else np.zeros((0, 3), np.int64)
     radius = np.concatenate([f.radius for f in blocks]) if blocks else np.zeros(0)
     evidence = np.concatenate([f.evidence for f in blocks]) if blocks else np.zeros(0)
+    ends = np.concatenate([f.end_rows() for f in blocks]) if blocks else np.zeros((0, 3))
     if not len(zyx):
         return Graph(zyx.astype(np.float64), radius, evidence, np.zeros((0, 2), np.int64))
     edges = [f.edges + k for f, k in zip(blocks, first, strict=True)]
@@ -223,7 +237,7 @@ def stitch(blocks: list[Fragments], scale, min_piece_length: float) -> Graph:
     edges = index[edges[keep[edges[:, 0]]]]
     return Graph(points[keep], radius[keep], evidence[keep], edges.reshape(-1, 2),
                  joined=int(exact), snapped=int(snapped), unmatched=int((~found).sum()),
-                 removed=removed)
+                 removed=removed, ends=ends[keep])
 
 
 def _match(zyx: np.ndarray, block_of: np.ndarray, towards: np.ndarray,

@@ -42,7 +42,7 @@ def graph_trees(graph: Graph, spacing: Sequence[float], shape: Sequence[int], *,
                          prune_length=prune_length, spur_radii=spur_radii, smooth=smooth,
                          node_step=node_step,
                          min_tree_length=None if keep_fragments else min_tree_length,
-                         comments=comments, neurite_type=neurite_type)
+                         comments=comments, neurite_type=neurite_type, ends=graph.ends)
     return tree if units == "voxel" else in_micrometres(tree, spacing)
 
 

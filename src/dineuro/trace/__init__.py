@@ -69,7 +69,11 @@ says what it does against that.
    a voxel and lengthening oblique neurites by up to 5 %; the ends stay put) and resampled
    every ``node_step``; radii are the spacing-aware Euclidean distance transform at the centre
    line (distance to the nearest background voxel centre, in x voxels; about the true radius,
-   within half a voxel, on rendered tubes), at least 0.5.
+   within half a voxel, on rendered tubes), at least 0.5. Before that, each tip (and a root
+   that is an end, not a soma) goes on along its direction to where the centre of a round end
+   would lie: where the foreground stops, less the tip's radius, as a gold SWC ends a neurite.
+   Thinning stops short of it, a voxel on a rendered tube of radius 3 and often more on a
+   map's ragged, fading tips (:mod:`dineuro.trace._ends`; thinning only).
 
 The SWC has ids 1..N with parents first, parent -1 at each root, (x, y, z) voxel coordinates
 and the spacing in a header comment, so it opens in Vaa3D, neuTube and navis. Type 1 (soma)

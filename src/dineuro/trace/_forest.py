@@ -24,6 +24,7 @@ from dineuro.defaults import (
     SPECKLE_TIPS,
 )
 from dineuro.io.swc import SwcTree, zyx_to_swc
+from dineuro.trace._ends import extend_ends
 from dineuro.trace._root import (
     BLOB,
     GIVEN,
@@ -50,10 +51,13 @@ SOMA_TYPE = 1
 
 def finish_forest(zyx, radius, brightness, edges, given, *, scale, offset, shape,
                   prune_length, spur_radii, smooth, node_step, min_tree_length, comments,
-                  neurite_type: int, confidence=None, branch_rule: bool = True) -> SwcTree:
+                  neurite_type: int, confidence=None, ends=None,
+                  branch_rule: bool = True) -> SwcTree:
     """Steps 5 to 8 on a bridged forest: its finished trees as one SwcTree in voxels, after
     ``comments`` and a line for the dropped debris and for each root. ``min_tree_length``
     None keeps every tree. ``confidence`` is the map at each node (``brightness`` when None).
+    ``ends`` is where each end node's tip goes (:func:`~dineuro.trace._ends.end_points`; None:
+    tips stay where thinning left them).
     ``branch_rule`` False keeps speckle branches: on a raw image (normalised intensity) a
     neuron's dim, hairy arbor looks like them (removing them cut bench's raw-image recall from
     0.82 to 0.16).
@@ -63,9 +67,10 @@ def finish_forest(zyx, radius, brightness, edges, given, *, scale, offset, shape
                          prune_length=prune_length, spur_radii=spur_radii)
     finish = partial(resample, scale=scale, step=node_step, smooth=smooth)
     confidence = brightness if confidence is None else confidence
-    trees, hows, dropped = _separate_trees(zyx, radius, brightness, confidence, edges, given,
-                                           scale, min_tree_length, branch_rule, root_prune,
-                                           finish)
+    ends = np.full((len(zyx), 3), np.nan) if ends is None else ends
+    trees, hows, dropped = _separate_trees(zyx, radius, brightness, confidence, ends, edges,
+                                           given, scale, min_tree_length, branch_rule,
+                                           root_prune, finish)
     comments = list(comments)
     if dropped["short"]:
         comments.append(f"dropped {dropped['short']} separate tree(s) with less cable than "
@@ -83,13 +88,15 @@ def finish_forest(zyx, radius, brightness, edges, given, *, scale, offset, shape
                    comments + _root_comments(trees, hows, offset), neurite_type)
 
 
-def _separate_trees(zyx, radius, brightness, confidence, edges, given, scale, min_tree_length,
-                    branch_rule, root_prune, finish):
+def _separate_trees(zyx, radius, brightness, confidence, ends, edges, given, scale,
+                    min_tree_length, branch_rule, root_prune, finish):
     """The finished trees of the forest's pieces, first and largest first.
 
     Which tree is first and which are dropped: see :func:`~dineuro.trace.trace` and the module
     docstring. A tree is judged as debris before its speckle branches are removed, so that a
-    speckle tree does not pass for a dim fibre once its tangles are gone.
+    speckle tree does not pass for a dim fibre once its tangles are gone, and before its ends
+    are carried to where the foreground ends (:func:`extend_ends`), so that the debris rules
+    read the centre lines as thinned.
 
     Returns ``(trees, hows, dropped)``: ``(zyx, radius, parent)`` per tree, how each root was
     chosen, and counts of the trees other than the first dropped for less cable than
@@ -106,9 +113,9 @@ def _separate_trees(zyx, radius, brightness, confidence, edges, given, scale, mi
         start = int(np.flatnonzero(nodes == given)[0]) if rank == 0 and given is not None \
             else None
         *pruned, parent, how = root_prune(zyx[nodes], radius[nodes], brightness[nodes],
-                                          confidence[nodes], piece_edges, start)
-        tree = finish(pruned[0], pruned[1], parent)
+                                          confidence[nodes], ends[nodes], piece_edges, start)
         if rank and min_tree_length is not None:
+            tree = finish(pruned[0], pruned[1], parent)
             cable = edge_lengths(tree[0], tree[2], scale).sum()
             if cable < floor:
                 dropped["short"] += 1
@@ -120,7 +127,10 @@ def _separate_trees(zyx, radius, brightness, confidence, edges, given, scale, mi
             keep = speckle_branches(pruned[0], parent, pruned[2], scale)
             if not keep.all():
                 dropped["branches"] += _count_roots(parent, keep)
-                tree = finish(pruned[0][keep], pruned[1][keep], subtree(parent, keep))
+                pruned, parent = [column[keep] for column in pruned], subtree(parent, keep)
+        grown_zyx, grown_radius, _, parent = extend_ends(*pruned[:3], parent, pruned[3],
+                                                         root_is_end=how not in (SOMA, GIVEN))
+        tree = finish(grown_zyx, grown_radius, parent)
         trees.append(tree)
         # Only the first tree's root may be typed a soma: on a fragment, a thick blob is too
         # often a crossing or a clump of noise, and most gold SWCs have one soma per stack.
@@ -164,10 +174,10 @@ def _pieces(zyx, edges, scale, first):
     return [(nodes_of[k], edges_of[k], float(shown[k])) for k in ranking]
 
 
-def _rooted_pruned(zyx, radius, brightness, confidence, edges, given, *, scale, offset, shape,
-                   prune_length, spur_radii):
-    """One piece's rooted and pruned tree: ``(zyx, radius, confidence, parent, how)``, parents
-    first.
+def _rooted_pruned(zyx, radius, brightness, confidence, ends, edges, given, *, scale, offset,
+                   shape, prune_length, spur_radii):
+    """One piece's rooted and pruned tree: ``(zyx, radius, confidence, ends, parent, how)``,
+    parents first.
 
     ``given`` is the index of a given root. Otherwise the thickest node is the root if it is a
     soma; if not, pruning starts from the thickest branch point (a root inside a neurite would
@@ -181,18 +191,19 @@ def _rooted_pruned(zyx, radius, brightness, confidence, edges, given, *, scale, 
         forks = np.flatnonzero(np.bincount(edges.ravel(), minlength=len(zyx)) >= 3)
         if len(forks):
             nodes, parent = rooted_tree(len(zyx), edges, int(forks[np.argmax(radius[forks])]))
-    zyx, radius, confidence = zyx[nodes], radius[nodes], confidence[nodes]
+    zyx, radius, confidence, ends = zyx[nodes], radius[nodes], confidence[nodes], ends[nodes]
     keep = prune_spurs(zyx, radius, parent, scale, prune_length, spur_radii,
                        radius_cap=SOMA_RADIUS_RATIO * float(np.median(radius)), soma_root=soma)
-    zyx, radius, confidence, parent = zyx[keep], radius[keep], confidence[keep], \
-        subtree(parent, keep)
+    zyx, radius, confidence, ends, parent = zyx[keep], radius[keep], confidence[keep], \
+        ends[keep], subtree(parent, keep)
     how = GIVEN if given is not None else SOMA
     if not soma:
         root, how = end_root(zyx, radius, parent, scale, offset, shape)
         if root:
             order, parent = reroot(parent, root)
-            zyx, radius, confidence = zyx[order], radius[order], confidence[order]
-    return zyx, radius, confidence, parent, how
+            zyx, radius, confidence, ends = zyx[order], radius[order], confidence[order], \
+                ends[order]
+    return zyx, radius, confidence, ends, parent, how
 
 
 def _root_comments(trees, hows, offset) -> list[str]:

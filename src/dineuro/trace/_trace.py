@@ -42,6 +42,7 @@ from dineuro.trace._centre_lines import (
     _radii,
     foreground_box,
 )
+from dineuro.trace._ends import end_points
 from dineuro.trace._forest import _empty, finish_forest
 from dineuro.trace._probability import _image_evidence, as_probability
 from dineuro.trace._root import _given_root
@@ -214,6 +215,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     else:
         given = _given_root(root, offset, prob.shape, zyx, labels[voxel], labels, scale,
                             root_snap)
+    # Minimal paths already run out to the far end of a piece; thinning stops short of it.
+    ends = end_points(zyx, edges, mask, radius, scale) if method == "thinning" else None
     edges = np.concatenate([edges, bridge_gaps(zyx, edges, scale, mask, evidence, max_gap,
                                                gap_floor, follow_gap)])
     tree = finish_forest(zyx, radius, evidence[voxel], edges, given, scale=scale, offset=offset,
@@ -221,7 +224,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
                          smooth=smooth, node_step=node_step,
                          min_tree_length=None if keep_fragments else min_tree_length,
                          comments=comments, neurite_type=NEURITE_TYPES[neurite_type],
-                         confidence=prob[box][voxel], branch_rule=kind != "image")
+                         confidence=prob[box][voxel], ends=ends,
+                         branch_rule=kind != "image")
     return tree if units == "voxel" else in_micrometres(tree, spacing)
 
 
