@@ -3,6 +3,8 @@
 - :mod:`~dineuro.evaluate.voxels`: Dice, precision, recall and HD95 of two (z, y, x) masks.
 - :mod:`~dineuro.evaluate.reconstruction`: ESA, DSA, PDS, length F1 and hairiness between two
   SWC trees.
+- :mod:`~dineuro.evaluate.contrast`: a trace's recall split by how clearly the gold shows in
+  the image.
 - :mod:`~dineuro.evaluate.predictions`: ``NAME_mask.tif`` / ``NAME_prob.tif`` found and read as
   masks.
 - :mod:`~dineuro.evaluate.traces`: a stack's traced ``NAME.swc`` scored against its gold SWC.
