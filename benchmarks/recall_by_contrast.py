@@ -14,11 +14,12 @@ example::
 
 from __future__ import annotations
 
-import argparse
 import warnings
 from functools import reduce
 from operator import add
 from pathlib import Path
+
+from trace_options import map_arguments
 
 from dineuro.data.dataset import open_dataset
 from dineuro.evaluate import PROB_SUFFIX
@@ -62,13 +63,7 @@ def table(results: dict[str, object]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", type=Path, help="dataset folder with swc/ and split.json")
-    parser.add_argument("--pred", type=Path, required=True, help="folder of NAME_prob.tif")
-    parser.add_argument("--split", default="test", choices=("train", "val", "test"))
-    parser.add_argument("--first", type=int, default=None, metavar="N",
-                        help="only the split's first N stacks (default: all)")
-    args = parser.parse_args()
+    args = map_arguments(__doc__.splitlines()[0], "test").parse_args()
     dataset = open_dataset(args.data)
     names = dataset.split()[args.split][:args.first]
     print(f"{len(names)} {args.split} stacks of {args.data}")

@@ -55,13 +55,20 @@ def scores(maps, golds, spacings, options, unlabelled) -> list[float]:
     return np.nanmean(np.asarray(rows, dtype=float), axis=0).tolist()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def map_arguments(description: str, split: str) -> argparse.ArgumentParser:
+    """A parser of the dataset, its maps (``--pred``), the split (default ``split``) and
+    ``--first``, shared by the benchmarks that trace a folder of maps."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("data", type=Path, help="dataset folder with swc/ and split.json")
     parser.add_argument("--pred", type=Path, required=True, help="folder of NAME_prob.tif")
-    parser.add_argument("--split", default="val", choices=("train", "val", "test"))
+    parser.add_argument("--split", default=split, choices=("train", "val", "test"))
     parser.add_argument("--first", type=int, default=None, metavar="N",
                         help="only the split's first N stacks (default: all)")
+    return parser
+
+
+def main() -> None:
+    parser = map_arguments(__doc__.splitlines()[0], "val")
     parser.add_argument("--grid", action="append", default=[], metavar="OPTION=V1,V2",
                         help="a trace() option and its values (repeatable)")
     args = parser.parse_args()
