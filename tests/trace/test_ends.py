@@ -87,12 +87,13 @@ def test_extend_ends_adds_a_tip_to_leaves_and_to_an_end_root_only():
     ends = np.full((4, 3), np.nan)
     ends[0] = [0, 0, -2]
     ends[2] = [0, 2, 4]
-    radius, confidence = np.array([1.0, 2, 3, 4]), np.array([0.1, 0.2, 0.3, 0.4])
-    z, r, c, p = extend_ends(zyx, radius, confidence, parent, ends, root_is_end=False)
+    radius = np.array([1.0, 2, 3, 4])
+    z, r, p = extend_ends(zyx, radius, parent, ends, root_is_end=False)
     assert z.tolist() == [*zyx.tolist(), [0, 2, 4]] and p.tolist() == [-1, 0, 1, 1, 2]
-    assert r[-1] == 3 and c[-1] == 0.3
-    z, r, c, p = extend_ends(zyx, radius, confidence, parent, ends, root_is_end=True)
+    assert r[-1] == 3
+    z, r, p = extend_ends(zyx, radius, parent, ends, root_is_end=True)
     assert z[0].tolist() == [0, 0, -2] and p.tolist() == [-1, 0, 1, 2, 2, 3]
+    assert r[0] == 1
     assert all(p[k] < k for k in range(1, len(p)))  # parents first
 
 

@@ -14,9 +14,9 @@ rather than a soma (:func:`extend_ends`), after pruning and the debris rules, wh
 centre lines as thinned. Minimal paths (the geodesic method) already run out to a piece's far
 end and are left as they are.
 
-On the default model's maps of the 8 noisy and 8 bench test stacks and 16 held-out noisy train
-stacks this gained recall 0.004-0.007 at the same precision, with lower hairiness (README,
-"Tracing").
+On the default model's maps of the 8 noisy and 8 bench test stacks and of 16 held-out noisy
+train stacks this gained recall 0.005-0.007 at the same precision, with lower hairiness
+(README, "The default model": "Tips carried on to the end of the foreground").
 """
 
 from __future__ import annotations
@@ -92,19 +92,19 @@ def end_points(zyx: np.ndarray, edges: np.ndarray, mask: np.ndarray, radius: np.
     return out
 
 
-def extend_ends(zyx: np.ndarray, radius: np.ndarray, confidence: np.ndarray,
-                parent: np.ndarray, ends: np.ndarray, root_is_end: bool):
+def extend_ends(zyx: np.ndarray, radius: np.ndarray, parent: np.ndarray, ends: np.ndarray,
+                root_is_end: bool):
     """A rooted tree with a node added at the :func:`end_points` point of each leaf, and of
-    the root when ``root_is_end``; an added node takes its end's radius and confidence.
+    the root when ``root_is_end``; an added node takes its end's radius.
 
-    Returns ``(zyx, radius, confidence, parent)``, parents first (an added root is node 0).
+    Returns ``(zyx, radius, parent)``, parents first (an added root is node 0).
 
     Examples
     --------
     >>> zyx = np.array([[0.0, 0, 0], [0, 0, 1], [0, 0, 2]])
     >>> ends = np.array([[0.0, 0, -1], [np.nan] * 3, [0, 0, 4]])
-    >>> new = extend_ends(zyx, np.ones(3), np.ones(3), np.array([-1, 0, 1]), ends, True)
-    >>> new[0][:, 2].tolist(), new[3].tolist()
+    >>> new = extend_ends(zyx, np.ones(3), np.array([-1, 0, 1]), ends, True)
+    >>> new[0][:, 2].tolist(), new[2].tolist()
     ([-1.0, 0.0, 1.0, 2.0, 4.0], [-1, 0, 1, 2, 3])
     """
     n = len(parent)
@@ -113,11 +113,9 @@ def extend_ends(zyx: np.ndarray, radius: np.ndarray, confidence: np.ndarray,
     grow = np.flatnonzero(leaf & np.isfinite(ends[:, 0]))
     zyx = np.concatenate([zyx, ends[grow]])
     radius = np.concatenate([radius, radius[grow]])
-    confidence = np.concatenate([confidence, confidence[grow]])
     parent = np.concatenate([parent, grow])
     if root_is_end and np.isfinite(ends[0, 0]):
         zyx = np.concatenate([ends[:1], zyx])
         radius = np.concatenate([radius[:1], radius])
-        confidence = np.concatenate([confidence[:1], confidence])
         parent = np.concatenate([[-1], parent + 1])
-    return zyx, radius, confidence, parent
+    return zyx, radius, parent

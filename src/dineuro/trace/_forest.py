@@ -128,9 +128,8 @@ def _separate_trees(zyx, radius, brightness, confidence, ends, edges, given, sca
             if not keep.all():
                 dropped["branches"] += _count_roots(parent, keep)
                 pruned, parent = [column[keep] for column in pruned], subtree(parent, keep)
-        grown_zyx, grown_radius, _, parent = extend_ends(*pruned[:3], parent, pruned[3],
-                                                         root_is_end=how not in (SOMA, GIVEN))
-        tree = finish(grown_zyx, grown_radius, parent)
+        tree = finish(*extend_ends(pruned[0], pruned[1], parent, pruned[3],
+                                   root_is_end=how not in (SOMA, GIVEN)))
         trees.append(tree)
         # Only the first tree's root may be typed a soma: on a fragment, a thick blob is too
         # often a crossing or a clump of noise, and most gold SWCs have one soma per stack.
