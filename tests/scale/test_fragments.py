@@ -213,6 +213,11 @@ def test_fragments_save_and_load_round_trip(tmp_path):
     assert back.meta == part.meta
     assert part.ends.shape == part.zyx.shape
 
+    # A block saved before blocks kept their end points loads without them.
+    with np.load(path) as data:
+        np.savez(tmp_path / "old.npz", **{k: data[k] for k in data.files if k != "ends"})
+    assert Fragments.load(tmp_path / "old.npz").ends is None
+
     empty = Fragments.load(Fragments.empty().save(tmp_path / "empty.npz"))
     assert empty.zyx.shape == (0, 3) and empty.towards.shape == (0, 3)
     assert empty.edges.shape == (0, 2) and empty.meta == {}

@@ -3,9 +3,10 @@
 A block traces its region (owned box plus halo) as :func:`dineuro.trace.trace` traces a whole
 map, steps 1-4: hysteresis foreground, cavities filled, thinning and skan's graph, pieces too
 short to be neurites removed (only those that lie wholly inside the region: a piece cut by the
-region's border may be long beyond it), radii and evidence at each node, and bridges across
-gaps. It then keeps only the nodes in its owned box. An edge from a kept node to a node in the
-halo is kept as a *dangling* edge to that voxel, which the neighbouring block owns.
+region's border may be long beyond it), radii and evidence at each node, where each centre
+line's ends go as tips (:mod:`dineuro.trace._ends`), and bridges across gaps. It then keeps
+only the nodes in its owned box. An edge from a kept node to a node in the halo is kept as a
+*dangling* edge to that voxel, which the neighbouring block owns.
 
 Stitching (:func:`stitch`) is the graph merge of chunked skeletonisation (kimimaro's and
 igneous's: skeletonise overlapping tasks, then join the pieces at the vertices they share):
@@ -70,9 +71,9 @@ class Fragments:
     meta : dict
         What the block did (windows, seconds, foreground voxels), for the run's summary.
     ends : ndarray or None
-        (N, 3) float64 volume voxels where the foreground ends beyond each node that ends a
-        centre line in the block's region (:func:`~dineuro.trace._ends.end_points`), nan
-        elsewhere; None: not known (every row nan).
+        (N, 3) float64 volume voxels where each node that ends a centre line in the block's
+        region goes as a tip (:func:`~dineuro.trace._ends.end_points`), nan elsewhere; None:
+        not known (every row nan: tips stay where thinning left them).
     """
 
     zyx: np.ndarray
@@ -104,10 +105,12 @@ class Fragments:
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Fragments:
+        """A saved block; one saved before blocks kept their end points (a run resumed after
+        an upgrade) loads without them."""
         with np.load(path) as data:
             return cls(data["zyx"], data["radius"], data["evidence"], data["edges"],
                        data["dangling"], data["towards"], json.loads(str(data["meta"])),
-                       data["ends"])
+                       data["ends"] if "ends" in data.files else None)
 
 
 def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *, high: float,
