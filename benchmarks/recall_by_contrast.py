@@ -36,7 +36,8 @@ def pooled(dataset, names, pred: Path) -> dict[str, object]:
         prob = read_volume(pred / f"{name}{PROB_SUFFIX}").array
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", EmptyTraceWarning)
-            traces = {"model map": trace(prob, image.spacing, kind="probability"),
+            traces = {"model map": trace(prob, image.spacing, kind="probability",
+                                         image=image.array),
                       "gold mask": trace(dataset.label(name, image), image.spacing,
                                          kind="mask")}
         for key, tree in traces.items():

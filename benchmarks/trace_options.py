@@ -1,7 +1,8 @@
 """How the tracer's options trade precision, recall and hairiness on a set of probability maps.
 
-Traces every map of a split (``PRED/NAME_prob.tif``, from ``dineuro predict``) with each
-combination of the options given, and prints mean precision, recall, F1 and hairiness ratio
+Traces every map of a split (``PRED/NAME_prob.tif``, from ``dineuro predict``), with the raw
+stack beside it as ``dineuro run`` traces, with each combination of the options given, and
+prints mean precision, recall, F1 and hairiness ratio
 against the gold SWCs (:func:`dineuro.evaluate.compare_trees`, threshold 2), and the precision
 with a stack's unlabelled neurites set aside (:func:`dineuro.evaluate.labelled_precision`). Choose
 defaults on stacks no model was trained on and the card does not score (the validation split,
@@ -38,13 +39,14 @@ def parse_grid(items: list[str]) -> dict[str, list[float]]:
     return grid
 
 
-def scores(maps, golds, spacings, options, unlabelled) -> list[float]:
+def scores(maps, images, golds, options, unlabelled) -> list[float]:
     """Mean of each column over the stacks; an empty trace scores 0 (hairiness: none)."""
     rows = []
     for name, prob in maps.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", EmptyTraceWarning)
-            tree = trace(prob, spacings[name], kind="probability", **options)
+            tree = trace(prob, images[name].spacing, kind="probability",
+                         image=images[name].array, **options)
         if not len(tree):
             rows.append([0.0, 0.0, 0.0, 0.0, np.nan])
             continue
@@ -77,14 +79,14 @@ def main() -> None:
     maps = {n: read_volume(args.pred / f"{n}{PROB_SUFFIX}").array for n in names}
     golds = {n: dataset.tree(n) for n in names}
     unlabelled = {n: dataset.unlabelled(n) for n in names}
-    spacings = {n: dataset.image(n).spacing for n in names}
+    images = {n: dataset.image(n) for n in names}
     grid = parse_grid(args.grid)
     print(f"{len(names)} {args.split} stacks of {args.data}\n")
     print("| " + " | ".join([*grid, *COLUMNS]) + " |")
     print("|" + "---:|" * (len(grid) + len(COLUMNS)))
     for values in itertools.product(*grid.values()):
         options = dict(zip(grid, values, strict=True))
-        means = scores(maps, golds, spacings, options, unlabelled)
+        means = scores(maps, images, golds, options, unlabelled)
         print("| " + " | ".join([*(f"{v:g}" for v in values), *(f"{m:.3f}" for m in means)])
               + " |")
 

@@ -15,8 +15,8 @@ against ``labels/NAME.tif``:
 - **gold mask, traced**: :func:`dineuro.trace.trace` of ``labels/NAME.tif``, the tracer's
   ceiling (what is lost in centre lines, pruning and resampling alone);
 - **model map, traced**: the tracer on ``NAME_prob.tif`` as ``dineuro run`` does it (read as a
-  probability map); its time is tracing only with ``--pred``, and predict + trace with
-  ``--model`` (predict first with :func:`dineuro.predict.predict_stack`);
+  probability map, the raw stack beside it); its time is tracing only with ``--pred``, and
+  predict + trace with ``--model`` (predict first with :func:`dineuro.predict.predict_stack`);
 - **raw image, traced**: the tracer on the stack itself, percentile-normalised to [0, 1] and
   read as a probability: what the segmentation network buys;
 - **Rivulet2** on the raw image at its Otsu threshold (as its ``rtrace`` does for a negative
@@ -234,7 +234,7 @@ def run(data: Path, pred: Path | None, model: Path | str | None, split: str, thr
             methods = [(gold_mask, partial(trace_quietly, label, spacing, kind="mask",
                                            method=method)),
                        (model_map, partial(trace_quietly, prob, spacing, kind="probability",
-                                           method=method)),
+                                           image=image.array, method=method)),
                        (raw, partial(trace_raw_image, image.array, spacing, method=method))]
             if not rivulet.not_run:
                 methods.append((rivulet, partial(rivulet_trace, image.array)))

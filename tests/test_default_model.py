@@ -70,8 +70,9 @@ def test_run_traces_the_map_it_wrote_and_reports_its_windows(small_stack, tmp_pa
     crop = load_model(resolve_model(None))[1]["model_config"]["crop"]
     windows = WindowGrid.of(small_stack.image.shape, crop, DEFAULT_OVERLAP).n_windows
     assert f"network on {windows} of {windows} windows (fp32)" in result.err
-    # The map traced in memory is the float32 map written: tracing the file gives the same SWC.
-    again = trace_file(tmp_path / "out" / "stack_prob.tif", tmp_path / "again.swc")
+    # The map traced in memory is the float32 map written, with the stack beside it: tracing
+    # the file with the stack as its image gives the same SWC.
+    again = trace_file(tmp_path / "out" / "stack_prob.tif", tmp_path / "again.swc", image=stack)
     written = read_swc(tmp_path / "out" / "stack.swc")
     np.testing.assert_allclose(written.xyz, again.xyz, atol=1e-3)
     assert np.array_equal(written.parent_index, again.parent_index)

@@ -42,6 +42,11 @@ DEFAULT_GAP_FLOOR = 0.15
 #: Longest bridge along the direction a centre line ends in, in x voxels: a beaded or dimmed
 #: fibre breaks into pieces that point at each other (:func:`dineuro.trace._tree.bridge_gaps`).
 DEFAULT_FOLLOW_GAP = 20.0
+#: Such a bridge over a gap the map leaves empty (a fibre too dim for the network) is still taken
+#: when the raw image, given beside the map, stands out along it by this many spreads of the
+#: background around it (:func:`dineuro.trace._tree.line_contrast`). Chosen on held-out train
+#: maps (README, "Following a fibre the network lost").
+DEFAULT_FOLLOW_CONTRAST = 1.0
 #: Shortest reach of a terminal branch kept, in x voxels beyond the radius of its branch point.
 DEFAULT_PRUNE_LENGTH = 4.0
 #: Shortest reach of a terminal branch kept, in radii of its branch point (from that point).

@@ -32,7 +32,7 @@ from dineuro.defaults import (
 from dineuro.errors import InputError
 from dineuro.io.atomic import undo_on_failure
 from dineuro.io.swc import SwcTree, write_swc
-from dineuro.io.volume import Volume
+from dineuro.io.volume import Volume, read_volume
 from dineuro.outputs import swc_path
 from dineuro.predict import (
     DEFAULT_BLOCK,
@@ -262,14 +262,15 @@ class Predictor:
         outputs = (*checked_outputs(stack, out_dir, threshold, prob_dtype),
                    swc_path(stack, out_dir))
         stats, start = WindowStats(), time.perf_counter()
-        prob = self.predict_file(stack, channel=channel, progress=progress, stats=stats)
+        raw = read_volume(stack, channel)
+        prob = Volume(self.predict(raw.array, progress=progress, stats=stats), raw.spacing)
         predicted = time.perf_counter()
         if on_tracing is not None:
             on_tracing()
         reason = None
         try:
             tree = trace.trace_volume(prob, source=outputs[0], kind="probability",
-                                      **trace_options)
+                                      image=raw.array, **trace_options)
         except InputError as exc:
             reason = str(exc)
             tree = trace.untraced(outputs[0], reason)
@@ -318,11 +319,12 @@ def run(stack: np.ndarray | str | os.PathLike, model: str | os.PathLike | None =
     >>> prob.shape == neuron.image.shape and len(tree) > 0
     True
     """
-    from dineuro.io.volume import read_volume
     from dineuro.trace import trace
 
     if isinstance(stack, (str, os.PathLike)):
         stack, spacing = read_volume(stack, channel)
     predictor = Predictor.from_checkpoint(model, device=device)
-    prob = predictor.predict(np.asarray(stack))
-    return prob, trace(prob, spacing or (1.0, 1.0, 1.0), kind="probability", **trace_options)
+    stack = np.asarray(stack)
+    prob = predictor.predict(stack)
+    return prob, trace(prob, spacing or (1.0, 1.0, 1.0), kind="probability", image=stack,
+                       **trace_options)

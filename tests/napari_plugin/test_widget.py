@@ -51,8 +51,9 @@ def test_the_widget_adds_the_map_and_the_trace(qtbot, viewer, make_widget, small
     assert tuple(prob.contrast_limits) == (0, 1)
     for layer in (prob, paths):
         assert tuple(layer.scale) == spacing and tuple(layer.translate) == (0, 16, 16)
-    # the trace is the map's, traced at the layer's scale, drawn as the SWC reader draws it
-    expected, _, _ = swc_layer_data(trace(prob.data, spacing, kind="probability"))
+    # the trace is the map's, traced at the layer's scale with the image beside it, drawn as
+    # the SWC reader draws it
+    expected, _, _ = swc_layer_data(trace(prob.data, spacing, kind="probability", image=image))
     assert len(paths.data) == len(expected) > 0
     for got, want in zip(paths.data, expected, strict=True):
         np.testing.assert_allclose(got, want)

@@ -79,8 +79,9 @@ def test_run_writes_the_map_mask_and_the_trace_of_the_map(predictor, stack, tmp_
     prob = read_volume(prob_path).array
     np.testing.assert_array_equal(read_volume(mask_path).array, (prob > 0.5).astype(np.uint8))
     np.testing.assert_allclose(prob, predictor.predict(stack.image), atol=0)
-    # The map traced in memory is the float32 map written: tracing the file gives the same SWC.
-    again = trace_file(prob_path, tmp_path / "again.swc")
+    # The map traced in memory is the float32 map written, with the stack beside it: tracing
+    # the file with the stack as its image gives the same SWC.
+    again = trace_file(prob_path, tmp_path / "again.swc", image=path)
     written = read_swc(swc_path)
     np.testing.assert_allclose(written.xyz, again.xyz, atol=1e-3)
     np.testing.assert_allclose(done.tree.xyz, written.xyz, atol=1e-3)
@@ -126,14 +127,15 @@ def test_run_refuses_existing_outputs_before_predicting(predictor, stack, tmp_pa
 
 def test_run_of_an_array_or_a_file_is_predict_then_trace(predictor, stack, tmp_path):
     """``dineuro.run`` is the notebook form of ``dineuro run``: the map the Predictor gives,
-    traced with the stack's spacing (read from a file, given for an array)."""
+    traced with the stack beside it and its spacing (read from a file, given for an array)."""
     import dineuro
     from dineuro.trace import trace
 
     expected = Predictor.from_checkpoint("default", device="cpu").predict(stack.image)
     prob, tree = dineuro.run(stack.image, spacing=stack.spacing, device="cpu", units="um")
     np.testing.assert_array_equal(prob, expected)
-    reference = trace(expected, stack.spacing, kind="probability", units="um")
+    reference = trace(expected, stack.spacing, kind="probability", image=stack.image,
+                      units="um")
     np.testing.assert_allclose(tree.xyz, reference.xyz)
     path = tmp_path / "neuron.tif"
     write_volume(path, stack.image, stack.spacing)

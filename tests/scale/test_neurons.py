@@ -12,6 +12,7 @@ from helpers import capsules
 
 from dineuro.data.render import spacing_in_x_voxels
 from dineuro.defaults import (
+    DEFAULT_FOLLOW_CONTRAST,
     DEFAULT_FOLLOW_GAP,
     DEFAULT_GAP_FLOOR,
     DEFAULT_HIGH,
@@ -174,9 +175,9 @@ def test_graph_trees_of_an_empty_graph_is_a_tree_without_nodes():
     assert len(finish(stitch([], np.ones(3), 10.0), (1.0, 1.0, 1.0), (8, 8, 8))) == 0
 
 
-def in_blocks(prob, spacing, block):
-    """The finished trees of ``prob`` traced block by block, as run_volume does after
-    prediction."""
+def in_blocks(prob, spacing, block, image=None):
+    """The finished trees of ``prob`` (and its raw ``image``) traced block by block, as
+    run_volume does after prediction."""
     scale = spacing_in_x_voxels(spacing)
     longest = max(DEFAULT_MAX_GAP, DEFAULT_FOLLOW_GAP)
     plan = BlockPlan(prob.shape, block, halo_for(longest, scale))
@@ -187,7 +188,9 @@ def in_blocks(prob, spacing, block):
                                      scale, high=DEFAULT_HIGH, low=DEFAULT_LOW,
                                      min_piece_length=DEFAULT_MIN_PIECE_LENGTH,
                                      max_gap=DEFAULT_MAX_GAP, gap_floor=DEFAULT_GAP_FLOOR,
-                                     follow_gap=DEFAULT_FOLLOW_GAP))
+                                     follow_gap=DEFAULT_FOLLOW_GAP,
+                                     follow_contrast=DEFAULT_FOLLOW_CONTRAST,
+                                     image=None if image is None else image[region]))
     return finish(stitch(parts, scale, DEFAULT_MIN_PIECE_LENGTH), spacing, prob.shape)
 
 
@@ -246,3 +249,23 @@ def test_block_by_block_ends_are_carried_on_as_in_the_whole_map():
         x = tree.xyz[:, 0]
         assert abs(x.min() - 8.0) <= 0.5 and abs(x.max() - 52.0) <= 0.5
     np.testing.assert_allclose(blocks.xyz[[0, -1]], whole.xyz[[0, -1]])
+
+
+def test_block_by_block_a_fibre_the_map_lost_is_followed_as_in_the_whole_map():
+    # Two pieces of a fibre, the map empty for 15 voxels between them across a block border;
+    # the raw stack shows the fibre going on there, 3 noise units above its background. Both
+    # paths join them into one tree; without the image, the blocks keep one piece.
+    shape = (16, 16, 80)
+    prob = np.where(capsules(shape, [((8, 8, 6), (8, 8, 30)), ((8, 8, 45), (8, 8, 74))], 1.5),
+                    0.9, 0.0).astype(np.float32)
+    noise = np.random.default_rng(0).normal(100.0, 10.0, shape)
+    image = noise + 30.0 * capsules(shape, [((8, 8, 6), (8, 8, 74))], 1.5)
+    blocks = in_blocks(prob, (1.0, 1.0, 1.0), (16, 16, 40), image)
+    whole = trace(prob, image=image)
+    for tree in (blocks, whole):
+        assert len(neurons(tree)) == 1
+        assert tree.xyz[:, 0].min() < 10 and tree.xyz[:, 0].max() > 70
+    assert cable_length(blocks, (1.0, 1.0, 1.0), "voxel") == pytest.approx(
+        cable_length(whole, (1.0, 1.0, 1.0), "voxel"), rel=0.01)
+    alone = in_blocks(prob, (1.0, 1.0, 1.0), (16, 16, 40))  # the larger piece, the other debris
+    assert alone.xyz[:, 0].min() > 40

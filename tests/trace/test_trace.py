@@ -8,6 +8,7 @@ tracer.
 
 from __future__ import annotations
 
+import math
 import warnings
 
 import numpy as np
@@ -173,6 +174,24 @@ def test_a_fibre_is_followed_across_a_long_dim_gap_in_its_direction_only():
     # a piece as near but 45 degrees aside is not where the fibre goes
     aside = two_pieces(52.0, AXIS_Y + 12.0)
     assert not one_tree_spans(trace(aside, min_tree_length=0), 30, 60)
+
+
+def test_a_fibre_the_map_lost_is_followed_where_the_raw_image_shows_it():
+    # The map holds nothing in the gap (a clean background), so alone it is not crossed; the
+    # raw stack shows the fibre going on through it, 3 noise units above its background.
+    prob = two_pieces(53.0, AXIS_Y, 0.0)
+    noise = np.random.default_rng(0).normal(100.0, 10.0, TUBE_SHAPE)
+    fibre = noise + 30.0 * render_mask(tube(10.0, 85.0), TUBE_SHAPE)
+    assert not one_tree_spans(trace(prob, min_tree_length=0), 30, 60)
+    assert one_tree_spans(trace(prob, image=fibre), 30, 60)
+    # noise alone in the gap, or the line test switched off: not crossed
+    assert not one_tree_spans(trace(prob, image=noise, min_tree_length=0), 30, 60)
+    assert not one_tree_spans(trace(prob, image=fibre, follow_contrast=math.inf,
+                                    min_tree_length=0), 30, 60)
+    # a map's own gaps stay judged by the map: the image is no evidence for a short bridge
+    gap_prob, _ = gapped(3, 0.0)
+    assert not one_tree_spans(trace(gap_prob, image=fibre, follow_gap=0, min_tree_length=0),
+                              20, 70)
 
 
 def test_debris_chained_across_a_gap_stays_debris():

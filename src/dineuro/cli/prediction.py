@@ -25,6 +25,7 @@ from dineuro.cli._common import (
 from dineuro.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLOCK,
+    DEFAULT_FOLLOW_CONTRAST,
     DEFAULT_FOLLOW_GAP,
     DEFAULT_GAP_FLOOR,
     DEFAULT_HIGH,
@@ -191,8 +192,13 @@ MaxGap = Annotated[float, typer.Option(
 FollowGap = Annotated[float, typer.Option(
     min=0.0, help="Longest gap bridged along the direction a piece ends in, in x voxels: a "
                   "beaded or dim fibre goes on that way (0: none).")]
+FollowContrast = Annotated[float, typer.Option(
+    min=0.0, help="Such a bridge over a gap the map leaves empty is still taken where the raw "
+                  "image stands out along it by this many spreads of the background around it: "
+                  "a fibre too dim for the network (inf: never).")]
 GapFloor = Annotated[float, typer.Option(
-    min=0.0, max=1.0, help="Least mean probability (or normalised intensity with --image) "
+    min=0.0, max=1.0, help="Least mean probability (for a mask with --image, normalised "
+                           "intensity) "
                            "along a bridged gap.")]
 Prune = Annotated[float, typer.Option(
     min=0.0, help="Remove terminal branches sticking out less than this, in x voxels.")]
@@ -259,7 +265,9 @@ def trace(
              "scaled to the dtype's maximum) or a binary mask (NAME_mask.tif, 0/1).")],
     out: Annotated[Path, typer.Option("-o", "--out", help="SWC file to write (must not exist).")],
     image: Annotated[Path | None, typer.Option(
-        help="The raw stack: gaps are then judged by its normalised intensity.")] = None,
+        help="The raw stack: a fibre's line in it carries a bridge the map leaves empty "
+             "(--follow-contrast); a mask's gaps are judged by its normalised intensity.")]
+    = None,
     channel: Channel = None,
     root: Annotated[str, typer.Option(
         help="auto (thickest, brightest point of the largest piece) or X,Y,Z in voxels, SWC "
@@ -273,6 +281,7 @@ def trace(
     max_gap: MaxGap = DEFAULT_MAX_GAP,
     gap_floor: GapFloor = DEFAULT_GAP_FLOOR,
     follow_gap: FollowGap = DEFAULT_FOLLOW_GAP,
+    follow_contrast: FollowContrast = DEFAULT_FOLLOW_CONTRAST,
     prune: Prune = DEFAULT_PRUNE_LENGTH,
     spur_radii: SpurRadii = DEFAULT_SPUR_RADII,
     min_piece_length: MinPiece = DEFAULT_MIN_PIECE_LENGTH,
@@ -305,7 +314,8 @@ def trace(
         warnings.simplefilter("always")
         tree = trace_file(prob, out, image=image, channel=channel, root=position,
                           root_snap=root_snap, high=high, low=low, max_gap=max_gap,
-                          gap_floor=gap_floor, follow_gap=follow_gap, prune_length=prune,
+                          gap_floor=gap_floor, follow_gap=follow_gap,
+                          follow_contrast=follow_contrast, prune_length=prune,
                           spur_radii=spur_radii,
                           min_piece_length=min_piece_length, min_tree_length=min_tree_length,
                           smooth=smooth, node_step=step, keep_fragments=keep_fragments,
@@ -338,6 +348,7 @@ def run(
     max_gap: MaxGap = DEFAULT_MAX_GAP,
     gap_floor: GapFloor = DEFAULT_GAP_FLOOR,
     follow_gap: FollowGap = DEFAULT_FOLLOW_GAP,
+    follow_contrast: FollowContrast = DEFAULT_FOLLOW_CONTRAST,
     prune: Prune = DEFAULT_PRUNE_LENGTH,
     spur_radii: SpurRadii = DEFAULT_SPUR_RADII,
     min_piece_length: MinPiece = DEFAULT_MIN_PIECE_LENGTH,
@@ -373,10 +384,11 @@ def run(
     With no --model, the model that ships with dineuro does the prediction, so
     `dineuro run stack.tif -o out` works on a fresh installation.
 
-    Prediction is exactly `dineuro predict`'s; tracing is `dineuro trace` of the map, taken
-    from memory rather than read back from NAME_prob.tif (so at full float precision even
-    with --prob-dtype uint8). Existing outputs are refused before anything runs. A stack whose
-    map cannot be traced (empty, or mostly foreground) gets a warning and the batch goes on.
+    Prediction is exactly `dineuro predict`'s; tracing is `dineuro trace` of the map with the
+    stack as --image, taken from memory rather than read back from NAME_prob.tif (so at full
+    float precision even with --prob-dtype uint8). Existing outputs are refused before anything
+    runs. A stack whose map cannot be traced (empty, or mostly foreground) gets a warning and
+    the batch goes on.
     Each stack's line says how many windows the network ran on, in which precision, and the
     seconds spent predicting and tracing.
     """
@@ -394,7 +406,7 @@ def run(
                        batch_size=batch_size, flips=flips, precision=precision,
                        skip_empty=not all_windows, prob_dtype=prob_dtype, high=high, low=low,
                        max_gap=max_gap, gap_floor=gap_floor, follow_gap=follow_gap,
-                       prune_length=prune,
+                       follow_contrast=follow_contrast, prune_length=prune,
                        spur_radii=spur_radii, min_piece_length=min_piece_length,
                        min_tree_length=min_tree_length, smooth=smooth, node_step=step,
                        keep_fragments=keep_fragments, units=units, neurite_type=neurite_type)
@@ -406,7 +418,8 @@ def run(
                            batch_size=batch_size, flips=flips, precision=precision,
                            skip_empty=not all_windows)
     trace_options = {"high": high, "low": low, "max_gap": max_gap, "gap_floor": gap_floor,
-                     "follow_gap": follow_gap, "prune_length": prune, "spur_radii": spur_radii,
+                     "follow_gap": follow_gap, "follow_contrast": follow_contrast,
+                     "prune_length": prune, "spur_radii": spur_radii,
                      "min_piece_length": min_piece_length, "min_tree_length": min_tree_length,
                      "smooth": smooth, "node_step": step, "keep_fragments": keep_fragments,
                      "method": method, "units": units, "neurite_type": neurite_type}

@@ -131,9 +131,10 @@ def _predict_and_trace(image, spacing: Sequence[float], model: Path | None,
     from dineuro.trace import trace
 
     start = time.perf_counter()
-    prob = load_predictor(model).predict(np.asarray(image), progress=progress)
+    image = np.asarray(image)
+    prob = load_predictor(model).predict(image, progress=progress)
     try:
-        tree = trace(prob, spacing, kind="probability")
+        tree = trace(prob, spacing, kind="probability", image=image)
     except InputError as exc:
         return Traced(prob, None, f"not traced: {exc}")
     return Traced(prob, tree, f"{len(tree)} nodes in {len(tree.roots)} trees, "

@@ -50,7 +50,7 @@ class RunSpec:
     spacing : tuple of float
         (z, y, x) voxel size.
     trace : dict
-        high, low, min_piece_length, max_gap, gap_floor, follow_gap (as
+        high, low, min_piece_length, max_gap, gap_floor, follow_gap, follow_contrast (as
         :func:`dineuro.trace.trace`).
     """
 
@@ -135,8 +135,11 @@ def run_block(spec: RunSpec, block: Block) -> dict:
         raise InputError(f"block {block.name} holds NaN or infinite voxels.", spec.volume) from exc
     out = zarr.open_array(spec.prob, mode="r+")
     out[block.box] = encode_probability(prob[block.owned], np.dtype(out.dtype).name)
+    region = tuple(slice(b, e) for b, e in zip(block.region_begin, block.region_end,
+                                                strict=True))
     fragments = block_fragments(prob, block.region_begin, block.begin, block.end, source.shape,
-                                spacing_in_x_voxels(spec.spacing), **spec.trace)
+                                spacing_in_x_voxels(spec.spacing), image=np.asarray(source[region]),
+                                **spec.trace)
     fragments.meta = {"block": block.name, "windows": stats.windows, "computed": stats.computed,
                       "precision": stats.precision, "nodes": len(fragments.zyx),
                       "seconds": round(time.perf_counter() - start, 3)}

@@ -4,7 +4,9 @@ A block traces its region (owned box plus halo) as :func:`dineuro.trace.trace` t
 map, steps 1-4: hysteresis foreground, cavities filled, thinning and skan's graph, pieces too
 short to be neurites removed (only those that lie wholly inside the region: a piece cut by the
 region's border may be long beyond it), radii and evidence at each node, where each centre
-line's ends go as tips (:mod:`dineuro.trace._ends`), and bridges across gaps. It then keeps
+line's ends go as tips (:mod:`dineuro.trace._ends`), and bridges across gaps (with the
+block's raw image for the line test of :func:`~dineuro.trace._tree.line_contrast`, whose box
+reaches less far beyond a bridge than the halo's margin). It then keeps
 only the nodes in its owned box. An edge from a kept node to a node in the halo is kept as a
 *dangling* edge to that voxel, which the neighbouring block owns.
 
@@ -115,7 +117,8 @@ class Fragments:
 
 def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *, high: float,
                     low: float, min_piece_length: float, max_gap: float,
-                    gap_floor: float, follow_gap: float) -> Fragments:
+                    gap_floor: float, follow_gap: float, follow_contrast: float,
+                    image: np.ndarray | None = None) -> Fragments:
     """The centre-line fragments a block owns, traced from the probability of its region.
 
     Parameters
@@ -130,8 +133,10 @@ def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *,
         The volume's shape: a region face on the volume's face is not a cut.
     scale : ndarray
         (z, y, x) spacing in x voxels.
-    high, low, min_piece_length, max_gap, gap_floor, follow_gap
+    high, low, min_piece_length, max_gap, gap_floor, follow_gap, follow_contrast
         As for :func:`dineuro.trace.trace`.
+    image : ndarray, optional
+        The raw stack over the same region, for ``follow_contrast``.
     """
     mask = hysteresis(prob, low, high)
     if not mask.any():
@@ -154,8 +159,9 @@ def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *,
     local_prob = prob[box]
     evidence = local_prob[voxel].astype(np.float64)
     ends = end_points(zyx, edges, filled, radius, scale) + start + offset
-    edges = np.concatenate([edges, bridge_gaps(zyx, edges, scale, filled, local_prob, max_gap,
-                                               gap_floor, follow_gap)])
+    edges = np.concatenate([edges, bridge_gaps(
+        zyx, edges, scale, filled, local_prob, max_gap, gap_floor, follow_gap,
+        image=None if image is None else image[box], follow_contrast=follow_contrast)])
     global_zyx = np.rint(zyx).astype(np.int64) + start + offset
     owned = np.all((global_zyx >= np.asarray(begin)) & (global_zyx < np.asarray(end)), axis=1)
     index = np.cumsum(owned) - 1

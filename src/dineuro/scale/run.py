@@ -39,6 +39,7 @@ from dineuro.data.render import spacing_in_x_voxels
 from dineuro.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLOCK,
+    DEFAULT_FOLLOW_CONTRAST,
     DEFAULT_FOLLOW_GAP,
     DEFAULT_GAP_FLOOR,
     DEFAULT_HIGH,
@@ -135,6 +136,7 @@ def run_volume(volume: str | os.PathLike, out_dir: str | os.PathLike,
                prob_dtype: str = DEFAULT_PROB_DTYPE, high: float = DEFAULT_HIGH,
                low: float = DEFAULT_LOW, max_gap: float = DEFAULT_MAX_GAP,
                gap_floor: float = DEFAULT_GAP_FLOOR, follow_gap: float = DEFAULT_FOLLOW_GAP,
+               follow_contrast: float = DEFAULT_FOLLOW_CONTRAST,
                prune_length: float = DEFAULT_PRUNE_LENGTH,
                spur_radii: float = DEFAULT_SPUR_RADII,
                min_piece_length: float = DEFAULT_MIN_PIECE_LENGTH,
@@ -168,9 +170,10 @@ def run_volume(volume: str | os.PathLike, out_dir: str | os.PathLike,
         As for :meth:`dineuro.Predictor.from_checkpoint`.
     prob_dtype : {"uint8", "float16", "float32"}
         How the map is stored.
-    high, low, max_gap, gap_floor, follow_gap, prune_length, spur_radii, min_piece_length, \
-min_tree_length, smooth, node_step, keep_fragments, units, neurite_type
-        As for :func:`dineuro.trace.trace` (centre lines by thinning).
+    high, low, max_gap, gap_floor, follow_gap, follow_contrast, prune_length, spur_radii, \
+min_piece_length, min_tree_length, smooth, node_step, keep_fragments, units, neurite_type
+        As for :func:`dineuro.trace.trace` (centre lines by thinning; each block's raw image
+        is the ``image``).
     progress : callable, optional
         ``progress(done, total)`` in blocks.
     notify : callable, optional
@@ -210,7 +213,8 @@ min_tree_length, smooth, node_step, keep_fragments, units, neurite_type
         raise InputError(f"neurite_type should be one of {', '.join(NEURITE_TYPES)}, not "
                          f"{neurite_type!r}.")
     trace_options = {"high": high, "low": low, "min_piece_length": min_piece_length,
-                     "max_gap": max_gap, "gap_floor": gap_floor, "follow_gap": follow_gap}
+                     "max_gap": max_gap, "gap_floor": gap_floor, "follow_gap": follow_gap,
+                     "follow_contrast": follow_contrast}
     finish_options = {"prune_length": prune_length, "spur_radii": spur_radii,
                       "min_tree_length": min_tree_length, "smooth": smooth,
                       "node_step": node_step}

@@ -31,13 +31,18 @@ says what it does against that.
    joined to it. Short pieces stay: a beaded or dim fibre breaks into them, and bridging
    joins them back; those left on their own are dropped as debris at step 5.
 4. **Gaps**: an end of one piece is joined to a node of another piece at most ``max_gap``
-   away in any direction when the mean probability (or, with ``image``, percentile-normalised
-   intensity) along the part of the straight segment outside the foreground is at least
-   ``gap_floor``; or at most ``follow_gap`` away inside a cone around the direction the end
-   points in, when that mean is above a clean background (``FOLLOW_FLOOR``): a beaded or
-   dimmed fibre breaks into pieces that point at each other, noise does not. The nearest, least
-   turning candidates go first (:func:`dineuro.trace._tree.bridge_gaps`). A binary mask alone
-   has no evidence in its gaps, so nothing is bridged.
+   away in any direction when the mean probability (for a mask with ``image``, percentile-
+   normalised intensity) along the part of the straight segment outside the foreground is at
+   least ``gap_floor``; or at most ``follow_gap`` away inside a cone around the direction the
+   end points in, when that mean is above a clean background (``FOLLOW_FLOOR``): a beaded or
+   dimmed fibre breaks into pieces that point at each other, noise does not. Where the map is
+   empty along such a bridge (a fibre too dim for the network), the raw ``image``, when given
+   (``dineuro run`` gives it), may still carry it: the image along the line must stand out of
+   the background around it by ``follow_contrast`` spreads
+   (:func:`dineuro.trace._tree.line_contrast`; averaging along the line lifts a faint fibre
+   clear of noise). The nearest, least turning candidates go first
+   (:func:`dineuro.trace._tree.bridge_gaps`). A binary mask alone has no evidence in its gaps,
+   so nothing is bridged.
 5. **Trees**: every piece left apart after bridging is its own tree (another neuron, or a
    trunk that leaves the stack). The first tree is the one holding a given ``root``, else the
    one with the most cable; it is always kept. Others are kept when their cable is at least

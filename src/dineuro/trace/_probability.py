@@ -2,8 +2,7 @@
 
 The tracer's thresholds apply to probabilities; :func:`as_probability` says how each kind of
 input is read as such, and refuses what no reading fits (NaNs, negative values, signed
-integers) instead of guessing. A raw stack given beside a map is read as gap evidence
-(:func:`_image_evidence`).
+integers) instead of guessing.
 """
 
 from __future__ import annotations
@@ -77,16 +76,3 @@ def as_probability(array: np.ndarray, kind: str = "auto") -> np.ndarray:
                          "[0, 1], uint8 or uint16.")
     return (array / np.float32(np.iinfo(array.dtype).max)).astype(np.float32)
 
-
-def _image_evidence(image: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """The raw stack, percentile-normalised, as evidence in gaps.
-
-    See the ``image`` of :func:`~dineuro.trace.trace`.
-    """
-    from dineuro.data.normalize import percentile_normalize
-
-    image = np.asarray(image)
-    if image.shape != shape:
-        raise InputError(f"the image has shape {image.shape} but the map {shape}; they should "
-                         "be the same (z, y, x) stack.")
-    return percentile_normalize(image)

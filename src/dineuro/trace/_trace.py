@@ -14,8 +14,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from dineuro.data.normalize import percentile_normalize
 from dineuro.data.render import spacing_in_x_voxels
 from dineuro.defaults import (
+    DEFAULT_FOLLOW_CONTRAST,
     DEFAULT_FOLLOW_GAP,
     DEFAULT_GAP_FLOOR,
     DEFAULT_HIGH,
@@ -44,7 +46,7 @@ from dineuro.trace._centre_lines import (
 )
 from dineuro.trace._ends import end_points
 from dineuro.trace._forest import _empty, finish_forest
-from dineuro.trace._probability import _image_evidence, as_probability
+from dineuro.trace._probability import as_probability
 from dineuro.trace._root import _given_root
 from dineuro.trace._tree import bridge_gaps
 
@@ -60,8 +62,9 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
           image: np.ndarray | None = None, high: float = DEFAULT_HIGH,
           low: float = DEFAULT_LOW, root: str | Sequence[float] = "auto",
           max_gap: float = DEFAULT_MAX_GAP, gap_floor: float = DEFAULT_GAP_FLOOR,
-          follow_gap: float = DEFAULT_FOLLOW_GAP, prune_length: float = DEFAULT_PRUNE_LENGTH,
-          spur_radii: float = DEFAULT_SPUR_RADII,
+          follow_gap: float = DEFAULT_FOLLOW_GAP,
+          follow_contrast: float = DEFAULT_FOLLOW_CONTRAST,
+          prune_length: float = DEFAULT_PRUNE_LENGTH, spur_radii: float = DEFAULT_SPUR_RADII,
           min_piece_length: float = DEFAULT_MIN_PIECE_LENGTH,
           min_tree_length: float = DEFAULT_MIN_TREE_LENGTH, smooth: float = DEFAULT_SMOOTH,
           node_step: float = DEFAULT_NODE_STEP, root_snap: float = DEFAULT_ROOT_SNAP,
@@ -80,9 +83,11 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     spacing : sequence of float, optional
         (z, y, x) voxel size; only ratios matter. Lengths below are in x voxels.
     image : ndarray, optional
-        The raw (z, y, x) stack, same shape; when given, gaps are judged by its
-        percentile-normalised intensity instead of the probability, and a soma's brightness
-        breaks ties.
+        The raw (z, y, x) stack, same shape (``dineuro run`` passes the stack it predicted).
+        A fibre's line in it carries a bridge along the direction a piece ends in where the
+        map has nothing (``follow_contrast``). A mask has no evidence of its own between its
+        pieces, nor brightness: its gaps are judged by the image's percentile-normalised
+        intensity instead of the map, and its soma's brightness breaks ties.
     high, low : float, optional
         Hysteresis thresholds: foreground is p > low, connected to some p > high.
     root : "auto" or sequence of float, optional
@@ -98,6 +103,10 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
         Longest bridge along the direction a centre line ends in (0: none beyond
         ``max_gap``): a fibre that fades for a stretch goes on that way, so such a bridge
         needs only evidence above a clean background.
+    follow_contrast : float, optional
+        Or, with ``image``, a raw image that stands out along it by at least this many spreads
+        of the background around it (:func:`~dineuro.trace._tree.line_contrast`): a fibre too
+        dim for the network still shows as a line (``inf``: never).
     prune_length : float, optional
         A terminal branch reaching less than this beyond the radius of the branch point it
         leaves is a spur.
@@ -171,7 +180,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     prob = as_probability(prob, kind)
     scale = spacing_in_x_voxels(spacing)
     options = {"high": high, "low": low, "max_gap": max_gap, "gap_floor": gap_floor,
-               "follow_gap": follow_gap, "prune_length": prune_length,
+               "follow_gap": follow_gap, "follow_contrast": follow_contrast,
+               "prune_length": prune_length,
                "spur_radii": spur_radii,
                "min_piece_length": min_piece_length, "min_tree_length": min_tree_length,
                "smooth": smooth, "node_step": node_step, "root_snap": root_snap}
@@ -180,7 +190,14 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     if neurite_type not in NEURITE_TYPES:
         raise InputError(f"neurite_type should be one of {', '.join(NEURITE_TYPES)}, not "
                          f"{neurite_type!r}.")
-    evidence = prob if image is None else _image_evidence(image, prob.shape)
+    if image is not None:
+        image = np.asarray(image)
+        if image.shape != prob.shape:
+            raise InputError(f"the image has shape {image.shape} but the map {prob.shape}; they "
+                             "should be the same (z, y, x) stack.")
+    # a mask (nothing between 0 and 1) has no evidence or brightness: the image's intensity is
+    mask_only = image is not None and _is_binary(prob)
+    evidence = percentile_normalize(image) if mask_only else prob
     where = ("voxels (x, y, z), radii in x voxels" if units == "voxel"
              else "micrometres (x, y, z), radii in micrometres")
     comments = [metadata_comment(units, spacing),
@@ -217,8 +234,10 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
                             root_snap)
     # Minimal paths already run out to the far end of a piece; thinning stops short of it.
     ends = end_points(zyx, edges, mask, radius, scale) if method == "thinning" else None
-    edges = np.concatenate([edges, bridge_gaps(zyx, edges, scale, mask, evidence, max_gap,
-                                               gap_floor, follow_gap)])
+    edges = np.concatenate([edges, bridge_gaps(
+        zyx, edges, scale, mask, evidence, max_gap, gap_floor, follow_gap,
+        image=None if image is None else image[box],
+        follow_contrast=follow_contrast)])
     tree = finish_forest(zyx, radius, evidence[voxel], edges, given, scale=scale, offset=offset,
                          shape=prob.shape, prune_length=prune_length, spur_radii=spur_radii,
                          smooth=smooth, node_step=node_step,
@@ -229,7 +248,12 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     return tree if units == "voxel" else in_micrometres(tree, spacing)
 
 
-def _check_options(high, low, node_step, **lengths) -> None:
+def _is_binary(prob: np.ndarray) -> bool:
+    """Whether a map read by :func:`as_probability` holds only 0 and 1 (a mask)."""
+    return not np.any((prob > 0) & (prob < 1))
+
+
+def _check_options(high, low, node_step, follow_contrast, **lengths) -> None:
     if not 0.0 <= low <= high < 1.0:
         raise InputError(f"thresholds should satisfy 0 <= low <= high < 1, got low {low:g} and "
                          f"high {high:g}.")
@@ -238,3 +262,6 @@ def _check_options(high, low, node_step, **lengths) -> None:
             raise InputError(f"{name} should be a finite number >= 0, got {value}.")
     if not (math.isfinite(node_step) and node_step > 0):
         raise InputError(f"node_step should be a positive number, got {node_step}.")
+    if not follow_contrast >= 0:  # NaN fails too
+        raise InputError(f"follow_contrast should be a number >= 0 (inf: never), got "
+                         f"{follow_contrast}.")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy import ndimage
 from scipy.sparse import coo_matrix, csgraph
 from scipy.spatial import cKDTree
 
@@ -30,6 +31,16 @@ DIRECTION_REACH = 5.0
 #: Least mean evidence along a bridge inside an end's cone: anything above a clean background
 #: (a network's map is about 0.001 there), since the fibre's direction is the evidence.
 FOLLOW_FLOOR = 0.01
+#: The line test of a cone bridge in the raw image (:func:`line_contrast`): the image is smoothed
+#: with this Gaussian sigma (voxels), about a thin neurite's profile, so that its background's
+#: spread is that of what a line through it averages;
+LINE_SMOOTH = 1.0
+#: the background is sampled in the segment's box grown by this many voxels,
+LINE_MARGIN = 6
+#: on voxels more than this many voxels (face steps) from the foreground, neurites' edges aside;
+LINE_CLEARANCE = 2
+#: and with fewer background voxels than this, the test has nothing to go by.
+LINE_MIN_BACKGROUND = 50
 
 
 def graph_matrix(n: int, edges: np.ndarray):
@@ -41,7 +52,8 @@ def graph_matrix(n: int, edges: np.ndarray):
 
 def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.ndarray,
                 evidence: np.ndarray, max_gap: float, floor: float,
-                follow_gap: float = 0.0) -> np.ndarray:
+                follow_gap: float = 0.0, *, image: np.ndarray | None = None,
+                follow_contrast: float = math.inf) -> np.ndarray:
     """Straight edges that join separate trees of a forest across gaps with evidence.
 
     Candidates join an end (a node with at most one neighbour) of one tree to a node of
@@ -55,7 +67,9 @@ def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.
     into larger ones and never into a cycle; a candidate is accepted when the mean
     ``evidence`` on the voxels of the part of the straight segment outside ``mask`` is at
     least ``floor``, or :data:`FOLLOW_FLOOR` inside the cone. A segment entirely inside the
-    mask (fragments touching diagonally) is accepted.
+    mask (fragments touching diagonally) is accepted. Inside the cone, where the map has
+    nothing (a fibre too dim for the network), the raw ``image`` may still show the line: the
+    bridge is then accepted when its :func:`line_contrast` is at least ``follow_contrast``.
 
     Parameters
     ----------
@@ -74,6 +88,11 @@ def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.
     follow_gap : float, optional
         Longest bridge inside an end's cone, in x voxels; 0 leaves only the bridges of
         ``max_gap`` and ``floor``.
+    image : ndarray, optional
+        The raw (z, y, x) stack over the same box as ``mask``, any dtype.
+    follow_contrast : float, optional
+        Least :func:`line_contrast` of a cone bridge the ``evidence`` does not carry; infinite
+        (the default) or without ``image``: none is.
 
     Returns
     -------
@@ -115,11 +134,16 @@ def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.
             i = group[i]
         return i
 
+    def supported(a: int, b: int, along: bool) -> bool:
+        if gap_evidence(zyx[a], zyx[b], mask, evidence) >= (FOLLOW_FLOOR if along else floor):
+            return True
+        return (along and image is not None
+                and line_contrast(zyx[a], zyx[b], mask, image) >= follow_contrast)
+
     bridges = []
     for _, a, b, along in candidates:
         ga, gb = find(tree_of[a]), find(tree_of[b])
-        need = FOLLOW_FLOOR if along else floor
-        if ga != gb and gap_evidence(zyx[a], zyx[b], mask, evidence) >= need:
+        if ga != gb and supported(a, b, along):
             group[ga] = gb
             bridges.append((a, b))
     return np.asarray(bridges, dtype=np.int64).reshape(-1, 2)
@@ -159,6 +183,46 @@ def gap_evidence(a: np.ndarray, b: np.ndarray, mask: np.ndarray, evidence: np.nd
     if not outside.any():
         return math.inf
     return float(evidence[tuple(voxels[outside].T)].mean())
+
+
+def line_contrast(a: np.ndarray, b: np.ndarray, mask: np.ndarray, image: np.ndarray) -> float:
+    """How far the raw image along the straight segment a-b (voxels, z, y, x) stands out of the
+    background around it, in units of that background's spread.
+
+    The image, smoothed with :data:`LINE_SMOOTH`, is averaged on the segment's voxels that are
+    background: in the segment's box grown by :data:`LINE_MARGIN` voxels, more than
+    :data:`LINE_CLEARANCE` from the foreground (``mask``), where the light of the pieces it
+    joins does not reach through the smoothing. The result is (that mean - the background's
+    median) / (1.4826 x its median absolute deviation). Averaging along the gap is a matched
+    filter: a fibre a few noise units high, too dim for a network to mark voxel by voxel,
+    stands clear of noise over a gap of ten voxels or more, where a patch of noise does not
+    keep to a line. Any affine rescaling of the image (a percentile normalisation) gives the
+    same value.
+
+    Infinite when the whole segment lies in the mask; minus infinity when none of its voxels is
+    background (a gap too short to tell a line) or the box holds fewer than
+    :data:`LINE_MIN_BACKGROUND` background voxels (nothing to compare with).
+    """
+    low = np.maximum(np.floor(np.minimum(a, b)).astype(np.int64) - LINE_MARGIN, 0)
+    high = np.minimum(np.ceil(np.maximum(a, b)).astype(np.int64) + LINE_MARGIN + 1, mask.shape)
+    box = tuple(slice(lo, hi) for lo, hi in zip(low.tolist(), high.tolist(), strict=True))
+    count = max(2, math.ceil(np.linalg.norm(b - a) * _SAMPLES_PER_VOXEL) + 1)
+    voxels = np.rint(a + np.linspace(0.0, 1.0, count)[:, None] * (b - a)).astype(np.int64) - low
+    inside = mask[box]
+    if inside[tuple(voxels.T)].all():
+        return math.inf
+    background = ~ndimage.binary_dilation(inside, iterations=LINE_CLEARANCE)
+    clear = background[tuple(voxels.T)]
+    if not clear.any() or background.sum() < LINE_MIN_BACKGROUND:
+        return -math.inf
+    smooth = ndimage.gaussian_filter(np.asarray(image[box], dtype=np.float64), LINE_SMOOTH)
+    values = smooth[background]
+    median = np.median(values)
+    spread = 1.4826 * np.median(np.abs(values - median))
+    line = smooth[tuple(voxels[clear].T)].mean() - median
+    if spread == 0:  # a flat background: any rise along the line stands out
+        return math.inf if line > 0 else 0.0
+    return float(line / spread)
 
 
 def rooted_tree(n: int, edges: np.ndarray, root: int) -> tuple[np.ndarray, np.ndarray]:
