@@ -176,10 +176,11 @@ def timed(reps: int, function: Callable, *args, **kwargs):
     return result, statistics.median(seconds)
 
 
-def traced(prob: np.ndarray, spacing) -> SwcTree | None:
-    """``dineuro.trace.trace`` with its defaults; None when it refuses the map."""
+def traced(prob: np.ndarray, spacing, image: np.ndarray) -> SwcTree | None:
+    """``dineuro.trace.trace`` with its defaults and the raw stack beside the map, as
+    ``dineuro run`` traces; None when it refuses the map."""
     try:
-        return trace_quietly(prob, spacing)
+        return trace_quietly(prob, spacing, image=image)
     except InputError:
         return None
 
@@ -340,7 +341,7 @@ def measure_stack(stack: Path, label: np.ndarray, gold: SwcTree, network: torch.
     prob, stage_seconds["predict"] = timed(reps, sliding_window_predict, network, volume, crop,
                                            device=DEVICE)
     log(f"{name}: trace, write")
-    tree, stage_seconds["trace"] = timed(reps, traced, prob, spacing)
+    tree, stage_seconds["trace"] = timed(reps, traced, prob, spacing, raw)
     _, stage_seconds["write"] = timed(reps, write_outputs, prob, tree, spacing, stack, scratch)
     stage_seconds["total"] = sum(stage_seconds[stage] for stage in STAGES)
 
@@ -349,7 +350,7 @@ def measure_stack(stack: Path, label: np.ndarray, gold: SwcTree, network: torch.
                                       reps)
     for variant, variant_prob in maps.items():
         log(f"{name}: trace {variant}")
-        variant_tree = tree if variant_prob is prob else traced(variant_prob, spacing)
+        variant_tree = tree if variant_prob is prob else traced(variant_prob, spacing, raw)
         variants[variant].update(accuracy(variant_prob, variant_tree, label, gold))
     slow = variants[SLOW_PATH]
     for row in variants.values():
@@ -372,7 +373,7 @@ def measure_stack(stack: Path, label: np.ndarray, gold: SwcTree, network: torch.
                             "note": f"{len(floor_tree)} skeleton voxels"},
         "MONAI sliding window (predict only)": {
             "seconds": monai_seconds, "x_monai": 1.0,
-            **accuracy(monai_prob, traced(monai_prob, spacing), label, gold),
+            **accuracy(monai_prob, traced(monai_prob, spacing, raw), label, gold),
             "note": f"mask vs (1)'s: Dice {dice(*masks):.4f}"},
         "dineuro run, stages, in-process": {
             "seconds": stage_seconds["total"], "x_monai": stage_seconds["predict"] / monai_seconds,

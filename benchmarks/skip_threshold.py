@@ -37,14 +37,14 @@ def agreement(network, crop, volume, spacing, label, gold, factors) -> dict:
     """Per factor: (share skipped, |dDice|, |dF1|) against every window computed."""
     full = sliding_window_predict(network, volume, crop, skip_empty=False)
     full_dice = dice(full > MAP_THRESHOLD, label)
-    full_f1 = trace_scores(traced(full, spacing), gold)["f1"]
+    full_f1 = trace_scores(traced(full, spacing, volume), gold)["f1"]
     default, rows = _signal.NOISE_FACTOR, {}
     try:
         for factor in factors:
             _signal.NOISE_FACTOR = factor
             stats = WindowStats()
             prob = sliding_window_predict(network, volume, crop, stats=stats)
-            f1 = trace_scores(traced(prob, spacing), gold)["f1"]
+            f1 = trace_scores(traced(prob, spacing, volume), gold)["f1"]
             rows[factor] = (1 - stats.computed / stats.windows,
                             abs(dice(prob > MAP_THRESHOLD, label) - full_dice), abs(f1 - full_f1))
     finally:

@@ -21,9 +21,9 @@ from dineuro.trace import trace
 
 #: CLI option name -> (library function, its parameter name), per command.
 TRACE_OPTIONS = {name: (trace, name) for name in (
-    "high", "low", "max_gap", "gap_floor", "follow_gap", "follow_contrast", "spur_radii",
-    "min_piece_length", "min_tree_length", "smooth", "keep_fragments", "method", "units",
-    "neurite_type")} | {
+    "high", "low", "max_gap", "gap_floor", "follow_gap", "follow_contrast", "follow_line_gap",
+    "spur_radii", "min_piece_length", "min_tree_length", "smooth", "keep_fragments", "method",
+    "units", "neurite_type")} | {
     "prune": (trace, "prune_length"), "step": (trace, "node_step")}
 PREDICT_OPTIONS = {name: (sliding_window_predict, name)
                    for name in ("overlap", "batch_size", "flips", "precision")} | {

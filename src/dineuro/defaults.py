@@ -46,7 +46,11 @@ DEFAULT_FOLLOW_GAP = 20.0
 #: when the raw image, given beside the map, stands out along it by this many spreads of the
 #: background around it (:func:`dineuro.trace._tree.line_contrast`). Chosen on held-out train
 #: maps (README, "Following a fibre the network lost").
-DEFAULT_FOLLOW_CONTRAST = 1.0
+DEFAULT_FOLLOW_CONTRAST = 1.5
+#: And such a bridge carried by the image alone may be this long (x voxels): its line test is a
+#: measurement along the whole gap, where the map's floor above asks for hardly anything (README,
+#: "Following a fibre the network lost").
+DEFAULT_FOLLOW_LINE_GAP = 30.0
 #: Shortest reach of a terminal branch kept, in x voxels beyond the radius of its branch point.
 DEFAULT_PRUNE_LENGTH = 4.0
 #: Shortest reach of a terminal branch kept, in radii of its branch point (from that point).

@@ -44,7 +44,8 @@ def by_blocks(prob, plan: BlockPlan, scale, min_piece_length: float) -> list[Fra
         out.append(block_fragments(prob[region], b.region_begin, b.begin, b.end, prob.shape,
                                    scale, high=HIGH, low=LOW,
                                    min_piece_length=min_piece_length, max_gap=MAX_GAP,
-                                   gap_floor=GAP_FLOOR, follow_gap=0.0, follow_contrast=math.inf))
+                                   gap_floor=GAP_FLOOR, follow_gap=0.0, follow_contrast=math.inf,
+                                   follow_line_gap=0.0))
     return out
 
 
@@ -191,7 +192,8 @@ def test_a_block_without_foreground_has_no_fragments():
     prob = np.full((8, 8, 8), 0.2, np.float32)  # below low everywhere
     empty = block_fragments(prob, (0, 0, 0), (0, 0, 0), (8, 8, 8), (8, 8, 8), np.ones(3),
                             high=HIGH, low=LOW, min_piece_length=10.0, max_gap=MAX_GAP,
-                            gap_floor=GAP_FLOOR, follow_gap=0.0, follow_contrast=math.inf)
+                            gap_floor=GAP_FLOOR, follow_gap=0.0, follow_contrast=math.inf,
+                            follow_line_gap=0.0)
     assert empty.zyx.shape == (0, 3) and empty.edges.shape == (0, 2)
     assert empty.towards.shape == (0, 3) and len(empty.dangling) == 0
     graph = stitch([empty, Fragments.empty()], np.ones(3), 10.0)

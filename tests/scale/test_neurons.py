@@ -14,6 +14,7 @@ from dineuro.data.render import spacing_in_x_voxels
 from dineuro.defaults import (
     DEFAULT_FOLLOW_CONTRAST,
     DEFAULT_FOLLOW_GAP,
+    DEFAULT_FOLLOW_LINE_GAP,
     DEFAULT_GAP_FLOOR,
     DEFAULT_HIGH,
     DEFAULT_LOW,
@@ -179,7 +180,7 @@ def in_blocks(prob, spacing, block, image=None):
     """The finished trees of ``prob`` (and its raw ``image``) traced block by block, as
     run_volume does after prediction."""
     scale = spacing_in_x_voxels(spacing)
-    longest = max(DEFAULT_MAX_GAP, DEFAULT_FOLLOW_GAP)
+    longest = max(DEFAULT_MAX_GAP, DEFAULT_FOLLOW_GAP, DEFAULT_FOLLOW_LINE_GAP)
     plan = BlockPlan(prob.shape, block, halo_for(longest, scale))
     parts = []
     for b in plan.blocks():
@@ -190,6 +191,7 @@ def in_blocks(prob, spacing, block, image=None):
                                      max_gap=DEFAULT_MAX_GAP, gap_floor=DEFAULT_GAP_FLOOR,
                                      follow_gap=DEFAULT_FOLLOW_GAP,
                                      follow_contrast=DEFAULT_FOLLOW_CONTRAST,
+                                     follow_line_gap=DEFAULT_FOLLOW_LINE_GAP,
                                      image=None if image is None else image[region]))
     return finish(stitch(parts, scale, DEFAULT_MIN_PIECE_LENGTH), spacing, prob.shape)
 

@@ -47,7 +47,7 @@ def volume(tmp_path_factory):
     group.create_array("0", data=stack.image, chunks=(16, 64, 64))
     prob = Predictor.from_checkpoint("default", device="cpu", precision="fp32").predict(
         stack.image)
-    return path, stack.spacing, prob, trace(prob, stack.spacing)
+    return path, stack.spacing, prob, trace(prob, stack.spacing, image=stack.image)
 
 
 def _cable_near(tree, planes, axis, spacing, width=2.0):
@@ -191,18 +191,18 @@ def test_nan_voxels_refused_before_the_run_or_reported_by_their_block(volume, tm
     group.create_array("0", data=image, chunks=(16, 64, 64))
     with distributed.Client(processes=False, n_workers=1, threads_per_worker=1,
                             dashboard_address=":0") as client:
-        # 48^3 windows at overlap 0.5: the default model's 48x96x96 ones, or 48^3 ones at
-        # overlap 0.25, would reach the NaN from every block
+        # 48^3 windows at overlap 0.5 and a halo for bridges of 20: the default model's
+        # 48x96x96 windows, 48^3 ones at overlap 0.25, or the halo of the default 30-voxel line
+        # bridges would reach the NaN from every block
+        near = {"block": BLOCK, "window": SMALL, "overlap": 0.5, "follow_line_gap": 20.0}
         with pytest.raises(InputError, match="nan.ome.zarr.*NaN"):
-            run_volume(nan_path, tmp_path / "a", client=client, block=BLOCK, window=SMALL,
-                       overlap=0.5)
+            run_volume(nan_path, tmp_path / "a", client=client, **near)
         assert not (tmp_path / "a").exists() or not any((tmp_path / "a").iterdir())
         monkeypatch.setattr(normalize, "MAX_PERCENTILE_SAMPLES", 1000)  # every 35th row
         monkeypatch.setattr(_signal, "TILE", (8, 32, 32))
         monkeypatch.setattr(_signal, "MAX_LEVEL_SAMPLES", 1000)  # one tile of 150
         with pytest.raises(BlocksFailed, match="of 8 blocks failed.*NaN"):
-            run_volume(nan_path, tmp_path / "b", client=client, block=BLOCK, window=SMALL,
-                       overlap=0.5)
+            run_volume(nan_path, tmp_path / "b", client=client, **near)
     # The blocks whose region (box, halo and window context) reads the voxel fail; a far one not.
     failed = json.loads((volume_outputs(nan_path, tmp_path / "b")["partial"]
                          / "failed.json").read_text())

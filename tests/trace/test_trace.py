@@ -194,6 +194,18 @@ def test_a_fibre_the_map_lost_is_followed_where_the_raw_image_shows_it():
                               20, 70)
 
 
+def test_the_image_carries_a_bridge_further_than_the_map():
+    # A 25-voxel gap: beyond the map's follow_gap (20), within the image's follow_line_gap (30).
+    prob = two_pieces(65.0, AXIS_Y)  # the map's dim background (0.05) fills the gap
+    noise = np.random.default_rng(1).normal(100.0, 10.0, TUBE_SHAPE)
+    fibre = noise + 30.0 * render_mask(tube(10.0, 85.0), TUBE_SHAPE)
+    assert not one_tree_spans(trace(prob, min_tree_length=0), 30, 70)
+    assert not one_tree_spans(trace(prob, image=noise, min_tree_length=0), 30, 70)
+    assert one_tree_spans(trace(prob, image=fibre), 30, 70)
+    assert not one_tree_spans(trace(prob, image=fibre, follow_line_gap=20.0, min_tree_length=0),
+                              30, 70)
+
+
 def test_debris_chained_across_a_gap_stays_debris():
     # a long tube, and beside it two 12-voxel pieces in a line 14 voxels apart over a dim gap
     pieces = [[10.0, 8.0, AXIS_Z], [80.0, 8.0, AXIS_Z], [20.0, 30.0, AXIS_Z],

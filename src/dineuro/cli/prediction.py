@@ -27,6 +27,7 @@ from dineuro.defaults import (
     DEFAULT_BLOCK,
     DEFAULT_FOLLOW_CONTRAST,
     DEFAULT_FOLLOW_GAP,
+    DEFAULT_FOLLOW_LINE_GAP,
     DEFAULT_GAP_FLOOR,
     DEFAULT_HIGH,
     DEFAULT_LOW,
@@ -196,6 +197,8 @@ FollowContrast = Annotated[float, typer.Option(
     min=0.0, help="Such a bridge over a gap the map leaves empty is still taken where the raw "
                   "image stands out along it by this many spreads of the background around it: "
                   "a fibre too dim for the network (inf: never).")]
+FollowLineGap = Annotated[float, typer.Option(
+    min=0.0, help="Longest such bridge the raw image carries alone, in x voxels.")]
 GapFloor = Annotated[float, typer.Option(
     min=0.0, max=1.0, help="Least mean probability (for a mask with --image, normalised "
                            "intensity) "
@@ -282,6 +285,7 @@ def trace(
     gap_floor: GapFloor = DEFAULT_GAP_FLOOR,
     follow_gap: FollowGap = DEFAULT_FOLLOW_GAP,
     follow_contrast: FollowContrast = DEFAULT_FOLLOW_CONTRAST,
+    follow_line_gap: FollowLineGap = DEFAULT_FOLLOW_LINE_GAP,
     prune: Prune = DEFAULT_PRUNE_LENGTH,
     spur_radii: SpurRadii = DEFAULT_SPUR_RADII,
     min_piece_length: MinPiece = DEFAULT_MIN_PIECE_LENGTH,
@@ -315,7 +319,8 @@ def trace(
         tree = trace_file(prob, out, image=image, channel=channel, root=position,
                           root_snap=root_snap, high=high, low=low, max_gap=max_gap,
                           gap_floor=gap_floor, follow_gap=follow_gap,
-                          follow_contrast=follow_contrast, prune_length=prune,
+                          follow_contrast=follow_contrast, follow_line_gap=follow_line_gap,
+                          prune_length=prune,
                           spur_radii=spur_radii,
                           min_piece_length=min_piece_length, min_tree_length=min_tree_length,
                           smooth=smooth, node_step=step, keep_fragments=keep_fragments,
@@ -349,6 +354,7 @@ def run(
     gap_floor: GapFloor = DEFAULT_GAP_FLOOR,
     follow_gap: FollowGap = DEFAULT_FOLLOW_GAP,
     follow_contrast: FollowContrast = DEFAULT_FOLLOW_CONTRAST,
+    follow_line_gap: FollowLineGap = DEFAULT_FOLLOW_LINE_GAP,
     prune: Prune = DEFAULT_PRUNE_LENGTH,
     spur_radii: SpurRadii = DEFAULT_SPUR_RADII,
     min_piece_length: MinPiece = DEFAULT_MIN_PIECE_LENGTH,
@@ -406,7 +412,8 @@ def run(
                        batch_size=batch_size, flips=flips, precision=precision,
                        skip_empty=not all_windows, prob_dtype=prob_dtype, high=high, low=low,
                        max_gap=max_gap, gap_floor=gap_floor, follow_gap=follow_gap,
-                       follow_contrast=follow_contrast, prune_length=prune,
+                       follow_contrast=follow_contrast, follow_line_gap=follow_line_gap,
+                       prune_length=prune,
                        spur_radii=spur_radii, min_piece_length=min_piece_length,
                        min_tree_length=min_tree_length, smooth=smooth, node_step=step,
                        keep_fragments=keep_fragments, units=units, neurite_type=neurite_type)
@@ -419,6 +426,7 @@ def run(
                            skip_empty=not all_windows)
     trace_options = {"high": high, "low": low, "max_gap": max_gap, "gap_floor": gap_floor,
                      "follow_gap": follow_gap, "follow_contrast": follow_contrast,
+                     "follow_line_gap": follow_line_gap,
                      "prune_length": prune, "spur_radii": spur_radii,
                      "min_piece_length": min_piece_length, "min_tree_length": min_tree_length,
                      "smooth": smooth, "node_step": step, "keep_fragments": keep_fragments,

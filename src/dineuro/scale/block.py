@@ -50,8 +50,8 @@ class RunSpec:
     spacing : tuple of float
         (z, y, x) voxel size.
     trace : dict
-        high, low, min_piece_length, max_gap, gap_floor, follow_gap, follow_contrast (as
-        :func:`dineuro.trace.trace`).
+        high, low, min_piece_length, max_gap, gap_floor, follow_gap, follow_contrast,
+        follow_line_gap (as :func:`dineuro.trace.trace`).
     """
 
     volume: str

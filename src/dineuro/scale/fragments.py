@@ -118,7 +118,7 @@ class Fragments:
 def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *, high: float,
                     low: float, min_piece_length: float, max_gap: float,
                     gap_floor: float, follow_gap: float, follow_contrast: float,
-                    image: np.ndarray | None = None) -> Fragments:
+                    follow_line_gap: float, image: np.ndarray | None = None) -> Fragments:
     """The centre-line fragments a block owns, traced from the probability of its region.
 
     Parameters
@@ -133,7 +133,8 @@ def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *,
         The volume's shape: a region face on the volume's face is not a cut.
     scale : ndarray
         (z, y, x) spacing in x voxels.
-    high, low, min_piece_length, max_gap, gap_floor, follow_gap, follow_contrast
+    high, low, min_piece_length, max_gap, gap_floor, follow_gap, follow_contrast, \
+follow_line_gap
         As for :func:`dineuro.trace.trace`.
     image : ndarray, optional
         The raw stack over the same region, for ``follow_contrast``.
@@ -161,7 +162,8 @@ def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *,
     ends = end_points(zyx, edges, filled, radius, scale) + start + offset
     edges = np.concatenate([edges, bridge_gaps(
         zyx, edges, scale, filled, local_prob, max_gap, gap_floor, follow_gap,
-        image=None if image is None else image[box], follow_contrast=follow_contrast)])
+        image=None if image is None else image[box], follow_contrast=follow_contrast,
+        follow_line_gap=follow_line_gap)])
     global_zyx = np.rint(zyx).astype(np.int64) + start + offset
     owned = np.all((global_zyx >= np.asarray(begin)) & (global_zyx < np.asarray(end)), axis=1)
     index = np.cumsum(owned) - 1

@@ -24,9 +24,9 @@ SEAM_MARGIN = 10
 
 
 def halo_for(longest_bridge: float, scale: Sequence[float]) -> Triple:
-    """The halo (z, y, x) in voxels: the longest bridge (the larger of the tracer's
-    ``max_gap`` and ``follow_gap``, in x voxels) plus :data:`SEAM_MARGIN`, per axis in that
-    axis's voxels.
+    """The halo (z, y, x) in voxels: the longest bridge (the largest of the tracer's
+    ``max_gap``, ``follow_gap`` and ``follow_line_gap``, in x voxels) plus :data:`SEAM_MARGIN`,
+    per axis in that axis's voxels.
 
     Examples
     --------

@@ -41,6 +41,7 @@ from dineuro.defaults import (
     DEFAULT_BLOCK,
     DEFAULT_FOLLOW_CONTRAST,
     DEFAULT_FOLLOW_GAP,
+    DEFAULT_FOLLOW_LINE_GAP,
     DEFAULT_GAP_FLOOR,
     DEFAULT_HIGH,
     DEFAULT_LOW,
@@ -137,6 +138,7 @@ def run_volume(volume: str | os.PathLike, out_dir: str | os.PathLike,
                low: float = DEFAULT_LOW, max_gap: float = DEFAULT_MAX_GAP,
                gap_floor: float = DEFAULT_GAP_FLOOR, follow_gap: float = DEFAULT_FOLLOW_GAP,
                follow_contrast: float = DEFAULT_FOLLOW_CONTRAST,
+               follow_line_gap: float = DEFAULT_FOLLOW_LINE_GAP,
                prune_length: float = DEFAULT_PRUNE_LENGTH,
                spur_radii: float = DEFAULT_SPUR_RADII,
                min_piece_length: float = DEFAULT_MIN_PIECE_LENGTH,
@@ -170,8 +172,9 @@ def run_volume(volume: str | os.PathLike, out_dir: str | os.PathLike,
         As for :meth:`dineuro.Predictor.from_checkpoint`.
     prob_dtype : {"uint8", "float16", "float32"}
         How the map is stored.
-    high, low, max_gap, gap_floor, follow_gap, follow_contrast, prune_length, spur_radii, \
-min_piece_length, min_tree_length, smooth, node_step, keep_fragments, units, neurite_type
+    high, low, max_gap, gap_floor, follow_gap, follow_contrast, follow_line_gap, prune_length, \
+spur_radii, min_piece_length, min_tree_length, smooth, node_step, keep_fragments, units, \
+neurite_type
         As for :func:`dineuro.trace.trace` (centre lines by thinning; each block's raw image
         is the ``image``).
     progress : callable, optional
@@ -214,7 +217,7 @@ min_piece_length, min_tree_length, smooth, node_step, keep_fragments, units, neu
                          f"{neurite_type!r}.")
     trace_options = {"high": high, "low": low, "min_piece_length": min_piece_length,
                      "max_gap": max_gap, "gap_floor": gap_floor, "follow_gap": follow_gap,
-                     "follow_contrast": follow_contrast}
+                     "follow_contrast": follow_contrast, "follow_line_gap": follow_line_gap}
     finish_options = {"prune_length": prune_length, "spur_radii": spur_radii,
                       "min_tree_length": min_tree_length, "smooth": smooth,
                       "node_step": node_step}
@@ -224,7 +227,8 @@ min_piece_length, min_tree_length, smooth, node_step, keep_fragments, units, neu
                "precision": precision, "skip_empty": skip_empty}
     predictor = Predictor.from_checkpoint(model, device=device, window=window, **options)
     plan = BlockPlan(source.shape, tuple(int(b) for b in block),
-                     halo_for(max(max_gap, follow_gap), spacing_in_x_voxels(spacing)))
+                     halo_for(max(max_gap, follow_gap, follow_line_gap),
+                              spacing_in_x_voxels(spacing)))
     settings = {"volume": str(volume.resolve()), "shape": list(source.shape),
                 "dtype": str(source.dtype), "spacing": [float(s) for s in spacing],
                 "model": predictor.source, "model_sha256": _sha256(predictor.source),

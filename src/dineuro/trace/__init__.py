@@ -40,7 +40,9 @@ says what it does against that.
    (``dineuro run`` gives it), may still carry it: the image along the line must stand out of
    the background around it by ``follow_contrast`` spreads
    (:func:`dineuro.trace._tree.line_contrast`; averaging along the line lifts a faint fibre
-   clear of noise). The nearest, least turning candidates go first
+   clear of noise), over a gap of at most ``follow_line_gap`` (longer than ``follow_gap``: a
+   measurement along the whole gap, where the map's floor asks for hardly anything). The
+   nearest, least turning candidates go first
    (:func:`dineuro.trace._tree.bridge_gaps`). A binary mask alone has no evidence in its gaps,
    so nothing is bridged.
 5. **Trees**: every piece left apart after bridging is its own tree (another neuron, or a

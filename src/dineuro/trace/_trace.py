@@ -19,6 +19,7 @@ from dineuro.data.render import spacing_in_x_voxels
 from dineuro.defaults import (
     DEFAULT_FOLLOW_CONTRAST,
     DEFAULT_FOLLOW_GAP,
+    DEFAULT_FOLLOW_LINE_GAP,
     DEFAULT_GAP_FLOOR,
     DEFAULT_HIGH,
     DEFAULT_LOW,
@@ -64,6 +65,7 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
           max_gap: float = DEFAULT_MAX_GAP, gap_floor: float = DEFAULT_GAP_FLOOR,
           follow_gap: float = DEFAULT_FOLLOW_GAP,
           follow_contrast: float = DEFAULT_FOLLOW_CONTRAST,
+          follow_line_gap: float = DEFAULT_FOLLOW_LINE_GAP,
           prune_length: float = DEFAULT_PRUNE_LENGTH, spur_radii: float = DEFAULT_SPUR_RADII,
           min_piece_length: float = DEFAULT_MIN_PIECE_LENGTH,
           min_tree_length: float = DEFAULT_MIN_TREE_LENGTH, smooth: float = DEFAULT_SMOOTH,
@@ -107,6 +109,9 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
         Or, with ``image``, a raw image that stands out along it by at least this many spreads
         of the background around it (:func:`~dineuro.trace._tree.line_contrast`): a fibre too
         dim for the network still shows as a line (``inf``: never).
+    follow_line_gap : float, optional
+        Longest bridge the image carries so, in x voxels: a measurement along the whole gap,
+        it may reach further than the map's ``follow_gap``.
     prune_length : float, optional
         A terminal branch reaching less than this beyond the radius of the branch point it
         leaves is a spur.
@@ -181,6 +186,7 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     scale = spacing_in_x_voxels(spacing)
     options = {"high": high, "low": low, "max_gap": max_gap, "gap_floor": gap_floor,
                "follow_gap": follow_gap, "follow_contrast": follow_contrast,
+               "follow_line_gap": follow_line_gap,
                "prune_length": prune_length,
                "spur_radii": spur_radii,
                "min_piece_length": min_piece_length, "min_tree_length": min_tree_length,
@@ -237,7 +243,7 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     edges = np.concatenate([edges, bridge_gaps(
         zyx, edges, scale, mask, evidence, max_gap, gap_floor, follow_gap,
         image=None if image is None else image[box],
-        follow_contrast=follow_contrast)])
+        follow_contrast=follow_contrast, follow_line_gap=follow_line_gap)])
     tree = finish_forest(zyx, radius, evidence[voxel], edges, given, scale=scale, offset=offset,
                          shape=prob.shape, prune_length=prune_length, spur_radii=spur_radii,
                          smooth=smooth, node_step=node_step,

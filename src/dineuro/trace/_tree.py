@@ -53,7 +53,7 @@ def graph_matrix(n: int, edges: np.ndarray):
 def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.ndarray,
                 evidence: np.ndarray, max_gap: float, floor: float,
                 follow_gap: float = 0.0, *, image: np.ndarray | None = None,
-                follow_contrast: float = math.inf) -> np.ndarray:
+                follow_contrast: float = math.inf, follow_line_gap: float = 0.0) -> np.ndarray:
     """Straight edges that join separate trees of a forest across gaps with evidence.
 
     Candidates join an end (a node with at most one neighbour) of one tree to a node of
@@ -68,8 +68,10 @@ def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.
     ``evidence`` on the voxels of the part of the straight segment outside ``mask`` is at
     least ``floor``, or :data:`FOLLOW_FLOOR` inside the cone. A segment entirely inside the
     mask (fragments touching diagonally) is accepted. Inside the cone, where the map has
-    nothing (a fibre too dim for the network), the raw ``image`` may still show the line: the
-    bridge is then accepted when its :func:`line_contrast` is at least ``follow_contrast``.
+    nothing (a fibre too dim for the network), the raw ``image`` may still show the line: a
+    bridge of at most ``follow_line_gap`` is then accepted when its :func:`line_contrast` is
+    at least ``follow_contrast``. That test is a measurement along the whole gap, where the
+    map's floor asks for hardly anything, so it may reach further than ``follow_gap``.
 
     Parameters
     ----------
@@ -93,6 +95,8 @@ def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.
     follow_contrast : float, optional
         Least :func:`line_contrast` of a cone bridge the ``evidence`` does not carry; infinite
         (the default) or without ``image``: none is.
+    follow_line_gap : float, optional
+        Longest such bridge, in x voxels.
 
     Returns
     -------
@@ -107,7 +111,9 @@ def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.
     phys = zyx * scale
     direction = end_directions(phys, edges, ends)
     cone = math.cos(math.radians(FOLLOW_CONE_DEGREES))
-    near_lists = cKDTree(phys).query_ball_point(phys[ends], r=max(max_gap, follow_gap))
+    line_gap = follow_line_gap if image is not None else 0.0
+    near_lists = cKDTree(phys).query_ball_point(phys[ends],
+                                                r=max(max_gap, follow_gap, line_gap))
     candidates = []
     for end, pointing, near in zip(ends.tolist(), direction, near_lists, strict=True):
         near = np.asarray(near, dtype=np.int64)
@@ -117,14 +123,18 @@ def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.
         offset = phys[near] - phys[end]
         distance = np.linalg.norm(offset, axis=1)
         cosine = offset @ pointing / np.maximum(distance, 1e-9)  # 0 without a direction
-        along = (cosine >= cone) & (distance <= follow_gap) if pointing.any() \
-            else np.zeros(len(near), dtype=bool)
+        in_cone = (cosine >= cone) if pointing.any() else np.zeros(len(near), dtype=bool)
+        short = distance <= max_gap
+        by_map = in_cone & (distance <= follow_gap)
+        by_line = in_cone & (distance <= line_gap)
         cost = distance * (2.0 - cosine) if pointing.any() else distance
-        allowed = (distance <= max_gap) | along
-        near, cost, along = near[allowed], cost[allowed], along[allowed]
+        allowed = short | by_map | by_line
+        near, cost = near[allowed], cost[allowed]
+        short, by_map, by_line = short[allowed], by_map[allowed], by_line[allowed]
         order = np.lexsort((cost, tree_of[near]))
         first = np.flatnonzero(np.diff(tree_of[near][order], prepend=-1))  # best per tree
-        candidates += [(cost[i], end, near[i], bool(along[i])) for i in order[first].tolist()]
+        candidates += [(cost[i], end, near[i], bool(short[i]), bool(by_map[i]),
+                        bool(by_line[i])) for i in order[first].tolist()]
     candidates.sort()
     group = np.arange(tree_of.max() + 1)
 
@@ -134,16 +144,16 @@ def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.
             i = group[i]
         return i
 
-    def supported(a: int, b: int, along: bool) -> bool:
-        if gap_evidence(zyx[a], zyx[b], mask, evidence) >= (FOLLOW_FLOOR if along else floor):
+    def supported(a: int, b: int, short: bool, by_map: bool, by_line: bool) -> bool:
+        if ((short or by_map) and gap_evidence(zyx[a], zyx[b], mask, evidence)
+                >= (FOLLOW_FLOOR if by_map else floor)):
             return True
-        return (along and image is not None
-                and line_contrast(zyx[a], zyx[b], mask, image) >= follow_contrast)
+        return by_line and line_contrast(zyx[a], zyx[b], mask, image) >= follow_contrast
 
     bridges = []
-    for _, a, b, along in candidates:
+    for _, a, b, *reach in candidates:
         ga, gb = find(tree_of[a]), find(tree_of[b])
-        if ga != gb and supported(a, b, along):
+        if ga != gb and supported(a, b, *reach):
             group[ga] = gb
             bridges.append((a, b))
     return np.asarray(bridges, dtype=np.int64).reshape(-1, 2)
