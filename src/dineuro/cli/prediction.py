@@ -201,8 +201,7 @@ FollowLineGap = Annotated[float, typer.Option(
     min=0.0, help="Longest such bridge the raw image carries alone, in x voxels.")]
 GapFloor = Annotated[float, typer.Option(
     min=0.0, max=1.0, help="Least mean probability (for a mask with --image, normalised "
-                           "intensity) "
-                           "along a bridged gap.")]
+                           "intensity) along a bridged gap.")]
 Prune = Annotated[float, typer.Option(
     min=0.0, help="Remove terminal branches sticking out less than this, in x voxels.")]
 Step = Annotated[float, typer.Option(
