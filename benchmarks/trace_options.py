@@ -2,9 +2,9 @@
 
 Traces every map of a split (``PRED/NAME_prob.tif``, from ``dineuro predict``), with the raw
 stack beside it as ``dineuro run`` traces, with each combination of the options given, and
-prints mean precision, recall, F1 and hairiness ratio
-against the gold SWCs (:func:`dineuro.evaluate.compare_trees`, threshold 2), and the precision
-with a stack's unlabelled neurites set aside (:func:`dineuro.evaluate.labelled_precision`). Choose
+prints mean precision, recall, F1 and hairiness ratio against the gold SWCs
+(:func:`dineuro.evaluate.compare_trees`, threshold 2), and the precision with a stack's
+unlabelled neurites set aside (:func:`dineuro.evaluate.labelled_precision`). Choose
 defaults on stacks no model was trained on and the card does not score (the validation split,
 or the first stacks of a held-out set's train split), report on the test split. For example::
 
