@@ -9,7 +9,7 @@ import zarr
 from scipy import ndimage
 from torch import nn
 
-from dineuro.data.normalize import NormalizationConfig
+from dineuro.data.normalize import MAD_TO_SIGMA, NormalizationConfig
 from dineuro.errors import InputError
 from dineuro.predict import (
     DEFAULT_OVERLAP,
@@ -22,7 +22,7 @@ from dineuro.predict import (
     signal_windows,
     sliding_window_predict,
 )
-from dineuro.predict._signal import MAD_TO_SIGMA, NOISE_FACTOR, SPECK_FLOOR, STRIDE, signal_level
+from dineuro.predict._signal import NOISE_FACTOR, SPECK_FLOOR, STRIDE, signal_level
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from dineuro.data.normalize import robust_level
 from dineuro.data.render import render_mask, spacing_in_x_voxels
 from dineuro.errors import InputError
 from dineuro.io.swc import SwcTree
@@ -168,16 +169,13 @@ def not_brighter(image: np.ndarray, contrast: float = LOCAL_CONTRAST) -> np.ndar
     at most ``contrast`` noise units above the local background (:func:`local_background`);
     the noise is the scaled median absolute deviation of the running mean from that background
     over the stack."""
-    from dineuro.predict._signal import MAD_TO_SIGMA
-
     image = np.ascontiguousarray(image, dtype=np.float32)
     kernel = tuple(3 if n >= 3 else 1 for n in image.shape)  # a thin stack: no mean across it
     mean = F.avg_pool3d(torch.from_numpy(image)[None, None], kernel, stride=1,
                         padding=tuple(k // 2 for k in kernel),
                         count_include_pad=False)[0, 0].numpy()
     excess = mean - local_background(image)
-    centre = float(np.median(excess))
-    noise = MAD_TO_SIGMA * float(np.median(np.abs(excess - centre)))
+    centre, noise = robust_level(excess)
     return excess <= centre + contrast * noise
 
 

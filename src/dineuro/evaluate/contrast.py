@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from dineuro.data.normalize import robust_level
 from dineuro.data.render import render_mask
 from dineuro.defaults import DEFAULT_SWC_THRESHOLD
 from dineuro.evaluate.reconstruction import _check_threshold, _check_tree, _sample, _SegmentIndex
@@ -81,9 +82,7 @@ def _contrast(image: np.ndarray, points: np.ndarray, gold: SwcTree, spacing: Seq
     if not background.any():
         raise ValueError(f"no voxel of the stack is more than {FAR:g} voxels from a neurite.")
     smooth = ndimage.gaussian_filter(image, SMOOTH_SIGMA)
-    values = smooth[background]
-    level = float(np.median(values))
-    spread = 1.4826 * float(np.median(np.abs(values - level)))
+    level, spread = robust_level(smooth[background])
     voxel = np.clip(np.rint(swc_to_zyx(points)).astype(np.int64), 0, np.array(image.shape) - 1)
     return (smooth[tuple(voxel.T)] - level) / max(spread, float(np.finfo(np.float32).tiny))
 

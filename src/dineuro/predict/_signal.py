@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from dineuro.data.normalize import robust_level
 from dineuro.predict._grid import WindowGrid
 
 #: A window holds signal above background + this many noise units (see the module docstring;
@@ -48,8 +49,6 @@ TILE = (32, 256, 256)
 #: on every tile, a larger one (a whole brain) on this many samples' worth of tiles spread
 #: over it by a seeded draw, so that the level costs a bounded read, not a pass over the volume.
 MAX_LEVEL_SAMPLES = 2**24
-#: MAD to standard deviation for normal noise.
-MAD_TO_SIGMA = 1.4826
 
 Reader = Callable[[tuple[slice, ...]], np.ndarray]
 #: Per axis, where windows start in a region.
@@ -98,9 +97,7 @@ def signal_level(read: Reader, shape: Sequence[int]) -> SignalLevel:
                             (SMOOTHING,) * 3)[0, 0].numpy()
         _, y, x = corner  # every STRIDE-th row and column of the stack, wherever the tile is
         samples.append(mean[:, (-y) % STRIDE::STRIDE, (-x) % STRIDE::STRIDE].ravel())
-    values = np.concatenate(samples)
-    background = float(np.median(values))
-    return SignalLevel(background, MAD_TO_SIGMA * float(np.median(np.abs(values - background))))
+    return SignalLevel(*robust_level(np.concatenate(samples)))
 
 
 def signal_windows(volume: np.ndarray, crop: int | Sequence[int], overlap: float) -> np.ndarray:

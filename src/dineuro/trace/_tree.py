@@ -18,6 +18,8 @@ from scipy import ndimage
 from scipy.sparse import coo_matrix, csgraph
 from scipy.spatial import cKDTree
 
+from dineuro.data.normalize import robust_level
+
 # Points per voxel at which a straight bridge is sampled (index space): every voxel it crosses.
 _SAMPLES_PER_VOXEL = 2
 # Spacing (x voxels) of the samples on which a centre line is smoothed: fine against a voxel.
@@ -180,15 +182,20 @@ def end_directions(phys: np.ndarray, edges: np.ndarray, ends: np.ndarray) -> np.
     return out
 
 
+def segment_voxels(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """The voxels (z, y, x) the straight segment a-b crosses, sampled :data:`_SAMPLES_PER_VOXEL`
+    times per voxel of its length (a voxel may repeat), ends included."""
+    count = max(2, math.ceil(np.linalg.norm(b - a) * _SAMPLES_PER_VOXEL) + 1)
+    return np.rint(a + np.linspace(0.0, 1.0, count)[:, None] * (b - a)).astype(np.int64)
+
+
 def gap_evidence(a: np.ndarray, b: np.ndarray, mask: np.ndarray, evidence: np.ndarray) -> float:
     """Mean ``evidence`` on the voxels of the straight segment a-b (voxels, z, y, x) that lie
     outside ``mask`` (each its own value: interpolating would lend the gap the foreground's).
 
     Infinite when the whole segment lies in the mask: nothing is missing there.
     """
-    count = max(2, math.ceil(np.linalg.norm(b - a) * _SAMPLES_PER_VOXEL) + 1)
-    points = a + np.linspace(0.0, 1.0, count)[:, None] * (b - a)
-    voxels = np.rint(points).astype(np.int64)
+    voxels = segment_voxels(a, b)
     outside = ~mask[tuple(voxels.T)]
     if not outside.any():
         return math.inf
@@ -203,11 +210,11 @@ def line_contrast(a: np.ndarray, b: np.ndarray, mask: np.ndarray, image: np.ndar
     background: in the segment's box grown by :data:`LINE_MARGIN` voxels, more than
     :data:`LINE_CLEARANCE` from the foreground (``mask``), where the light of the pieces it
     joins does not reach through the smoothing. The result is (that mean - the background's
-    median) / (1.4826 x its median absolute deviation). Averaging along the gap is a matched
-    filter: a fibre a few noise units high, too dim for a network to mark voxel by voxel,
-    stands clear of noise over a gap of ten voxels or more, where a patch of noise does not
-    keep to a line. Any affine rescaling of the image (a percentile normalisation) gives the
-    same value.
+    median) / its robust spread (:func:`~dineuro.data.normalize.robust_level`). Averaging along
+    the gap is a matched filter: a fibre a few noise units high, too dim for a network to mark
+    voxel by voxel, stands clear of noise over a gap of ten voxels or more, where a patch of
+    noise does not keep to a line. Any affine rescaling of the image (a percentile
+    normalisation) gives the same value.
 
     Infinite when the whole segment lies in the mask; minus infinity when none of its voxels is
     background (a gap too short to tell a line) or the box holds fewer than
@@ -216,8 +223,7 @@ def line_contrast(a: np.ndarray, b: np.ndarray, mask: np.ndarray, image: np.ndar
     low = np.maximum(np.floor(np.minimum(a, b)).astype(np.int64) - LINE_MARGIN, 0)
     high = np.minimum(np.ceil(np.maximum(a, b)).astype(np.int64) + LINE_MARGIN + 1, mask.shape)
     box = tuple(slice(lo, hi) for lo, hi in zip(low.tolist(), high.tolist(), strict=True))
-    count = max(2, math.ceil(np.linalg.norm(b - a) * _SAMPLES_PER_VOXEL) + 1)
-    voxels = np.rint(a + np.linspace(0.0, 1.0, count)[:, None] * (b - a)).astype(np.int64) - low
+    voxels = segment_voxels(a, b) - low
     inside = mask[box]
     if inside[tuple(voxels.T)].all():
         return math.inf
@@ -226,9 +232,7 @@ def line_contrast(a: np.ndarray, b: np.ndarray, mask: np.ndarray, image: np.ndar
     if not clear.any() or background.sum() < LINE_MIN_BACKGROUND:
         return -math.inf
     smooth = ndimage.gaussian_filter(np.asarray(image[box], dtype=np.float64), LINE_SMOOTH)
-    values = smooth[background]
-    median = np.median(values)
-    spread = 1.4826 * np.median(np.abs(values - median))
+    median, spread = robust_level(smooth[background])
     line = smooth[tuple(voxels[clear].T)].mean() - median
     if spread == 0:  # a flat background: any rise along the line stands out
         return math.inf if line > 0 else 0.0
