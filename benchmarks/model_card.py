@@ -17,6 +17,13 @@ Usage (the README's default-model table)::
     dineuro synth -o data/noisy --preset realistic --difficulty 0.9 --seed 1
     python benchmarks/model_card.py runs/default_model_finetune/last.pt \\
         --set "bench=data/bench" --set "noisy=data/noisy"
+
+After a change to the tracer or to the sets, the shipped model is re-scored from itself: its
+training config, step and validation Dice travel in the exported checkpoint, so the card is
+made as before, and float16 weights exported again are the same float16 weights::
+
+    python benchmarks/model_card.py src/dineuro/default_model/model.pt \\
+        --set "bench=data/bench" --set "noisy=data/noisy"
 """
 
 from __future__ import annotations

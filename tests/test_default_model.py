@@ -3,6 +3,7 @@ model is given; exported (slim) checkpoints predict as their source does."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,12 @@ def test_packaged_default_model_segments_a_synthetic_stack(small_stack):
     card = meta["card"]
     assert card["network"]["size"] == meta["model_config"]["size"]
     assert default_model_path().stat().st_size <= 10_000_000
-    assert (default_model_path().parent / DEFAULT_CARD_FILE).is_file()
+    # the card beside the weights is the one inside them: re-scoring rewrites both together
+    beside = json.loads((default_model_path().parent / DEFAULT_CARD_FILE).read_text())
+    assert beside == card
+    for scores in card["scores"].values():
+        assert {"model", "gold mask", "raw image"} <= set(scores)
+        assert 0 <= scores["model"]["labelled_precision"][0] <= 1
     norm = NormalizationConfig.from_dict(meta["normalization"])
     prob = sliding_window_predict(network, norm.normalize(small_stack.image),
                                   meta["model_config"]["crop"])
@@ -156,3 +162,21 @@ def test_a_window_that_does_not_fit_the_patch_is_one_sentence(small_stack, tmp_p
     assert result.code == 2 and "Traceback" not in result.err
     assert "--window" in result.err and "multiple of the patch" in result.err
     assert not (tmp_path / "out").exists()
+
+
+def test_re_exporting_a_shipped_checkpoint_in_place_keeps_its_weights(tmp_path):
+    """How the shipped model is re-scored (``benchmarks/model_card.py`` given the packaged
+    file): exported onto itself with a new card, its float16 weights come back bit for bit and
+    its step and validation Dice stay."""
+    torch.manual_seed(1)
+    net = build_model("tiny", transfer="scratch", crop=(32, 32, 32))
+    source = save_checkpoint(tmp_path / "best.pt", net, step=7, val_dice=0.25,
+                             normalization=NormalizationConfig().to_dict())
+    slim = export_checkpoint(source, tmp_path / "slim.pt", card={"scores": "old"})
+    before = load_checkpoint(slim)["state_dict"]
+    export_checkpoint(slim, slim, card={"scores": "new"})
+    after = load_checkpoint(slim)
+    assert after["card"] == {"scores": "new"} and after["step"] == 7
+    assert after["val_dice"] == 0.25
+    assert before.keys() == after["state_dict"].keys()
+    assert all(torch.equal(before[k], after["state_dict"][k]) for k in before)
