@@ -11,6 +11,11 @@ or the first stacks of a held-out set's train split), report on the test split. 
     dineuro predict data/bench/images -o pred/bench
     python benchmarks/trace_options.py data/bench --pred pred/bench --split val \\
         --grid prune_length=4,10 --grid spur_radii=3,6 --grid min_tree_length=30,80
+
+``--zero-floor P`` traces beside each stack less its P-th percentile, clipped at 0, as
+background subtraction or an 8-bit export of a dim confocal stack leaves it: a background that
+is mostly 0, which the options that read the raw image (the line test) must survive. The maps
+stay as predicted from the stacks as they were.
 """
 
 from __future__ import annotations
@@ -24,7 +29,7 @@ import numpy as np
 
 from dineuro.data.dataset import open_dataset
 from dineuro.evaluate import PROB_SUFFIX, compare_trees, labelled_precision
-from dineuro.io import read_volume
+from dineuro.io import Volume, read_volume
 from dineuro.trace import EmptyTraceWarning, trace
 
 COLUMNS = ("precision", "labelled_precision", "recall", "f1", "hairiness_ratio")
@@ -57,6 +62,13 @@ def scores(maps, images, golds, options, unlabelled) -> list[float]:
     return np.nanmean(np.asarray(rows, dtype=float), axis=0).tolist()
 
 
+def zero_floored(volume: Volume, percentile: float) -> Volume:
+    """``volume`` less its ``percentile``-th percentile, clipped at 0, in its own dtype."""
+    array = volume.array.astype(np.float64)
+    array = np.clip(array - np.percentile(array, percentile), 0, None)
+    return Volume(np.rint(array).astype(volume.array.dtype), volume.spacing)
+
+
 def map_arguments(description: str, split: str) -> argparse.ArgumentParser:
     """A parser of the dataset, its maps (``--pred``), the split (default ``split``) and
     ``--first``, shared by the benchmarks that trace a folder of maps."""
@@ -73,6 +85,8 @@ def main() -> None:
     parser = map_arguments(__doc__.splitlines()[0], "val")
     parser.add_argument("--grid", action="append", default=[], metavar="OPTION=V1,V2",
                         help="a trace() option and its values (repeatable)")
+    parser.add_argument("--zero-floor", type=float, default=None, metavar="P",
+                        help="trace beside each stack less its P-th percentile, clipped at 0")
     args = parser.parse_args()
     dataset = open_dataset(args.data)
     names = dataset.split()[args.split][:args.first]
@@ -80,8 +94,12 @@ def main() -> None:
     golds = {n: dataset.tree(n) for n in names}
     unlabelled = {n: dataset.unlabelled(n) for n in names}
     images = {n: dataset.image(n) for n in names}
+    if args.zero_floor is not None:
+        images = {n: zero_floored(v, args.zero_floor) for n, v in images.items()}
     grid = parse_grid(args.grid)
-    print(f"{len(names)} {args.split} stacks of {args.data}\n")
+    floored = "" if args.zero_floor is None else f", less their {args.zero_floor:g}th " \
+        "percentile, clipped at 0"
+    print(f"{len(names)} {args.split} stacks of {args.data}{floored}\n")
     print("| " + " | ".join([*grid, *COLUMNS]) + " |")
     print("|" + "---:|" * (len(grid) + len(COLUMNS)))
     for values in itertools.product(*grid.values()):

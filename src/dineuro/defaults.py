@@ -45,8 +45,9 @@ DEFAULT_FOLLOW_GAP = 20.0
 #: Such a bridge over a gap the map leaves empty (a fibre too dim for the network) is still taken
 #: when the raw image, given beside the map, stands out along it by this many spreads of the
 #: background around it (:func:`dineuro.trace._tree.line_contrast`). Chosen on held-out train
-#: maps (README, "Following a fibre the network lost").
-DEFAULT_FOLLOW_CONTRAST = 1.5
+#: maps, as they are and with their stacks clipped at zero (README, "Following a fibre the
+#: network lost").
+DEFAULT_FOLLOW_CONTRAST = 1.0
 #: And such a bridge carried by the image alone may be this long (x voxels): its line test is a
 #: measurement along the whole gap, where the map's floor above asks for hardly anything (README,
 #: "Following a fibre the network lost").

@@ -8,7 +8,9 @@ import math
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
+from dineuro.data.normalize import robust_level
 from dineuro.defaults import DEFAULT_FOLLOW_CONTRAST
 from dineuro.trace import _tree
 from dineuro.trace._tree import LINE_CLEARANCE, LINE_MARGIN, line_contrast
@@ -25,30 +27,51 @@ def two_pieces() -> np.ndarray:
     return mask
 
 
-def test_the_statistic_is_the_line_over_the_backgrounds_median_and_spread(monkeypatch):
-    # Smoothing off, the value is plain arithmetic: a background of 8, 10 and 12 in turn
-    # (median 10, median absolute deviation 2) and 16 on the gap's line.
-    monkeypatch.setattr(_tree, "LINE_SMOOTH", 0.0)
-    mask = two_pieces()
-    z, y, x = np.indices(SHAPE)
-    image = np.choose((z + y + x) % 3, [8.0, 10.0, 12.0])
-    image[10, 10, 14:34] = 16.0
-    # the background worked out separately: the box around the segment, grown by the margin,
-    # less every voxel within LINE_CLEARANCE face steps (city-block distance) of the mask
+def background_values(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """The line test's background worked out separately: the box around the segment A-B, grown
+    by the margin, less every voxel within LINE_CLEARANCE face steps (city-block distance) of
+    the mask."""
     low = (A - LINE_MARGIN).astype(int)
     high = (B + LINE_MARGIN + 1).astype(int)
     box = tuple(slice(lo, hi) for lo, hi in zip(low, high, strict=True))
     points = np.argwhere(mask)
     grid = np.stack(np.indices(SHAPE), axis=-1)[box].reshape(-1, 3)
     city = np.abs(grid[:, None, :] - points[None, :, :]).sum(axis=2).min(axis=1)
-    values = image[box].reshape(-1)[city > LINE_CLEARANCE]
+    return image[box].reshape(-1)[city > LINE_CLEARANCE]
+
+
+def test_the_statistic_is_the_line_over_the_backgrounds_median_and_spread(monkeypatch):
+    # Smoothing off, the value is plain arithmetic: a background of 8, 10 and 12 in turn
+    # (median 10, median absolute deviation 2, standard deviation 1.63) and 16 on the gap's line.
+    monkeypatch.setattr(_tree, "LINE_SMOOTH", 0.0)
+    mask = two_pieces()
+    z, y, x = np.indices(SHAPE)
+    image = np.choose((z + y + x) % 3, [8.0, 10.0, 12.0])
+    image[10, 10, 14:34] = 16.0
+    values = background_values(mask, image)
     median = np.median(values)
-    spread = 1.4826 * np.median(np.abs(values - median))
-    assert (median, spread) == (10.0, pytest.approx(1.4826 * 2))
-    assert line_contrast(A, B, mask, image) == pytest.approx((16.0 - median) / spread)
+    robust = 1.4826 * np.median(np.abs(values - median))
+    assert (median, robust) == (10.0, pytest.approx(1.4826 * 2))
+    assert values.std() < robust  # the robust spread is the larger: it is the one used
+    assert line_contrast(A, B, mask, image) == pytest.approx((16.0 - median) / robust)
     # any affine rescaling of the image (a normalisation) gives the same value
     assert line_contrast(A, B, mask, 3 * image + 7) == pytest.approx(
         line_contrast(A, B, mask, image))
+
+
+def test_a_background_mostly_zero_is_measured_by_its_standard_deviation(monkeypatch):
+    # A stack clipped at zero: nine background voxels in ten are 0, the tenth 4. The median
+    # absolute deviation is 0, so the robust spread would make any rise infinite; the
+    # standard deviation is the spread instead.
+    monkeypatch.setattr(_tree, "LINE_SMOOTH", 0.0)
+    mask = two_pieces()
+    z, y, x = np.indices(SHAPE)
+    image = np.where((z + y + x) % 10 == 0, 4.0, 0.0)
+    image[10, 10, 14:34] = 16.0
+    values = background_values(mask, image)
+    assert np.median(values) == 0.0 and np.median(np.abs(values)) == 0.0
+    assert values.std() > 0
+    assert line_contrast(A, B, mask, image) == pytest.approx(16.0 / values.std())
 
 
 def test_a_faint_line_stands_out_of_noise_that_a_gap_of_noise_does_not():
@@ -74,12 +97,31 @@ def test_what_the_line_test_cannot_judge():
     short = mask.copy()
     short[10, 9:12, 14:31] = True
     assert line_contrast(np.array([10.0, 10.0, 30.0]), B, short, image) == -math.inf
-    # a flat background: any rise along the line stands out, none does not
+    # a flat background, the gap among it, shows nothing; a line on it stands out
+    assert line_contrast(A, B, mask, image) == 0.0
     lit = image.copy()
     lit[10, 10, 14:34] = 1.0
-    assert line_contrast(A, B, mask, lit) == math.inf
-    assert line_contrast(A, B, mask, image) == 0.0
+    assert line_contrast(A, B, mask, lit) > DEFAULT_FOLLOW_CONTRAST
     # a box that is nearly all foreground has no background to compare with
     full = np.ones(SHAPE, bool)
     full[10, 10, 14:34] = False
     assert line_contrast(A, B, full, lit) == -math.inf
+
+
+def test_a_dark_gap_between_haloed_pieces_on_a_zero_background_does_not_stand_out():
+    # The pieces' light reaches beyond the map's mask (a halo of 20 out to 3 face steps, on
+    # 100 inside), and the rest of the stack is 0, as in a stack clipped at zero. Smoothed, the
+    # halo's edge leaks a little light into the dark gap; most of the background stays about
+    # 0, so its robust spread is almost nothing and, over it, that leak stood out tenfold.
+    mask = two_pieces()
+    steps = ndimage.distance_transform_cdt(~mask, metric="taxicab")
+    image = np.where(mask, 100.0, np.where(steps <= 3, 20.0, 0.0))
+    smooth = ndimage.gaussian_filter(image, _tree.LINE_SMOOTH)
+    median, robust = robust_level(background_values(mask, smooth))
+    gap = smooth[10, 10, 14 + LINE_CLEARANCE:34 - LINE_CLEARANCE].mean()  # its clear voxels
+    assert (gap - median) / robust > 10 * DEFAULT_FOLLOW_CONTRAST  # over the robust spread
+    assert line_contrast(A, B, mask, image) < DEFAULT_FOLLOW_CONTRAST
+    # a dim fibre across it, as bright as the halo, does stand out
+    fibre = image.copy()
+    fibre[10, 10, 14:34] = 20.0
+    assert line_contrast(A, B, mask, fibre) > DEFAULT_FOLLOW_CONTRAST

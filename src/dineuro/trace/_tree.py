@@ -113,7 +113,8 @@ def bridge_gaps(zyx: np.ndarray, edges: np.ndarray, scale: np.ndarray, mask: np.
     phys = zyx * scale
     direction = end_directions(phys, edges, ends)
     cone = math.cos(math.radians(FOLLOW_CONE_DEGREES))
-    line_gap = follow_line_gap if image is not None else 0.0
+    # an infinite follow_contrast takes no line: none is measured
+    line_gap = follow_line_gap if image is not None and math.isfinite(follow_contrast) else 0.0
     near_lists = cKDTree(phys).query_ball_point(phys[ends],
                                                 r=max(max_gap, follow_gap, line_gap))
     candidates = []
@@ -210,11 +211,21 @@ def line_contrast(a: np.ndarray, b: np.ndarray, mask: np.ndarray, image: np.ndar
     background: in the segment's box grown by :data:`LINE_MARGIN` voxels, more than
     :data:`LINE_CLEARANCE` from the foreground (``mask``), where the light of the pieces it
     joins does not reach through the smoothing. The result is (that mean - the background's
-    median) / its robust spread (:func:`~dineuro.data.normalize.robust_level`). Averaging along
-    the gap is a matched filter: a fibre a few noise units high, too dim for a network to mark
-    voxel by voxel, stands clear of noise over a gap of ten voxels or more, where a patch of
-    noise does not keep to a line. Any affine rescaling of the image (a percentile
-    normalisation) gives the same value.
+    median) / its spread. Averaging along the gap is a matched filter: a fibre a few noise
+    units high, too dim for a network to mark voxel by voxel, stands clear of noise over a gap
+    of ten voxels or more, where a patch of noise does not keep to a line. Any affine rescaling
+    of the image (a percentile normalisation) gives the same value.
+
+    The spread is the larger of the background's robust spread
+    (:func:`~dineuro.data.normalize.robust_level`, which a few bright voxels do not inflate)
+    and its standard deviation. In a stack whose background was clipped at zero (background
+    subtracted, or an 8-bit export of a dim stack) most background voxels are 0 and their
+    median absolute deviation collapses to almost nothing, while speckles and the faint edges
+    of the pieces still lift the mean along a dark gap a little: over the robust spread alone
+    nearly every dark gap "stood out". The standard deviation counts those speckles, so a
+    dark gap stays within it. In camera noise (about normal) the two are about equal; hot
+    pixels make the standard deviation the larger there too, which asks a little more of a
+    line.
 
     Infinite when the whole segment lies in the mask; minus infinity when none of its voxels is
     background (a gap too short to tell a line) or the box holds fewer than
@@ -233,10 +244,10 @@ def line_contrast(a: np.ndarray, b: np.ndarray, mask: np.ndarray, image: np.ndar
         return -math.inf
     smooth = ndimage.gaussian_filter(np.asarray(image[box], dtype=np.float64), LINE_SMOOTH)
     median, spread = robust_level(smooth[background])
-    line = smooth[tuple(voxels[clear].T)].mean() - median
-    if spread == 0:  # a flat background: any rise along the line stands out
-        return math.inf if line > 0 else 0.0
-    return float(line / spread)
+    spread = max(spread, float(smooth[background].std()))
+    if spread == 0:  # a flat background, the gap's voxels among it: nothing stands out
+        return 0.0
+    return float((smooth[tuple(voxels[clear].T)].mean() - median) / spread)
 
 
 def rooted_tree(n: int, edges: np.ndarray, root: int) -> tuple[np.ndarray, np.ndarray]:
