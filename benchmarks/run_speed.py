@@ -40,8 +40,9 @@ float32 map, the uint8 mask and the SWC into a temporary folder, as ``dineuro ru
 them).
 
 Table 3, the steps of the trace stage, profiled (cProfile's cumulative seconds of each step's
-function in one more call): threshold, cavities, skeleton and graph, noise pieces, radii,
-bridges, and the per-tree work (roots, pruning, smoothing, resampling).
+function in one more call, with the raw stack beside the map): threshold, cavities, skeleton
+and graph, noise pieces, radii, bridges (of which the line tests in the raw stack), and the
+per-tree work (roots, pruning, smoothing, resampling).
 
 Table 4, variants of the predict stage: (1) float32, every window: the slow path, reference of
 agreement; (2) float32, empty windows skipped; (3) bf16, every window; (4) the default (the
@@ -147,6 +148,7 @@ STAGE_COLUMNS = (("load model (once)", "load model", "{:.2f}"),
 TRACE_STEPS = {"hysteresis": "threshold (hysteresis)", "_fill_cavities": "fill cavities",
                "skeleton_graph": "skeletonise + graph", "_drop_short_pieces": "drop noise",
                "_radii": "radii", "bridge_gaps": "bridge gaps",
+               "line_contrast": "line tests (in bridge gaps)",
                "_separate_trees": "root, prune, smooth, resample", "trace": "whole trace"}
 TRACE_COLUMNS = tuple((heading, heading, "{:.2f}") for heading in TRACE_STEPS.values())
 VARIANT_COLUMNS = (("s", "seconds", "{:.1f}"), ("x (1)", "x_slow", "{:.2f}"),
@@ -388,17 +390,18 @@ def measure_stack(stack: Path, label: np.ndarray, gold: SwcTree, network: torch.
     for row in whole.values():
         row["x_floor"] = row["seconds"] / floor_seconds
     return {"whole run": whole, "stages": {"seconds": stage_seconds},
-            "trace steps": {"seconds": trace_steps(prob, spacing)},
+            "trace steps": {"seconds": trace_steps(prob, spacing, raw)},
             "predict variants": variants}
 
 
-def trace_steps(prob: np.ndarray, spacing) -> Row:
-    """Seconds in each step of one ``dineuro.trace.trace`` call (cumulative, by cProfile)."""
+def trace_steps(prob: np.ndarray, spacing, raw: np.ndarray) -> Row:
+    """Seconds in each step of one ``dineuro.trace.trace`` call with the raw stack beside the
+    map, as ``dineuro run`` traces (cumulative, by cProfile)."""
     import cProfile
     import pstats
 
     profile = cProfile.Profile()
-    profile.runcall(traced, prob, spacing)
+    profile.runcall(traced, prob, spacing, raw)
     seconds = {name: cumulative for (_, _, name), (_, _, _, cumulative, _)
                in pstats.Stats(profile).stats.items() if name in TRACE_STEPS}
     return {heading: seconds.get(name) for name, heading in TRACE_STEPS.items()}
