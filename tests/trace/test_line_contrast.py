@@ -42,7 +42,8 @@ def background_values(mask: np.ndarray, image: np.ndarray) -> np.ndarray:
 
 def test_the_statistic_is_the_line_over_the_backgrounds_median_and_spread(monkeypatch):
     # Smoothing off, the value is plain arithmetic: a background of 8, 10 and 12 in turn
-    # (median 10, median absolute deviation 2, standard deviation 1.63) and 16 on the gap's line.
+    # (median 10, median absolute deviation 2; the standard deviation is smaller) and 16 on
+    # the gap's line.
     monkeypatch.setattr(_tree, "LINE_SMOOTH", 0.0)
     mask = two_pieces()
     z, y, x = np.indices(SHAPE)
