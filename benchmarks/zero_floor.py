@@ -1,7 +1,7 @@
 """A dataset folder's copy with every stack clipped at zero, for scoring on such stacks.
 
 Background subtraction, or an 8-bit export of a dim confocal stack, leaves most of a real
-stack's background at exactly 0 (the stack in ``../shared/real`` is 93 % zeros), which
+stack's background at exactly 0 (the stack in ``../shared/real`` is mostly zeros), which
 ``synth`` never makes: its cameras add an offset and noise. This writes ``OUT`` with each image
 of ``DATA`` less its ``--percentile``-th percentile, clipped at 0, in its own dtype
 (:func:`trace_options.zero_floored`, the same as ``trace_options.py --zero-floor``), and the
