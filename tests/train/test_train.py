@@ -17,7 +17,8 @@ from dineuro.checkpoint import load_checkpoint, load_model
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
 from dineuro.train import AugmentConfig, TrainConfig, load_config, lr_factor, train
-from dineuro.train.data import Augmenter, CropSampler, Stack, extract
+from dineuro.train.config import ZERO_FLOOR_PERCENTILES, ZERO_FLOOR_PROB
+from dineuro.train.data import Augmenter, CropSampler, Stack, TrainingCrops, extract
 from dineuro.train.losses import make_loss
 from dineuro.train.optimizer import make_optimizer, train_step
 
@@ -67,6 +68,14 @@ def test_unknown_config_keys_are_named(override, named):
 def test_bad_config_values_are_input_errors(override, key):
     with pytest.raises(InputError, match=key):
         load_config(None, ["data=ds", "out=run", override])
+
+
+def test_zero_floor_needs_normalisation_percentiles_outside_its_own():
+    load_config(None, ["data=ds", "out=run", "augment.zero_floor=true"])  # defaults 1, 99.9
+    for bad in ("normalization.low=60", "normalization.high=99"):
+        with pytest.raises(InputError, match="augment.zero_floor"):
+            load_config(None, ["data=ds", "out=run", "augment.zero_floor=true", bad])
+    load_config(None, ["data=ds", "out=run", "normalization.low=60"])  # only with the floor
 
 
 def test_config_needs_data_and_out_and_well_formed_overrides(tmp_path):
@@ -149,6 +158,43 @@ def test_uniform_crops_stay_inside_and_small_stacks_are_padded():
     image, label, centred = sampler.draw()
     assert not centred and not label.any()
     assert image.sum() == pytest.approx(4 * 16 * 20)  # the stack's voxels are 1, padding 0
+
+
+def test_zero_floored_crops_are_crops_of_the_clipped_stack_normalised_anew():
+    """Every crop is the stack normalised as it is, or the stack less one of its percentiles,
+    clipped at 0 and normalised with its own limits (worked out here on the whole stack), in
+    about the configured share; the crop is the whole stack, so there is one position."""
+    rng = np.random.default_rng(4)
+    raw = rng.gamma(2.0, 12.0, size=(6, 20, 20)).astype(np.uint16)
+    raw[2:4, 5:15, 10] += 400  # a bright fibre
+    norm = NormalizationConfig()
+    stack = Stack("s", raw, raw > 300, norm.limits(raw), (1.0, 1.0, 1.0),
+                  np.flatnonzero(raw > 300))
+    plain = norm.normalize(raw)
+    floored = []
+    for p in ZERO_FLOOR_PERCENTILES:
+        clipped = np.maximum(raw.astype(np.float64) - np.percentile(raw, p), 0)
+        floored.append(norm.normalize(clipped))
+    off = AugmentConfig(flip=False, rotate90=False, scale_intensity=False,
+                        shift_intensity=False, contrast=False, noise=False)
+    crops = TrainingCrops([stack], raw.shape, 0.0, replace(off, zero_floor=True),
+                          np.random.default_rng(0))
+    draws, seen, hits = 600, set(), 0
+    for _ in range(draws):
+        image = crops.batch(1)[0][0, 0].numpy()
+        if np.allclose(image, plain, atol=1e-5):
+            continue
+        hits += 1
+        match = [k for k, f in enumerate(floored) if np.allclose(image, f, atol=1e-5)]
+        assert match, "a crop that is neither the stack nor one clipped at a percentile"
+        seen.add(ZERO_FLOOR_PERCENTILES[match[0]])
+        assert (image == 0).mean() >= ZERO_FLOOR_PERCENTILES[match[0]] / 100 - 1e-9
+    p = ZERO_FLOOR_PROB
+    assert abs(hits / draws - p) < 4.5 * math.sqrt(p * (1 - p) / draws)
+    assert len(seen) > 20 and min(seen) < 60 and max(seen) > 90
+    unfloored = TrainingCrops([stack], raw.shape, 0.0, off, np.random.default_rng(0))
+    assert all(np.allclose(unfloored.batch(1)[0][0, 0].numpy(), plain, atol=1e-5)
+               for _ in range(50))
 
 
 def test_extract_pads_outside_the_array():

@@ -38,12 +38,17 @@ from dineuro.train.losses import CLDICE_ITERATIONS, CLDICE_WEIGHT, LOSSES
 
 SCHEDULES = ("cosine", "poly")
 AMP_MODES = ("none", "bf16")
+#: ``augment.zero_floor``: probability per crop, and the stack percentiles the floor is drawn
+#: from (within the normalisation's percentiles, so the clipped stack's limits follow from the
+#: stack's own; see :meth:`dineuro.train.data.CropSampler.draw`).
+ZERO_FLOOR_PROB, ZERO_FLOOR_PERCENTILES = 0.3, tuple(range(50, 100))
 
 
 @dataclass(frozen=True)
 class AugmentConfig:
-    """Switches of the training augmentations (MONAI dict transforms; magnitudes and
-    probabilities are the constants in :mod:`dineuro.train.data`).
+    """Switches of the training augmentations (MONAI dict transforms but the zero floor;
+    magnitudes and probabilities are the constants in :mod:`dineuro.train.data`, the zero
+    floor's here).
 
     Attributes
     ----------
@@ -60,6 +65,12 @@ class AugmentConfig:
         Gamma correction with gamma in U(0.7, 1.5).
     noise : bool
         Add Gaussian noise with a standard deviation drawn from U(0, 0.03).
+    zero_floor : bool
+        With probability 0.3, the crop of its stack less a percentile drawn from 50..99 and
+        clipped at zero, normalised as that stack would be: the background of exact zeros with
+        isolated speckles that background subtraction or an 8-bit export of a dim stack leaves,
+        which ``synth``'s cameras never make. Off by default, so configs written before it
+        draw the same crops.
     """
 
     flip: bool = True
@@ -68,6 +79,7 @@ class AugmentConfig:
     shift_intensity: bool = True
     contrast: bool = True
     noise: bool = True
+    zero_floor: bool = False
 
     def __post_init__(self):
         for f in dataclasses.fields(self):
@@ -220,6 +232,11 @@ class TrainConfig:
                  'should be "auto", "cpu", "cuda" or "cuda:N"', self.device)
         require(self.threads is None or self.threads >= 1, "threads", "should be >= 1 or null",
                  self.threads)
+        require(not self.augment.zero_floor or (
+            self.normalization.low < min(ZERO_FLOOR_PERCENTILES)
+            and max(ZERO_FLOOR_PERCENTILES) < self.normalization.high), "augment.zero_floor",
+            f"needs normalisation percentiles outside {min(ZERO_FLOOR_PERCENTILES)}-"
+            f"{max(ZERO_FLOOR_PERCENTILES)}", self.normalization.to_dict())
         require(bool(self.data), "data", "should name the dataset folder", self.data)
         require(bool(self.out), "out", "should name the run folder", self.out)
 

@@ -12,9 +12,11 @@
   positions that keep it inside the stack (or, along an axis where the stack is smaller than
   the crop, over all positions that keep the stack inside the crop). Whatever lies outside the
   stack is zeros in the image (the normalised background, as prediction pads) and background in
-  the label. A stack without foreground gets uniform crops. MONAI's ``RandCropByPosNegLabeld``
-  is not used: it centres "negative" crops on background voxels rather than uniformly, and
-  clips centres away from the border, so a foreground voxel near the edge is never the centre.
+  the label. With ``augment.zero_floor``, a crop may come from its stack less one of the
+  stack's percentiles, clipped at zero (see :meth:`CropSampler.draw`). A stack without
+  foreground gets uniform crops. MONAI's ``RandCropByPosNegLabeld`` is not used: it centres
+  "negative" crops on background voxels rather than uniformly, and clips centres away from the
+  border, so a foreground voxel near the edge is never the centre.
 - Augmentation (:class:`Augmenter`): MONAI dict transforms, spatial ones on image and label
   together, intensity ones on the image only. Each crop's transforms are re-seeded from the
   sampler's generator, so the generator's state is the whole random state of the data.
@@ -31,7 +33,7 @@ import torch
 from dineuro.data.dataset import Dataset
 from dineuro.data.normalize import NormalizationConfig, rescale
 from dineuro.errors import InputError
-from dineuro.train.config import AugmentConfig
+from dineuro.train.config import ZERO_FLOOR_PERCENTILES, ZERO_FLOOR_PROB, AugmentConfig
 
 #: Probability of mirroring each of the z, y, x axes.
 FLIP_PROB = 0.5
@@ -146,14 +148,19 @@ class CropSampler:
         Probability of centring a crop on a foreground voxel.
     rng : numpy.random.Generator
         The generator of every random choice (stack, position, augmentation seeds).
+    zero_floor : bool, optional
+        Clip a share of the crops' stacks at one of their percentiles (:meth:`draw`); off, no
+        random number is drawn for it, so samplers without it draw as before it existed.
     """
 
     def __init__(self, stacks: Sequence[Stack], crop: Sequence[int], foreground_prob: float,
-                 rng: np.random.Generator):
+                 rng: np.random.Generator, zero_floor: bool = False):
         if not stacks:
             raise ValueError("CropSampler needs at least one stack.")
         self.stacks, self.crop = list(stacks), tuple(int(c) for c in crop)
         self.foreground_prob, self.rng = float(foreground_prob), rng
+        self.zero_floor = bool(zero_floor)
+        self._percentiles: dict[int, np.ndarray] = {}  # stack index -> ZERO_FLOOR_PERCENTILES
 
     def start(self) -> tuple[int, tuple[int, int, int], bool]:
         """(stack index, crop start (may be negative), whether the crop is foreground-centred)."""
@@ -169,15 +176,38 @@ class CropSampler:
         return index, start, False
 
     def draw(self) -> tuple[np.ndarray, np.ndarray, bool]:
-        """(normalised image float32, label bool, foreground-centred) of one random crop."""
+        """(normalised image float32, label bool, foreground-centred) of one random crop.
+
+        With ``zero_floor``, the image is, with probability
+        :data:`~dineuro.train.config.ZERO_FLOOR_PROB`, the crop of ``max(stack - f, 0)``
+        normalised with that clipped stack's own limits, ``f`` the stack's p-th percentile for
+        p uniform in :data:`~dineuro.train.config.ZERO_FLOOR_PERCENTILES`. Clipping is monotone
+        and p lies between the normalisation's percentiles, so those limits are 0 and the
+        stack's upper limit less ``f``: no pass over the clipped stack is needed.
+        """
         index, start, centred = self.start()
         stack = self.stacks[index]
+        floor = self._floor(index) if self.zero_floor else None
         # Normalise, then pad with 0: the normalised background, as prediction pads.
         image = np.zeros(self.crop, np.float32)
         box = _overlap(start, self.crop, stack.raw.shape)
         if box is not None:
-            image[box[1]] = rescale(stack.raw[box[0]], *stack.limits)
+            raw, (low, high) = stack.raw[box[0]], stack.limits
+            if floor is not None:
+                raw, low, high = np.maximum(raw.astype(np.float32) - floor, 0), 0.0, high - floor
+            image[box[1]] = rescale(raw, low, high)
         return image, extract(stack.label, start, self.crop, fill=False), centred
+
+    def _floor(self, index: int) -> float | None:
+        """The percentile to clip stack ``index`` at for this crop, or None (not clipped)."""
+        if self.rng.random() >= ZERO_FLOOR_PROB:
+            return None
+        k = int(self.rng.integers(len(ZERO_FLOOR_PERCENTILES)))
+        if index not in self._percentiles:
+            self._percentiles[index] = np.percentile(self.stacks[index].raw,
+                                                     ZERO_FLOOR_PERCENTILES)
+        floor = float(self._percentiles[index][k])
+        return floor if floor < self.stacks[index].limits[1] else None
 
 
 class Augmenter:
@@ -271,7 +301,7 @@ class TrainingCrops:
     def __init__(self, stacks: Sequence[Stack], crop: Sequence[int], foreground_prob: float,
                  augment: AugmentConfig, rng: np.random.Generator):
         self.rng = rng
-        self.sampler = CropSampler(stacks, crop, foreground_prob, rng)
+        self.sampler = CropSampler(stacks, crop, foreground_prob, rng, augment.zero_floor)
         self.augmenter = Augmenter(augment, crop)
 
     def batch(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
