@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import json
 import math
+import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -15,6 +17,7 @@ from helpers import TINY, Stop, assert_same_weights, weights_of
 
 from dineuro.checkpoint import load_checkpoint, load_model
 from dineuro.data.normalize import NormalizationConfig
+from dineuro.data.synth import PRESETS, write_synthetic_dataset
 from dineuro.errors import InputError
 from dineuro.train import AugmentConfig, TrainConfig, load_config, lr_factor, train
 from dineuro.train.config import ZERO_FLOOR_PERCENTILES, ZERO_FLOOR_PROB
@@ -322,12 +325,52 @@ def test_run_older_than_the_loss_keys_resumes_with_their_defaults(tiny_training_
     config = _config(tiny_training_set, tmp_path / "old", "steps=1")
     last = train(config).last
     checkpoint = load_checkpoint(last)
-    for key in ("loss", "cldice_weight", "cldice_iterations"):
+    for key in ("loss", "cldice_weight", "cldice_iterations", "extra_data"):
         del checkpoint["train_config"][key]
     torch.save(checkpoint, last)
     with pytest.raises(InputError, match="other settings of \\['loss'\\]"):
         train(replace(config, steps=2, loss="dice_ce_cldice"), resume=True)
     assert train(replace(config, steps=2), resume=True).steps == 2
+
+
+def _merged(first: Path, second: Path, out: Path) -> Path:
+    """One dataset folder holding both folders' stacks (the second's renamed b_NAME) and their
+    train and val splits, first's before second's: what ``extra_data`` stands for."""
+    split = {"train": [], "val": [], "test": []}
+    for folder, prefix in ((first, ""), (second, "b_")):
+        for sub in ("images", "labels", "swc"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+            for file in (folder / sub).iterdir():
+                shutil.copy(file, out / sub / (prefix + file.name))
+        stored = json.loads((folder / "split.json").read_text())
+        for key in ("train", "val"):
+            split[key] += [prefix + name for name in stored[key]]
+    (out / "split.json").write_text(json.dumps(split))
+    return out
+
+
+def test_extra_data_trains_on_both_folders_as_one(tiny_training_set, tmp_path):
+    second = write_synthetic_dataset(tmp_path / "second", replace(
+        PRESETS["small"], n_stacks=4, shape=(16, 48, 48), navis_fraction=0, seed=1))
+    merged = _merged(tiny_training_set, second, tmp_path / "merged")
+    runs = {name: train(_config(data, tmp_path / name, "steps=3", "val_every=3", *extra))
+            for name, data, extra in (
+                ("extra", tiny_training_set, [f"extra_data=[{second}]"]),
+                ("merged", merged, []), ("first only", tiny_training_set, []))}
+    assert_same_weights(weights_of(runs["extra"].model), weights_of(runs["merged"].model))
+    assert runs["extra"].best_val_dice == runs["merged"].best_val_dice
+    with pytest.raises(AssertionError):  # the second folder's stacks do change the run
+        assert_same_weights(weights_of(runs["extra"].model), weights_of(runs["first only"].model))
+    assert load_config(tmp_path / "extra" / "config.yaml").extra_data == [str(second)]
+
+
+def test_an_extra_folder_without_train_stacks_is_refused(tiny_training_set, tmp_path):
+    empty = tmp_path / "empty"
+    shutil.copytree(tiny_training_set, empty)
+    (empty / "split.json").write_text(json.dumps({"train": [], "val": [], "test": []}))
+    with pytest.raises(InputError, match="empty train split"):
+        train(_config(tiny_training_set, tmp_path / "run", "steps=1",
+                      f"extra_data=[{empty}]"))
 
 
 def test_cldice_loss_trains(tiny_training_set, tmp_path):

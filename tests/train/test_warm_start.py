@@ -103,6 +103,17 @@ def test_the_shipped_fine_tune_config_fits_the_first_stage():
     assert second.crop[0] == first.crop[0] and second.crop[1] > first.crop[1]
 
 
+def test_the_shipped_third_stage_config_fits_the_second():
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    second = load_config(configs / "default_model_finetune.yaml")
+    third = load_config(configs / "default_model_hard.yaml")
+    assert third.init == str(Path(second.out) / "last.pt")  # the second stage ships its last
+    assert (third.size, third.normalization, third.crop, third.data, third.augment) == (
+        second.size, second.normalization, second.crop, second.data, second.augment)
+    assert third.extra_data and third.data not in third.extra_data
+    assert third.transfer == "scratch" and not third.model_options
+
+
 def test_a_run_from_init_resumes_without_the_init_file(trained, tmp_path):
     first, _ = trained
     init = tmp_path / "init.pt"

@@ -98,6 +98,10 @@ class TrainConfig:
     data : str
         Dataset folder (:mod:`dineuro.data.dataset` layout; needs a train split, and a val split for
         validation and ``best.pt``).
+    extra_data : list of str
+        More dataset folders whose train and val splits join ``data``'s, each with a train split
+        of its own: a lab's labelled stacks beside synthetic ones, or a second synthetic set of
+        another difficulty, without copying either into one folder.
     out : str
         Run folder: config.yaml, metrics.csv, best.pt, last.pt, tensorboard/.
     size : str
@@ -169,6 +173,7 @@ class TrainConfig:
 
     data: str
     out: str
+    extra_data: list[str] = field(default_factory=list)
     size: str = "small"
     transfer: str = "deformable"
     teacher: str | None = None
@@ -238,6 +243,8 @@ class TrainConfig:
             f"needs normalisation percentiles outside {min(ZERO_FLOOR_PERCENTILES)}-"
             f"{max(ZERO_FLOOR_PERCENTILES)}", self.normalization.to_dict())
         require(bool(self.data), "data", "should name the dataset folder", self.data)
+        require(all(self.extra_data), "extra_data", "should name dataset folders",
+                 self.extra_data)
         require(bool(self.out), "out", "should name the run folder", self.out)
 
     def to_dict(self) -> dict[str, Any]:

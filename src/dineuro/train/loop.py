@@ -178,13 +178,15 @@ class _Run:
         self._barrier()  # every process has looked at OUT before rank 0 writes there
         if checkpoint is not None:
             _check_resumable(config, checkpoint.get("train_config", {}), self.out / LAST)
-        dataset = open_dataset(config.data)
-        split = dataset.split()
-        if not split["train"]:
-            raise InputError("has an empty train split in split.json.", dataset.root)
-        train_stacks = load_stacks(dataset, split["train"], config.normalization)
-        val_stacks = load_stacks(dataset, split["val"], config.normalization) if self.main \
-            else []
+        train_stacks, val_stacks = [], []
+        for folder in (config.data, *config.extra_data):
+            dataset = open_dataset(folder)
+            split = dataset.split()
+            if not split["train"]:
+                raise InputError("has an empty train split in split.json.", dataset.root)
+            train_stacks += load_stacks(dataset, split["train"], config.normalization)
+            if self.main:
+                val_stacks += load_stacks(dataset, split["val"], config.normalization)
         spacing = [float(s) for s in np.median([s.spacing for s in train_stacks], axis=0)]
 
         runtime.seed_everything(config.seed)
@@ -380,8 +382,9 @@ class _Run:
 def _check_resumable(config: TrainConfig, stored: dict, path: Path) -> None:
     # A key missing from the stored config is newer than the run, which therefore used the
     # key's default (e.g. ``loss``: runs before it trained with "dice_ce").
-    defaults = {f.name: f.default for f in dataclasses.fields(TrainConfig)
-                if f.default is not dataclasses.MISSING}
+    defaults = {f.name: f.default if f.default is not dataclasses.MISSING
+                else f.default_factory() for f in dataclasses.fields(TrainConfig)
+                if (f.default, f.default_factory) != (dataclasses.MISSING,) * 2}
     stored = {**defaults, **stored}
     current = config.to_dict()
     changed = sorted(key for key in set(current) | set(stored)
