@@ -382,9 +382,9 @@ class _Run:
 def _check_resumable(config: TrainConfig, stored: dict, path: Path) -> None:
     # A key missing from the stored config is newer than the run, which therefore used the
     # key's default (e.g. ``loss``: runs before it trained with "dice_ce").
-    defaults = {f.name: f.default if f.default is not dataclasses.MISSING
-                else f.default_factory() for f in dataclasses.fields(TrainConfig)
-                if (f.default, f.default_factory) != (dataclasses.MISSING,) * 2}
+    defaults = {f.name: f.default_factory() if f.default is dataclasses.MISSING else f.default
+                for f in dataclasses.fields(TrainConfig)
+                if not (f.default is f.default_factory is dataclasses.MISSING)}
     stored = {**defaults, **stored}
     current = config.to_dict()
     changed = sorted(key for key in set(current) | set(stored)
