@@ -373,6 +373,18 @@ def test_an_extra_folder_without_train_stacks_is_refused(tiny_training_set, tmp_
                       f"extra_data=[{empty}]"))
 
 
+@pytest.mark.parametrize("how", ["same path", "a link to it"])
+def test_a_folder_named_twice_is_refused(tiny_training_set, tmp_path, how):
+    again = tiny_training_set
+    if how == "a link to it":
+        again = tmp_path / "link"
+        again.symlink_to(tiny_training_set, target_is_directory=True)
+    with pytest.raises(InputError, match="named twice") as error:
+        train(_config(tiny_training_set, tmp_path / "run", "steps=1", f"extra_data=[{again}]"))
+    assert again.name in str(error.value)
+    assert not (tmp_path / "run" / "last.pt").exists()
+
+
 def test_cldice_loss_trains(tiny_training_set, tmp_path):
     losses = []
     config = _config(tiny_training_set, tmp_path / "run", "steps=3", "val_every=3",

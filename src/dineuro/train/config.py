@@ -101,7 +101,8 @@ class TrainConfig:
     extra_data : list of str
         More dataset folders whose train and val splits join ``data``'s, each with a train split
         of its own: a lab's labelled stacks beside synthetic ones, or a second synthetic set of
-        another difficulty, without copying either into one folder.
+        another difficulty, without copying either into one folder. A folder named twice
+        (also through a link) is refused: its stacks would weigh double.
     out : str
         Run folder: config.yaml, metrics.csv, best.pt, last.pt, tensorboard/.
     size : str

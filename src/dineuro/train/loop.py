@@ -178,9 +178,13 @@ class _Run:
         self._barrier()  # every process has looked at OUT before rank 0 writes there
         if checkpoint is not None:
             _check_resumable(config, checkpoint.get("train_config", {}), self.out / LAST)
-        train_stacks, val_stacks = [], []
+        train_stacks, val_stacks, roots = [], [], set()
         for folder in (config.data, *config.extra_data):
             dataset = open_dataset(folder)
+            if dataset.root.resolve() in roots:
+                raise InputError("is named twice in data and extra_data; its stacks would count "
+                                 "twice.", dataset.root)
+            roots.add(dataset.root.resolve())
             split = dataset.split()
             if not split["train"]:
                 raise InputError("has an empty train split in split.json.", dataset.root)
