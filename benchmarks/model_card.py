@@ -115,7 +115,11 @@ def main() -> None:
                          "loss": train_config.get("loss", "dice_ce"),
                          "seed": train_config.get("seed"),
                          "init": shown_path(train_config.get("init")),
-                         "crop": train_config.get("crop")},
+                         "crop": train_config.get("crop"),
+                         "data": [shown_path(folder) for folder in
+                                  (train_config.get("data"), *train_config.get("extra_data", []))],
+                         "lr": train_config.get("lr"), "schedule": train_config.get("schedule"),
+                         "augment": train_config.get("augment")},
             "commands": COMMANDS, "scores": {}, "weights": "float16"}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     tables = []
