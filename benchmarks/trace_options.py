@@ -12,6 +12,9 @@ or the first stacks of a held-out set's train split), report on the test split. 
     python benchmarks/trace_options.py data/bench --pred pred/bench --split val \\
         --grid prune_length=4,10 --grid spur_radii=3,6 --grid min_tree_length=30,80
 
+``--rule NAME=V1,V2`` varies a constant of the bead rule (:mod:`dineuro.trace._beads`, e.g.
+``BEAD_MAX_TURN=60,90``), which has no option of its own, as ``--grid`` varies an option.
+
 ``--zero-floor P`` traces beside each stack less its P-th percentile, clipped at 0, as
 background subtraction or an 8-bit export of a dim confocal stack leaves it: a background that
 is mostly 0, which the options that read the raw image (the line test) must survive. The maps
@@ -27,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+import dineuro.trace._beads as bead_rule
 from dineuro.data.dataset import open_dataset
 from dineuro.evaluate import PROB_SUFFIX, compare_trees, labelled_precision
 from dineuro.io import Volume, read_volume
@@ -85,9 +89,16 @@ def main() -> None:
     parser = map_arguments(__doc__.splitlines()[0], "val")
     parser.add_argument("--grid", action="append", default=[], metavar="OPTION=V1,V2",
                         help="a trace() option and its values (repeatable)")
+    parser.add_argument("--rule", action="append", default=[], metavar="BEAD_NAME=V1,V2",
+                        help="a constant of the bead rule and its values (repeatable)")
     parser.add_argument("--zero-floor", type=float, default=None, metavar="P",
                         help="trace beside each stack less its P-th percentile, clipped at 0")
     args = parser.parse_args()
+    grid, rules = parse_grid(args.grid), parse_grid(args.rule)
+    unknown = [name for name in rules if not name.startswith("BEAD_")
+               or not hasattr(bead_rule, name)]
+    if unknown:
+        parser.error(f"--rule takes the bead rule's constants (BEAD_...), not {unknown}")
     dataset = open_dataset(args.data)
     names = dataset.split()[args.split][:args.first]
     maps = {n: read_volume(args.pred / f"{n}{PROB_SUFFIX}").array for n in names}
@@ -96,14 +107,15 @@ def main() -> None:
     images = {n: dataset.image(n) for n in names}
     if args.zero_floor is not None:
         images = {n: zero_floored(v, args.zero_floor) for n, v in images.items()}
-    grid = parse_grid(args.grid)
     floored = "" if args.zero_floor is None else f", less their {args.zero_floor:g}th " \
         "percentile, clipped at 0"
     print(f"{len(names)} {args.split} stacks of {args.data}{floored}\n")
-    print("| " + " | ".join([*grid, *COLUMNS]) + " |")
-    print("|" + "---:|" * (len(grid) + len(COLUMNS)))
-    for values in itertools.product(*grid.values()):
-        options = dict(zip(grid, values, strict=True))
+    print("| " + " | ".join([*grid, *rules, *COLUMNS]) + " |")
+    print("|" + "---:|" * (len(grid) + len(rules) + len(COLUMNS)))
+    for values in itertools.product(*grid.values(), *rules.values()):
+        options = dict(zip(grid, values[:len(grid)], strict=True))
+        for name, value in zip(rules, values[len(grid):], strict=True):
+            setattr(bead_rule, name, value)
         means = scores(maps, images, golds, options, unlabelled)
         print("| " + " | ".join([*(f"{v:g}" for v in values), *(f"{m:.3f}" for m in means)])
               + " |")

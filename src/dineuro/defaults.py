@@ -62,6 +62,16 @@ DEFAULT_SPUR_RADII = 3.0
 #: into, for bridges to join; debris is judged on each tree after bridging
 #: (``DEFAULT_MIN_TREE_LENGTH``). At 10 such pieces were lost (README, "The default model").
 DEFAULT_MIN_PIECE_LENGTH = 3.0
+#: Beads: rows of small sure blobs a network leaves along a varicose fibre are joined into lines
+#: (:mod:`dineuro.trace._beads`): pieces of 2 to BEAD_MAX_VOXELS voxels, neighbours within
+#: BEAD_REACH x voxels, rows cut where they turn by more than BEAD_MAX_TURN degrees, kept with at
+#: least BEAD_MIN_COUNT beads and a mean map over them of at least BEAD_MIN_MAP. Chosen on traced
+#: maps of train and validation stacks (README, "Beaded fibres").
+BEAD_MAX_VOXELS = 60
+BEAD_REACH = 14.0
+BEAD_MAX_TURN = 60.0
+BEAD_MIN_COUNT = 3
+BEAD_MIN_MAP = 0.75
 #: A separate tree shorter than this (x voxels of cable) is debris, unless it is the largest.
 DEFAULT_MIN_TREE_LENGTH = 30.0
 #: A separate tree is speckle, dropped as debris, when the median map value (normalised intensity

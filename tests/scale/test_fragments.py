@@ -18,8 +18,10 @@ from helpers import capsules
 from scipy import ndimage
 from scipy.sparse import coo_matrix, csgraph
 
+from dineuro.defaults import BEAD_REACH
 from dineuro.scale.fragments import SNAP, Fragments, block_fragments, stitch
 from dineuro.scale.plan import BlockPlan, halo_for
+from dineuro.trace._beads import join_bead_rows
 from dineuro.trace._centre_lines import _centre_lines, _fill_cavities, hysteresis
 from dineuro.trace._skeleton import skeleton_graph
 from dineuro.trace._trace import MIN_RADIUS
@@ -318,3 +320,25 @@ def test_stitch_cuts_a_cycle_the_join_makes_by_the_shortest_forest():
     # The 3-voxel bridges are the longest edges: one of them was cut, the other kept.
     lengths = np.linalg.norm(graph.zyx[graph.edges[:, 0]] - graph.zyx[graph.edges[:, 1]], axis=1)
     assert np.sort(lengths)[-1] == 3.0 and np.sort(lengths)[-2] == 1.0
+
+
+@pytest.mark.parametrize("block", [Y_BLOCK, (8, 16, 16)])
+def test_a_row_of_beads_across_blocks_is_joined_as_in_the_whole_map(block):
+    """Beads 9 voxels apart on a diagonal through several blocks, with a halo that reaches as
+    far as the bead rule does: the stitched centre lines are the whole map's, beads joined."""
+    scale = np.ones(3)
+    prob = np.zeros(Y_SHAPE, np.float32)
+    for k in range(6):
+        z, y, x = 4 + 3 * k, 6 + 9 * k, 8 + 8 * k
+        prob[z - 1:z + 2, y - 1:y + 2, x - 1:x + 2] = 0.9
+    plan = BlockPlan(Y_SHAPE, block, halo_for(BEAD_REACH, scale))
+    parts = by_blocks(prob, plan, scale, 10.0)
+    assert sum(len(f.zyx) > 0 for f in parts) >= 3
+    graph = stitch(parts, scale, 10.0)
+    joined, rows = join_bead_rows(hysteresis(prob, LOW, HIGH), prob, scale, HIGH)
+    assert rows == 1
+    zyx, edges = skeleton_graph(_fill_cavities(joined), scale)
+    assert pieces(len(graph.zyx), graph.edges) == 1
+    assert voxels(graph.zyx) == voxels(zyx)
+    assert cable(graph.zyx, graph.edges, scale) == pytest.approx(cable(zyx, edges, scale),
+                                                                 rel=1e-3)

@@ -489,17 +489,19 @@ def ends(tree: SwcTree) -> int:
 
 
 def test_noise_specks_and_small_blobs_are_removed_not_traced():
+    """Without the bead rule (``link_beads``): this clutter of sure blobs, about one in every
+    18^3 voxels, lines up by chance into rows that the rule would join (test_beads.py)."""
     rng = np.random.default_rng(0)
     prob = render_mask(tube(), TUBE_SHAPE).astype(np.float32) * 0.9
     prob.flat[rng.integers(0, prob.size, 400)] = 0.9  # isolated voxels, some on the surface
     for z, y, x in rng.integers(0, np.subtract(TUBE_SHAPE, 5), (20, 3)):
         if abs(y + 1 - AXIS_Y) > 6 or abs(z + 1 - AXIS_Z) > 6:  # off the tube
             prob[z:z + 3, y:y + 3, x:x + 5] = 0.9  # a few voxels of centre line: debris
-    traced = trace(prob)
+    traced = trace(prob, link_beads=False)
     assert len(traced.roots) == 1 and ends(traced) == 2
     assert distance_to_segment(traced.xyz, *STRAIGHT).max() <= 1.0
     assert any("as noise" in c for c in traced.comments)
-    assert len(trace(prob, min_piece_length=0, keep_fragments=True).roots) > 1
+    assert len(trace(prob, min_piece_length=0, keep_fragments=True, link_beads=False).roots) > 1
 
 
 def test_a_blob_beyond_a_gap_is_bridged_unless_min_piece_length_calls_it_noise():
@@ -525,8 +527,10 @@ def test_a_beaded_fibre_of_short_pieces_is_traced_whole():
     assert len(traced.roots) == 1 and ends(traced) == 2
     assert traced.xyz[:, 0].min() <= 11 and traced.xyz[:, 0].max() >= starts[-1] + 4
     assert distance_to_segment(traced.xyz, *STRAIGHT).max() <= 1.0
-    with pytest.warns(EmptyTraceWarning):
-        assert not len(trace(prob, min_piece_length=10))
+    with pytest.warns(EmptyTraceWarning):  # beads shorter than min_piece_length: noise ...
+        assert not len(trace(prob, min_piece_length=10, link_beads=False))
+    row = trace(prob, min_piece_length=10)  # ... unless the bead rule joins them first
+    assert len(row.roots) == 1 and row.xyz[:, 0].max() - row.xyz[:, 0].min() >= starts[-1] - 10
 
 
 @pytest.mark.parametrize("seed", range(3))

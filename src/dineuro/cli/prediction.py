@@ -23,6 +23,11 @@ from dineuro.cli._common import (
     progress_bar,
 )
 from dineuro.defaults import (
+    BEAD_MAX_TURN,
+    BEAD_MAX_VOXELS,
+    BEAD_MIN_COUNT,
+    BEAD_MIN_MAP,
+    BEAD_REACH,
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLOCK,
     DEFAULT_FOLLOW_CONTRAST,
@@ -226,6 +231,12 @@ KeepFragments = Annotated[bool, typer.Option(
          "tips per 100 voxels of cable; branches with at least "
          f"{SPECKLE_BRANCH_MIN_TIPS} tips, more than {SPECKLE_BRANCH_TIPS:g} per 100 voxels "
          f"of centre line and a median below {SPECKLE_BRANCH_MAP:g}; maps only).")]
+LinkBeads = Annotated[bool, typer.Option(
+    help="Join rows of small sure blobs in the map, what a network sees of a beaded "
+         f"(varicose) fibre, into fibres: at least {BEAD_MIN_COUNT} blobs of 2-"
+         f"{BEAD_MAX_VOXELS} voxels above --high, each within {BEAD_REACH:g} voxels of the "
+         f"next, turning by at most {BEAD_MAX_TURN:g} degrees, map mean at least "
+         f"{BEAD_MIN_MAP:g} (maps only; see 'Beaded fibres' in the README).")]
 Units = Annotated[Literal[SWC_UNITS], typer.Option(
     help="SWC coordinates: voxel (x, y, z; radii in x voxels), as Vaa3D and BigNeuron's gold "
          "SWCs, or um (micrometres from the stack's spacing), for NeuroM, navis and other "
@@ -292,6 +303,7 @@ def trace(
     smooth: Smooth = DEFAULT_SMOOTH,
     step: Step = DEFAULT_NODE_STEP,
     keep_fragments: KeepFragments = False,
+    link_beads: LinkBeads = True,
     method: Method = "thinning",
     units: Units = DEFAULT_SWC_UNITS,
     neurite_type: NeuriteType = DEFAULT_NEURITE_TYPE,
@@ -323,7 +335,8 @@ def trace(
                           spur_radii=spur_radii,
                           min_piece_length=min_piece_length, min_tree_length=min_tree_length,
                           smooth=smooth, node_step=step, keep_fragments=keep_fragments,
-                          method=method, kind=kind, units=units, neurite_type=neurite_type)
+                          link_beads=link_beads, method=method, kind=kind, units=units,
+                          neurite_type=neurite_type)
     print_warnings(caught, f"{prob}: ")
     err.print(f"wrote {out}: {_swc_summary(tree)}")
 
@@ -361,6 +374,7 @@ def run(
     smooth: Smooth = DEFAULT_SMOOTH,
     step: Step = DEFAULT_NODE_STEP,
     keep_fragments: KeepFragments = False,
+    link_beads: LinkBeads = True,
     method: Method = "thinning",
     units: Units = DEFAULT_SWC_UNITS,
     neurite_type: NeuriteType = DEFAULT_NEURITE_TYPE,
@@ -415,7 +429,8 @@ def run(
                        prune_length=prune,
                        spur_radii=spur_radii, min_piece_length=min_piece_length,
                        min_tree_length=min_tree_length, smooth=smooth, node_step=step,
-                       keep_fragments=keep_fragments, units=units, neurite_type=neurite_type)
+                       keep_fragments=keep_fragments, link_beads=link_beads, units=units,
+                       neurite_type=neurite_type)
         return
     stacks = find_stacks(inputs)
     todo = prepare_batch(stacks, out, lambda s: run_outputs(s, out), skip_existing=skip_existing,
@@ -429,7 +444,8 @@ def run(
                      "prune_length": prune, "spur_radii": spur_radii,
                      "min_piece_length": min_piece_length, "min_tree_length": min_tree_length,
                      "smooth": smooth, "node_step": step, "keep_fragments": keep_fragments,
-                     "method": method, "units": units, "neurite_type": neurite_type}
+                     "link_beads": link_beads, "method": method, "units": units,
+                     "neurite_type": neurite_type}
     with made_folder(out):
         untraced = _run_stacks(predictor, todo, out, threshold=threshold, prob_dtype=prob_dtype,
                                channel=channel, **trace_options)

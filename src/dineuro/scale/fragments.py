@@ -1,14 +1,15 @@
 """Centre-line fragments of one block, and the stitching of all blocks into one graph.
 
 A block traces its region (owned box plus halo) as :func:`dineuro.trace.trace` traces a whole
-map, steps 1-4: hysteresis foreground, cavities filled, thinning and skan's graph, pieces too
-short to be neurites removed (only those that lie wholly inside the region: a piece cut by the
-region's border may be long beyond it), radii and evidence at each node, where each centre
-line's ends go as tips (:mod:`dineuro.trace._ends`), and bridges across gaps (with the
-block's raw image for the line test of :func:`~dineuro.trace._tree.line_contrast`, whose box
-reaches less far beyond a bridge than the halo's margin). It then keeps
-only the nodes in its owned box. An edge from a kept node to a node in the halo is kept as a
-*dangling* edge to that voxel, which the neighbouring block owns.
+map, steps 1-4: hysteresis foreground, rows of beads joined (:mod:`dineuro.trace._beads`),
+cavities filled, thinning and skan's graph, pieces too short to be neurites removed (only
+those that lie wholly inside the region: a piece cut by the region's border may be long beyond
+it), radii and evidence at each node, where each centre line's ends go as tips
+(:mod:`dineuro.trace._ends`), and bridges across gaps (with the block's raw image for the line
+test of :func:`~dineuro.trace._tree.line_contrast`, whose box reaches less far beyond a bridge
+than the halo's margin). It then keeps only the nodes in its owned box. An edge from a kept
+node to a node in the halo is kept as a *dangling* edge to that voxel, which the neighbouring
+block owns.
 
 Stitching (:func:`stitch`) is the graph merge of chunked skeletonisation (kimimaro's and
 igneous's: skeletonise overlapping tasks, then join the pieces at the vertices they share):
@@ -33,6 +34,7 @@ from scipy.sparse import coo_matrix, csgraph
 from scipy.spatial import cKDTree
 
 from dineuro.io.atomic import atomic_file
+from dineuro.trace._beads import join_bead_rows
 from dineuro.trace._centre_lines import (
     _FULL,
     _drop_short_pieces,
@@ -118,7 +120,8 @@ class Fragments:
 def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *, high: float,
                     low: float, min_piece_length: float, max_gap: float,
                     gap_floor: float, follow_gap: float, follow_contrast: float,
-                    follow_line_gap: float, image: np.ndarray | None = None) -> Fragments:
+                    follow_line_gap: float, link_beads: bool = True,
+                    image: np.ndarray | None = None) -> Fragments:
     """The centre-line fragments a block owns, traced from the probability of its region.
 
     Parameters
@@ -134,7 +137,7 @@ def block_fragments(prob: np.ndarray, region_begin, begin, end, shape, scale, *,
     scale : ndarray
         (z, y, x) spacing in x voxels.
     high, low, min_piece_length, max_gap, gap_floor, follow_gap, follow_contrast, \
-follow_line_gap
+follow_line_gap, link_beads
         As for :func:`dineuro.trace.trace`.
     image : ndarray, optional
         The raw stack over the same region, for ``follow_contrast``.
@@ -142,6 +145,8 @@ follow_line_gap
     mask = hysteresis(prob, low, high)
     if not mask.any():
         return Fragments.empty()
+    if link_beads:
+        mask = join_bead_rows(mask, prob, scale, high)[0]
     offset = np.asarray(region_begin, dtype=np.int64)
     box = foreground_box(mask)
     start = np.array([s.start for s in box], dtype=np.int64)

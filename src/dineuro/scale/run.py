@@ -37,6 +37,7 @@ import numpy as np
 from dineuro.data.normalize import NonFiniteError
 from dineuro.data.render import spacing_in_x_voxels
 from dineuro.defaults import (
+    BEAD_REACH,
     DEFAULT_BATCH_SIZE,
     DEFAULT_BLOCK,
     DEFAULT_FOLLOW_CONTRAST,
@@ -144,7 +145,8 @@ def run_volume(volume: str | os.PathLike, out_dir: str | os.PathLike,
                min_piece_length: float = DEFAULT_MIN_PIECE_LENGTH,
                min_tree_length: float = DEFAULT_MIN_TREE_LENGTH,
                smooth: float = DEFAULT_SMOOTH, node_step: float = DEFAULT_NODE_STEP,
-               keep_fragments: bool = False, units: str = DEFAULT_SWC_UNITS,
+               keep_fragments: bool = False, link_beads: bool = True,
+               units: str = DEFAULT_SWC_UNITS,
                neurite_type: str = DEFAULT_NEURITE_TYPE, progress: Progress | None = None,
                notify: Callable[[str], None] | None = None) -> VolumeRun:
     """Predict and trace a volume too large for one machine's memory, on a dask cluster.
@@ -227,7 +229,8 @@ neurite_type
                "precision": precision, "skip_empty": skip_empty}
     predictor = Predictor.from_checkpoint(model, device=device, window=window, **options)
     plan = BlockPlan(source.shape, tuple(int(b) for b in block),
-                     halo_for(max(max_gap, follow_gap, follow_line_gap),
+                     halo_for(max(max_gap, follow_gap, follow_line_gap,
+                                  BEAD_REACH if link_beads else 0.0),
                               spacing_in_x_voxels(spacing)))
     settings = {"volume": str(volume.resolve()), "shape": list(source.shape),
                 "dtype": str(source.dtype), "spacing": [float(s) for s in spacing],
@@ -235,7 +238,8 @@ neurite_type
                 "device": predictor.device, "window": list(predictor.crop), **options,
                 "block": list(plan.block), "halo": list(plan.halo), "prob_dtype": prob_dtype,
                 "trace": {**trace_options, **finish_options, "keep_fragments": keep_fragments,
-                          "units": units, "neurite_type": neurite_type}}
+                          "link_beads": link_beads, "units": units,
+                          "neurite_type": neurite_type}}
     partial = paths["partial"]
     stats_started = time.perf_counter()
     config = _open_partial(partial, settings, say)
@@ -260,7 +264,8 @@ neurite_type
                    device=predictor.device, window=tuple(predictor.crop), threads=threads,
                    options=options, limits=tuple(config["limits"]),
                    level=None if config["level"] is None else tuple(config["level"]),
-                   spacing=tuple(float(s) for s in spacing), trace=trace_options)
+                   spacing=tuple(float(s) for s in spacing),
+                   trace={**trace_options, "link_beads": link_beads})
     blocks = list(plan.blocks())
     todo = [b for b in blocks if not fragment_path(spec, b).exists()]
     if len(todo) < len(blocks):
@@ -406,7 +411,8 @@ def _header(spacing, units: str, settings: dict) -> list[str]:
             f"traced by dineuro block by block (blocks {tuple(settings['block'])}, halo "
             f"{tuple(settings['halo'])}) from {settings['volume']}: "
             + ", ".join(f"{k} {v:g}" for k, v in trace.items() if not isinstance(v, (bool, str)))
-            + f", keep_fragments {trace['keep_fragments']}"]
+            + f", keep_fragments {trace['keep_fragments']}"
+            + f", link_beads {trace['link_beads']}"]
 
 
 def _summary(settings, parts, graph, tree, spacing, levels, seconds, *, blocks_now,

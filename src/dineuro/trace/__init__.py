@@ -12,6 +12,12 @@ says what it does against that.
    A raw stack (``kind="image"``) is first percentile-normalised as ``dineuro predict`` does.
    Background enclosed by foreground (a hollow soma or neurite) is filled: it would thin to
    loops.
+   **Beads** (maps, not raw images): a varicose fibre that the network sees only at its
+   swellings is a row of small sure blobs a few voxels apart, each too small to be a neurite
+   and without a direction to bridge along; rows of at least 3 such blobs (2-60 voxels above
+   ``high`` each, neighbours within 14 x voxels, turning by at most 60 degrees at a blob, map
+   mean at least 0.75 over them) are joined by one-voxel lines (:mod:`dineuro.trace._beads`;
+   ``link_beads``). In dense clutter of sure blobs a few rows line up by chance.
 2. **Centre lines**: 3D thinning (scikit-image ``skeletonize``) and skan's voxel graph; their
    shortest spanning forest removes thinning's small cycles. Against kimimaro's TEASAR on the
    small synthetic set's gold masks (``compare_trees``, 2 voxels) both score alike (F1 0.978

@@ -38,6 +38,7 @@ from dineuro.defaults import (
 from dineuro.errors import InputError
 from dineuro.io.swc import SwcTree
 from dineuro.io.swc_units import check_units, in_micrometres, metadata_comment
+from dineuro.trace._beads import join_bead_rows
 from dineuro.trace._centre_lines import (
     METHODS,
     _centre_lines,
@@ -70,8 +71,9 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
           min_piece_length: float = DEFAULT_MIN_PIECE_LENGTH,
           min_tree_length: float = DEFAULT_MIN_TREE_LENGTH, smooth: float = DEFAULT_SMOOTH,
           node_step: float = DEFAULT_NODE_STEP, root_snap: float = DEFAULT_ROOT_SNAP,
-          keep_fragments: bool = False, kind: str = "auto", method: str = "thinning",
-          units: str = DEFAULT_SWC_UNITS, neurite_type: str = DEFAULT_NEURITE_TYPE) -> SwcTree:
+          keep_fragments: bool = False, link_beads: bool = True, kind: str = "auto",
+          method: str = "thinning", units: str = DEFAULT_SWC_UNITS,
+          neurite_type: str = DEFAULT_NEURITE_TYPE) -> SwcTree:
     """Trace a (z, y, x) probability map, mask or raw image into SWC trees, one per neuron.
 
     Steps (see :mod:`dineuro.trace` for why): hysteresis threshold, skeleton, removal of
@@ -134,6 +136,10 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     keep_fragments : bool, optional
         Also keep separate trees shorter than ``min_tree_length`` and those that look like
         speckle.
+    link_beads : bool, optional
+        Join rows of small sure blobs, what a network sees of a beaded fibre, into lines before
+        the centre lines are made (:mod:`dineuro.trace._beads`); never on a raw image, whose
+        noise makes such blobs.
     kind : {"auto", "probability", "mask", "image"}, optional
         How ``prob`` is read (see :func:`as_probability`).
     method : {"thinning", "geodesic"}, optional
@@ -209,7 +215,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     comments = [metadata_comment(units, spacing),
                 f"spacing (z, y, x): {tuple(float(s) for s in spacing)}; coordinates in {where}",
                 "traced by dineuro: " + ", ".join(f"{k} {v:g}" for k, v in options.items())
-                + f", keep_fragments {keep_fragments}, kind {kind}, method {method}, "
+                + f", keep_fragments {keep_fragments}, link_beads {link_beads}, kind {kind}, "
+                f"method {method}, "
                 f"root {root if isinstance(root, str) else tuple(root)}"]
     mask = _foreground(prob, high, low)
     hint = "; for a raw image use kind 'image'" if kind != "image" and dtype.kind in "ui" else ""
@@ -220,8 +227,14 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     box = foreground_box(mask)
     offset = np.array([s.start for s in box], dtype=np.float64)
     evidence = evidence[box]
-    mask, labels, zyx, edges, removed = _centre_lines(mask[box], scale, min_piece_length,
-                                                      method, prob[box])
+    mask = mask[box]
+    if link_beads and kind != "image":
+        mask, rows = join_bead_rows(mask, prob[box], scale, high)
+        if rows:
+            comments.append(f"joined {rows} row(s) of beads (small sure blobs in a line) into "
+                            "fibres")
+    mask, labels, zyx, edges, removed = _centre_lines(mask, scale, min_piece_length, method,
+                                                      prob[box])
     if removed:
         comments.append(f"removed {removed} piece(s) of the foreground with less centre line "
                         f"than min_piece_length {min_piece_length:g} as noise")
