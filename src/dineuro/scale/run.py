@@ -175,8 +175,8 @@ def run_volume(volume: str | os.PathLike, out_dir: str | os.PathLike,
     prob_dtype : {"uint8", "float16", "float32"}
         How the map is stored.
     high, low, max_gap, gap_floor, follow_gap, follow_contrast, follow_line_gap, prune_length, \
-spur_radii, min_piece_length, min_tree_length, smooth, node_step, keep_fragments, units, \
-neurite_type
+spur_radii, min_piece_length, min_tree_length, smooth, node_step, keep_fragments, link_beads, \
+units, neurite_type
         As for :func:`dineuro.trace.trace` (centre lines by thinning; each block's raw image
         is the ``image``).
     progress : callable, optional
