@@ -195,3 +195,23 @@ def test_save_figure_failure_leaves_nothing(image, tmp_path):
     with pytest.raises(InputError, match="should end in one of"):
         save_figure(mip_figure(image, SPACING), tmp_path / "mip.xyz")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_swc_lines_stand_out_on_a_saturated_neurite():
+    # A bright trunk filling the middle rows of the x-y view, traced along its axis: without a
+    # dark rim the yellow line is drawn on white, and nothing in the trunk is dark.
+    stack = np.zeros((8, 40, 60), np.uint8)
+    stack[:, 14:26, :] = 255
+    trunk = SwcTree(ids=[1, 2], types=[3, 3], xyz=[[5, 20, 4], [55, 20, 4]],
+                    radius=[6.0, 6.0], parents=[-1, 1])
+    fig = mip_figure(stack, (1.0, 1.0, 1.0), tree=trunk)
+    fig.canvas.draw()
+    pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3] / 255.0
+    overlay = panels(fig)[1]["xy"]
+    # the trunk's inside, away from its edges and the line's ends, in display pixels
+    (left, bottom), (right, top) = overlay.transData.transform([(15, 16), (45, 24)])
+    height = pixels.shape[0]
+    inside = pixels[int(height - bottom) + 1:int(height - top), int(left):int(right)]
+    luminance = inside @ np.array([0.299, 0.587, 0.114])
+    assert luminance.max() > 0.95  # the trunk is white there
+    assert luminance.min() < 0.3   # and the line's rim is dark on it

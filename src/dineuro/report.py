@@ -17,6 +17,7 @@ matplotlib.use("Agg")  # files only; no screen is assumed
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from matplotlib import patheffects  # noqa: E402
 from matplotlib.collections import LineCollection  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
@@ -29,6 +30,10 @@ MASK_RGBA = (1.0, 0.1, 0.8, 0.4)
 SWC_COLOR = "#ffd400"
 #: A reference (gold) SWC drawn under the reconstruction, so the two can be told apart.
 GOLD_COLOR = "#00c8ff"
+#: A dark rim around SWC lines (points wider than the line): a yellow or cyan line over a
+#: bright, saturated neurite is otherwise white on white, and the trace of the brightest
+#: dendrite looks missing.
+OUTLINE_COLOR, OUTLINE_WIDTH = "black", 1.0
 #: Display range: these percentiles of a projection map to black and white.
 CONTRAST_PERCENTILES = (0.5, 99.8)
 
@@ -60,7 +65,8 @@ def draw_view(ax, image: np.ndarray, spacing, view: str, tree: SwcTree | None = 
     The projection is shown in grey to physical scale, voxel centres at index times spacing,
     its display range set by :data:`CONTRAST_PERCENTILES`; the mask is tinted over it
     (:data:`MASK_RGBA`), then the gold SWC (:data:`GOLD_COLOR`) and the SWC
-    (:data:`SWC_COLOR`) are drawn as lines with dots at their roots. The axes are titled with
+    (:data:`SWC_COLOR`) are drawn as lines with a dark rim (:data:`OUTLINE_COLOR`) and dots at
+    their roots. The axes are titled with
     the view's name on the left.
 
     Parameters
@@ -120,7 +126,9 @@ def _draw_tree(ax, tree: SwcTree, spacing, columns: tuple[int, int], color: str,
     # SWC columns are x, y, z; spacing is (z, y, x).
     points = tree.xyz * np.array([spacing[2], spacing[1], spacing[0]])
     segments = np.stack([points[child][:, columns], points[parent][:, columns]], axis=1)
-    ax.add_collection(LineCollection(segments, colors=color, linewidths=width))
+    rim = patheffects.withStroke(linewidth=width + OUTLINE_WIDTH, foreground=OUTLINE_COLOR)
+    ax.add_collection(LineCollection(segments, colors=color, linewidths=width,
+                                     path_effects=[rim]))
     roots = points[tree.parents == -1]
     ax.plot(roots[:, columns[0]], roots[:, columns[1]], "o", color=color, ms=3)
 

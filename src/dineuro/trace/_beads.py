@@ -44,6 +44,7 @@ from dineuro.defaults import (
     DEFAULT_HIGH,
 )
 from dineuro.trace._centre_lines import _FULL
+from dineuro.trace._tree import segment_voxels
 
 
 def join_bead_rows(mask: np.ndarray, prob: np.ndarray, scale,
@@ -67,22 +68,26 @@ def join_bead_rows(mask: np.ndarray, prob: np.ndarray, scale,
     """
     core = prob > high
     labels, count = ndimage.label(core, _FULL)
-    if count < BEAD_MIN_COUNT:
-        return mask, 0
     sizes = np.bincount(labels.ravel(), minlength=count + 1)
-    beads = np.flatnonzero((sizes >= 2) & (sizes <= BEAD_MAX_VOXELS))
-    beads = beads[beads > 0]
+    is_bead = (sizes >= 2) & (sizes <= BEAD_MAX_VOXELS)
+    is_bead[0] = False
+    beads = np.flatnonzero(is_bead)
     if len(beads) < BEAD_MIN_COUNT:
         return mask, 0
-    centre = np.array(ndimage.center_of_mass(core, labels, beads))
-    sure = np.asarray(ndimage.mean(prob, labels, beads))
+    # centroids and mean map of the beads alone: ndimage's per-label measures walk every piece
+    voxels = np.nonzero(is_bead[labels])
+    which = np.searchsorted(beads, labels[voxels])
+    count_of = sizes[beads].astype(np.float64)
+    centre = np.stack([np.bincount(which, weights=v, minlength=len(beads)) for v in voxels],
+                      axis=1) / count_of[:, None]
+    sure = np.bincount(which, weights=prob[voxels], minlength=len(beads)) / count_of
     rows = _rows(centre * np.asarray(scale, dtype=np.float64))
     joined, kept = mask.copy(), 0
     for row in rows:
         if len(row) < BEAD_MIN_COUNT or sure[row].mean() < BEAD_MIN_MAP:
             continue
         for a, b in zip(row, row[1:], strict=False):
-            _draw_line(joined, centre[a], centre[b])
+            joined[tuple(segment_voxels(centre[a], centre[b]).T)] = True
         kept += 1
     return joined, kept
 
@@ -158,10 +163,3 @@ def _cut_at_turns(path: list[int], points: np.ndarray) -> list[list[int]]:
     parts.append(part)
     return parts
 
-
-def _draw_line(mask: np.ndarray, start: np.ndarray, end: np.ndarray) -> None:
-    """Set the voxels of the straight line from ``start`` to ``end`` (voxel positions, z y x)
-    in ``mask``, two samples per voxel of the longest axis so that no voxel is skipped."""
-    samples = int(np.ceil(2 * np.abs(end - start).max())) + 1
-    line = np.rint(start + (end - start) * np.linspace(0.0, 1.0, samples)[:, None])
-    mask[tuple(line.astype(np.int64).T)] = True
