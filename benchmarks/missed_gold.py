@@ -1,0 +1,69 @@
+"""Where traced maps miss the gold: what the network never saw, and what the tracer lost.
+
+Traces every map of a split (``PRED/NAME_prob.tif``, from ``dineuro predict``) with the default
+options and the stack beside it, as ``dineuro run`` does, and splits the gold length the trace
+misses by what the map shows there and what the tracer did with it
+(:mod:`dineuro.evaluate.missed`: blind, unsure, beside, traced piece, untraced piece). Prints
+each stack's shares of its gold length, then the shares pooled by length over the stacks, and
+beside them those of the gold mask traced (the mask as the map): the tracer's own ceiling, whose
+misses are mostly tips it ends short of. For example::
+
+    dineuro predict data/noisy/images -o pred/noisy --prob-dtype float32
+    python benchmarks/missed_gold.py data/noisy --pred pred/noisy --split test
+"""
+
+from __future__ import annotations
+
+from functools import reduce
+from operator import add
+from pathlib import Path
+
+import numpy as np
+from trace_options import map_arguments
+from trace_vs_peers import trace_quietly
+
+from dineuro.data.dataset import open_dataset
+from dineuro.evaluate import PROB_SUFFIX
+from dineuro.evaluate.missed import MISSED_CLASSES, MissedGold, missed_gold
+from dineuro.io import read_volume
+
+
+def per_stack(dataset, names, pred: Path) -> tuple[dict[str, MissedGold], MissedGold]:
+    """Each stack's :class:`MissedGold` of its traced map, and the gold masks' traces pooled."""
+    results, ceiling = {}, []
+    for name in names:
+        image, gold = dataset.image(name), dataset.tree(name)
+        prob = read_volume(pred / f"{name}{PROB_SUFFIX}").array
+        tree = trace_quietly(prob, image.spacing, kind="probability", image=image.array)
+        results[name] = missed_gold(tree, gold, prob)
+        label = dataset.label(name, image)
+        ceiling.append(missed_gold(trace_quietly(label, image.spacing, kind="mask"), gold,
+                                   (label > 0).astype(np.float32)))
+        print(f"  {name}", flush=True)
+    return results, reduce(add, ceiling)
+
+
+def table(results: dict[str, MissedGold], ceiling: MissedGold) -> str:
+    """Markdown: a row per stack, the stacks pooled, and the gold masks' traces pooled; each
+    class's share of the gold length."""
+    lines = ["| stack | gold length | recalled | " + " | ".join(MISSED_CLASSES) + " |",
+             "|---|---:|---:|" + "---:|" * len(MISSED_CLASSES)]
+    rows = {**results, "all (pooled by length)": reduce(add, results.values()),
+            "all, gold mask traced": ceiling}
+    for name, result in rows.items():
+        shares = [result.recalled, *(result.missed[key] for key in MISSED_CLASSES)]
+        lines.append(f"| {name} | {result.length:.0f} | "
+                     + " | ".join(f"{share / result.length:.3f}" for share in shares) + " |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    args = map_arguments(__doc__.splitlines()[0], "test").parse_args()
+    dataset = open_dataset(args.data)
+    names = dataset.split()[args.split][:args.first]
+    print(f"{len(names)} {args.split} stacks of {args.data}")
+    print("\n" + table(*per_stack(dataset, names, args.pred)))
+
+
+if __name__ == "__main__":
+    main()
