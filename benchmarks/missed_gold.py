@@ -19,10 +19,9 @@ from operator import add
 from pathlib import Path
 
 import numpy as np
-from trace_options import map_arguments
+from trace_options import map_arguments, split_names
 from trace_vs_peers import trace_quietly
 
-from dineuro.data.dataset import open_dataset
 from dineuro.evaluate import PROB_SUFFIX
 from dineuro.evaluate.missed import MISSED_CLASSES, MissedGold, missed_gold
 from dineuro.io import read_volume
@@ -59,9 +58,7 @@ def table(results: dict[str, MissedGold], ceiling: MissedGold) -> str:
 
 def main() -> None:
     args = map_arguments(__doc__.splitlines()[0], "test").parse_args()
-    dataset = open_dataset(args.data)
-    names = dataset.split()[args.split][:args.first]
-    print(f"{len(names)} {args.split} stacks of {args.data}")
+    dataset, names = split_names(args)
     print("\n" + table(*per_stack(dataset, names, args.pred)))
 
 

@@ -19,9 +19,8 @@ from functools import reduce
 from operator import add
 from pathlib import Path
 
-from trace_options import map_arguments
+from trace_options import map_arguments, split_names
 
-from dineuro.data.dataset import open_dataset
 from dineuro.evaluate import PROB_SUFFIX
 from dineuro.evaluate.contrast import recall_by_contrast
 from dineuro.io import read_volume
@@ -65,9 +64,7 @@ def table(results: dict[str, object]) -> str:
 
 def main() -> None:
     args = map_arguments(__doc__.splitlines()[0], "test").parse_args()
-    dataset = open_dataset(args.data)
-    names = dataset.split()[args.split][:args.first]
-    print(f"{len(names)} {args.split} stacks of {args.data}")
+    dataset, names = split_names(args)
     print("\n" + table(pooled(dataset, names, args.pred)))
 
 

@@ -85,6 +85,15 @@ def map_arguments(description: str, split: str) -> argparse.ArgumentParser:
     return parser
 
 
+def split_names(args: argparse.Namespace, note: str = "") -> tuple[object, list[str]]:
+    """The dataset of ``args.data`` and the names of its ``--split`` (its ``--first``), said
+    with ``note`` after them."""
+    dataset = open_dataset(args.data)
+    names = dataset.split()[args.split][:args.first]
+    print(f"{len(names)} {args.split} stacks of {args.data}{note}")
+    return dataset, names
+
+
 def main() -> None:
     parser = map_arguments(__doc__.splitlines()[0], "val")
     parser.add_argument("--grid", action="append", default=[], metavar="OPTION=V1,V2",
@@ -99,17 +108,16 @@ def main() -> None:
                or not hasattr(bead_rule, name)]
     if unknown:
         parser.error(f"--rule takes the bead rule's constants (BEAD_...), not {unknown}")
-    dataset = open_dataset(args.data)
-    names = dataset.split()[args.split][:args.first]
+    floored = "" if args.zero_floor is None else f", less their {args.zero_floor:g}th " \
+        "percentile, clipped at 0"
+    dataset, names = split_names(args, floored)
     maps = {n: read_volume(args.pred / f"{n}{PROB_SUFFIX}").array for n in names}
     golds = {n: dataset.tree(n) for n in names}
     unlabelled = {n: dataset.unlabelled(n) for n in names}
     images = {n: dataset.image(n) for n in names}
     if args.zero_floor is not None:
         images = {n: zero_floored(v, args.zero_floor) for n, v in images.items()}
-    floored = "" if args.zero_floor is None else f", less their {args.zero_floor:g}th " \
-        "percentile, clipped at 0"
-    print(f"{len(names)} {args.split} stacks of {args.data}{floored}\n")
+    print()
     print("| " + " | ".join([*grid, *rules, *COLUMNS]) + " |")
     print("|" + "---:|" * (len(grid) + len(rules) + len(COLUMNS)))
     for values in itertools.product(*grid.values(), *rules.values()):

@@ -7,6 +7,7 @@ Kept apart from the test modules so that none imports another.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import io
 import os
 import re
@@ -22,6 +23,7 @@ import torch
 from dineuro import cli
 
 DINEURO = Path(sys.executable).parent / "dineuro"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 # Small synthetic sets: seconds for the first (navis loads), well under one after that.
 SYNTH_ARGS = ("synth", "--preset", "small", "--n", "2", "--shape", "16,48,48")
@@ -121,3 +123,17 @@ def capsules(shape, segments, radius: float) -> np.ndarray:
         t = np.clip((points - a) @ d / (d @ d), 0.0, 1.0)
         mask |= np.linalg.norm(points - a - t[..., None] * d, axis=-1) <= radius
     return mask
+
+
+def load_benchmark(name: str):
+    """The script ``benchmarks/NAME.py`` as a module, its sibling scripts importable while it
+    loads (benchmarks import one another by name, as when run from that folder)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # its dataclasses look their module up while defined
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(BENCHMARKS))

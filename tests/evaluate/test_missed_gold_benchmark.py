@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
+from helpers import load_benchmark
 
 from dineuro.evaluate.missed import MissedGold
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def load_benchmark():
-    sys.path.insert(0, str(BENCHMARKS))  # it imports its siblings trace_options, trace_vs_peers
-    try:
-        spec = importlib.util.spec_from_file_location("missed_gold",
-                                                      BENCHMARKS / "missed_gold.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-
 
 def test_the_table_gives_each_stacks_shares_the_pooled_ones_and_the_ceiling():
-    benchmark = load_benchmark()
+    benchmark = load_benchmark("missed_gold")
     a = MissedGold(10.0, 6.0, {"blind": 2.0, "unsure": 0.0, "beside": 1.0, "traced piece": 0.0,
                                "untraced piece": 1.0})
     b = MissedGold(30.0, 27.0, {"blind": 0.0, "unsure": 3.0, "beside": 0.0,

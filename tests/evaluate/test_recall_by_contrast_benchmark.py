@@ -2,31 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import numpy as np
+from helpers import load_benchmark
 
 from dineuro.evaluate.contrast import ContrastRecall
 
-BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def load_benchmark():
-    sys.path.insert(0, str(BENCHMARKS))  # it imports its sibling trace_options
-    try:
-        spec = importlib.util.spec_from_file_location("recall_by_contrast",
-                                                      BENCHMARKS / "recall_by_contrast.py")
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-
 
 def test_the_table_gives_each_bins_share_and_recall_and_the_pooled_recall():
-    benchmark = load_benchmark()
+    benchmark = load_benchmark("recall_by_contrast")
     model = ContrastRecall((1.0, 5.0), np.array([10.0, 0.0, 30.0]), np.array([2.0, 0.0, 27.0]))
     gold = ContrastRecall((1.0, 5.0), np.array([10.0, 0.0, 30.0]), np.array([10.0, 0.0, 30.0]))
     lines = benchmark.table({"model map": model, "gold mask": gold}).splitlines()

@@ -10,28 +10,17 @@ the map is misread.
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import load_benchmark
 from scipy.ndimage import binary_dilation
 
 from dineuro.data.dataset import open_dataset
 from dineuro.data.render import render_mask
 from dineuro.evaluate import PROB_SUFFIX
 from dineuro.io import SwcTree, write_volume
-
-BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "trace_vs_peers.py"
-
-
-def load_benchmark():
-    spec = importlib.util.spec_from_file_location("trace_vs_peers", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up while defined
-    spec.loader.exec_module(module)
-    return module
 
 
 def write_maps(data: Path, out: Path, names: list[str], dtype: str) -> None:
@@ -49,7 +38,7 @@ def write_maps(data: Path, out: Path, names: list[str], dtype: str) -> None:
 
 @pytest.mark.parametrize("dtype", ["uint8", "float32"])
 def test_model_row_scores_the_map_as_probabilities(tiny_training_set, tmp_path, dtype):
-    bench = load_benchmark()
+    bench = load_benchmark("trace_vs_peers")
     names = open_dataset(tiny_training_set).split()["train"]
     write_maps(tiny_training_set, tmp_path, names, dtype)
 
@@ -73,7 +62,7 @@ def test_trace_on_unlabelled_neurites_is_set_aside_in_its_own_column(tiny_traini
     # Maps that hold the unlabelled fragments as well as the gold, as a network that finds every
     # neurite in the image would draw them: plain precision pays for the fragments, the new
     # column does not, and the gold mask's own trace (no fragments) scores alike in both.
-    bench = load_benchmark()
+    bench = load_benchmark("trace_vs_peers")
     dataset = open_dataset(tiny_training_set)
     names = dataset.split()["train"]
     for name in names:
@@ -96,7 +85,7 @@ def test_trace_on_unlabelled_neurites_is_set_aside_in_its_own_column(tiny_traini
 def test_a_trace_only_on_unlabelled_neurites_leaves_the_column_empty_not_nan():
     # Nothing is left to score, so the stack drops out of that column's mean instead of
     # making it nan.
-    bench = load_benchmark()
+    bench = load_benchmark("trace_vs_peers")
     result = bench.MethodResult("model map, traced")
     other = SwcTree([1, 2], [3, 3], [[0, 20, 0], [10, 20, 0]], [1, 1], [-1, 1])
     gold = SwcTree([1, 2], [3, 3], [[0, 0, 0], [10, 0, 0]], [1, 1], [-1, 1])
