@@ -6,13 +6,14 @@ what the map shows there and what the tracer did with it. Each gold sample point
 that lies ``threshold`` or more from the trace goes into the first class that fits, judged by
 the map within ``threshold`` voxels of it (a ball):
 
-- **blind**: the map stays below the tracer's low threshold there: the network did not see it;
-- **unsure**: it reaches the low threshold, not the high one: seen, too faintly to start
-  foreground;
-- **beside**: it reaches the high threshold and the trace passes within twice ``threshold``:
-  the trace ends short of the gold's tip, or runs alongside (through a dense arbor the map
-  merges into one blob, whose twigs one centre line cannot all pass close to, or pulled to one
-  side of a neurite the map draws lopsided);
+- **blind**: the map stays at or below the tracer's low threshold there: the network did not
+  see it;
+- **unsure**: it rises above the low threshold, not above the high one: seen, too faintly to
+  start foreground;
+- **beside**: it rises above the high threshold and the trace passes within twice
+  ``threshold``: the trace ends short of the gold's tip, or runs alongside (through a dense
+  arbor the map merges into one blob, whose twigs one centre line cannot all pass close to, or
+  pulled to one side of a neurite the map draws lopsided);
 - **traced piece**: sure, and a piece of the map's foreground (hysteresis, as the tracer
   makes it) within the ball holds trace: the tracer kept the piece and left this part of it
   (a pruned branch, a blob's inside);
