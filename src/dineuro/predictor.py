@@ -184,8 +184,10 @@ class Predictor:
         skipping = "windows without signal skipped" if self.skip_empty else "every window"
         flips = ", 8 flips" if self.flips else ""
         batch = resolve_batch_size(self.batch_size, self.crop)
-        return (f"{self.source}: {network}, window {window}, overlap {self.overlap:g}, batch "
-                f"{batch}{flips}, {self.device} "
+        sigma = self.normalization.background
+        background = f", background of sigma {sigma:g} voxels subtracted" if sigma else ""
+        return (f"{self.source}: {network}{background}, window {window}, overlap "
+                f"{self.overlap:g}, batch {batch}{flips}, {self.device} "
                 f"{resolve_precision(self.precision, self.device)}, {skipping}")
 
     def predict(self, image: np.ndarray, *, progress: Progress | None = None,

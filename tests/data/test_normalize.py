@@ -146,8 +146,10 @@ def test_bad_percentiles_are_refused(low, high):
 def test_config_round_trips_through_a_checkpoint_dict():
     config = NormalizationConfig(low=0.5, high=99.0)
     stored = json.loads(json.dumps(config.to_dict()))
-    assert stored == {"method": "percentile", "low": 0.5, "high": 99.0}
+    assert stored == {"method": "percentile", "low": 0.5, "high": 99.0, "background": 0.0}
     assert NormalizationConfig.from_dict(stored) == config
+    with_background = NormalizationConfig(background=3)
+    assert NormalizationConfig.from_dict(with_background.to_dict()) == with_background
     assert NormalizationConfig.from_dict(NormalizationConfig().to_dict()) == NormalizationConfig()
 
 
@@ -156,6 +158,9 @@ def test_config_round_trips_through_a_checkpoint_dict():
     {"method": "percentile", "low": 1.0, "high": 99.9, "clip": True},
     {"method": "zscore", "low": 1.0, "high": 99.9},
     {"method": "percentile", "low": 99.9, "high": 1.0},
+    {"method": "percentile", "low": 1.0, "high": 99.9, "background": -1.0},
+    {"method": "percentile", "low": 1.0, "high": 99.9, "background": "wide"},
+    {"method": "percentile", "low": 1.0, "high": 99.9, "background": float("nan")},
     ["percentile", 1.0, 99.9],
 ])
 def test_config_from_a_bad_dict_is_an_input_error(stored):
@@ -169,3 +174,56 @@ def test_config_normalizes_like_the_function_and_blocks_with_given_limits():
     limits = config.limits(stack)
     np.testing.assert_array_equal(config.normalize(stack[2:5, 3:9], limits),
                                   config.normalize(stack)[2:5, 3:9])
+
+
+def test_a_checkpoint_from_before_the_background_option_normalises_without_one():
+    stored = {"method": "percentile", "low": 1.0, "high": 99.9}  # as checkpoints stored it
+    config = NormalizationConfig.from_dict(stored)
+    assert config.background == 0.0 and config.halo() == 0
+    stack = _stack()
+    np.testing.assert_array_equal(config.normalize(stack), percentile_normalize(stack))
+
+
+def _blur_weights(sigma: float) -> np.ndarray:
+    """The normalised 1D Gaussian the background takes, written out: out to 4 sigma."""
+    reach = int(normalize.BACKGROUND_TRUNCATE * sigma + 0.5)
+    x = np.arange(-reach, reach + 1)
+    weights = np.exp(-0.5 * (x / sigma) ** 2)
+    return weights / weights.sum()
+
+
+def test_background_of_a_point_and_of_a_ramp_by_hand():
+    sigma = 1.5
+    centre = _blur_weights(sigma)[len(_blur_weights(sigma)) // 2]
+    point = np.zeros((21, 21, 21), np.float32)
+    point[10, 10, 10] = 0.8  # far from every face: the blur is the kernel itself
+    out = normalize.subtract_background(point.copy(), sigma)
+    assert out[10, 10, 10] == pytest.approx(0.8 * (1 - centre**3), rel=1e-5)
+    assert np.count_nonzero(out) == 1  # around the point the blur is above the image: 0
+    ramp = np.broadcast_to(np.linspace(0.0, 1.0, 40, dtype=np.float32), (12, 12, 40)).copy()
+    inner = normalize.subtract_background(ramp, sigma)[..., 8:-8]  # a blur keeps a line
+    np.testing.assert_allclose(inner, 0.0, atol=1e-6)
+
+
+def test_background_is_taken_after_the_limits_and_blocks_read_with_the_halo_match():
+    stack, config = _stack(shape=(20, 40, 50)), NormalizationConfig(background=2.0)
+    plain = percentile_normalize(stack)
+    blur = plain.copy()
+    for axis in range(3):  # the Gaussian, axis by axis, with the faces mirrored as scipy does
+        weights = _blur_weights(2.0)
+        reach = len(weights) // 2
+        padded = np.pad(blur, [(reach, reach) if a == axis else (0, 0) for a in range(3)],
+                        mode="symmetric")
+        blur = sum(w * np.take(padded, np.arange(k, k + stack.shape[axis]), axis=axis)
+                   for k, w in enumerate(weights))
+    whole = config.normalize(stack)
+    np.testing.assert_allclose(whole, np.clip(plain - blur, 0, None), atol=1e-5)
+    assert config.halo() == 8
+    limits = config.limits(stack)
+    for region in [(slice(3, 9), slice(10, 30), slice(0, 7)),
+                   (slice(0, 20), slice(35, 40), slice(20, 50))]:
+        np.testing.assert_array_equal(config.normalize_region(stack, region, limits),
+                                      whole[region])
+    # without the halo a block's background is its own, not the stack's
+    assert not np.array_equal(config.normalize(stack[3:9, 10:30, 0:7], limits),
+                              whole[3:9, 10:30, 0:7])

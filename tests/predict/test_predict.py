@@ -138,12 +138,15 @@ def _zarr(path, array, chunks):
     return out
 
 
-@pytest.mark.parametrize(("shape", "overlap", "flips", "as_path"), [
-    ((40, 70, 90), 0.5, False, False),
-    ((10, 45, 37), 0.25, True, True),  # z smaller than the crop; flips; source given by path
+@pytest.mark.parametrize(("shape", "overlap", "flips", "as_path", "background"), [
+    ((40, 70, 90), 0.5, False, False, 0.0),
+    ((10, 45, 37), 0.25, True, True, 0.0),  # z smaller than the crop; flips; source by path
+    ((40, 70, 90), 0.5, False, False, 2.0),  # a background to subtract: blocks need a halo
 ])
-def test_block_wise_zarr_prediction_equals_in_memory(tmp_path, shape, overlap, flips, as_path):
-    model, crop, norm = _context_model(seed=4), (16, 32, 32), NormalizationConfig()
+def test_block_wise_zarr_prediction_equals_in_memory(tmp_path, shape, overlap, flips, as_path,
+                                                     background):
+    model, crop = _context_model(seed=4), (16, 32, 32)
+    norm = NormalizationConfig(background=background)
     raw = _raw_stack(shape, seed=5)
     src = _zarr(tmp_path / "raw.zarr", raw, chunks=(8, 32, 32))
     in_memory = sliding_window_predict(model, norm.normalize(raw), crop, overlap=overlap,

@@ -21,7 +21,14 @@ from dineuro.data.synth import PRESETS, write_synthetic_dataset
 from dineuro.errors import InputError
 from dineuro.train import AugmentConfig, TrainConfig, load_config, lr_factor, train
 from dineuro.train.config import ZERO_FLOOR_PERCENTILES, ZERO_FLOOR_PROB
-from dineuro.train.data import Augmenter, CropSampler, Stack, TrainingCrops, extract
+from dineuro.train.data import (
+    Augmenter,
+    CropSampler,
+    Stack,
+    TrainingCrops,
+    extract,
+    load_stacks,
+)
 from dineuro.train.losses import make_loss
 from dineuro.train.optimizer import make_optimizer, train_step
 
@@ -198,6 +205,30 @@ def test_zero_floored_crops_are_crops_of_the_clipped_stack_normalised_anew():
     unfloored = TrainingCrops([stack], raw.shape, 0.0, off, np.random.default_rng(0))
     assert all(np.allclose(unfloored.batch(1)[0][0, 0].numpy(), plain, atol=1e-5)
                for _ in range(50))
+
+
+def test_with_a_background_crops_are_crops_of_the_whole_stack_normalised(tiny_training_set):
+    """A background subtraction needs a crop's surroundings: the stacks are kept normalised
+    and every crop is the whole stack's normalised voxels there (padding 0)."""
+    from dineuro.data.dataset import open_dataset
+
+    dataset = open_dataset(tiny_training_set)
+    names = dataset.split()["train"][:2]
+    norm = NormalizationConfig(background=2.0)
+    stacks = load_stacks(dataset, names, norm)
+    wholes = [norm.normalize(dataset.image(name).array) for name in names]
+    for stack, whole in zip(stacks, wholes, strict=True):
+        np.testing.assert_array_equal(stack.normalized(), whole)
+        assert whole.min() == 0 and 0 < whole.max() <= 1
+    crop = (8, 32, 32)
+    where = CropSampler(stacks, crop, 0.5, np.random.default_rng(3))
+    sampler = CropSampler(stacks, crop, 0.5, np.random.default_rng(3))
+    for _ in range(20):
+        index, start, _ = where.start()
+        image, _, _ = sampler.draw()
+        np.testing.assert_array_equal(image, extract(wholes[index], start, crop))
+    plain = load_stacks(dataset, names, NormalizationConfig())
+    assert plain[0].raw.dtype == dataset.image(names[0]).array.dtype  # kept as stored
 
 
 def test_extract_pads_outside_the_array():

@@ -60,13 +60,27 @@ def test_larger_crop_resizes_only_the_position_embedding(trained, tmp_path):
     ("transfer=average", "transfer should be 'scratch'"),
     ("model_options={drop_path: 0.1}", "model_options should be empty"),
     ("size=small", "holds a 'tiny' network"),
-    ("normalization.high=99.5", "fine-tuning needs the same")])
+    ("normalization.high=99.5", "fine-tuning needs the same"),
+    ("normalization={high: 99.5, background: 2}", "fine-tuning needs the same")])
 def test_a_config_the_checkpoint_contradicts_is_refused(trained, tmp_path, override, named):
     config = _init_config(trained, tmp_path, override)
     with pytest.raises(InputError, match=named) as caught:
         train(config)
     assert str(trained[1]) in str(caught.value)
     assert not (tmp_path / "ft").exists()
+
+
+def test_a_background_may_be_added_but_not_changed_or_dropped(trained, tmp_path):
+    added = _init_config(trained, tmp_path, "normalization.background=2")
+    model = warm_start_model(added)  # the network trained without one learns to see it
+    assert all(torch.equal(weights_of(model)[k], v)
+               for k, v in weights_of(load_model(trained[1])[0]).items())
+    with_background = train(replace(added, steps=1)).last
+    assert load_model(with_background)[1]["normalization"]["background"] == 2.0
+    for other in ("normalization.background=3", "normalization.background=0"):
+        config = replace(_init_config(trained, tmp_path, other), init=str(with_background))
+        with pytest.raises(InputError, match="fine-tuning needs the same"):
+            warm_start_model(config)
 
 
 def test_default_is_the_packaged_model(tmp_path):
@@ -112,6 +126,17 @@ def test_the_shipped_third_stage_config_fits_the_second():
         second.size, second.normalization, second.crop, second.data, second.augment)
     assert third.extra_data and third.data not in third.extra_data
     assert third.transfer == "scratch" and not third.model_options
+
+
+def test_the_background_experiment_config_fits_the_third_stage():
+    configs = Path(__file__).resolve().parents[2] / "configs"
+    third = load_config(configs / "default_model_hard.yaml")
+    fourth = load_config(configs / "background_finetune.yaml")
+    assert fourth.init == str(Path(third.out) / "last.pt")
+    assert (fourth.size, fourth.crop, fourth.data, fourth.extra_data, fourth.augment) == (
+        third.size, third.crop, third.data, third.extra_data, third.augment)
+    assert third.normalization.background == 0 < fourth.normalization.background
+    assert replace(fourth.normalization, background=0.0) == third.normalization  # added only
 
 
 def test_a_run_from_init_resumes_without_the_init_file(trained, tmp_path):

@@ -60,7 +60,7 @@ from dineuro.errors import InputError
 from dineuro.io.swc import SwcTree, write_swc
 from dineuro.io.volume import Volume, read_volume, write_volume
 from dineuro.train import runtime
-from dineuro.train.data import Stack, load_stacks
+from dineuro.train.data import Stack, crop_source, load_stacks
 from dineuro.train.optimizer import make_optimizer, train_step
 
 #: Settings a resumed run may change: where and how fast it runs, not what it computes.
@@ -342,7 +342,8 @@ class _Adaptation:
 
     def _stack(self, name: str, label: np.ndarray) -> Stack:
         lab = self.lab[name]
-        return Stack(name, lab.raw, label, lab.limits, lab.spacing,
+        raw, limits = crop_source(lab.raw, lab.limits, self.norm)
+        return Stack(name, raw, label, limits, lab.spacing,
                      np.flatnonzero(label == FOREGROUND).astype(np.int64))
 
     # -- guard rails ----------------------------------------------------------------------

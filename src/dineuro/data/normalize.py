@@ -16,6 +16,13 @@ in memory uses exactly the whole-stack limits that in-memory prediction uses. Ab
 :data:`TILE_SAMPLING_VOXELS` (a whole brain) whole tiles drawn with a fixed seed are read
 instead, so that the limits cost a bounded read rather than a pass over the volume.
 
+With ``background`` (a Gaussian sigma in voxels), the normalised stack less its own blur at
+that scale, clipped at 0, is what the network sees (:func:`subtract_background`): haze,
+out-of-focus glow and uneven illumination vary slowly and go; neurites, a few voxels wide, stay.
+The limits still come from the raw stack, so the subtraction is local and a block of a stack
+read with :meth:`NormalizationConfig.halo` voxels around it gets exactly the whole stack's
+voxels. Checkpoints made before the option existed normalise without it (``background`` 0).
+
 A checkpoint stores its :class:`NormalizationConfig` as a dict (:meth:`NormalizationConfig.to_dict`)
 so that predict rebuilds it (:meth:`NormalizationConfig.from_dict`) and normalises as training did.
 """
@@ -49,6 +56,9 @@ DEFAULT_LOW, DEFAULT_HIGH = 1.0, 99.9
 PERCENTILE = "percentile"
 #: Normalisation methods a checkpoint may name.
 METHODS = (PERCENTILE,)
+#: How far (in sigmas) the Gaussian of :func:`subtract_background` reaches: scipy's default,
+#: and so the halo a block needs (:meth:`NormalizationConfig.halo`).
+BACKGROUND_TRUNCATE = 4.0
 #: Median absolute deviation to standard deviation, for normal noise (:func:`robust_level`).
 MAD_TO_SIGMA = 1.4826
 
@@ -177,6 +187,31 @@ def rescale(volume, lo: float, hi: float) -> np.ndarray:
     return out
 
 
+def subtract_background(image: np.ndarray, sigma: float) -> np.ndarray:
+    """``image`` less its Gaussian blur of ``sigma`` voxels on every axis, clipped at 0, in place.
+
+    A fibre a few voxels wide stands out of its blur by most of its height, while haze, the
+    glow of out-of-focus structures and uneven illumination are their own blur and go, so a dim
+    fibre on a bright patch looks as it does on a dark one. Thick structures keep their rims
+    and lose some of their middle (a trunk of radius 2 sigma keeps about a seventh of it). The
+    blur reflects at the stack's faces (scipy's default), which a block read with
+    :meth:`NormalizationConfig.halo` voxels around it sees alike.
+
+    Examples
+    --------
+    >>> image = np.full((1, 1, 9), 0.5, np.float32); image[0, 0, 4] = 1.0
+    >>> out = subtract_background(image, 1.0)
+    >>> bool(out[0, 0, 4] > 0.3), float(out[0, 0, 0])
+    (True, 0.0)
+    """
+    from scipy import ndimage
+
+    blur = ndimage.gaussian_filter(image, sigma, truncate=BACKGROUND_TRUNCATE)
+    image -= blur
+    np.clip(image, 0.0, None, out=image)
+    return image
+
+
 def robust_level(values: np.ndarray) -> tuple[float, float]:
     """The median of ``values`` and their robust spread (:data:`MAD_TO_SIGMA` x the median
     absolute deviation from it): a background and its noise that the few bright voxels of
@@ -231,12 +266,15 @@ class NormalizationConfig:
         Lower percentile in [0, 100].
     high : float
         Upper percentile in [0, 100], above ``low``.
+    background : float
+        Sigma (voxels, every axis) of the smooth background taken off the normalised stack
+        (:func:`subtract_background`); 0: none. In voxels, as the network sees the stack.
 
     Examples
     --------
     >>> config = NormalizationConfig(low=0.5, high=99.5)
     >>> config.to_dict()
-    {'method': 'percentile', 'low': 0.5, 'high': 99.5}
+    {'method': 'percentile', 'low': 0.5, 'high': 99.5, 'background': 0.0}
     >>> NormalizationConfig.from_dict(config.to_dict()) == config
     True
     """
@@ -244,6 +282,7 @@ class NormalizationConfig:
     method: str = PERCENTILE
     low: float = DEFAULT_LOW
     high: float = DEFAULT_HIGH
+    background: float = 0.0
 
     def __post_init__(self):
         if self.method not in METHODS:
@@ -252,6 +291,14 @@ class NormalizationConfig:
         object.__setattr__(self, "low", float(self.low))
         object.__setattr__(self, "high", float(self.high))
         _check_percentiles(self.low, self.high)
+        try:
+            background = float(self.background)
+        except (TypeError, ValueError):
+            background = math.nan
+        if not (math.isfinite(background) and background >= 0):
+            raise InputError(f"normalisation background should be a sigma >= 0 in voxels (0: "
+                             f"none), got {self.background!r}.")
+        object.__setattr__(self, "background", background)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict (str, float) for a checkpoint or a JSON/YAML file."""
@@ -262,7 +309,8 @@ class NormalizationConfig:
         """Rebuild the config that :meth:`to_dict` stored.
 
         Every field must be present: a missing one would silently normalise differently from
-        training.
+        training. The exception is ``background``, which checkpoints made before it lack and
+        which they were trained without (0).
 
         Raises
         ------
@@ -273,6 +321,7 @@ class NormalizationConfig:
         if not isinstance(data, Mapping):
             raise InputError(f"normalisation settings should be a mapping with keys {names}, "
                              f"got {type(data).__name__}.")
+        data = {"background": 0.0, **data}
         missing, unknown = sorted(set(names) - set(data)), sorted(set(data) - set(names))
         if missing or unknown:
             raise InputError(f"normalisation settings should have exactly the keys {names}; "
@@ -287,8 +336,27 @@ class NormalizationConfig:
         return percentiles_of(volume, self.low, self.high)
 
     def normalize(self, volume, limits: tuple[float, float] | None = None) -> np.ndarray:
-        """Normalise ``volume`` (a whole stack, or a block of one with the stack's ``limits``)."""
-        return rescale(volume, *(self.limits(volume) if limits is None else limits))
+        """Normalise ``volume`` (a whole stack, or a block of one with the stack's ``limits``
+        and :meth:`halo` voxels of the stack around what is kept of it)."""
+        out = rescale(volume, *(self.limits(volume) if limits is None else limits))
+        return subtract_background(out, self.background) if self.background else out
+
+    def normalize_region(self, volume, region: tuple[slice, ...],
+                         limits: tuple[float, float]) -> np.ndarray:
+        """``volume[region]`` normalised as part of the whole stack (``limits`` its limits):
+        read with :meth:`halo` voxels of the stack around it, which the background needs.
+        ``region`` is a (z, y, x) tuple of slices with starts and stops inside the stack."""
+        halo = self.halo()
+        grown = tuple(slice(max(s.start - halo, 0), min(s.stop + halo, n))
+                      for s, n in zip(region, volume.shape, strict=True))
+        out = self.normalize(np.asarray(volume[grown]), limits)
+        return out[tuple(slice(s.start - g.start, s.stop - g.start)
+                         for s, g in zip(region, grown, strict=True))]
+
+    def halo(self) -> int:
+        """Voxels of context a block needs on each side for :meth:`normalize` to give it the
+        whole stack's voxels: the reach of the background's Gaussian (0 without one)."""
+        return int(BACKGROUND_TRUNCATE * self.background + 0.5) if self.background else 0
 
 
 def _check_percentiles(low: float, high: float) -> None:

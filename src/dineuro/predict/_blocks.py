@@ -121,7 +121,7 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
                                                                           strict=True))
         predictor = WindowPredictor(model, grid.crop, flips, device,
                                     resolve_precision(precision, device), total, progress, stats)
-        level = signal_level(lambda region: norm.normalize(np.asarray(source[region]), limits),
+        level = signal_level(lambda region: norm.normalize_region(source, region, limits),
                              source.shape) if skip_empty else None
         attrs = {"dineuro": {"content": "probability of neurite (class 1)",
                              "encoding": encoding_note(prob_dtype), "normalization": norm.to_dict(),
@@ -222,6 +222,6 @@ def _read_padded(source, first: Triple, stop: Triple, norm: NormalizationConfig,
     inside = tuple(slice(max(a, 0), min(b, n))
                    for a, b, n in zip(first, stop, source.shape, strict=True))
     local = tuple(slice(s.start - a, s.stop - a) for s, a in zip(inside, first, strict=True))
-    region[local] = norm.normalize(np.asarray(source[inside]), limits)
+    region[local] = norm.normalize_region(source, inside, limits)
     return region
 

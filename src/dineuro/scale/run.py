@@ -247,8 +247,7 @@ units, neurite_type
         norm = predictor.normalization
         try:
             limits = norm.limits(source)
-            level = signal_level(lambda region: norm.normalize(np.asarray(source[region]),
-                                                               limits),
+            level = signal_level(lambda region: norm.normalize_region(source, region, limits),
                                  source.shape) if skip_empty else None
         except NonFiniteError as exc:
             raise InputError(str(exc), volume) from exc

@@ -161,7 +161,8 @@ class TrainConfig:
     seed : int
         Master seed of weights, crops and augmentations.
     normalization : NormalizationConfig
-        Per-stack intensity normalisation (percentile clip + scale to [0, 1]).
+        Per-stack intensity normalisation (percentile clip + scale to [0, 1]; with
+        ``background``, a Gaussian background of that sigma in voxels subtracted after).
     device : str
         "auto" (CUDA if available, else CPU), "cpu", "cuda" or "cuda:N".
     tensorboard : bool

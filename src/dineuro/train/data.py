@@ -13,10 +13,12 @@
   the crop, over all positions that keep the stack inside the crop). Whatever lies outside the
   stack is zeros in the image (the normalised background, as prediction pads) and background in
   the label. With ``augment.zero_floor``, a crop may come from its stack less one of the
-  stack's percentiles, clipped at zero (see :meth:`CropSampler.draw`). A stack without
-  foreground gets uniform crops. MONAI's ``RandCropByPosNegLabeld`` is not used: it centres
-  "negative" crops on background voxels rather than uniformly, and clips centres away from the
-  border, so a foreground voxel near the edge is never the centre.
+  stack's percentiles, clipped at zero (see :meth:`CropSampler.draw`). A normalisation that
+  subtracts a background needs each crop's surroundings: such stacks are kept normalised
+  (:func:`crop_source`). A stack without foreground gets uniform crops. MONAI's
+  ``RandCropByPosNegLabeld`` is not used: it centres "negative" crops on background voxels
+  rather than uniformly, and clips centres away from the border, so a foreground voxel near the
+  edge is never the centre.
 - Augmentation (:class:`Augmenter`): MONAI dict transforms, spatial ones on image and label
   together, intensity ones on the image only. Each crop's transforms are re-seeded from the
   sampler's generator, so the generator's state is the whole random state of the data.
@@ -35,6 +37,8 @@ from dineuro.data.normalize import NormalizationConfig, rescale
 from dineuro.errors import InputError
 from dineuro.train.config import ZERO_FLOOR_PERCENTILES, ZERO_FLOOR_PROB, AugmentConfig
 
+#: Limits of a stack kept already normalised: crops are rescaled by them unchanged.
+NORMALISED = (0.0, 1.0)
 #: Probability of mirroring each of the z, y, x axes.
 FLIP_PROB = 0.5
 #: Probability of a rotation by k * 90 degrees (k uniform in 1..3) in the x-y plane.
@@ -89,7 +93,11 @@ class Stack:
 
 def load_stacks(dataset: Dataset, names: Sequence[str], norm: NormalizationConfig
                 ) -> list[Stack]:
-    """Read the stacks ``names`` with their labels (rendered from SWC when absent)."""
+    """Read the stacks ``names`` with their labels (rendered from SWC when absent).
+
+    With a ``background`` to subtract (:class:`NormalizationConfig`), each stack is kept
+    normalised (float32) with limits :data:`NORMALISED`, which crops rescale by as they are.
+    """
     stacks = []
     for name in names:
         image = dataset.image(name)
@@ -98,14 +106,24 @@ def load_stacks(dataset: Dataset, names: Sequence[str], norm: NormalizationConfi
                              f"{image.array.shape}.", dataset.root)
         label = np.ascontiguousarray(dataset.label(name, image), dtype=bool)
         try:
-            limits = norm.limits(image.array)
+            raw, limits = crop_source(image.array, norm.limits(image.array), norm)
         except InputError as exc:  # name the stack the dataset's folder holds
             raise InputError(f"stack {name!r} cannot be normalised: {exc}",
                              dataset.root) from exc
-        stacks.append(Stack(name, np.ascontiguousarray(image.array), label, limits,
+        stacks.append(Stack(name, np.ascontiguousarray(raw), label, limits,
                             tuple(float(s) for s in image.spacing),
                             np.flatnonzero(label).astype(np.int64)))
     return stacks
+
+
+def crop_source(raw: np.ndarray, limits: tuple[float, float], norm: NormalizationConfig
+                ) -> tuple[np.ndarray, tuple[float, float]]:
+    """What a :class:`Stack` holds of a raw stack with its ``limits``: the stack as stored, or,
+    when ``norm`` subtracts a background (which a crop cannot do without the stack around
+    it), the stack normalised once with limits :data:`NORMALISED`."""
+    if not norm.background:
+        return raw, limits
+    return norm.normalize(raw, limits), NORMALISED
 
 
 def extract(array: np.ndarray, start: Sequence[int], crop: Sequence[int],

@@ -5,14 +5,20 @@ than it was trained with, costs a fraction of training from scratch. The network
 checkpoint's, with every weight; a crop other than its own resizes the position embedding only
 (:meth:`~dineuro.models.unetr.ViTUNETR.at_window`), so the convolutions and attention start as
 trained. What the checkpoint fixes cannot be asked otherwise in the same config (another size,
-a transfer, model options, another normalisation): such a config is refused, naming both.
+a transfer, model options, another normalisation): such a config is refused, naming both,
+except that a background subtraction (:class:`~dineuro.data.normalize.NormalizationConfig`)
+may be added to a network trained without one: fine-tuning is how it learns to see stacks so.
+A network trained with one keeps it (a config that leaves it out is refused, not obeyed).
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from torch import nn
 
 from dineuro.checkpoint import load_model, resolve_model
+from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
 
 
@@ -38,9 +44,11 @@ def warm_start_model(config) -> nn.Module:
     if size != config.size:
         raise InputError(f"holds a {size!r} network (init) but the config asks for size "
                          f"{config.size!r}.", path)
-    norm = meta.get("normalization")
-    if norm != config.normalization.to_dict():
-        raise InputError(f"was trained with normalization {norm} but the config asks for "
-                         f"{config.normalization.to_dict()}; fine-tuning needs the same.", path)
+    norm = NormalizationConfig.from_dict(meta.get("normalization", {}))
+    added = norm.background == 0 and replace(norm, background=config.normalization.background)
+    if config.normalization not in (norm, added):
+        raise InputError(f"was trained with normalization {norm.to_dict()} but the config asks "
+                         f"for {config.normalization.to_dict()}; fine-tuning needs the same "
+                         "(or a background added to a network trained without one).", path)
     crop = config.crop or model.config["crop"]
     return model.at_window(crop).train()
