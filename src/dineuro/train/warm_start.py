@@ -44,7 +44,10 @@ def warm_start_model(config) -> nn.Module:
     if size != config.size:
         raise InputError(f"holds a {size!r} network (init) but the config asks for size "
                          f"{config.size!r}.", path)
-    norm = NormalizationConfig.from_dict(meta.get("normalization", {}))
+    try:
+        norm = NormalizationConfig.from_dict(meta.get("normalization", {}))
+    except InputError as exc:  # name the checkpoint
+        raise InputError(f"has no usable normalization: {exc}", path) from exc
     added = norm.background == 0 and replace(norm, background=config.normalization.background)
     if config.normalization not in (norm, added):
         raise InputError(f"was trained with normalization {norm.to_dict()} but the config asks "
