@@ -821,3 +821,35 @@ def test_cli_runs_an_adaptation(lab, synthetic, start, tmp_path):
     assert "before: held-back synthetic stacks: traced F1" in result.err
     assert "round 1: held-back synthetic stacks: traced F1" in result.err
     assert load_model(out)[1]["adapt_config"] == config.to_dict()
+
+
+def test_a_network_that_subtracts_a_background_adapts_seeing_it(lab, synthetic, runs,
+                                                                 monkeypatch):
+    """A lab stack's crops come from the stack normalised with the network's background taken
+    off (a crop cannot take its own), and the adapted checkpoint keeps the background."""
+    import dineuro.adapt.loop as loop
+    from dineuro.train.data import NORMALISED
+
+    norm = NormalizationConfig(background=2.0)
+    torch.manual_seed(0)
+    net = build_model("tiny", transfer="scratch", crop=CROP, patch=(8, 16, 16))
+    start = save_checkpoint(runs / "start_background.pt", net, normalization=norm.to_dict(),
+                            spacing=list(SPACING), step=0, val_dice=None)
+    sources, crop_source = [], loop.crop_source
+    monkeypatch.setattr(loop, "crop_source",
+                        lambda *args: sources.append(crop_source(*args)) or sources[-1])
+    config = _config(lab, synthetic, start, runs / "background" / "adapted.pt", rounds=1,
+                     steps=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # an untrained network's guard rails may complain
+        adapt(config)
+    normalised = [norm.normalize(read_volume(path).array) for path in lab]
+    trained_on = len(lab) - len(holdout_names(sorted(p.stem for p in lab), config.holdout,
+                                              config.seed))
+    assert len(sources) == trained_on
+    for array, limits in sources:
+        assert limits == NORMALISED
+        assert any(np.array_equal(array, whole) for whole in normalised)
+    assert not any(np.array_equal(NormalizationConfig().normalize(read_volume(path).array),
+                                  array) for path in lab for array, _ in sources)
+    assert load_model(config.out)[1]["normalization"] == norm.to_dict()
