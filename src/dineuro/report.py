@@ -66,8 +66,7 @@ def draw_view(ax, image: np.ndarray, spacing, view: str, tree: SwcTree | None = 
     its display range set by :data:`CONTRAST_PERCENTILES`; the mask is tinted over it
     (:data:`MASK_RGBA`), then the gold SWC (:data:`GOLD_COLOR`) and the SWC
     (:data:`SWC_COLOR`) are drawn as lines with a dark rim (:data:`OUTLINE_COLOR`) and dots at
-    their roots. The axes are titled with
-    the view's name on the left.
+    their roots. The axes are titled with the view's name on the left.
 
     Parameters
     ----------

@@ -48,10 +48,11 @@ def warm_start_model(config) -> nn.Module:
         norm = NormalizationConfig.from_dict(meta.get("normalization", {}))
     except InputError as exc:  # name the checkpoint
         raise InputError(f"has no usable normalization: {exc}", path) from exc
-    added = norm.background == 0 and replace(norm, background=config.normalization.background)
-    if config.normalization not in (norm, added):
+    asked = config.normalization
+    added = norm.background == 0 and asked == replace(norm, background=asked.background)
+    if asked != norm and not added:
         raise InputError(f"was trained with normalization {norm.to_dict()} but the config asks "
-                         f"for {config.normalization.to_dict()}; fine-tuning needs the same "
+                         f"for {asked.to_dict()}; fine-tuning needs the same "
                          "(or a background added to a network trained without one).", path)
     crop = config.crop or model.config["crop"]
     return model.at_window(crop).train()
