@@ -23,6 +23,9 @@ Usage (the README's adaptation table)::
 
     dineuro synth -o data/noisy --preset realistic --difficulty 0.9 --seed 1
     python benchmarks/adapt_shift.py --source data/noisy -o runs/adapt_shift
+
+``--data-only`` writes the shifted domains (``OUT/data_SHIFT``) and stops, for other scores
+of the same microscopes (the README's "A second view of the stack").
 """
 
 from __future__ import annotations
@@ -144,8 +147,9 @@ def label_table(rows: list[dict]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--out", type=Path, required=True, help="work folder")
-    parser.add_argument("--source", type=Path, required=True,
-                        help="the source domain's evaluation set (data/noisy)")
+    parser.add_argument("--source", type=Path,
+                        help="the source domain's evaluation set (data/noisy); required "
+                             "unless --data-only")
     parser.add_argument("--shifts", default=",".join(SHIFTS))
     parser.add_argument("--model", default="default")
     parser.add_argument("--steps", type=int, default=AdaptConfig.steps)
@@ -154,9 +158,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
                         help="any other adapt setting, for both adapt and the ceiling")
+    parser.add_argument("--data-only", action="store_true",
+                        help="only synthesise the shifted domains into OUT/data_SHIFT")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.data_only:
+        for name in args.shifts.split(","):
+            print(shifted_domain(name, args.out / f"data_{name}"))
+        return
+    if args.source is None:
+        parser.error("--source is required unless --data-only")
     synthetic = args.out / "synthetic"
     if not (synthetic / "split.json").exists():  # the mix-in set adapt would synthesise
         write_synthetic_dataset(synthetic, replace(PRESETS[AdaptConfig.synthetic_preset],

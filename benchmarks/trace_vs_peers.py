@@ -194,8 +194,8 @@ def predict_all(model: Path | str, dataset, names: list[str], out_dir: Path, dev
                 window=None, **window_options) -> dict[str, float]:
     """Predict each stack into ``out_dir`` as ``dineuro predict --prob-dtype float32`` does
     (the map traced at full precision, as ``dineuro run`` traces it; ``window``: as its
-    ``--window``; ``window_options``: overlap, batch_size, precision, skip_empty of
-    :func:`dineuro.predict.sliding_window_predict`); seconds per name."""
+    ``--window``; ``window_options``: overlap, batch_size, precision, skip_empty,
+    background_view of :class:`dineuro.Predictor`); seconds per name."""
     from dineuro.predictor import Predictor
 
     predictor = Predictor.from_checkpoint(model, device=device, window=window, **window_options)
@@ -281,10 +281,13 @@ def main() -> None:
                         help="for --model (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE,
                         help="for --model: windows per forward pass (default %(default)s)")
+    parser.add_argument("--background-view", type=float, default=0.0, metavar="SIGMA",
+                        help="for --model: as dineuro predict --background-view (default off)")
     args = parser.parse_args()
     results = run(args.data, args.pred, args.model, args.split, args.threshold, args.device,
                   args.method, precision=args.precision, skip_empty=not args.all_windows,
-                  window=args.window, overlap=args.overlap, batch_size=args.batch_size)
+                  window=args.window, overlap=args.overlap, batch_size=args.batch_size,
+                  background_view=args.background_view)
     n_stacks = len(results[0].seconds)
     table = markdown(results, header(args.data, n_stacks, args.split, args.threshold))
     print(table)

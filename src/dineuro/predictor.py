@@ -41,10 +41,11 @@ from dineuro.predict import (
     checked_outputs,
     predict_blocks,
     predict_file,
+    predict_raw,
     predict_stack,
     resolve_batch_size,
     resolve_precision,
-    sliding_window_predict,
+    views_of,
     write_prediction,
 )
 
@@ -102,6 +103,10 @@ class Predictor:
         Where the network runs: "cpu", "cuda" or "cuda:N".
     overlap, batch_size, flips, precision, skip_empty
         The window options of :func:`dineuro.predict.sliding_window_predict`.
+    background_view : float
+        With a sigma (voxels) > 0, the network also sees each stack less its smooth background
+        and the map keeps the larger probability (:func:`dineuro.predict.predict_raw`): for
+        hazy or unevenly lit stacks, at twice the network's time. 0: off.
 
     Examples
     --------
@@ -123,6 +128,10 @@ class Predictor:
     flips: bool = False
     precision: str = "auto"
     skip_empty: bool = True
+    background_view: float = 0.0
+
+    def __post_init__(self):
+        views_of(self.normalization, self.background_view)  # refused now, not mid-batch
 
     @classmethod
     def from_checkpoint(cls, model: str | os.PathLike | None = "default", *,
@@ -141,14 +150,14 @@ class Predictor:
             Predict through windows of this size (multiples of the network's patch) instead
             of the training crop; larger windows with less overlap compute fewer voxels.
         **options
-            overlap, batch_size, flips, precision, skip_empty.
+            overlap, batch_size, flips, precision, skip_empty, background_view.
 
         Raises
         ------
         InputError
             Naming the file: not a dineuro checkpoint, weights that are not finite or do not
             fit the stored config, no normalisation settings, a window that does not fit the
-            patch, or a device that is not there.
+            patch, a device that is not there, or a background view the network cannot take.
         """
         from dineuro.checkpoint import load_for_prediction, resolve_model
         from dineuro.train.runtime import resolve_device
@@ -160,11 +169,19 @@ class Predictor:
                    device, **options)
 
     @property
+    def views(self) -> tuple[NormalizationConfig, ...]:
+        """The normalisations the network sees each stack through
+        (:func:`~dineuro.predict.views_of`): training's, and the background view's."""
+        return views_of(self.normalization, self.background_view)
+
+    @property
     def window_options(self) -> dict:
-        """The keyword options of :func:`~dineuro.predict.sliding_window_predict`."""
+        """The keyword options of :func:`~dineuro.predict.predict_raw` and of the file and
+        block functions: those of :func:`~dineuro.predict.sliding_window_predict` and the
+        background view."""
         return {"overlap": self.overlap, "batch_size": self.batch_size, "flips": self.flips,
                 "device": self.device, "precision": self.precision,
-                "skip_empty": self.skip_empty}
+                "skip_empty": self.skip_empty, "background_view": self.background_view}
 
     def describe(self) -> str:
         """One line: the weights, the network, the window and how it runs.
@@ -186,7 +203,9 @@ class Predictor:
         batch = resolve_batch_size(self.batch_size, self.crop)
         sigma = self.normalization.background
         background = f", background of sigma {sigma:g} voxels subtracted" if sigma else ""
-        return (f"{self.source}: {network}{background}, window {window}, overlap "
+        view = (f", and a view less a background of sigma {self.background_view:g} voxels"
+                if self.background_view else "")
+        return (f"{self.source}: {network}{background}{view}, window {window}, overlap "
                 f"{self.overlap:g}, batch {batch}{flips}, {self.device} "
                 f"{resolve_precision(self.precision, self.device)}, {skipping}")
 
@@ -194,12 +213,12 @@ class Predictor:
                 stats: WindowStats | None = None) -> np.ndarray:
         """The probability map of a raw (z, y, x) stack held in memory.
 
-        The stack is normalised as in training, then predicted window by window; the result is
-        float32 in [0, 1] with the stack's shape.
+        The stack is normalised as in training (and, with a background view, also less its
+        background), then predicted window by window; the result is float32 in [0, 1] with the
+        stack's shape.
         """
-        return sliding_window_predict(self.network, self.normalization.normalize(image),
-                                      self.crop, progress=progress, stats=stats,
-                                      **self.window_options)
+        return predict_raw(self.network, image, self.crop, self.normalization,
+                           progress=progress, stats=stats, **self.window_options)
 
     def predict_file(self, path: str | os.PathLike, *, channel: int | None = None,
                      progress: Progress | None = None,

@@ -92,6 +92,23 @@ def test_distributed_run_matches_memory(volume, tmp_path):
     assert not volume_outputs(path, tmp_path / "out")["partial"].exists()
 
 
+def test_distributed_run_with_a_background_view_matches_memory(volume, tmp_path):
+    """Each view's signal level is measured once for the volume and every block keeps the
+    larger probability of its two maps, as the in-memory map does."""
+    from dineuro import Predictor
+
+    path = volume[0]
+    image = zarr.open_group(str(path), mode="r")["0"][:]
+    expected = Predictor.from_checkpoint("default", device="cpu", precision="fp32",
+                                         background_view=4).predict(image)
+    assert np.abs(expected - volume[2]).max() > 0.1  # the view changes the map
+    run = run_volume(path, tmp_path / "out", workers=2, memory_limit="1.5GB",
+                     background_view=4, **EXACT)
+    group = zarr.open_group(str(run.prob), mode="r")
+    assert np.abs(group["0"][:] - expected).max() < 1e-5
+    assert group.attrs["dineuro"]["background_view"] == 4
+
+
 def test_lost_worker_block_runs_again(volume, tmp_path):
     """A worker killed while it holds a block: the nanny restarts it, the scheduler runs the
     block again, and the map is the same as without the loss."""

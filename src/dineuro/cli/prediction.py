@@ -70,6 +70,12 @@ Overlap = Annotated[float, typer.Option(
     min=0.0, max=0.95, help="Fraction of a window shared with its neighbour.")]
 Flips = Annotated[bool, typer.Option(
     help="Average all 8 axis flips (test-time augmentation; 8x slower).")]
+BackgroundView = Annotated[float, typer.Option(
+    min=0.0, metavar="SIGMA",
+    help="Also predict each stack less its blur of SIGMA voxels (haze, out-of-focus glow and "
+         "uneven lighting taken off) and keep the larger probability of the two maps: for "
+         "hazy, widefield or unevenly lit stacks (4 is a good start); twice the network's "
+         "time. 0: off.")]
 MaskThreshold = Annotated[float, typer.Option(
     min=0.0, max=1.0, help="NAME_mask.tif = probability > threshold.")]
 BatchSize = Annotated[int | None, typer.Option(
@@ -108,6 +114,7 @@ def predict(
     model: ModelOption = None,
     overlap: Overlap = DEFAULT_OVERLAP,
     flips: Flips = False,
+    background_view: BackgroundView = 0.0,
     threshold: MaskThreshold = DEFAULT_THRESHOLD,
     prob_dtype: Annotated[Literal[PROB_DTYPES], typer.Option(
         help="uint8 (= round(p * 255): small files) or float32 (the exact map) for "
@@ -149,7 +156,7 @@ def predict(
                              skip_existing=skip_existing, channel=channel, prob_dtype=prob_dtype)
     predictor = _predictor(model, device, window, threads, overlap=overlap,
                            batch_size=batch_size, flips=flips, precision=precision,
-                           skip_empty=not all_windows)
+                           skip_empty=not all_windows, background_view=background_view)
     with made_folder(out), progress_bar() as progress:
         for stack in todo:
             _, advance = _window_bar(progress, f"predicting {stack.name}")
@@ -160,8 +167,7 @@ def predict(
             else:
                 predictor.predict_to(stack, out, threshold=threshold, prob_dtype=prob_dtype,
                                      channel=channel, progress=advance, stats=stats)
-            progress.console.print(f"{stack.name}: network on {stats.computed} of "
-                                   f"{stats.windows} windows ({stats.precision})",
+            progress.console.print(f"{stack.name}: {_network_line(stats, predictor)}",
                                    highlight=False)
     err.print(f"wrote predictions of {len(todo)} stack(s) to {out}/{_skipped(stacks, todo)}")
 
@@ -177,6 +183,14 @@ def _predictor(model: str, device: str, window: str | None, threads: int, **opti
         torch.set_num_threads(threads)
     return Predictor.from_checkpoint(model, device=device,
                                      window=parse_triple(window, "--window", int), **options)
+
+
+def _network_line(stats, predictor) -> str:
+    """What the network did with a stack: windows computed of those in the grid (of both
+    views, with a background view) and the precision."""
+    views = ", two views" if predictor.background_view else ""
+    return (f"network on {stats.computed} of {stats.windows} windows ({stats.precision}"
+            f"{views})")
 
 
 def _window_bar(progress: Progress, description: str):
@@ -348,6 +362,7 @@ def run(
     model: ModelOption = None,
     overlap: Overlap = DEFAULT_OVERLAP,
     flips: Flips = False,
+    background_view: BackgroundView = 0.0,
     threshold: MaskThreshold = DEFAULT_THRESHOLD,
     prob_dtype: Annotated[Literal[TIFF_PROB_DTYPES], typer.Option(
         help="uint8 (= round(p * 255): small files) or float32 (the exact map) for "
@@ -423,7 +438,8 @@ def run(
                        threads=threads, method=method, device=device,
                        window=parse_triple(window, "--window", int), overlap=overlap,
                        batch_size=batch_size, flips=flips, precision=precision,
-                       skip_empty=not all_windows, prob_dtype=prob_dtype, high=high, low=low,
+                       skip_empty=not all_windows, background_view=background_view,
+                       prob_dtype=prob_dtype, high=high, low=low,
                        max_gap=max_gap, gap_floor=gap_floor, follow_gap=follow_gap,
                        follow_contrast=follow_contrast, follow_line_gap=follow_line_gap,
                        prune_length=prune,
@@ -437,7 +453,7 @@ def run(
                          channel=channel, prob_dtype=prob_dtype)
     predictor = _predictor(model, device, window, threads, overlap=overlap,
                            batch_size=batch_size, flips=flips, precision=precision,
-                           skip_empty=not all_windows)
+                           skip_empty=not all_windows, background_view=background_view)
     trace_options = {"high": high, "low": low, "max_gap": max_gap, "gap_floor": gap_floor,
                      "follow_gap": follow_gap, "follow_contrast": follow_contrast,
                      "follow_line_gap": follow_line_gap,
@@ -470,9 +486,9 @@ def _run_stacks(predictor, stacks: list[Path], out: Path, **options) -> list[str
                                      **options)
             progress.remove_task(task)
             progress.console.print(
-                f"{stack.name}: network on {done.stats.computed} of {done.stats.windows} windows "
-                f"({done.stats.precision}), predicted in {done.predict_seconds:.1f} s, traced in "
-                f"{done.trace_seconds:.1f} s", highlight=False)
+                f"{stack.name}: {_network_line(done.stats, predictor)}, predicted in "
+                f"{done.predict_seconds:.1f} s, traced in {done.trace_seconds:.1f} s",
+                highlight=False)
             print_warnings(caught, f"{stack.name}: ")
             if done.untraced is not None:
                 not_traced.append(stack.name)

@@ -21,6 +21,10 @@ conservative: on noisy synthetic stacks, where the network finds structure almos
 it skips few windows. The network runs in bf16 where the hardware has native bf16
 (``precision="auto"``, :func:`resolve_precision`), with channels-last weights on a CPU.
 
+A background view (``background_view``, sigma in voxels; :func:`predict_raw`) applies the
+network a second time, to the stack less its smooth background, and keeps the larger
+probability: for hazy, widefield or unevenly lit stacks, at twice the network's time.
+
 Test-time flips (``flips=True``) average the probabilities of all 8 combinations of flipping z,
 y and x, each flipped back, inside every window: 8 times the compute for a smoother, orientation-
 independent map.
@@ -49,6 +53,7 @@ from dineuro.predict._precision import PRECISIONS, native_bf16, resolve_precisio
 from dineuro.predict._signal import SignalLevel, signal_level, signal_windows
 from dineuro.predict._stack import sliding_window_predict
 from dineuro.predict._storage import UINT8_SCALE, encode_probability
+from dineuro.predict._views import predict_raw, views_of
 from dineuro.predict._windows import (
     CLASSES,
     FLIP_AXES,
@@ -86,6 +91,7 @@ __all__ = [
     "pending",
     "predict_blocks",
     "predict_file",
+    "predict_raw",
     "predict_stack",
     "prepare_batch",
     "probe_stacks",
@@ -95,5 +101,6 @@ __all__ = [
     "signal_windows",
     "sliding_window_predict",
     "stack_name",
+    "views_of",
     "write_prediction",
 ]

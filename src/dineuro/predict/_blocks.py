@@ -33,6 +33,7 @@ from dineuro.predict._storage import (
     encode_probability,
     encoding_note,
 )
+from dineuro.predict._views import strongest, views_of
 from dineuro.predict._windows import (
     Progress,
     WindowPredictor,
@@ -47,12 +48,14 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
                    norm: NormalizationConfig, *, block: int | Sequence[int] = DEFAULT_BLOCK,
                    overlap: float = DEFAULT_OVERLAP, batch_size: int | None = DEFAULT_BATCH_SIZE,
                    flips: bool = False, device: str | torch.device = "cpu", precision: str = "auto",
-                   skip_empty: bool = True, prob_dtype: str = DEFAULT_PROB_DTYPE,
-                   progress: Progress | None = None, stats: WindowStats | None = None):
+                   skip_empty: bool = True, background_view: float = 0.0,
+                   prob_dtype: str = DEFAULT_PROB_DTYPE, progress: Progress | None = None,
+                   stats: WindowStats | None = None):
     """Predict a raw stack that does not fit in memory, block by block, from zarr to zarr.
 
-    The output equals :func:`sliding_window_predict` on the whole normalised stack (up to float
-    rounding of the model on different batches): intensity limits come from the whole stack
+    The output equals :func:`sliding_window_predict` on the whole normalised stack (with a
+    background view, :func:`~dineuro.predict.predict_raw`; up to float rounding of the model
+    on different batches): intensity limits come from the whole stack
     (:meth:`NormalizationConfig.limits`, a strided subsample read slab by slab), and each block
     is predicted from the region of exactly the :class:`WindowGrid` windows that touch it. That
     region is the halo: it reaches up to ``crop - 1`` voxels beyond the block on each side, set
@@ -84,6 +87,10 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
         voxels and on the whole stack's background level, measured in the same tiles as in
         memory (a pass over the stack before the first block), so the same windows are
         skipped.
+    background_view : float, optional
+        Also predict the stack less its background of this sigma (voxels) and keep the larger
+        probability (:func:`~dineuro.predict.predict_raw`); 0: off. Each view has its own
+        signal level, as in memory.
     prob_dtype : str, optional
         "float32", "float16" or "uint8" (round(p * 255)) for a new array.
     progress : callable, optional
@@ -111,28 +118,32 @@ def predict_blocks(model: nn.Module, src, dst, crop: int | Sequence[int],
     grid = WindowGrid.of(source.shape, crop, overlap)
     block = as_triple(block, "block")
     with _naming(src):  # NaN or inf found by the limits, the signal pass or a block
-        limits = norm.limits(source)
+        views = views_of(norm, background_view)
+        limits = norm.limits(source)  # the raw stack's, whatever the view
         blocks = list(itertools.product(*(range(0, n, b)
                                           for n, b in zip(grid.shape, block, strict=True))))
         ends = [tuple(min(c + b, n) for c, b, n in zip(corner, block, grid.shape, strict=True))
                 for corner in blocks]
         batch_size = resolve_batch_size(batch_size, grid.crop)
-        total = sum(box_windows(grid, corner, end) for corner, end in zip(blocks, ends,
-                                                                          strict=True))
+        total = len(views) * sum(box_windows(grid, corner, end)
+                                 for corner, end in zip(blocks, ends, strict=True))
         predictor = WindowPredictor(model, grid.crop, flips, device,
                                     resolve_precision(precision, device), total, progress, stats)
-        level = signal_level(lambda region: norm.normalize_region(source, region, limits),
-                             source.shape) if skip_empty else None
+        levels = [signal_level(lambda region, view=view: view.normalize_region(source, region,
+                                                                              limits),
+                               source.shape) if skip_empty else None for view in views]
         attrs = {"dineuro": {"content": "probability of neurite (class 1)",
                              "encoding": encoding_note(prob_dtype), "normalization": norm.to_dict(),
+                             "background_view": float(background_view),
                              "limits": list(limits), "crop": list(grid.crop), "overlap": overlap,
                              "flips": flips, "precision": predictor.stats.precision,
                              "skip_empty": skip_empty}}
         with _destination(dst, grid.shape, block, prob_dtype, attrs, spacing) as out, \
                 inference(model, predictor.device):
             for corner, end in zip(blocks, ends, strict=True):
-                prob = predict_box(source, grid, corner, end, norm, limits, batch_size,
-                                   predictor, level)
+                prob = strongest([predict_box(source, grid, corner, end, view, limits,
+                                              batch_size, predictor, level)
+                                  for view, level in zip(views, levels, strict=True)])
                 out[tuple(slice(c, e) for c, e in zip(corner, end, strict=True))] = \
                     encode_probability(prob, np.dtype(out.dtype).name)
     return dst if isinstance(dst, zarr.Array) else open_image(Path(dst))[0]

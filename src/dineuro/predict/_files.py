@@ -17,11 +17,11 @@ from dineuro.io._slices import slice_paths
 from dineuro.io.atomic import refuse_existing, undo_on_failure
 from dineuro.io.volume import SUPPORTED_EXTENSIONS, Volume, read_volume, write_volume
 from dineuro.outputs import output_paths
-from dineuro.predict._stack import sliding_window_predict
 from dineuro.predict._storage import (
     check_choice,
     encode_probability,
 )
+from dineuro.predict._views import predict_raw
 from dineuro.predict._windows import Progress
 
 
@@ -58,7 +58,7 @@ def predict_stack(model: nn.Module, path: str | os.PathLike, out_dir: str | os.P
         Channel of a multi-channel input.
     **window_options
         overlap, batch_size, flips, device, precision, skip_empty of
-        :func:`sliding_window_predict`.
+        :func:`sliding_window_predict`, and background_view (:func:`predict_raw`).
 
     Returns
     -------
@@ -95,7 +95,8 @@ def predict_file(model: nn.Module, path: str | os.PathLike, crop: int | Sequence
     """The probability map of a stack file, in memory, with the stack's voxel spacing.
 
     Reads any stack :func:`~dineuro.io.volume.read_volume` reads, normalises it with ``norm``
-    and runs :func:`sliding_window_predict` (``**window_options`` are its options).
+    and runs :func:`sliding_window_predict` (``**window_options`` are its options, and
+    ``background_view``: see :func:`~dineuro.predict.predict_raw`).
 
     Raises
     ------
@@ -103,10 +104,8 @@ def predict_file(model: nn.Module, path: str | os.PathLike, crop: int | Sequence
         An unreadable input.
     """
     raw, spacing = read_volume(path, channel)
-    normalised = norm.normalize(raw)
-    del raw  # only the float32 copy is needed from here on
-    prob = sliding_window_predict(model, normalised, crop, progress=progress, **window_options)
-    return Volume(prob, spacing)
+    return Volume(predict_raw(model, raw, crop, norm, progress=progress, **window_options),
+                  spacing)
 
 
 def write_prediction(prob: Volume, prob_path: Path, mask_path: Path, *,

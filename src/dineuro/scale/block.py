@@ -42,11 +42,13 @@ class RunSpec:
     device, window, threads
         Where and how each worker runs the network; ``threads`` is torch's thread count.
     options : dict
-        The predictor's window options (overlap, batch_size, flips, precision, skip_empty).
+        The predictor's window options (overlap, batch_size, flips, precision, skip_empty,
+        background_view).
     limits : tuple of float
         The whole volume's normalisation limits.
-    level : tuple of float or None
-        The whole volume's signal level (background, noise); None to compute every window.
+    levels : tuple of (float, float), or None
+        The whole volume's signal level (background, noise) in each view the network sees it
+        through (:attr:`dineuro.Predictor.views`); None to compute every window.
     spacing : tuple of float
         (z, y, x) voxel size.
     trace : dict
@@ -63,7 +65,7 @@ class RunSpec:
     threads: int
     options: dict = field(hash=False)
     limits: tuple[float, float]
-    level: tuple[float, float] | None
+    levels: tuple[tuple[float, float], ...] | None
     spacing: tuple[float, float, float]
     trace: dict = field(hash=False)
 
@@ -106,6 +108,7 @@ def run_block(spec: RunSpec, block: Block) -> dict:
     from dineuro.predict._grid import WindowGrid
     from dineuro.predict._precision import resolve_precision
     from dineuro.predict._storage import encode_probability
+    from dineuro.predict._views import strongest
     from dineuro.predict._windows import (
         WindowPredictor,
         WindowStats,
@@ -120,17 +123,20 @@ def run_block(spec: RunSpec, block: Block) -> dict:
     source, _ = open_stack(Path(spec.volume))
     grid = WindowGrid.of(source.shape, predictor.crop, predictor.overlap)
     stats = WindowStats()
+    views = predictor.views
     windows = WindowPredictor(predictor.network, grid.crop, predictor.flips, predictor.device,
                               resolve_precision(predictor.precision, predictor.device),
-                              box_windows(grid, block.region_begin, block.region_end), None,
-                              stats)
-    level = None if spec.level is None else SignalLevel(*spec.level)
+                              len(views) * box_windows(grid, block.region_begin,
+                                                       block.region_end), None, stats)
+    levels = ([None] * len(views) if spec.levels is None
+              else [SignalLevel(*level) for level in spec.levels])
     try:
         with inference(predictor.network, windows.device):
-            prob = predict_box(source, grid, block.region_begin, block.region_end,
-                               predictor.normalization, spec.limits,
-                               resolve_batch_size(predictor.batch_size, grid.crop),
-                               windows, level)
+            prob = strongest([predict_box(source, grid, block.region_begin, block.region_end,
+                                          view, spec.limits,
+                                          resolve_batch_size(predictor.batch_size, grid.crop),
+                                          windows, level)
+                              for view, level in zip(views, levels, strict=True)])
     except NonFiniteError as exc:
         raise InputError(f"block {block.name} holds NaN or infinite voxels.", spec.volume) from exc
     out = zarr.open_array(spec.prob, mode="r+")

@@ -4,7 +4,8 @@
 
 1. The whole volume's statistics, once, on the client: normalisation limits (a strided
    subsample) and the signal level that decides which windows hold signal (a bounded sample
-   of tiles), so every block normalises and skips alike, as in-memory prediction would.
+   of tiles; one per view, with a background view), so every block normalises and skips
+   alike, as in-memory prediction would.
 2. :func:`~dineuro.scale.block.run_block` mapped over the blocks by the scheduler: each
    predicts its region on the fixed window grid (so the map equals the in-memory one),
    writes its own chunks of the map and traces its centre-line fragments to a file.
@@ -135,6 +136,7 @@ def run_volume(volume: str | os.PathLike, out_dir: str | os.PathLike,
                window: Sequence[int] | None = None,
                overlap: float = DEFAULT_OVERLAP, batch_size: int | None = DEFAULT_BATCH_SIZE,
                flips: bool = False, precision: str = "auto", skip_empty: bool = True,
+               background_view: float = 0.0,
                prob_dtype: str = DEFAULT_PROB_DTYPE, high: float = DEFAULT_HIGH,
                low: float = DEFAULT_LOW, max_gap: float = DEFAULT_MAX_GAP,
                gap_floor: float = DEFAULT_GAP_FLOOR, follow_gap: float = DEFAULT_FOLLOW_GAP,
@@ -170,7 +172,7 @@ def run_volume(volume: str | os.PathLike, out_dir: str | os.PathLike,
     threads : int, optional
         torch threads per worker; default: a local cluster's workers share the machine's
         cores, a scheduler's workers get 1 each (give more when its workers have them).
-    device, window, overlap, batch_size, flips, precision, skip_empty
+    device, window, overlap, batch_size, flips, precision, skip_empty, background_view
         As for :meth:`dineuro.Predictor.from_checkpoint`.
     prob_dtype : {"uint8", "float16", "float32"}
         How the map is stored.
@@ -226,7 +228,8 @@ units, neurite_type
     _check_options(**trace_options, **finish_options, root_snap=0.0)
     source, spacing = open_stack(volume)
     options = {"overlap": overlap, "batch_size": batch_size, "flips": flips,
-               "precision": precision, "skip_empty": skip_empty}
+               "precision": precision, "skip_empty": skip_empty,
+               "background_view": background_view}
     predictor = Predictor.from_checkpoint(model, device=device, window=window, **options)
     plan = BlockPlan(source.shape, tuple(int(b) for b in block),
                      halo_for(max(max_gap, follow_gap, follow_line_gap,
@@ -244,15 +247,16 @@ units, neurite_type
     stats_started = time.perf_counter()
     config = _open_partial(partial, settings, say)
     if config is None:
-        norm = predictor.normalization
         try:
-            limits = norm.limits(source)
-            level = signal_level(lambda region: norm.normalize_region(source, region, limits),
-                                 source.shape) if skip_empty else None
+            limits = predictor.normalization.limits(source)
+            signal = [signal_level(lambda region, view=view: view.normalize_region(
+                source, region, limits), source.shape) for view in predictor.views
+                      ] if skip_empty else None
         except NonFiniteError as exc:
             raise InputError(str(exc), volume) from exc
         config = {"settings": settings, "limits": list(limits),
-                  "level": None if level is None else [level.background, level.noise]}
+                  "levels": None if signal is None else [[level.background, level.noise]
+                                                         for level in signal]}
         _new_partial(partial, config, plan, prob_dtype, spacing, predictor, volume)
     stats_seconds = time.perf_counter() - stats_started
     if threads is None:
@@ -262,7 +266,8 @@ units, neurite_type
                    fragments=str(partial / FRAGMENTS), model=predictor.source,
                    device=predictor.device, window=tuple(predictor.crop), threads=threads,
                    options=options, limits=tuple(config["limits"]),
-                   level=None if config["level"] is None else tuple(config["level"]),
+                   levels=None if config["levels"] is None else tuple(
+                       tuple(level) for level in config["levels"]),
                    spacing=tuple(float(s) for s in spacing),
                    trace={**trace_options, "link_beads": link_beads})
     blocks = list(plan.blocks())
@@ -365,7 +370,7 @@ def _new_partial(partial: Path, config: dict, plan: BlockPlan, prob_dtype: str, 
         "source": str(volume), "model": predictor.source,
         "normalization": predictor.normalization.to_dict(), "limits": config["limits"],
         "crop": list(predictor.crop), **{k: config["settings"][k] for k in (
-            "overlap", "flips", "precision", "skip_empty")}},
+            "overlap", "flips", "precision", "skip_empty", "background_view")}},
         **ome_metadata(spacing, volume.name)})
     group.create_array("0", shape=plan.shape, dtype=prob_dtype, fill_value=0,
                        chunks=tuple(min(b, n) for b, n in zip(plan.block, plan.shape,
