@@ -111,6 +111,7 @@ def main() -> None:
     card = {"name": "dineuro default model", "dineuro_version": __version__,
             "network": {key: trained["model_config"].get(key)
                         for key in ("size", "transfer", "crop", "embed_dim", "depth")},
+            "normalization": trained.get("normalization"),
             "training": {"steps": trained.get("step"), "val_dice": trained.get("val_dice"),
                          "loss": train_config.get("loss", "dice_ce"),
                          "seed": train_config.get("seed"),

@@ -45,6 +45,7 @@ def test_packaged_default_model_segments_a_synthetic_stack(small_stack):
     network, meta = load_model(resolve_model("default"))
     card = meta["card"]
     assert card["network"]["size"] == meta["model_config"]["size"]
+    assert card["normalization"] == meta["normalization"]  # what predict will do, on record
     assert default_model_path().stat().st_size <= 10_000_000
     # the card beside the weights is the one inside them: re-scoring rewrites both together
     beside = json.loads((default_model_path().parent / DEFAULT_CARD_FILE).read_text())

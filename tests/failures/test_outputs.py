@@ -134,7 +134,7 @@ def never_called(monkeypatch, *targets: str) -> list[str]:
 
 
 #: The prediction itself and the model load: what predict and run must not start on bad input.
-PREDICTION = ("dineuro.predict._files.sliding_window_predict", "dineuro.checkpoint.load_model")
+PREDICTION = ("dineuro.predict._views.sliding_window_predict", "dineuro.checkpoint.load_model")
 
 
 def read_only(monkeypatch) -> None:
@@ -623,7 +623,7 @@ def test_predict_and_run_refuse_a_stack_with_nan(verb, name, tmp_path, monkeypat
     path = tmp_path / name
     array = _non_finite(path, np.float32 if name.endswith(".tif") else np.float64)
     before = snapshot(tmp_path)
-    calls = never_called(monkeypatch, "dineuro.predict._files.sliding_window_predict")
+    calls = never_called(monkeypatch, "dineuro.predict._views.sliding_window_predict")
     result = invoke(verb, path, "-o", tmp_path / "out", *ONE_THREAD)
     _assert_refused_as_non_finite(result, path, array)
     assert calls == []
@@ -805,7 +805,7 @@ def test_skip_existing_with_every_output_there_does_nothing(verb, stacks, refere
     out = tmp_path / "out"
     shutil.copytree(reference[verb], out)
     before = snapshot(out), stamps(out)
-    calls = never_called(monkeypatch, "dineuro.predict._files.sliding_window_predict")
+    calls = never_called(monkeypatch, "dineuro.predict._views.sliding_window_predict")
     result = invoke(verb, stacks, "-o", out, "--skip-existing")
     assert result.code == 0, result.err
     assert "of 0 stack(s)" in flat(result.err)
