@@ -61,6 +61,21 @@ def test_the_widget_adds_the_map_and_the_trace(qtbot, viewer, make_widget, small
     assert "nodes in" in widget._status.value
 
 
+def test_the_widget_predicts_with_a_background_view(qtbot, viewer, make_widget, small_stack):
+    from dineuro import Predictor
+
+    image, spacing = small_stack
+    viewer.add_image(image, name="neuron", scale=spacing)
+    widget = make_widget(viewer)
+    widget._background_view.value = 4.0
+    widget.run()
+    qtbot.waitUntil(lambda: widget._button.enabled, timeout=WORKER_TIMEOUT_MS)
+    expected = Predictor.from_checkpoint("default", background_view=4).predict(image)
+    np.testing.assert_array_equal(viewer.layers["neuron probability"].data, expected)
+    assert not np.array_equal(expected, Predictor.from_checkpoint("default").predict(image))
+    assert widget._progress.value == widget._progress.max  # both views' windows counted
+
+
 def test_the_widget_says_what_it_cannot_run_on(qtbot, viewer, make_widget):
     widget = make_widget(viewer)
     assert widget.run() is None and "Open a 3D image" in widget._status.value

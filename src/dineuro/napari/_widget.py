@@ -11,6 +11,7 @@ This module imports napari and Qt; napari imports it when the widget is opened.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Sequence
 from functools import lru_cache
@@ -18,7 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, ProgressBar, PushButton
+from magicgui.widgets import (
+    ComboBox,
+    Container,
+    FileEdit,
+    FloatSpinBox,
+    Label,
+    ProgressBar,
+    PushButton,
+)
 from napari.layers import Image, Layer
 from napari.qt.threading import FunctionWorker, thread_worker
 from qtpy.QtWidgets import QSizePolicy
@@ -32,6 +41,11 @@ if TYPE_CHECKING:
     import napari
 
     from dineuro.predictor import Predictor
+
+
+#: The widest background view the spin box offers (voxels); haze is wider than neurites, not
+#: than the image.
+BACKGROUND_VIEW_MAX = 32.0
 
 
 class Traced(NamedTuple):
@@ -59,6 +73,11 @@ class TraceWidget(Container):
         self._model = FileEdit(label="model", mode="r", filter="*.pt", nullable=True,
                                tooltip="A checkpoint of dineuro train or adapt; empty: the "
                                        "default model that ships with dineuro.")
+        self._background_view = FloatSpinBox(
+            label="background view", value=0.0, min=0.0, max=BACKGROUND_VIEW_MAX, step=1.0,
+            tooltip="Sigma (voxels) of a second view, the image less its blur (dineuro run "
+                    "--background-view): for hazy or unevenly lit images, 4 is a good start; "
+                    "twice the prediction time. 0: off.")
         self._button = PushButton(text="Predict and trace")
         self._progress = ProgressBar(label="windows", min=0, max=1, value=0)
         self._status = Label(value="")
@@ -66,8 +85,8 @@ class TraceWidget(Container):
         self._status.native.setWordWrap(True)
         self._status.native.setSizePolicy(QSizePolicy.Policy.Expanding,
                                           QSizePolicy.Policy.Preferred)
-        super().__init__(widgets=[self._image, self._model, self._button, self._progress,
-                                  self._status])
+        super().__init__(widgets=[self._image, self._model, self._background_view, self._button,
+                                  self._progress, self._status])
         self._button.changed.connect(self.run)
 
     def _image_layers(self, _widget=None) -> list[tuple[str, Image]]:
@@ -91,7 +110,8 @@ class TraceWidget(Container):
                                   "which dineuro predicts on.")
             return None
         model = self._model.value  # None: the default model
-        worker = _predict_and_trace(layer.data, tuple(layer.scale), model, self._show_progress)
+        worker = _predict_and_trace(layer.data, tuple(layer.scale), model,
+                                    self._background_view.value, self._show_progress)
         worker.returned.connect(lambda traced: self._add_layers(layer, traced))
         worker.errored.connect(self._show_error)
         worker.finished.connect(self._finish)
@@ -126,13 +146,15 @@ class TraceWidget(Container):
 
 @thread_worker
 def _predict_and_trace(image, spacing: Sequence[float], model: Path | None,
-                       progress) -> Traced:
-    """The map and trees of a (z, y, x) image with the model named, in a worker thread."""
+                       background_view: float, progress) -> Traced:
+    """The map and trees of a (z, y, x) image with the model named (and a background view of
+    that sigma, 0: none), in a worker thread."""
     from dineuro.trace import trace
 
     start = time.perf_counter()
     image = np.asarray(image)
-    prob = load_predictor(model).predict(image, progress=progress)
+    predictor = dataclasses.replace(load_predictor(model), background_view=background_view)
+    prob = predictor.predict(image, progress=progress)
     try:
         tree = trace(prob, spacing, kind="probability", image=image)
     except InputError as exc:
