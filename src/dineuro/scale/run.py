@@ -250,13 +250,13 @@ units, neurite_type
         try:
             limits = predictor.normalization.limits(source)
             signal = [signal_level(lambda region, view=view: view.normalize_region(
-                source, region, limits), source.shape) for view in predictor.views
-                      ] if skip_empty else None
+                source, region, limits), source.shape)
+                for view in (predictor.views if skip_empty else ())]
         except NonFiniteError as exc:
             raise InputError(str(exc), volume) from exc
         config = {"settings": settings, "limits": list(limits),
-                  "levels": None if signal is None else [[level.background, level.noise]
-                                                         for level in signal]}
+                  "levels": [[level.background, level.noise] for level in signal]
+                  if skip_empty else None}
         _new_partial(partial, config, plan, prob_dtype, spacing, predictor, volume)
     stats_seconds = time.perf_counter() - stats_started
     if threads is None:
