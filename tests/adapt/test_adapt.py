@@ -43,7 +43,7 @@ from dineuro.errors import InputError
 from dineuro.io import read_swc, read_volume, write_volume
 from dineuro.io.swc import SwcTree
 from dineuro.models.build import build_model
-from dineuro.predict import signal_level
+from dineuro.predict import signal_level, sliding_window_predict
 from dineuro.trace import trace
 from dineuro.train.config import AugmentConfig
 from dineuro.train.data import (
@@ -853,3 +853,68 @@ def test_a_network_that_subtracts_a_background_adapts_seeing_it(lab, synthetic, 
     assert not any(np.array_equal(NormalizationConfig().normalize(read_volume(path).array),
                                   array) for path in lab for array, _ in sources)
     assert load_model(config.out)[1]["normalization"] == norm.to_dict()
+
+
+# -- a background view ------------------------------------------------------------------------
+def test_background_view_labels_and_checks_through_both_views(lab, synthetic, start, runs,
+                                                              straight):
+    """With ``background_view``, round 1's labels are those of the larger probability of the
+    plain map and the map of the stack less its blur (each computed here on its own), traced;
+    the starting network agrees with them fully, since the check sees the same two views."""
+    view = NormalizationConfig(background=2.0)
+    config = _config(lab, synthetic, start, runs / "view" / "adapted.pt", rounds=1, steps=1,
+                     background_view=2.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a tiny network's guard rails may complain
+        result = adapt(config)
+    assert result.before["agreement"] == 1.0
+    network, _ = load_model(start)
+    changed = 0
+    for path in lab:
+        raw = read_volume(path).array
+        plain = _probability(network, raw)
+        second = sliding_window_predict(network, view.normalize(raw), CROP, overlap=0.5,
+                                        device="cpu")
+        prob = np.maximum(plain, second)
+        assert np.count_nonzero(prob > plain) > 0  # the view found something the plain map did not
+        tree = trace(prob, SPACING)
+        label = read_volume(config.work / "round_1" / f"{path.stem}_label.tif").array
+        np.testing.assert_array_equal(label, pseudo_label(
+            prob, tree, SPACING, config.fg_prob, config.bg_prob, config.margin, config.core,
+            NormalizationConfig().normalize(raw)))
+        without = read_volume(straight[0].work / "round_1" / f"{path.stem}_label.tif").array
+        changed += np.count_nonzero(label != without)
+    assert changed > 0  # labels the plain map alone would not have made
+
+
+@pytest.mark.parametrize("sigma", [-1.0, float("nan"), float("inf")])
+def test_background_view_must_be_a_sigma(lab, synthetic, start, runs, sigma):
+    with pytest.raises(InputError, match="'background_view' should be a sigma >= 0"):
+        _config(lab, synthetic, start, runs / "bad-view" / "adapted.pt", background_view=sigma)
+
+
+def test_background_view_is_refused_for_a_network_that_subtracts_one(lab, synthetic, runs):
+    """A network trained on stacks less their background gains nothing from the view: one
+    sentence, before any file is written."""
+    torch.manual_seed(0)
+    net = build_model("tiny", transfer="scratch", crop=CROP, patch=(8, 16, 16))
+    start = save_checkpoint(runs / "start_bg_view.pt", net,
+                            normalization=NormalizationConfig(background=2.0).to_dict(),
+                            spacing=list(SPACING), step=0, val_dice=None)
+    config = _config(lab, synthetic, start, runs / "bg-view" / "adapted.pt",
+                     background_view=4.0)
+    with pytest.raises(InputError, match="already sees each stack less its background"):
+        adapt(config)
+    assert not config.work.exists() and not Path(config.out).exists()
+
+
+def test_cli_adapts_through_a_background_view(lab, synthetic, start, tmp_path):
+    """--background-view reaches the config, and the closing lines say to predict with it."""
+    out = tmp_path / "adapted.pt"
+    result = invoke("adapt", *lab, "-o", out, "--model", start, "--steps", "1",
+                    "--synthetic", synthetic, "--background-view", "2", "--device", "cpu")
+    assert result.code == 0, result.err
+    assert load_model(out)[1]["adapt_config"]["background_view"] == 2.0
+    assert f"dineuro run --model {out} --background-view 2 STACK" in " ".join(result.err.split())
+    refused = invoke("adapt", *lab, "-o", tmp_path / "other.pt", "--background-view", "-1")
+    assert refused.code == 2 and not (tmp_path / "other.adapt").exists()

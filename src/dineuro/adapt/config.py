@@ -92,6 +92,12 @@ class AdaptConfig:
         0.01 F1).
     overlap : float
         Sliding-window overlap when labelling and checking.
+    background_view : float
+        Sigma (voxels) of a second view of each lab stack, less its blur, when labelling and
+        checking agreement, as ``dineuro predict --background-view`` does
+        (:mod:`dineuro.predict._views`): the labels then hold the dim neurites only that view
+        finds on hazy or unevenly lit stacks. 0: off. Predict with the adapted network the same
+        way.
     save_every : int
         Write the resumable state every this many steps (and after each round).
     seed : int
@@ -127,6 +133,7 @@ class AdaptConfig:
     holdout: float = 0.2
     guard_margin: float = 0.01
     overlap: float = 0.5
+    background_view: float = 0.0
     save_every: int = 100
     seed: int = 0
     device: str = "auto"
@@ -171,6 +178,9 @@ class AdaptConfig:
         require(0 <= self.holdout < 1, "holdout", "should be in [0, 1)", self.holdout)
         require(self.guard_margin >= 0, "guard_margin", "should be >= 0", self.guard_margin)
         require(0 <= self.overlap < 1, "overlap", "should be in [0, 1)", self.overlap)
+        require(math.isfinite(self.background_view) and self.background_view >= 0,
+                "background_view", "should be a sigma >= 0 in voxels (0: off)",
+                self.background_view)
         require(self.save_every >= 1, "save_every", "should be at least 1", self.save_every)
         require(self.seed >= 0, "seed", "should be >= 0", self.seed)
         require(DEVICE_PATTERN.fullmatch(self.device) is not None, "device",

@@ -59,6 +59,7 @@ from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
 from dineuro.io.swc import SwcTree, write_swc
 from dineuro.io.volume import Volume, read_volume, write_volume
+from dineuro.predict import predict_raw, views_of
 from dineuro.train import runtime
 from dineuro.train.data import Stack, crop_source, load_stacks
 from dineuro.train.optimizer import make_optimizer, train_step
@@ -102,12 +103,13 @@ class AdaptResult:
 def label_stack(model, crop, raw: np.ndarray, spacing, norm: NormalizationConfig,
                 config: AdaptConfig, device) -> tuple[np.ndarray, SwcTree, np.ndarray]:
     """(pseudo-label, traced tree, probability map) of one raw stack, as ``dineuro run``
-    predicts and traces it (skipping windows without signal, in the CPU's fast precision)."""
-    from dineuro.predict import sliding_window_predict
+    predicts and traces it (skipping windows without signal, in the CPU's fast precision;
+    with ``config.background_view``, through both views)."""
     from dineuro.trace import trace
 
     image = norm.normalize(raw)
-    prob = sliding_window_predict(model, image, crop, overlap=config.overlap, device=device)
+    prob = predict_raw(model, raw, crop, norm, background_view=config.background_view,
+                       overlap=config.overlap, device=device)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # an empty trace labels no foreground; stats say so
         try:
@@ -190,6 +192,7 @@ class _Adaptation:
                      if key in meta}
         self.crop = tuple(meta["model_config"]["crop"])
         self.norm = NormalizationConfig.from_dict(meta["normalization"])
+        views_of(self.norm, config.background_view)  # refused before any reading or writing
         self.lab = read_lab_stacks(config.stacks, self.norm)
         self._check_fixed_labels()
         if config.synthetic is not None:
@@ -349,9 +352,8 @@ class _Adaptation:
     # -- guard rails ----------------------------------------------------------------------
     def _check(self) -> dict:
         """Synthetic F1 and Dice, and hold-out agreement of the current network (with the
-        hold-out stacks' first labels, which round 1's folder holds)."""
-        from dineuro.predict import sliding_window_predict
-
+        hold-out stacks' first labels, which round 1's folder holds; through the views the
+        labels were made with)."""
         self._report("checking", 0, 1, None)
         result = synthetic_scores(self.model, self.synthetic_check, self.synthetic_trees,
                                   self.crop, self.config.overlap, self.device)
@@ -359,8 +361,9 @@ class _Adaptation:
         for name in self.held:
             lab = self.lab[name]
             first = read_volume(self.work / "round_1" / f"{name}_label.tif").array
-            prob = sliding_window_predict(self.model, self.norm.normalize(lab.raw), self.crop,
-                                          overlap=self.config.overlap, device=self.device)
+            prob = predict_raw(self.model, lab.raw, self.crop, self.norm,
+                               background_view=self.config.background_view,
+                               overlap=self.config.overlap, device=self.device)
             scores[name] = agreement(prob, first, self.config.fg_prob)
         known = [score for score in scores.values() if score is not None]
         result["agreement"] = float(np.mean(known)) if known else None

@@ -110,6 +110,11 @@ def adapt(
     overrides: Annotated[list[str] | None, typer.Option(
         "--set", help="KEY=VALUE for any other setting (lr, batch_size, synthetic_share, "
                       "fg_prob, bg_prob, margin, holdout, guard_margin, seed, ...).")] = None,
+    background_view: Annotated[float | None, typer.Option(
+        min=0.0, metavar="SIGMA",
+        help="Label your stacks through a second view, each less its blur of SIGMA voxels, as "
+             "dineuro predict --background-view does (default 0: off): for hazy, widefield or "
+             "unevenly lit stacks. Predict with the adapted network the same way.")] = None,
     resume: Annotated[bool, typer.Option(
         help="Continue an interrupted run from OUT.adapt/state.pt, exactly.")] = False,
     device: Device = "auto",
@@ -137,7 +142,7 @@ def adapt(
     given = {"stacks": [str(p) for p in find_stacks(inputs)], "out": str(out),
              "model": model or "default", "steps": steps, "rounds": rounds,
              "synthetic": None if synthetic is None else str(synthetic), "device": device,
-             "threads": threads}
+             "threads": threads, "background_view": background_view}
     values |= {key: value for key, value in given.items() if value is not None}
     config = AdaptConfig.from_dict(values)
     check_writable(out.parent)
@@ -155,6 +160,10 @@ def adapt(
                   f"{shown['agreement']}", highlight=False)
     err.print(f"wrote {result.out} in {result.seconds:.0f} s; labels, checks and state in "
               f"{result.work}/")
+    if config.background_view:
+        err.print(f"it learnt from labels made through the background view: use it with "
+                  f"dineuro run --model {result.out} --background-view "
+                  f"{config.background_view:g} STACK", highlight=False)
 
 
 @app.command()
