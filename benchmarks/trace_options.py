@@ -24,9 +24,11 @@ stay as predicted from the stacks as they were.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import itertools
 import warnings
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 
@@ -122,9 +124,10 @@ def main() -> None:
     print("|" + "---:|" * (len(grid) + len(rules) + len(COLUMNS)))
     for values in itertools.product(*grid.values(), *rules.values()):
         options = dict(zip(grid, values[:len(grid)], strict=True))
-        for name, value in zip(rules, values[len(grid):], strict=True):
-            setattr(bead_rule, name, value)
-        means = scores(maps, images, golds, options, unlabelled)
+        with contextlib.ExitStack() as constants:  # the rule as it was afterwards
+            for name, value in zip(rules, values[len(grid):], strict=True):
+                constants.enter_context(mock.patch.object(bead_rule, name, value))
+            means = scores(maps, images, golds, options, unlabelled)
         print("| " + " | ".join([*(f"{v:g}" for v in values), *(f"{m:.3f}" for m in means)])
               + " |")
 
