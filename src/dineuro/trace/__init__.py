@@ -14,10 +14,10 @@ says what it does against that.
    loops.
    **Beads** (maps, not raw images): a varicose fibre that the network sees only at its
    swellings is a row of small sure blobs a few voxels apart, each too small to be a neurite
-   and without a direction to bridge along; rows of at least 3 such blobs (2-60 voxels above
-   ``high`` each, neighbours within 14 x voxels, turning by at most 60 degrees at a blob, map
-   mean at least 0.75 over them) are joined by one-voxel lines (:mod:`dineuro.trace._beads`;
-   ``link_beads``). In dense clutter of sure blobs a few rows line up by chance.
+   and without a direction to bridge along; rows of such blobs above ``high``, close to each
+   other, turning little and sure on average (the rule and its numbers:
+   :mod:`dineuro.trace._beads`), are joined by one-voxel lines (``link_beads``). In dense
+   clutter of sure blobs a few rows line up by chance.
 2. **Centre lines**: 3D thinning (scikit-image ``skeletonize``) and skan's voxel graph; their
    shortest spanning forest removes thinning's small cycles. Against kimimaro's TEASAR on the
    small synthetic set's gold masks (``compare_trees``, 2 voxels) both score alike (F1 0.978
