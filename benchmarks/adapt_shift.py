@@ -44,6 +44,7 @@ import torch
 from trace_vs_peers import metric_values, run
 
 from dineuro.adapt import BACKGROUND, FOREGROUND, AdaptConfig, adapt
+from dineuro.adapt.run_folder import STATE_FILE
 from dineuro.checkpoint import resolve_model
 from dineuro.config import parse_override
 from dineuro.data.dataset import open_dataset
@@ -92,7 +93,7 @@ def scores(model: Path | str, data: Path, background_view: float) -> dict:
 
 def adapted(model: str, data: Path, out: Path, synthetic: Path, args, gold: bool) -> Path:
     """adapt (or, with ``gold``, the same fine-tuning on gold masks, no view) on the train
-    split."""
+    split; an interrupted run in ``out``'s folder is continued."""
     dataset = open_dataset(data)
     names = dataset.split()["train"]
     if out.exists():
@@ -103,7 +104,7 @@ def adapted(model: str, data: Path, out: Path, synthetic: Path, args, gold: bool
          "seed": args.seed, "device": "cpu", **dict(map(parse_override, args.sets)),
          **({"blend": 1.0} if gold else {"background_view": args.background_view})})
     labels = {n: dataset.label(n).astype(np.uint8) for n in names} if gold else None
-    adapt(config, fixed_labels=labels)
+    adapt(config, fixed_labels=labels, resume=(config.work / STATE_FILE).exists())
     return out
 
 
