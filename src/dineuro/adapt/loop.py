@@ -1,12 +1,12 @@
 """``adapt(config)``: self-training rounds on a lab's unlabelled stacks.
 
 Each round labels the lab's stacks with the current network (:func:`label_stack`: predict as
-``dineuro run`` does, trace, keep what both are sure of), then fine-tunes the network for
-``steps`` steps on those labels mixed with synthetic crops (:mod:`dineuro.adapt.crops`,
-:class:`~dineuro.adapt.loss.MaskedDiceCE`), with a fresh warm-up and decay per round, and ends
-by keeping only ``blend`` of the weights' change from the starting network
-(:func:`blend_weights`; weight-space ensembling, as WiSE-FT, Wortsman et al., "Robust
-fine-tuning of zero-shot models", CVPR 2022). On the shift benchmark
+``dineuro run`` does, with ``background_view`` through its second view too, trace, keep what
+both are sure of), then fine-tunes the network for ``steps`` steps on those labels mixed with
+synthetic crops (:mod:`dineuro.adapt.crops`, :class:`~dineuro.adapt.loss.MaskedDiceCE`), with
+a fresh warm-up and decay per round, and ends by keeping only ``blend`` of the weights' change
+from the starting network (:func:`blend_weights`; weight-space ensembling, as WiSE-FT,
+Wortsman et al., "Robust fine-tuning of zero-shot models", CVPR 2022). On the shift benchmark
 (``benchmarks/adapt_shift.py``) the fully fine-tuned network lost about 0.03 traced F1 on the
 source domain, mostly precision; halfway weights kept most of the gain and lost a fifth of
 that. The next round labels again with the blended network; the checkpoint written at the end
