@@ -95,9 +95,9 @@ class AdaptConfig:
     background_view : float
         Sigma (voxels) of a second view of each lab stack, less its blur, when labelling and
         checking agreement, as ``dineuro predict --background-view`` does
-        (:mod:`dineuro.predict._views`): the labels then hold the dim neurites only that view
-        finds on hazy or unevenly lit stacks. 0: off. Predict with the adapted network the same
-        way.
+        (:mod:`dineuro.predict._views`), so the labels also hold the dim neurites only that
+        view finds. 0: off. On the haze shift of ``benchmarks/adapt_shift.py`` it traced no
+        better than labelling without it and predicting the adapted network with the view.
     save_every : int
         Write the resumable state every this many steps (and after each round).
     seed : int

@@ -113,8 +113,9 @@ def adapt(
     background_view: Annotated[float | None, typer.Option(
         min=0.0, metavar="SIGMA",
         help="Label your stacks through a second view, each less its blur of SIGMA voxels, as "
-             "dineuro predict --background-view does (default 0: off): for hazy, widefield or "
-             "unevenly lit stacks. Predict with the adapted network the same way.")] = None,
+             "dineuro predict --background-view does (default 0: off). On a hazy synthetic "
+             "microscope this traced no better than adapting without it and predicting the "
+             "result with --background-view, which is the first thing to try.")] = None,
     resume: Annotated[bool, typer.Option(
         help="Continue an interrupted run from OUT.adapt/state.pt, exactly.")] = False,
     device: Device = "auto",
