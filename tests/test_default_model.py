@@ -29,7 +29,7 @@ from dineuro.evaluate import dice
 from dineuro.io import read_swc, read_volume, write_volume
 from dineuro.models.build import build_model
 from dineuro.predict import WindowGrid, sliding_window_predict
-from dineuro.trace import trace_file
+from dineuro.trace import trace_file, traced_mask
 
 #: Dice the packaged model must reach on a stack of the small preset (it was trained on the
 #: realistic preset only; an untrained network scores near 0).
@@ -83,6 +83,20 @@ def test_run_traces_the_map_it_wrote_and_reports_its_windows(small_stack, tmp_pa
     written = read_swc(tmp_path / "out" / "stack.swc")
     np.testing.assert_allclose(written.xyz, again.xyz, atol=1e-3)
     assert np.array_equal(written.parent_index, again.parent_index)
+    prob = read_volume(tmp_path / "out" / "stack_prob.tif").array
+    np.testing.assert_array_equal(read_volume(tmp_path / "out" / "stack_mask.tif").array,
+                                  traced_mask(prob > 0.5, written))
+
+
+def test_run_mask_threshold_writes_every_voxel_above_it(small_stack, tmp_path):
+    stack = tmp_path / "stack.tif"
+    write_volume(stack, small_stack.image, small_stack.spacing)
+    result = invoke("run", stack, "-o", tmp_path / "out", "--mask", "threshold", "--threads",
+                    "1", "--prob-dtype", "float32", "--threshold", "0.3")
+    assert result.code == 0, result.err
+    prob = read_volume(tmp_path / "out" / "stack_prob.tif").array
+    np.testing.assert_array_equal(read_volume(tmp_path / "out" / "stack_mask.tif").array,
+                                  prob > 0.3)
 
 
 def test_run_refuses_a_bad_option_before_predicting(small_stack, tmp_path):

@@ -30,7 +30,7 @@ PREDICT_OPTIONS = {name: (sliding_window_predict, name)
                    name: (predict_stack, name) for name in ("threshold", "prob_dtype")}
 CASES = {
     "trace": TRACE_OPTIONS | {"root_snap": (trace, "root_snap")},
-    "run": TRACE_OPTIONS | PREDICT_OPTIONS,
+    "run": TRACE_OPTIONS | PREDICT_OPTIONS | {"mask": (Predictor.run, "mask")},
     "predict": PREDICT_OPTIONS,
     "compare": {"threshold": (compare_swc_files, "threshold")},
     "evaluate": {"swc_threshold": (evaluate_folder, "swc_threshold")},

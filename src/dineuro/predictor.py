@@ -27,7 +27,9 @@ from dineuro.defaults import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_OVERLAP,
     DEFAULT_PROB_DTYPE,
+    DEFAULT_RUN_MASK,
     DEFAULT_THRESHOLD,
+    RUN_MASKS,
 )
 from dineuro.errors import InputError
 from dineuro.io.atomic import undo_on_failure
@@ -38,6 +40,7 @@ from dineuro.predict import (
     DEFAULT_BLOCK,
     Progress,
     WindowStats,
+    check_choice,
     checked_outputs,
     predict_blocks,
     predict_file,
@@ -248,14 +251,16 @@ class Predictor:
 
     def run(self, stack: str | os.PathLike, out_dir: str | os.PathLike, *,
             threshold: float = DEFAULT_THRESHOLD, prob_dtype: str = DEFAULT_PROB_DTYPE,
-            channel: int | None = None, progress: Progress | None = None,
+            channel: int | None = None, mask: str = DEFAULT_RUN_MASK,
+            progress: Progress | None = None,
             on_tracing: Callable[[], None] | None = None, **trace_options) -> StackRun:
         """Predict and trace one stack: writes NAME_prob.tif, NAME_mask.tif and NAME.swc.
 
         The map is traced from memory (at full float precision, whatever ``prob_dtype``), and
         the three files are written after tracing, all or none, so a stack whose files exist is
         done. A map that cannot be traced (empty, or mostly foreground) gets an SWC that says
-        why and a ``UserWarning``; the other files are written as usual.
+        why and a ``UserWarning``; the map and the mask above ``threshold`` are written as
+        usual.
 
         Parameters
         ----------
@@ -265,6 +270,10 @@ class Predictor:
             The output folder (it must exist).
         threshold, prob_dtype, channel
             As for :func:`~dineuro.predict.predict_stack`.
+        mask : {"traced", "threshold"}, optional
+            NAME_mask.tif holds the pieces of the map above ``threshold`` that the trace runs
+            through (:func:`dineuro.trace.traced_mask`: without the noise and debris the tracer
+            removed), or with "threshold" every voxel above it, as ``predict`` writes.
         progress : callable, optional
             ``progress(done, total)`` in windows.
         on_tracing : callable, optional
@@ -280,6 +289,7 @@ class Predictor:
         from dineuro import trace
 
         stack = Path(stack)
+        check_choice(mask, RUN_MASKS, "mask")
         outputs = (*checked_outputs(stack, out_dir, threshold, prob_dtype),
                    swc_path(stack, out_dir))
         stats, start = WindowStats(), time.perf_counter()
@@ -296,9 +306,12 @@ class Predictor:
             reason = str(exc)
             tree = trace.untraced(outputs[0], reason)
             warnings.warn(f"not traced: {reason}", UserWarning, stacklevel=2)
+        foreground = prob.array > threshold
+        if mask == "traced" and reason is None:
+            foreground = trace.traced_mask(foreground, tree)
         traced = time.perf_counter()
         with undo_on_failure(*outputs):
-            write_prediction(prob, *outputs[:2], threshold=threshold, prob_dtype=prob_dtype)
+            write_prediction(prob, *outputs[:2], prob_dtype=prob_dtype, mask=foreground)
             write_swc(outputs[2], tree, allow_empty=True)
         return StackRun(stack, outputs, tree, stats, predicted - start, traced - predicted,
                         reason)

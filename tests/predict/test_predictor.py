@@ -20,7 +20,7 @@ from dineuro.data.synth import PRESETS, synthesize_stack
 from dineuro.errors import InputError
 from dineuro.io import read_swc, read_volume, write_volume
 from dineuro.predict import WindowGrid, WindowStats, sliding_window_predict
-from dineuro.trace import trace_file
+from dineuro.trace import trace_file, traced_mask
 
 
 @pytest.fixture(scope="module")
@@ -77,16 +77,37 @@ def test_run_writes_the_map_mask_and_the_trace_of_the_map(predictor, stack, tmp_
     prob_path, mask_path, swc_path = done.outputs
     assert [p.name for p in done.outputs] == ["neuron_prob.tif", "neuron_mask.tif", "neuron.swc"]
     prob = read_volume(prob_path).array
-    np.testing.assert_array_equal(read_volume(mask_path).array, (prob > 0.5).astype(np.uint8))
     np.testing.assert_allclose(prob, predictor.predict(stack.image), atol=0)
     # The map traced in memory is the float32 map written, with the stack beside it: tracing
     # the file with the stack as its image gives the same SWC.
     again = trace_file(prob_path, tmp_path / "again.swc", image=path)
     written = read_swc(swc_path)
+    # The mask: the pieces of the map above 0.5 that the written SWC runs through.
+    mask = read_volume(mask_path).array
+    np.testing.assert_array_equal(mask, traced_mask(prob > 0.5, written).astype(np.uint8))
+    assert 0 < mask.sum() < (prob > 0.5).sum()
     np.testing.assert_allclose(written.xyz, again.xyz, atol=1e-3)
     np.testing.assert_allclose(done.tree.xyz, written.xyz, atol=1e-3)
     assert done.untraced is None and len(written) > 0
     assert done.stats.computed <= done.stats.windows and done.stats.precision == "fp32"
+
+
+def test_run_with_the_threshold_mask_writes_every_voxel_above_it(predictor, stack, tmp_path):
+    path = tmp_path / "neuron.tif"
+    write_volume(path, stack.image, stack.spacing)
+    done = predictor.run(path, tmp_path, prob_dtype="float32", mask="threshold", threshold=0.4)
+    prob = read_volume(done.outputs[0]).array
+    np.testing.assert_array_equal(read_volume(done.outputs[1]).array,
+                                  (prob > 0.4).astype(np.uint8))
+
+
+def test_run_refuses_an_unknown_mask_before_predicting(predictor, stack, tmp_path, monkeypatch):
+    path = tmp_path / "neuron.tif"
+    write_volume(path, stack.image, stack.spacing)
+    monkeypatch.setattr(Predictor, "predict", lambda *a, **k: pytest.fail("predicted"))
+    with pytest.raises(InputError, match="mask should be one of"):
+        predictor.run(path, tmp_path, mask="all")
+    assert not list(tmp_path.glob("neuron_*"))
 
 
 class _Everywhere(torch.nn.Module):

@@ -45,6 +45,7 @@ from dineuro.defaults import (
     DEFAULT_PROB_DTYPE,
     DEFAULT_PRUNE_LENGTH,
     DEFAULT_ROOT_SNAP,
+    DEFAULT_RUN_MASK,
     DEFAULT_SMOOTH,
     DEFAULT_SPUR_RADII,
     DEFAULT_SWC_UNITS,
@@ -52,6 +53,7 @@ from dineuro.defaults import (
     NEURITE_TYPES,
     PASS_VOXELS,
     PROB_DTYPES,
+    RUN_MASKS,
     SPECKLE_BRANCH_MAP,
     SPECKLE_BRANCH_MIN_TIPS,
     SPECKLE_BRANCH_TIPS,
@@ -364,6 +366,10 @@ def run(
     flips: Flips = False,
     background_view: BackgroundView = 0.0,
     threshold: MaskThreshold = DEFAULT_THRESHOLD,
+    mask: Annotated[Literal[RUN_MASKS], typer.Option(
+        help="traced: NAME_mask.tif keeps the pieces of the map above --threshold that the "
+             "SWC runs through (the noise specks and debris the tracer removed are left "
+             "out); threshold: every voxel above it, as predict writes.")] = DEFAULT_RUN_MASK,
     prob_dtype: Annotated[Literal[TIFF_PROB_DTYPES], typer.Option(
         help="uint8 (= round(p * 255): small files) or float32 (the exact map) for "
              "NAME_prob.tif; tracing uses the float map either way.")] = DEFAULT_PROB_DTYPE,
@@ -463,8 +469,8 @@ def run(
                      "link_beads": link_beads, "method": method, "units": units,
                      "neurite_type": neurite_type}
     with made_folder(out):
-        untraced = _run_stacks(predictor, todo, out, threshold=threshold, prob_dtype=prob_dtype,
-                               channel=channel, **trace_options)
+        untraced = _run_stacks(predictor, todo, out, threshold=threshold, mask=mask,
+                               prob_dtype=prob_dtype, channel=channel, **trace_options)
     failed = f"; not traced: {', '.join(untraced)}" if untraced else ""
     err.print(f"wrote predictions and SWC trees of {len(todo)} stack(s) to "
               f"{out}/{_skipped(stacks, todo)}{failed}")

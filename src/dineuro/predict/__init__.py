@@ -52,7 +52,7 @@ from dineuro.predict._grid import WindowGrid
 from dineuro.predict._precision import PRECISIONS, native_bf16, resolve_precision
 from dineuro.predict._signal import SignalLevel, signal_level, signal_windows
 from dineuro.predict._stack import sliding_window_predict
-from dineuro.predict._storage import UINT8_SCALE, encode_probability
+from dineuro.predict._storage import UINT8_SCALE, check_choice, encode_probability
 from dineuro.predict._views import predict_raw, views_of
 from dineuro.predict._windows import (
     CLASSES,
@@ -82,6 +82,7 @@ __all__ = [
     "SignalLevel",
     "WindowGrid",
     "WindowStats",
+    "check_choice",
     "checked_outputs",
     "encode_probability",
     "find_stacks",

@@ -110,13 +110,17 @@ def predict_file(model: nn.Module, path: str | os.PathLike, crop: int | Sequence
 
 def write_prediction(prob: Volume, prob_path: Path, mask_path: Path, *,
                      threshold: float = DEFAULT_THRESHOLD,
-                     prob_dtype: str = DEFAULT_PROB_DTYPE) -> None:
-    """Write a map as ``prob_dtype`` and its mask (probability > ``threshold``) as uint8, each
-    through a temporary file renamed when complete; if the mask cannot be written, the map
-    written for it is removed again."""
+                     prob_dtype: str = DEFAULT_PROB_DTYPE,
+                     mask: np.ndarray | None = None) -> None:
+    """Write a map as ``prob_dtype`` and its mask (probability > ``threshold``, or ``mask``
+    when given, as ``run`` gives the traced pieces of it) as uint8, each through a temporary
+    file renamed when complete; if the mask cannot be written, the map written for it is
+    removed again."""
+    if mask is None:
+        mask = prob.array > threshold
     with undo_on_failure(prob_path, mask_path):
         write_volume(prob_path, encode_probability(prob.array, prob_dtype), prob.spacing)
-        write_volume(mask_path, (prob.array > threshold).astype(np.uint8), prob.spacing)
+        write_volume(mask_path, np.asarray(mask).astype(np.uint8), prob.spacing)
 
 
 def find_stacks(inputs: Sequence[str | os.PathLike]) -> list[Path]:

@@ -94,6 +94,10 @@ marks the first tree's root when it is a soma (found, or given) and nothing else
 trees a thick blob is too often a crossing or a clump of noise; all other nodes are type 3. A
 map with nothing above ``high`` (or only noise) gives a tree without nodes and an
 :class:`EmptyTraceWarning` (written as an SWC of comments only), so a batch goes on.
+
+:func:`traced_mask` gives the mask that goes with a trace: the pieces of a thresholded map the
+cable runs through, without the specks and debris the steps above removed (``dineuro run``
+writes it as NAME_mask.tif).
 """
 
 from dineuro.defaults import (
@@ -111,6 +115,7 @@ from dineuro.defaults import (
 )
 from dineuro.trace._centre_lines import METHODS
 from dineuro.trace._files import trace_file, trace_volume, untraced, write_trace
+from dineuro.trace._mask import traced_mask
 from dineuro.trace._probability import KINDS, as_probability
 from dineuro.trace._trace import EmptyTraceWarning, trace
 
@@ -133,6 +138,7 @@ __all__ = [
     "trace",
     "trace_file",
     "trace_volume",
+    "traced_mask",
     "untraced",
     "write_trace",
 ]
