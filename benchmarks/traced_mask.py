@@ -11,11 +11,15 @@ over the stacks. For example::
 
     dineuro predict data/noisy/images -o pred/noisy --prob-dtype float32
     python benchmarks/traced_mask.py data/noisy --pred pred/noisy --split test
+
+``--picture PNG`` draws, for one stack (``--picture-stack NAME``, default the split's first),
+the z projections of the stack and of both masks with the gold mask's outline.
 """
 
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 from trace_options import map_arguments, split_names
@@ -38,28 +42,67 @@ def mask_scores(mask: np.ndarray, gold: np.ndarray, unlabelled: np.ndarray,
             mask.sum() / max(everything, 1)]
 
 
+def score_stack(dataset, name: str, pred: Path, threshold: float
+                ) -> tuple[dict[str, np.ndarray], dict[str, list[float]]]:
+    """Both masks of one stack's map (``pred/NAME_prob.tif``), traced as ``dineuro run`` traces
+    it, and their columns."""
+    prob = read_volume(pred / f"{name}{PROB_SUFFIX}").array
+    image = dataset.image(name)
+    gold = dataset.label(name, image).astype(bool)
+    others = dataset.unlabelled(name)
+    unlabelled = (np.zeros_like(gold) if others is None
+                  else render_mask(others, gold.shape, image.spacing))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", EmptyTraceWarning)
+        tree = trace(prob, image.spacing, kind="probability", image=image.array)
+    masks = {"threshold": prob > threshold}
+    masks["traced"] = traced_mask(masks["threshold"], tree)
+    everything = int(masks["threshold"].sum())
+    return masks, {kind: mask_scores(mask, gold, unlabelled, everything)
+                   for kind, mask in masks.items()}
+
+
+def draw(path: Path, name: str, image: np.ndarray, masks: dict[str, np.ndarray],
+         gold: np.ndarray) -> None:
+    """The z projections of ``image`` and of each mask, the gold's outline in cyan on these."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(1, 1 + len(masks), figsize=(4.2 * (1 + len(masks)), 4.6))
+    axes[0].imshow(image.max(axis=0), cmap="gray")
+    axes[0].set_title(f"{name}: stack (z projection)")
+    for ax, (kind, mask) in zip(axes[1:], masks.items(), strict=True):
+        ax.imshow(mask.max(axis=0), cmap="gray", vmin=0, vmax=1)
+        ax.contour(gold.max(axis=0), levels=[0.5], colors="cyan", linewidths=0.6)
+        ax.set_title(f"--mask {kind}: {int(mask.sum()):,} voxels, Dice {dice(mask, gold):.3f}")
+    for ax in axes:
+        ax.set_axis_off()
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    print(f"wrote {path}")
+
+
 def main() -> None:
     parser = map_arguments(__doc__.splitlines()[0], "test")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD,
                         help="probability above which a voxel is foreground")
+    parser.add_argument("--picture", type=Path, default=None, metavar="PNG",
+                        help="draw one stack's masks into this picture")
+    parser.add_argument("--picture-stack", default=None, metavar="NAME",
+                        help="the stack drawn (default: the split's first)")
     args = parser.parse_args()
     dataset, names = split_names(args)
+    drawn = args.picture_stack or names[0]
     rows = {"threshold": [], "traced": []}
     for name in names:
-        prob = read_volume(args.pred / f"{name}{PROB_SUFFIX}").array
-        image = dataset.image(name)
-        gold = dataset.label(name, image).astype(bool)
-        others = dataset.unlabelled(name)
-        unlabelled = (np.zeros_like(gold) if others is None
-                      else render_mask(others, gold.shape, image.spacing))
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", EmptyTraceWarning)
-            tree = trace(prob, image.spacing, kind="probability", image=image.array)
-        plain = prob > args.threshold
-        everything = int(plain.sum())
-        rows["threshold"].append(mask_scores(plain, gold, unlabelled, everything))
-        rows["traced"].append(mask_scores(traced_mask(plain, tree), gold, unlabelled,
-                                          everything))
+        masks, scored = score_stack(dataset, name, args.pred, args.threshold)
+        for kind, scores in scored.items():
+            rows[kind].append(scores)
+        if args.picture is not None and name == drawn:
+            draw(args.picture, name, dataset.image(name).array, masks,
+                 dataset.label(name).astype(bool))
     print()
     print("| mask | " + " | ".join(COLUMNS) + " |")
     print("|---|" + "---:|" * len(COLUMNS))

@@ -513,9 +513,10 @@ def demo(
 
     Makes three small realistic synthetic stacks (OUT/data), runs the default model on them as
     `dineuro run` does (OUT/predictions: NAME_prob.tif, NAME_mask.tif, NAME.swc), prints Dice
-    and HD95 of the maps next to ESA/DSA/PDS and F1 of the traces against the gold SWCs, and
-    draws the trace over the first stack with its gold SWC (OUT/NAME_trace.png). Nothing is
-    trained or downloaded. Stages whose output exists are skipped, so running it again is quick.
+    and HD95 of the masks (the pieces of the map the trace runs through) next to ESA/DSA/PDS
+    and F1 of the traces against the gold SWCs, and draws the trace over the first stack with
+    its gold SWC (OUT/NAME_trace.png). Nothing is trained or downloaded. Stages whose output
+    exists are skipped, so running it again is quick.
     """
     from dineuro.cli.data import write_synthetic
     from dineuro.data.dataset import open_dataset
