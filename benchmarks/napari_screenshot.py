@@ -67,6 +67,7 @@ def main() -> None:
     _, widget = viewer.window.add_plugin_dock_widget("dineuro", "Predict and trace")
     run_widget(widget)
     viewer.layers[f"{neuron.name} probability"].opacity = PROBABILITY_OPACITY
+    viewer.layers[f"{neuron.name} mask"].visible = False  # listed; drawn, it hides the map
     viewer.dims.ndisplay = 3  # looking down z: the image's maximum projection and the trace
     viewer.screenshot(str(args.out), canvas_only=False, flash=False)
     viewer.close()

@@ -1,4 +1,4 @@
-"""The widget end to end: it predicts and traces an image layer and adds the two layers."""
+"""The widget end to end: it predicts and traces an image layer and adds its three layers."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def make_widget(qtbot):
 
 
 def test_the_widget_adds_the_map_and_the_trace(qtbot, viewer, make_widget, small_stack):
-    from dineuro.trace import trace
+    from dineuro.trace import trace, traced_mask
 
     image, spacing = small_stack
     image = np.concatenate([image, image[:, :, ::-1]], axis=2)  # two windows of the model wide
@@ -44,16 +44,20 @@ def test_the_widget_adds_the_map_and_the_trace(qtbot, viewer, make_widget, small
     qtbot.waitUntil(lambda: widget._button.enabled, timeout=WORKER_TIMEOUT_MS)
 
     assert [layer.name for layer in viewer.layers] == ["neuron", "neuron probability",
-                                                       "neuron trace"]
+                                                       "neuron mask", "neuron trace"]
     prob, paths = viewer.layers["neuron probability"], viewer.layers["neuron trace"]
+    mask = viewer.layers["neuron mask"]
     assert prob.data.shape == image.shape and prob.data.dtype == np.float32
     assert prob.data.min() >= 0 and 0.5 < prob.data.max() <= 1
     assert tuple(prob.contrast_limits) == (0, 1)
-    for layer in (prob, paths):
+    for layer in (prob, mask, paths):
         assert tuple(layer.scale) == spacing and tuple(layer.translate) == (0, 16, 16)
     # the trace is the map's, traced at the layer's scale with the image beside it, drawn as
-    # the SWC reader draws it
-    expected, _, _ = swc_layer_data(trace(prob.data, spacing, kind="probability", image=image))
+    # the SWC reader draws it; the mask, the pieces of the map above 0.5 it runs through
+    tree = trace(prob.data, spacing, kind="probability", image=image)
+    np.testing.assert_array_equal(mask.data, traced_mask(prob.data > 0.5, tree))
+    assert mask.data.sum() > 0
+    expected, _, _ = swc_layer_data(tree)
     assert len(paths.data) == len(expected) > 0
     for got, want in zip(paths.data, expected, strict=True):
         np.testing.assert_allclose(got, want)

@@ -2,9 +2,10 @@
 
 It applies the default model (or a checkpoint file) to a 3D image layer with
 :meth:`dineuro.Predictor.predict`, traces the map with :func:`dineuro.trace.trace` at the
-layer's scale as (z, y, x) spacing, and adds the probability map and the trace as layers placed
-over the image, as the readers would show them. The work runs in a napari ``thread_worker``, so
-the viewer stays responsive; a progress bar counts the windows predicted.
+layer's scale as (z, y, x) spacing, and adds the probability map, the mask that goes with the
+trace (:func:`dineuro.trace.traced_mask`, as ``dineuro run`` writes it) and the trace as layers
+placed over the image, as the readers would show them. The work runs in a napari
+``thread_worker``, so the viewer stays responsive; a progress bar counts the windows predicted.
 
 This module imports napari and Qt; napari imports it when the widget is opened.
 """
@@ -33,9 +34,10 @@ from napari.qt.threading import FunctionWorker, thread_worker
 from qtpy.QtWidgets import QSizePolicy
 from superqt.utils import ensure_main_thread
 
+from dineuro.defaults import DEFAULT_THRESHOLD
 from dineuro.errors import InputError
 from dineuro.io.swc import SwcTree
-from dineuro.napari._layers import probability_layer_data, swc_layer_data
+from dineuro.napari._layers import mask_layer_data, probability_layer_data, swc_layer_data
 
 if TYPE_CHECKING:
     import napari
@@ -49,16 +51,18 @@ BACKGROUND_VIEW_MAX = 32.0
 
 
 class Traced(NamedTuple):
-    """What the worker gives back: the map, its trees (None when it could not be traced, then
-    ``message`` says why) and a line for the widget's status."""
+    """What the worker gives back: the map, its trees and their mask (None when it could not be
+    traced, then ``message`` says why) and a line for the widget's status."""
 
     prob: np.ndarray
     tree: SwcTree | None
+    mask: np.ndarray | None
     message: str
 
 
 class TraceWidget(Container):
-    """Predict and trace a 3D image layer; adds ``NAME probability`` and ``NAME trace``.
+    """Predict and trace a 3D image layer; adds ``NAME probability``, ``NAME mask`` and
+    ``NAME trace``.
 
     Parameters
     ----------
@@ -133,8 +137,10 @@ class TraceWidget(Container):
                                                     f"{layer.name} probability")
         self._viewer.add_layer(Layer.create(data, {**kwargs, **placed}, kind))
         if traced.tree is not None:
-            data, kwargs, kind = swc_layer_data(traced.tree, f"{layer.name} trace")
-            self._viewer.add_layer(Layer.create(data, {**kwargs, **placed}, kind))
+            for data, kwargs, kind in (
+                    mask_layer_data(traced.mask, layer.scale, f"{layer.name} mask"),
+                    swc_layer_data(traced.tree, f"{layer.name} trace")):
+                self._viewer.add_layer(Layer.create(data, {**kwargs, **placed}, kind))
         self._status.value = traced.message
 
     def _show_error(self, exc: Exception) -> None:
@@ -147,9 +153,9 @@ class TraceWidget(Container):
 @thread_worker
 def _predict_and_trace(image, spacing: Sequence[float], model: Path | None,
                        background_view: float, progress) -> Traced:
-    """The map and trees of a (z, y, x) image with the model named (and a background view of
-    that sigma, 0: none), in a worker thread."""
-    from dineuro.trace import trace
+    """The map, trees and mask of a (z, y, x) image with the model named (and a background view
+    of that sigma, 0: none), in a worker thread."""
+    from dineuro.trace import trace, traced_mask
 
     start = time.perf_counter()
     image = np.asarray(image)
@@ -158,9 +164,10 @@ def _predict_and_trace(image, spacing: Sequence[float], model: Path | None,
     try:
         tree = trace(prob, spacing, kind="probability", image=image)
     except InputError as exc:
-        return Traced(prob, None, f"not traced: {exc}")
-    return Traced(prob, tree, f"{len(tree)} nodes in {len(tree.roots)} trees, "
-                              f"{time.perf_counter() - start:.1f} s")
+        return Traced(prob, None, None, f"not traced: {exc}")
+    mask = traced_mask(prob > DEFAULT_THRESHOLD, tree)
+    return Traced(prob, tree, mask, f"{len(tree)} nodes in {len(tree.roots)} trees, "
+                                    f"{time.perf_counter() - start:.1f} s")
 
 
 def load_predictor(model: Path | None) -> Predictor:
