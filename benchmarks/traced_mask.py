@@ -12,8 +12,9 @@ over the stacks. For example::
     dineuro predict data/noisy/images -o pred/noisy --prob-dtype float32
     python benchmarks/traced_mask.py data/noisy --pred pred/noisy --split test
 
-``--picture PNG`` draws, for one stack (``--picture-stack NAME``, default the split's first),
-the z projections of the stack and of both masks with the gold mask's outline.
+``--picture PNG`` draws, for one stack (``--picture-stack NAME``; by default the one whose
+traced mask keeps the smallest share of the threshold mask's voxels, where the two differ
+most), the z projections of the stack and of both masks with the gold mask's outline.
 """
 
 from __future__ import annotations
@@ -91,18 +92,20 @@ def main() -> None:
     parser.add_argument("--picture", type=Path, default=None, metavar="PNG",
                         help="draw one stack's masks into this picture")
     parser.add_argument("--picture-stack", default=None, metavar="NAME",
-                        help="the stack drawn (default: the split's first)")
+                        help="the stack drawn (default: the one the traced mask changes most)")
     args = parser.parse_args()
     dataset, names = split_names(args)
-    drawn = args.picture_stack or names[0]
     rows = {"threshold": [], "traced": []}
     for name in names:
-        masks, scored = score_stack(dataset, name, args.pred, args.threshold)
+        scored = score_stack(dataset, name, args.pred, args.threshold)[1]
         for kind, scores in scored.items():
             rows[kind].append(scores)
-        if args.picture is not None and name == drawn:
-            draw(args.picture, name, dataset.image(name).array, masks,
-                 dataset.label(name).astype(bool))
+    if args.picture is not None:
+        kept = [scores[COLUMNS.index("voxels kept")] for scores in rows["traced"]]
+        drawn = args.picture_stack or names[int(np.argmin(kept))]
+        masks = score_stack(dataset, drawn, args.pred, args.threshold)[0]
+        draw(args.picture, drawn, dataset.image(drawn).array, masks,
+             dataset.label(drawn).astype(bool))
     print()
     print("| mask | " + " | ".join(COLUMNS) + " |")
     print("|---|" + "---:|" * len(COLUMNS))
