@@ -83,6 +83,7 @@ def test_run_traces_the_map_it_wrote_and_reports_its_windows(small_stack, tmp_pa
     written = read_swc(tmp_path / "out" / "stack.swc")
     np.testing.assert_allclose(written.xyz, again.xyz, atol=1e-3)
     assert np.array_equal(written.parent_index, again.parent_index)
+    assert f"({len(written.roots)} trees)" in result.err
     prob = read_volume(tmp_path / "out" / "stack_prob.tif").array
     np.testing.assert_array_equal(read_volume(tmp_path / "out" / "stack_mask.tif").array,
                                   traced_mask(prob > 0.5, written))

@@ -79,7 +79,7 @@ BackgroundView = Annotated[float, typer.Option(
          "hazy, widefield or unevenly lit stacks (4 is a good start); twice the network's "
          "time. 0: off.")]
 MaskThreshold = Annotated[float, typer.Option(
-    min=0.0, max=1.0, help="NAME_mask.tif = probability > threshold.")]
+    min=0.0, max=1.0, help="Foreground of NAME_mask.tif: probability > threshold.")]
 BatchSize = Annotated[int | None, typer.Option(
     min=1, show_default="auto", help="Windows per forward pass; auto: as many as hold about "
                                      f"{PASS_VOXELS:,} voxels (4 of 48^3, 1 of 48x96x96), "
@@ -415,6 +415,9 @@ def run(
 ) -> None:
     """Predict and trace in one go: writes NAME_prob.tif, NAME_mask.tif and NAME.swc per stack.
 
+    NAME_mask.tif holds the pieces of the map above --threshold that the SWC runs through, so
+    not the noise specks and debris the tracer removed (--mask threshold: all of it).
+
     With --workers N or --scheduler ADDRESS, one OME-Zarr volume (a whole brain) is predicted
     and traced block by block on dask.distributed instead: OUT/NAME_prob.ome.zarr (multiscale),
     OUT/NAME.swc (every neuron), OUT/NAME_neurons/ (one SWC per neuron) and
@@ -493,7 +496,8 @@ def _run_stacks(predictor, stacks: list[Path], out: Path, **options) -> list[str
             progress.remove_task(task)
             progress.console.print(
                 f"{stack.name}: {_network_line(done.stats, predictor)}, predicted in "
-                f"{done.predict_seconds:.1f} s, traced in {done.trace_seconds:.1f} s",
+                f"{done.predict_seconds:.1f} s, traced in {done.trace_seconds:.1f} s "
+                f"({len(done.tree.roots)} trees)",
                 highlight=False)
             print_warnings(caught, f"{stack.name}: ")
             if done.untraced is not None:
