@@ -3,10 +3,10 @@
 Traces every map of a split (``PRED/NAME_prob.tif``, from ``dineuro predict``) with the default
 options and the stack beside it, as ``dineuro run`` does, and splits the gold length the trace
 misses by what the map shows there and what the tracer did with it
-(:mod:`dineuro.evaluate.missed`: blind, unsure, beside, traced piece, untraced piece). Prints
-each stack's shares of its gold length, then the shares pooled by length over the stacks, and
-beside them those of the gold mask traced (the mask as the map): the tracer's own ceiling, whose
-misses are mostly tips it ends short of. For example::
+(:mod:`dineuro.evaluate.missed`: blind, unsure, short of a tip, alongside, traced piece,
+untraced piece). Prints each stack's shares of its gold length, then the shares pooled by length
+over the stacks, and beside them those of the gold mask traced (the mask as the map): the
+tracer's own ceiling. For example::
 
     dineuro predict data/noisy/images -o pred/noisy --prob-dtype float32
     python benchmarks/missed_gold.py data/noisy --pred pred/noisy --split test

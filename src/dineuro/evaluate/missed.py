@@ -10,17 +10,20 @@ the map within ``threshold`` voxels of it (a ball):
   see it;
 - **unsure**: it rises above the low threshold, not above the high one: seen, too faintly to
   start foreground;
-- **beside**: it rises above the high threshold and the trace passes within twice
-  ``threshold``: the trace ends short of the gold's tip, or runs alongside (through a dense
-  arbor the map merges into one blob, whose twigs one centre line cannot all pass close to, or
-  pulled to one side of a neurite the map draws lopsided);
+- **short of a tip**: it rises above the high threshold, the trace passes within twice
+  ``threshold``, its nearest point of the trace is one of the trace's ends (a node of degree
+  1), and it lies ahead of that end (in the half-space the end's last edge points into): the
+  gold goes on beyond where the trace stops;
+- **alongside**: the same, nearest to a point along the trace: it runs beside the gold
+  (through a dense arbor the map merges into one blob, whose twigs one centre line cannot all
+  pass close to, or pulled to one side of a neurite the map draws lopsided);
 - **traced piece**: sure, and a piece of the map's foreground (hysteresis, as the tracer
   makes it) within the ball holds trace: the tracer kept the piece and left this part of it
   (a pruned branch, a blob's inside);
 - **untraced piece**: sure, and no piece there holds trace: dropped as noise, debris or speckle.
 
-The first two are the network's share of the gap, the last three the tracer's (or the map's
-shape, for **beside**).
+The first two are the network's share of the gap, the last four the tracer's (or the map's
+shape, for **alongside**).
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from scipy import ndimage
+from scipy.spatial import cKDTree
 
 from dineuro.defaults import DEFAULT_HIGH, DEFAULT_LOW, DEFAULT_SWC_THRESHOLD
 from dineuro.evaluate.reconstruction import _check_threshold, _check_tree, _sample, _SegmentIndex
@@ -36,7 +40,8 @@ from dineuro.io.swc import SwcTree, swc_to_zyx
 from dineuro.trace._centre_lines import _FULL, hysteresis
 
 #: The classes of missed gold, in the order they are tried (module docstring).
-MISSED_CLASSES = ("blind", "unsure", "beside", "traced piece", "untraced piece")
+MISSED_CLASSES = ("blind", "unsure", "short of a tip", "alongside", "traced piece",
+                  "untraced piece")
 
 
 @dataclass(frozen=True)
@@ -70,6 +75,30 @@ def _ball(radius: float) -> np.ndarray:
     return np.sum(offsets ** 2, axis=0) <= radius ** 2
 
 
+#: How much farther than the trace (SWC units) an end of it may lie from a gold point and still
+#: be its nearest point: rounding only.
+END_TOL = 1e-6
+
+
+def _ahead_of_ends(tree: SwcTree, points: np.ndarray) -> np.ndarray:
+    """Distance from each point (N, 3; x, y, z) to its nearest end of ``tree`` (a node of
+    degree 1: a tip, or a root with one child), or inf where the point does not lie ahead of
+    that end, past it along its last edge."""
+    parent = tree.parent_index
+    child = np.flatnonzero(parent >= 0)
+    degree = np.bincount(parent[child], minlength=len(tree)) + (parent >= 0)
+    ends = np.flatnonzero(degree == 1)
+    if not len(ends):
+        return np.full(len(points), np.inf)
+    neighbour = parent.copy()  # a root's one neighbour is its child
+    neighbour[parent[child][parent[parent[child]] < 0]] = child[parent[parent[child]] < 0]
+    distance, nearest = cKDTree(tree.xyz[ends]).query(points)
+    end = ends[nearest]
+    heading = tree.xyz[end] - tree.xyz[neighbour[end]]
+    ahead = np.einsum("nk,nk->n", points - tree.xyz[end], heading) > 0
+    return np.where(ahead, distance, np.inf)
+
+
 def missed_gold(test: SwcTree, gold: SwcTree, prob: np.ndarray,
                 threshold: float = DEFAULT_SWC_THRESHOLD, high: float = DEFAULT_HIGH,
                 low: float = DEFAULT_LOW) -> MissedGold:
@@ -95,7 +124,7 @@ def missed_gold(test: SwcTree, gold: SwcTree, prob: np.ndarray,
     >>> prob[4, 8:13, 5:25] = 0.9
     >>> line = lambda y: SwcTree([1, 2], [3, 3], [[5, y, 4], [24, y, 4]], [1, 1], [-1, 1])
     >>> result = missed_gold(line(12), line(9), prob)
-    >>> round(result.recalled, 1), round(result.missed["beside"], 1)
+    >>> round(result.recalled, 1), round(result.missed["alongside"], 1)
     (0.0, 19.0)
     """
     threshold = _check_threshold(threshold)
@@ -104,9 +133,11 @@ def missed_gold(test: SwcTree, gold: SwcTree, prob: np.ndarray,
     prob = np.asarray(prob, dtype=np.float32)
     points = _sample(gold)
     distance = np.full(len(points.points), np.inf)
+    to_end = np.full(len(points.points), np.inf)
     if len(test):
         trace = _sample(test)
         distance = _SegmentIndex(trace.start, trace.end).distances(points.points)
+        to_end = _ahead_of_ends(test, points.points)
     ball = _ball(threshold)
     voxel = tuple(np.clip(np.rint(swc_to_zyx(points.points)).astype(np.int64), 0,
                           np.array(prob.shape) - 1).T)
@@ -122,7 +153,8 @@ def missed_gold(test: SwcTree, gold: SwcTree, prob: np.ndarray,
     recalled = distance < threshold
     classes = {"blind": near_map <= low,
                "unsure": near_map <= high,
-               "beside": distance < 2 * threshold,
+               "short of a tip": (distance < 2 * threshold) & (to_end <= distance + END_TOL),
+               "alongside": distance < 2 * threshold,
                "traced piece": near_traced,
                "untraced piece": np.ones(len(distance), dtype=bool)}
     left = ~recalled
