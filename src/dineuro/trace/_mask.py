@@ -3,10 +3,11 @@
 A thresholded map holds, besides the neurites, the specks of noise and the small debris that the
 tracer removes as not neurite (steps 2 and 6 of :mod:`dineuro.trace`). A mask written beside the
 SWC with them shows a user again what the trace has already judged, and scores lower against a
-gold mask (README, "The mask beside the trace": Dice 0.420 -> 0.488 on 16 noisy synthetic
-stacks). :func:`traced_mask` keeps every 26-connected piece of a mask that the trace passes
-through, whole, and nothing else: the pieces stay the network's segmentation, not tubes drawn
-from the SWC's radii, so the mask still shows what the network saw of each kept neurite.
+gold mask (README, "The mask beside the trace": Dice 0.015-0.037 lower on the default model's
+synthetic test sets). :func:`traced_mask` keeps every 26-connected piece of a mask that the
+trace passes through, whole, and nothing else: the pieces stay the network's segmentation, not
+tubes drawn from the SWC's radii, so the mask still shows what the network saw of each kept
+neurite.
 """
 
 from __future__ import annotations
