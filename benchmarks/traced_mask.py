@@ -19,18 +19,18 @@ most), the z projections of the stack and of both masks with the gold mask's out
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 from trace_options import map_arguments, split_names
+from trace_vs_peers import trace_quietly
 
 from dineuro.data.render import render_mask
 from dineuro.defaults import DEFAULT_THRESHOLD
 from dineuro.evaluate import PROB_SUFFIX, dice
 from dineuro.evaluate.voxels import precision, recall
 from dineuro.io import read_volume
-from dineuro.trace import EmptyTraceWarning, trace, traced_mask
+from dineuro.trace import traced_mask
 
 COLUMNS = ("Dice", "precision", "precision, unlabelled aside", "recall", "voxels kept")
 
@@ -53,9 +53,7 @@ def score_stack(dataset, name: str, pred: Path, threshold: float
     others = dataset.unlabelled(name)
     unlabelled = (np.zeros_like(gold) if others is None
                   else render_mask(others, gold.shape, image.spacing))
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", EmptyTraceWarning)
-        tree = trace(prob, image.spacing, kind="probability", image=image.array)
+    tree = trace_quietly(prob, image.spacing, kind="probability", image=image.array)
     masks = {"threshold": prob > threshold}
     masks["traced"] = traced_mask(masks["threshold"], tree)
     everything = int(masks["threshold"].sum())
@@ -96,16 +94,19 @@ def main() -> None:
     args = parser.parse_args()
     dataset, names = split_names(args)
     rows = {"threshold": [], "traced": []}
+    drawn = None  # (share kept, name, masks) of the stack to draw
     for name in names:
-        scored = score_stack(dataset, name, args.pred, args.threshold)[1]
+        masks, scored = score_stack(dataset, name, args.pred, args.threshold)
         for kind, scores in scored.items():
             rows[kind].append(scores)
-    if args.picture is not None:
-        kept = [scores[COLUMNS.index("voxels kept")] for scores in rows["traced"]]
-        drawn = args.picture_stack or names[int(np.argmin(kept))]
-        masks = score_stack(dataset, drawn, args.pred, args.threshold)[0]
-        draw(args.picture, drawn, dataset.image(drawn).array, masks,
-             dataset.label(drawn).astype(bool))
+        kept = scored["traced"][COLUMNS.index("voxels kept")]
+        if args.picture is not None and (name == args.picture_stack or (
+                args.picture_stack is None and (drawn is None or kept < drawn[0]))):
+            drawn = (kept, name, masks)
+    if drawn is not None:
+        _, name, masks = drawn
+        draw(args.picture, name, dataset.image(name).array, masks,
+             dataset.label(name).astype(bool))
     print()
     print("| mask | " + " | ".join(COLUMNS) + " |")
     print("|---|" + "---:|" * len(COLUMNS))

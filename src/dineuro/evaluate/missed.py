@@ -90,8 +90,9 @@ def _ahead_of_ends(tree: SwcTree, points: np.ndarray) -> np.ndarray:
     ends = np.flatnonzero(degree == 1)
     if not len(ends):
         return np.full(len(points), np.inf)
-    neighbour = parent.copy()  # a root's one neighbour is its child
-    neighbour[parent[child][parent[parent[child]] < 0]] = child[parent[parent[child]] < 0]
+    neighbour = parent.copy()
+    under_root = child[parent[parent[child]] < 0]
+    neighbour[parent[under_root]] = under_root  # a root's neighbour: its child (one, if an end)
     distance, nearest = cKDTree(tree.xyz[ends]).query(points)
     end = ends[nearest]
     heading = tree.xyz[end] - tree.xyz[neighbour[end]]
