@@ -2,11 +2,12 @@
 
 Exports the checkpoint slim (float16 weights, no training state;
 :func:`dineuro.checkpoint.export_checkpoint`) into the package, scores the exported weights on
-the test split of each evaluation set with ``benchmarks/trace_vs_peers.py`` (Dice of the map,
-ESA/DSA/PDS, length precision/recall/F1 and hairiness of the trace, seconds per stack for
-predict + trace), and writes the card into the checkpoint (``card`` entry) and beside it
-(``card.json``, ``card.md``). The commands that made the training data and the evaluation sets
-are recorded in the card; the numbers come from this run.
+the test split of each evaluation set with ``benchmarks/trace_vs_peers.py`` (Dice of the map and
+of the traced mask ``dineuro run`` writes, ESA/DSA/PDS, length precision/recall/F1 and
+hairiness of the trace, seconds per stack for predict + trace), and writes the card into the
+checkpoint (``card`` entry) and beside it (``card.json``, ``card.md``). The commands that made
+the training data and the evaluation sets are recorded in the card; the numbers come from this
+run.
 
 Usage (the README's default-model table)::
 
@@ -45,7 +46,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from trace_vs_peers import METRICS, header, markdown, metric_values, run
+from trace_vs_peers import MASK_METRICS, METRICS, header, markdown, metric_values, run
 
 from dineuro import __version__
 from dineuro.checkpoint import (
@@ -87,7 +88,7 @@ def shown_path(path: str | None) -> str | None:
 def summary(result) -> dict:
     """Mean and std of every score of one row, plus seconds per stack."""
     out = {}
-    for metric in ("dice", *METRICS):
+    for metric in MASK_METRICS + METRICS:
         values = metric_values(result, metric)
         if values:
             out[metric] = [round(float(np.mean(values)), 4), round(float(np.std(values)), 4)]

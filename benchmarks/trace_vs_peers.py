@@ -9,8 +9,10 @@ precision with the stack's unlabelled neurites set aside (``unlabelled/NAME.swc`
 ``synth`` writes for the fragments of other neurons it draws but leaves out of the gold;
 :func:`dineuro.evaluate.labelled_precision`; plain precision where a stack has none), and
 the hairiness ratio (terminal tips per 100 voxels of cable, over the gold's own; 1 = as hairy
-as the gold) and seconds per stack; the model row also gives the Dice of its map (p > 0.5)
-against ``labels/NAME.tif``:
+as the gold) and seconds per stack; the model row also gives the Dice against
+``labels/NAME.tif`` of its map above 0.5 (the mask ``dineuro predict`` writes) and of the
+pieces of it that its trace runs through (:func:`dineuro.trace.traced_mask`, the mask
+``dineuro run`` writes):
 
 - **gold mask, traced**: :func:`dineuro.trace.trace` of ``labels/NAME.tif``, the tracer's
   ceiling (what is lost in centre lines, pruning and resampling alone);
@@ -63,11 +65,13 @@ from dineuro.evaluate import (
 )
 from dineuro.io import SwcTree, read_volume
 from dineuro.predict import DEFAULT_BATCH_SIZE, DEFAULT_OVERLAP, PRECISIONS
-from dineuro.trace import EmptyTraceWarning, as_probability, trace
+from dineuro.trace import EmptyTraceWarning, as_probability, trace, traced_mask
 
 #: The model row's Dice scores its map at p > this, as ``dineuro predict`` writes NAME_mask.tif.
 MAP_THRESHOLD = 0.5
 
+#: The model row's mask scores: Dice of its map above MAP_THRESHOLD, and of the traced pieces.
+MASK_METRICS = ("dice", "traced_dice")
 METRICS = ("esa", "dsa", "pds", "precision", "labelled_precision", "recall", "f1",
            "hairiness_ratio")
 # Scores an empty or refused trace still has: nothing of the gold is matched.
@@ -87,6 +91,7 @@ class MethodResult:
     seconds: list[float] = field(default_factory=list)
     failures: list[str] = field(default_factory=list)  # "NAME: why", for the note
     dice: list[float] = field(default_factory=list)  # of the map, for the model row
+    traced_dice: list[float] = field(default_factory=list)  # of its traced pieces, likewise
     extra_note: str = ""
     not_run: str = ""
 
@@ -131,9 +136,10 @@ def rivulet_unavailable() -> str:
 
 
 def score(result: MethodResult, name: str, make_tree: Callable[[], SwcTree], gold: SwcTree,
-          threshold: float, unlabelled: SwcTree | None = None) -> None:
+          threshold: float, unlabelled: SwcTree | None = None) -> SwcTree | None:
     """Time ``make_tree`` and append its scores against ``gold`` (None if empty or refused),
-    its precision also with the ``unlabelled`` neurites set aside."""
+    its precision also with the ``unlabelled`` neurites set aside; returns the tree (None if
+    refused)."""
     start = time.perf_counter()
     try:
         tree = make_tree()
@@ -145,19 +151,20 @@ def score(result: MethodResult, name: str, make_tree: Callable[[], SwcTree], gol
     if why:
         result.failures.append(why)
         result.scores.append(None)
-        return
+        return tree
     distance = compare_trees(tree, gold, threshold)
     scores = {metric: getattr(distance, metric) for metric in METRICS
               if metric != "labelled_precision"}
     aside = labelled_precision(tree, gold, unlabelled, threshold)
     scores["labelled_precision"] = None if math.isnan(aside) else aside  # all on unlabelled
     result.scores.append(scores)
+    return tree
 
 
 def metric_values(result: MethodResult, metric: str) -> list[float]:
     """The per-stack values of ``metric`` that exist (empty traces count 0 for recall, F1)."""
-    if metric == "dice":
-        return list(result.dice)
+    if metric in MASK_METRICS:
+        return list(getattr(result, metric))
     values = [s[metric] for s in result.scores if s is not None and s[metric] is not None]
     if metric in NOTHING_MATCHED:
         values += [0.0] * sum(s is None for s in result.scores)
@@ -167,24 +174,24 @@ def metric_values(result: MethodResult, metric: str) -> list[float]:
 def mean_std(result: MethodResult, metric: str) -> str:
     values = metric_values(result, metric)
     if not values:
-        return "n/a" if metric != "dice" else "-"
+        return "-" if metric in MASK_METRICS else "n/a"
     decimals = 2 if metric in ("esa", "dsa", "hairiness_ratio") else 3
     return f"{np.mean(values):.{decimals}f} ± {np.std(values):.{decimals}f}"
 
 
 def markdown(results: list[MethodResult], header: str) -> str:
     lines = [header, "",
-             "| method | Dice | ESA | DSA | PDS | precision | precision, unlabelled aside "
-             "| recall | F1 | hairiness ratio | s / stack | note |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| method | Dice | Dice, traced mask | ESA | DSA | PDS | precision "
+             "| precision, unlabelled aside | recall | F1 | hairiness ratio | s / stack | note |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for result in results:
         if result.not_run:
-            lines.append(f"| {result.label} |" + " |" * 10 + f" {result.not_run} |")
+            lines.append(f"| {result.label} |" + " |" * 11 + f" {result.not_run} |")
             continue
         notes = [result.extra_note] if result.extra_note else []
         if result.failures:
             notes.append(f"{len(result.failures)} empty or refused ({'; '.join(result.failures)})")
-        cells = [result.label, *(mean_std(result, m) for m in ("dice", *METRICS)),
+        cells = [result.label, *(mean_std(result, m) for m in MASK_METRICS + METRICS),
                  f"{np.mean(result.seconds):.2f}", ", ".join(notes)]
         lines.append("| " + " | ".join(c.replace("|", r"\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"
@@ -238,9 +245,14 @@ def run(data: Path, pred: Path | None, model: Path | str | None, split: str, thr
                        (raw, partial(trace_raw_image, image.array, spacing, method=method))]
             if not rivulet.not_run:
                 methods.append((rivulet, partial(rivulet_trace, image.array)))
-            for result, make_tree in methods:
-                score(result, name, make_tree, gold, threshold, dataset.unlabelled(name))
-            model_map.dice.append(dice(prob > MAP_THRESHOLD, label))
+            trees = {result.label: score(result, name, make_tree, gold, threshold,
+                                         dataset.unlabelled(name))
+                     for result, make_tree in methods}
+            mask = prob > MAP_THRESHOLD
+            model_map.dice.append(dice(mask, label))
+            traced = trees[model_map.label]
+            model_map.traced_dice.append(dice(traced_mask(mask, traced), label)
+                                         if traced is not None else 0.0)
         if predict_seconds:
             model_map.seconds = [predict_seconds[n] + t
                                  for n, t in zip(names, model_map.seconds, strict=True)]

@@ -92,3 +92,36 @@ def test_a_trace_only_on_unlabelled_neurites_leaves_the_column_empty_not_nan():
     bench.score(result, "a", lambda: other, gold, 2.0, unlabelled=other)
     assert result.scores[0]["precision"] == 0.0
     assert bench.metric_values(result, "labelled_precision") == []
+
+
+def test_model_row_scores_the_traced_mask_without_the_specks_it_drops(tiny_training_set,
+                                                                        tmp_path):
+    # Each map is its gold mask plus a sure 3x3x3 speck in an empty corner: the speck costs the
+    # map's Dice; the tracer drops it as noise, so the traced mask's Dice is the one of the map
+    # without it, scored the same way in a second run.
+    bench = load_benchmark("trace_vs_peers")
+    dataset = open_dataset(tiny_training_set)
+    names = dataset.split()["train"]
+    clean, specked = tmp_path / "clean", tmp_path / "specked"
+    for name in names:
+        image = dataset.image(name)
+        label = dataset.label(name)
+        prob = np.where(label, 0.9, 0.0).astype(np.float32)
+        write_volume(clean / f"{name}{PROB_SUFFIX}", prob, image.spacing)
+        corner = min(((z, y, x) for z in (0, -3) for y in (0, -3) for x in (0, -3)),
+                     key=lambda c: label[c[0]:c[0] + 3 or None, c[1]:c[1] + 3 or None,
+                                         c[2]:c[2] + 3 or None].sum())
+        box = tuple(slice(c, c + 3 or None) for c in corner)
+        assert not label[box].any()
+        prob[box] = 0.9
+        write_volume(specked / f"{name}{PROB_SUFFIX}", prob, image.spacing)
+
+    _, plain, *_ = bench.run(tiny_training_set, clean, None, "train", 2.0, "cpu")
+    _, with_speck, *_ = bench.run(tiny_training_set, specked, None, "train", 2.0, "cpu")
+
+    assert all(d < 1.0 for d in with_speck.dice)
+    assert with_speck.traced_dice == pytest.approx(plain.traced_dice)
+    assert all(t > d for t, d in zip(with_speck.traced_dice, with_speck.dice, strict=True))
+    table = bench.markdown([with_speck], "header")
+    row = next(line for line in table.splitlines() if line.startswith("| model map"))
+    assert row.split(" | ")[2] == bench.mean_std(with_speck, "traced_dice")
