@@ -1,6 +1,6 @@
 """A whole volume on dask.distributed (dineuro.scale.run_volume, `dineuro run --workers`):
-the same map and trace as in memory, a lost worker's block run again, failures reported and
-resumed, settings and outputs guarded.
+the same map, trace and mask as in memory, a lost worker's block run again, failures reported
+and resumed, settings and outputs guarded.
 
 The volume is a small synthetic stack of the realistic preset (several neurons, fibres without
 a soma, anisotropic voxels) cut into 8 blocks, so fibres cross many block borders; the
@@ -27,6 +27,7 @@ from dineuro.evaluate import compare_trees
 from dineuro.io import read_swc
 from dineuro.io._omezarr import ome_metadata, open_image
 from dineuro.scale import BlocksFailed, run_volume, volume_outputs
+from dineuro.trace import as_probability, traced_mask
 
 BLOCK = (24, 80, 80)
 SMALL = (48, 48, 48)  # prediction windows that leave a far block's region clear of a voxel
@@ -89,6 +90,13 @@ def test_distributed_run_matches_memory(volume, tmp_path):
     level1, _, level1_spacing = open_image(run.prob, level=1)
     assert level1.shape[1:] == (80, 80)
     assert np.allclose(level1_spacing[1:], np.asarray(spacing[1:]) * 2)
+    # The mask: the pieces of the map the written trace runs through, as traced_mask finds
+    # them in the whole map at once; the specks of the map dropped.
+    mask = zarr.open_group(str(run.mask))["0"][:]
+    expected = traced_mask(got > 0.5, tree)
+    assert mask.dtype == np.uint8 and np.array_equal(mask.astype(bool), expected)
+    assert facts["mask_voxels"] == expected.sum() < (got > 0.5).sum()
+    assert open_image(run.mask, level=1)[0].shape == level1.shape
     assert not volume_outputs(path, tmp_path / "out")["partial"].exists()
 
 
@@ -103,10 +111,13 @@ def test_distributed_run_with_a_background_view_matches_memory(volume, tmp_path)
                                          background_view=4).predict(image)
     assert np.abs(expected - volume[2]).max() > 0.1  # the view changes the map
     run = run_volume(path, tmp_path / "out", workers=2, memory_limit="1.5GB",
-                     background_view=4, **EXACT)
+                     background_view=4, mask="threshold", threshold=0.3, **EXACT)
     group = zarr.open_group(str(run.prob), mode="r")
     assert np.abs(group["0"][:] - expected).max() < 1e-5
     assert group.attrs["dineuro"]["background_view"] == 4
+    # mask="threshold": every voxel of the map above the threshold
+    mask = zarr.open_group(str(run.mask), mode="r")["0"][:]
+    assert np.array_equal(mask.astype(bool), group["0"][:] > 0.3)
 
 
 def test_lost_worker_block_runs_again(volume, tmp_path):
@@ -271,6 +282,12 @@ def test_cli_run_on_a_scheduler(volume, tmp_path):
     summary = json.loads((tmp_path / "out" / "brain_summary.json").read_text())
     assert summary["blocks"]["total"] == 4 and summary["settings"]["trace"]["units"] == "um"
     assert read_swc(tmp_path / "out" / "brain.swc").comments[0].startswith("dineuro {")
+    # the mask of a micrometre SWC: its cable read back into voxels
+    prob = zarr.open_group(str(tmp_path / "out" / "brain_prob.ome.zarr"))["0"][:]
+    mask = zarr.open_group(str(tmp_path / "out" / "brain_mask.ome.zarr"))["0"][:]
+    assert "brain_mask.ome.zarr" in result.err
+    assert np.array_equal(mask.astype(bool), traced_mask(
+        as_probability(prob, "probability") > 0.5, read_swc(tmp_path / "out" / "brain.swc")))
     for args, words in (([path, path], "takes one volume"),
                         ([path, "--method", "geodesic"], "thinning")):
         bad = invoke("run", *args, "-o", tmp_path / "o2", "--workers", "1")

@@ -419,10 +419,10 @@ def run(
     not the noise specks and debris the tracer removed (--mask threshold: all of it).
 
     With --workers N or --scheduler ADDRESS, one OME-Zarr volume (a whole brain) is predicted
-    and traced block by block on dask.distributed instead: OUT/NAME_prob.ome.zarr (multiscale),
-    OUT/NAME.swc (every neuron), OUT/NAME_neurons/ (one SWC per neuron) and
-    OUT/NAME_summary.json; no mask. Running the same command again continues an interrupted
-    run.
+    and traced block by block on dask.distributed instead: OUT/NAME_prob.ome.zarr and
+    OUT/NAME_mask.ome.zarr (multiscale; the mask as above, pieces judged within each block's
+    halo), OUT/NAME.swc (every neuron), OUT/NAME_neurons/ (one SWC per neuron) and
+    OUT/NAME_summary.json. Running the same command again continues an interrupted run.
 
     With no --model, the model that ships with dineuro does the prediction, so
     `dineuro run stack.tif -o out` works on a fresh installation.
@@ -448,7 +448,8 @@ def run(
                        window=parse_triple(window, "--window", int), overlap=overlap,
                        batch_size=batch_size, flips=flips, precision=precision,
                        skip_empty=not all_windows, background_view=background_view,
-                       prob_dtype=prob_dtype, high=high, low=low,
+                       prob_dtype=prob_dtype, threshold=threshold, mask=mask, high=high,
+                       low=low,
                        max_gap=max_gap, gap_floor=gap_floor, follow_gap=follow_gap,
                        follow_contrast=follow_contrast, follow_line_gap=follow_line_gap,
                        prune_length=prune,

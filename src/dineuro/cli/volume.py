@@ -37,5 +37,5 @@ def run_on_cluster(inputs: list[Path], out: Path, model: str, *, block: tuple[in
               f"({facts['blocks']['run_now']} run now), network on "
               f"{facts['windows']['computed']} of {facts['windows']['in_grid']} windows, "
               f"{facts['seconds']['total']:.1f} s", highlight=False)
-    err.print(f"wrote {run.prob.name}, {run.swc.name}, {run.neurons.name}/ and "
+    err.print(f"wrote {run.prob.name}, {run.mask.name}, {run.swc.name}, {run.neurons.name}/ and "
               f"{run.summary.name} to {out}/", highlight=False)

@@ -10,8 +10,10 @@
    predicts its region on the fixed window grid (so the map equals the in-memory one),
    writes its own chunks of the map and traces its centre-line fragments to a file.
 3. The fragments stitched (:func:`~dineuro.scale.fragments.stitch`) and finished into one tree
-   per neuron (:mod:`dineuro.scale.neurons`); coarser levels of the map added
-   (:mod:`dineuro.scale.pyramid`).
+   per neuron (:mod:`dineuro.scale.neurons`).
+4. The mask, once more block by block: the pieces of the map above the threshold that the
+   trace runs through, as ``dineuro run`` writes for a stack (:mod:`dineuro.scale.mask`);
+   coarser levels of the map and of the mask added (:mod:`dineuro.scale.pyramid`).
 
 Resuming: the work happens in a hidden ``OUT/.NAME.partial`` folder holding the settings, the
 statistics, the map being filled and a fragment file per finished block. Running the same
@@ -55,17 +57,21 @@ from dineuro.defaults import (
     DEFAULT_OVERLAP,
     DEFAULT_PROB_DTYPE,
     DEFAULT_PRUNE_LENGTH,
+    DEFAULT_RUN_MASK,
     DEFAULT_SMOOTH,
     DEFAULT_SPUR_RADII,
     DEFAULT_SWC_UNITS,
+    DEFAULT_THRESHOLD,
     NEURITE_TYPES,
     PROB_DTYPES,
+    RUN_MASKS,
 )
 from dineuro.errors import InputError
 from dineuro.io.atomic import atomic_file, refuse_existing, undo_on_failure
 from dineuro.scale.block import RunSpec, fragment_path, run_block
 from dineuro.scale.cluster import dashboard_link, dask_client
 from dineuro.scale.fragments import Fragments, stitch
+from dineuro.scale.mask import write_mask
 from dineuro.scale.neurons import (
     NEURON_NAME,
     cable_length,
@@ -75,10 +81,13 @@ from dineuro.scale.neurons import (
 )
 from dineuro.scale.plan import BlockPlan, halo_for
 from dineuro.scale.pyramid import add_levels
+from dineuro.trace._mask import cable_segments
 
 Progress = Callable[[int, int], None]
-#: Inside the partial folder: the settings and statistics, the map, the fragment files.
-CONFIG, MAP, FRAGMENTS, FAILED = "config.json", "prob.ome.zarr", "fragments", "failed.json"
+#: Inside the partial folder: the settings and statistics, the map, the fragment files, the
+#: mask (written after the stitch).
+CONFIG, MAP, FRAGMENTS, FAILED, MASK = ("config.json", "prob.ome.zarr", "fragments",
+                                        "failed.json", "mask.ome.zarr")
 
 
 class BlocksFailed(InputError):
@@ -93,6 +102,8 @@ class VolumeRun:
     ----------
     prob : Path
         The probability map (OME-Zarr, NGFF 0.5, several levels).
+    mask : Path
+        The mask (OME-Zarr, uint8 0/1, the same levels).
     swc : Path
         Every neuron in one SWC.
     neurons : Path
@@ -104,6 +115,7 @@ class VolumeRun:
     """
 
     prob: Path
+    mask: Path
     swc: Path
     neurons: Path
     summary: Path
@@ -117,13 +129,15 @@ def volume_outputs(volume: str | os.PathLike, out_dir: str | os.PathLike) -> dic
     --------
     >>> sorted((k, p.name) for k, p in volume_outputs("brain.ome.zarr", "out").items())
     ... # doctest: +NORMALIZE_WHITESPACE
-    [('neurons', 'brain_neurons'), ('partial', '.brain.partial'),
-     ('prob', 'brain_prob.ome.zarr'), ('summary', 'brain_summary.json'), ('swc', 'brain.swc')]
+    [('mask', 'brain_mask.ome.zarr'), ('neurons', 'brain_neurons'),
+     ('partial', '.brain.partial'), ('prob', 'brain_prob.ome.zarr'),
+     ('summary', 'brain_summary.json'), ('swc', 'brain.swc')]
     """
     from dineuro.outputs import stack_name
 
     name, out_dir = stack_name(volume), Path(out_dir)
-    return {"prob": out_dir / f"{name}_prob.ome.zarr", "swc": out_dir / f"{name}.swc",
+    return {"prob": out_dir / f"{name}_prob.ome.zarr", "mask": out_dir / f"{name}_mask.ome.zarr",
+            "swc": out_dir / f"{name}.swc",
             "neurons": out_dir / f"{name}_neurons", "summary": out_dir / f"{name}_summary.json",
             "partial": out_dir / f".{name}.partial"}
 
@@ -137,7 +151,8 @@ def run_volume(volume: str | os.PathLike, out_dir: str | os.PathLike,
                overlap: float = DEFAULT_OVERLAP, batch_size: int | None = DEFAULT_BATCH_SIZE,
                flips: bool = False, precision: str = "auto", skip_empty: bool = True,
                background_view: float = 0.0,
-               prob_dtype: str = DEFAULT_PROB_DTYPE, high: float = DEFAULT_HIGH,
+               prob_dtype: str = DEFAULT_PROB_DTYPE, threshold: float = DEFAULT_THRESHOLD,
+               mask: str = DEFAULT_RUN_MASK, high: float = DEFAULT_HIGH,
                low: float = DEFAULT_LOW, max_gap: float = DEFAULT_MAX_GAP,
                gap_floor: float = DEFAULT_GAP_FLOOR, follow_gap: float = DEFAULT_FOLLOW_GAP,
                follow_contrast: float = DEFAULT_FOLLOW_CONTRAST,
@@ -176,6 +191,9 @@ def run_volume(volume: str | os.PathLike, out_dir: str | os.PathLike,
         As for :meth:`dineuro.Predictor.from_checkpoint`.
     prob_dtype : {"uint8", "float16", "float32"}
         How the map is stored.
+    threshold, mask
+        As for :meth:`dineuro.Predictor.run`: the mask is the map (as stored) above
+        ``threshold``, "traced" keeping only the pieces the trace runs through.
     high, low, max_gap, gap_floor, follow_gap, follow_contrast, follow_line_gap, prune_length, \
 spur_radii, min_piece_length, min_tree_length, smooth, node_step, keep_fragments, link_beads, \
 units, neurite_type
@@ -201,6 +219,7 @@ units, neurite_type
     import zarr
 
     from dineuro.io._omezarr import is_zarr, open_stack
+    from dineuro.predict import check_choice
     from dineuro.predict._signal import signal_level
     from dineuro.predictor import Predictor
     from dineuro.trace._trace import _check_options
@@ -211,8 +230,11 @@ units, neurite_type
     if not volume.is_dir() or not is_zarr(volume):
         raise InputError("is not an OME-Zarr image or zarr array; a distributed run reads the "
                          "volume block by block from zarr, which every worker opens.", volume)
-    for key in ("prob", "swc", "neurons", "summary"):
+    for key in ("prob", "mask", "swc", "neurons", "summary"):
         refuse_existing(paths[key])
+    check_choice(mask, RUN_MASKS, "mask")
+    if not 0.0 <= threshold <= 1.0:
+        raise InputError(f"threshold should be a probability in [0, 1], got {threshold}.")
     if prob_dtype not in PROB_DTYPES:
         raise InputError(f"prob_dtype should be one of {', '.join(PROB_DTYPES)}, not "
                          f"{prob_dtype!r}.")
@@ -240,6 +262,7 @@ units, neurite_type
                 "model": predictor.source, "model_sha256": _sha256(predictor.source),
                 "device": predictor.device, "window": list(predictor.crop), **options,
                 "block": list(plan.block), "halo": list(plan.halo), "prob_dtype": prob_dtype,
+                "threshold": threshold, "mask": mask,
                 "trace": {**trace_options, **finish_options, "keep_fragments": keep_fragments,
                           "link_beads": link_beads, "units": units,
                           "neurite_type": neurite_type}}
@@ -300,14 +323,23 @@ units, neurite_type
                            neurite_type=NEURITE_TYPES[neurite_type],
                            comments=_header(spacing, units, settings))
         stitch_seconds = time.perf_counter() - stitch_started
+        mask_started = time.perf_counter()
+        mask_group = _new_mask(partial, plan, spacing, threshold, mask, paths["mask"].name)
+        mask_voxels = write_mask(dask, str(partial / MAP / "0"), str(partial / MASK / "0"),
+                                 blocks, threshold,
+                                 cable_segments(tree) if mask == "traced" else None)
+        mask_seconds = time.perf_counter() - mask_started
         pyramid_started = time.perf_counter()
         levels = add_levels(zarr.open_group(str(partial / MAP), mode="r+"), spacing,
                             plan.block, paths["prob"].name)
+        add_levels(mask_group, spacing, plan.block, paths["mask"].name)
         pyramid_seconds = time.perf_counter() - pyramid_started
     facts = _summary(settings, parts, graph, tree, spacing, levels, {
         "statistics": stats_seconds, "blocks": blocks_seconds, "stitch": stitch_seconds,
-        "pyramid": pyramid_seconds, "total": time.perf_counter() - started},
+        "mask": mask_seconds, "pyramid": pyramid_seconds,
+        "total": time.perf_counter() - started},
         blocks_now=len(todo), memory_limits=memory_limits)
+    facts["mask_voxels"] = mask_voxels
     with undo_on_failure(paths["swc"], paths["summary"]):
         try:
             write_neurons(tree, paths["swc"], paths["neurons"])
@@ -315,10 +347,12 @@ units, neurite_type
             shutil.rmtree(paths["neurons"], ignore_errors=True)
             raise
         os.replace(partial / MAP, paths["prob"])
+        os.replace(partial / MASK, paths["mask"])
         with atomic_file(paths["summary"]) as tmp:
             tmp.write_text(json.dumps(facts, indent=2))
     shutil.rmtree(partial)
-    return VolumeRun(paths["prob"], paths["swc"], paths["neurons"], paths["summary"], facts)
+    return VolumeRun(paths["prob"], paths["mask"], paths["swc"], paths["neurons"],
+                     paths["summary"], facts)
 
 
 def _sha256(path: str) -> str:
@@ -378,6 +412,24 @@ def _new_partial(partial: Path, config: dict, plan: BlockPlan, prob_dtype: str, 
     (partial / FRAGMENTS).mkdir()
     with atomic_file(partial / CONFIG) as tmp:
         tmp.write_text(json.dumps(config, indent=2))
+
+
+def _new_mask(partial: Path, plan: BlockPlan, spacing, threshold: float, mask: str, name: str):
+    """The mask's zarr group in the work folder, level 0 empty (chunks = blocks); written
+    anew by a run that continues one stopped while writing it."""
+    import zarr
+
+    from dineuro.io._omezarr import ome_metadata
+
+    group = zarr.open_group(str(partial / MASK), mode="w")
+    group.attrs.update({"dineuro": {
+        "content": "mask: probability of neurite above the threshold"
+                   + (", the pieces the trace runs through" if mask == "traced" else ""),
+        "threshold": threshold, "mask": mask}, **ome_metadata(spacing, name)})
+    group.create_array("0", shape=plan.shape, dtype="uint8", fill_value=0,
+                       chunks=tuple(min(b, n) for b, n in zip(plan.block, plan.shape,
+                                                               strict=True)))
+    return group
 
 
 def _run_blocks(client, spec: RunSpec, todo, total: int, progress) -> dict[str, str]:

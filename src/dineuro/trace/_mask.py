@@ -46,28 +46,45 @@ def traced_mask(mask: np.ndarray, tree: SwcTree) -> np.ndarray:
     >>> traced_mask(mask, tree)[0, 2].astype(int).tolist()
     [0, 1, 1, 1, 1, 0, 0, 0, 0]
     """
+    return pieces_on_segments(mask, cable_segments(tree))
+
+
+def cable_segments(tree: SwcTree) -> np.ndarray:
+    """The tree's cable as straight segments (E, 2, 3) in voxel (z, y, x): one per edge, plus
+    each root as a segment of length 0, so a one-node tree is still a point of cable. Apart,
+    the segments of a large tree can be handed out by region (a whole volume's blocks)."""
+    tree = to_voxels(tree)
+    zyx = tree.zyx
+    child = np.flatnonzero(tree.parent_index >= 0)
+    roots = np.flatnonzero(tree.parent_index < 0)
+    starts = np.concatenate([zyx[child], zyx[roots]])
+    stops = np.concatenate([zyx[tree.parent_index[child]], zyx[roots]])
+    return np.stack([starts, stops], axis=1).reshape(-1, 2, 3)
+
+
+def pieces_on_segments(mask: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """The 26-connected pieces of ``mask`` that the ``segments`` (E, 2, 3), voxel (z, y, x) in
+    ``mask``'s frame, pass through or within a voxel of; see :func:`traced_mask`."""
     mask = np.asarray(mask, dtype=bool)
-    if not len(tree) or not mask.any():
+    if not len(segments) or not mask.any():
         return np.zeros_like(mask)
     pieces, n = ndimage.label(mask, NEIGHBOURS)
-    voxels = _near_cable(to_voxels(tree), mask.shape)
+    voxels = _near_segments(np.asarray(segments, dtype=np.float64), mask.shape)
     keep = np.zeros(n + 1, dtype=bool)
     keep[pieces[tuple(voxels.T)]] = True
     keep[0] = False
     return keep[pieces]
 
 
-def _near_cable(tree: SwcTree, shape: tuple[int, ...]) -> np.ndarray:
+def _near_segments(segments: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     """The voxels (N, 3) within the 26-neighbourhood of points sampled every
-    :data:`SAMPLE_STEP` along each edge (and at each node), inside ``shape``."""
-    zyx = tree.zyx
-    child = np.flatnonzero(tree.parent_index >= 0)
-    start, stop = zyx[child], zyx[tree.parent_index[child]]
+    :data:`SAMPLE_STEP` along each segment (both ends included), inside ``shape``."""
+    start, stop = segments[:, 0], segments[:, 1]
     steps = np.ceil(np.linalg.norm(stop - start, axis=1) / SAMPLE_STEP).astype(int) + 1
-    edge = np.repeat(np.arange(len(child)), steps)
+    edge = np.repeat(np.arange(len(segments)), steps)
     first = np.repeat(np.cumsum(steps) - steps, steps)
     t = (np.arange(len(edge)) - first) / np.maximum(steps[edge] - 1, 1)
-    points = np.concatenate([zyx, start[edge] + t[:, None] * (stop[edge] - start[edge])])
+    points = start[edge] + t[:, None] * (stop[edge] - start[edge])
     centres = np.unique(np.rint(points).astype(np.int64), axis=0)
     offsets = np.argwhere(NEIGHBOURS) - 1
     voxels = (centres[:, None, :] + offsets[None]).reshape(-1, 3)
