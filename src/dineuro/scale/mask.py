@@ -3,13 +3,12 @@
 ``dineuro run`` writes beside each SWC the mask of the pieces of the map that the trace runs
 through (:func:`dineuro.trace.traced_mask`); a whole volume gets the same, as one more pass over
 the blocks after the stitch, since only then is the trace known. Each block reads its region of
-the stored map (its box and the run's halo), thresholds it, and keeps the 26-connected pieces
-that the cable passing through the region touches; it writes only its own box. A piece is
-judged inside one region, so a piece the trace reaches only farther than the halo from a block
-is left out of that block: the halo is the tracer's longest bridge plus a margin, and a piece
-the trace runs through is traced all along, so this takes a piece longer than the halo whose
-part near the block the trace left out (a pruned spur, a branch removed as speckle).
-``mask="threshold"`` writes every voxel above the threshold instead, as ``predict`` does.
+the stored map (its box and the run's halo), thresholds it, keeps the 26-connected pieces that
+the cable passing through the region touches, and writes only its own box. A piece is judged
+within one region, so a block leaves out a piece that the trace reaches only farther than the
+halo away: a piece longer than the halo (the tracer's longest bridge plus a margin) whose part
+near the block the tracer pruned or removed as speckle. ``mask="threshold"`` writes every voxel
+above the threshold instead, as ``predict`` does.
 """
 
 from __future__ import annotations
