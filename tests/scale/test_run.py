@@ -261,6 +261,11 @@ def test_refusals(volume, tmp_path, monkeypatch):
     tif.write_bytes(b"")
     with pytest.raises(InputError, match="not an OME-Zarr"):
         run_volume(tif, tmp_path / "out", workers=1)
+    with pytest.raises(InputError, match="mask should be one of"):
+        run_volume(path, tmp_path / "out3", workers=1, mask="blobs")
+    with pytest.raises(InputError, match="threshold should be a probability"):
+        run_volume(path, tmp_path / "out3", workers=1, threshold=1.5)
+    assert not (tmp_path / "out3").exists()
     with pytest.raises(InputError, match="cannot reach the dask scheduler"):
         run_volume(path, tmp_path / "out2", scheduler="tcp://127.0.0.1:1")
 
