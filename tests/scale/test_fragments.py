@@ -42,7 +42,7 @@ def by_blocks(prob, plan: BlockPlan, scale, min_piece_length: float) -> list[Fra
     """Each block's fragments, traced from its region of ``prob`` as a task would."""
     out = []
     for b in plan.blocks():
-        region = tuple(slice(s, e) for s, e in zip(b.region_begin, b.region_end, strict=True))
+        region = b.region
         out.append(block_fragments(prob[region], b.region_begin, b.begin, b.end, prob.shape,
                                    scale, high=HIGH, low=LOW,
                                    min_piece_length=min_piece_length, max_gap=MAX_GAP,

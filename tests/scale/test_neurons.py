@@ -184,7 +184,7 @@ def in_blocks(prob, spacing, block, image=None):
     plan = BlockPlan(prob.shape, block, halo_for(longest, scale))
     parts = []
     for b in plan.blocks():
-        region = tuple(slice(s, e) for s, e in zip(b.region_begin, b.region_end, strict=True))
+        region = b.region
         parts.append(block_fragments(prob[region], b.region_begin, b.begin, b.end, prob.shape,
                                      scale, high=DEFAULT_HIGH, low=DEFAULT_LOW,
                                      min_piece_length=DEFAULT_MIN_PIECE_LENGTH,

@@ -141,8 +141,7 @@ def run_block(spec: RunSpec, block: Block) -> dict:
         raise InputError(f"block {block.name} holds NaN or infinite voxels.", spec.volume) from exc
     out = zarr.open_array(spec.prob, mode="r+")
     out[block.box] = encode_probability(prob[block.owned], np.dtype(out.dtype).name)
-    region = tuple(slice(b, e) for b, e in zip(block.region_begin, block.region_end,
-                                                strict=True))
+    region = block.region
     fragments = block_fragments(prob, block.region_begin, block.begin, block.end, source.shape,
                                 spacing_in_x_voxels(spec.spacing), image=np.asarray(source[region]),
                                 **spec.trace)

@@ -38,9 +38,8 @@ def mask_block(prob: str, mask: str, block: Block, threshold: float,
     region's frame; None keeps every voxel above it). Returns the box's mask voxels."""
     import zarr
 
-    region = tuple(slice(b, e) for b, e in zip(block.region_begin, block.region_end,
-                                                strict=True))
-    above = as_probability(zarr.open_array(prob, mode="r")[region], "probability") > threshold
+    above = as_probability(zarr.open_array(prob, mode="r")[block.region],
+                           "probability") > threshold
     if segments is not None:
         above = pieces_on_segments(above, segments)
     owned = above[block.owned]

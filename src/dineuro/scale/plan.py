@@ -72,6 +72,12 @@ class Block:
         """The owned box as slices of the volume."""
         return tuple(slice(b, e) for b, e in zip(self.begin, self.end, strict=True))
 
+    @property
+    def region(self) -> tuple[slice, ...]:
+        """The region read (box and halo) as slices of the volume."""
+        return tuple(slice(b, e) for b, e in zip(self.region_begin, self.region_end,
+                                                 strict=True))
+
 
 @dataclass(frozen=True)
 class BlockPlan:
@@ -86,6 +92,8 @@ class BlockPlan:
     >>> last = list(plan.blocks())[-1]
     >>> last.begin, last.end, last.region_begin, last.region_end
     ((32, 64, 64), (40, 100, 100), (28, 56, 56), (40, 100, 100))
+    >>> last.region == (slice(28, 40), slice(56, 100), slice(56, 100)), plan.chunks
+    (True, (32, 64, 64))
     """
 
     shape: Triple
@@ -101,6 +109,11 @@ class BlockPlan:
                              f"{self.shape}.")
         if len(self.halo) != 3 or min(self.halo) < 0:
             raise InputError(f"the halo should be three voxel counts >= 0, got {self.halo}.")
+
+    @property
+    def chunks(self) -> Triple:
+        """A block's size inside the volume: the chunks of the arrays a run writes."""
+        return tuple(min(b, n) for b, n in zip(self.block, self.shape, strict=True))
 
     @property
     def counts(self) -> Triple:

@@ -407,8 +407,7 @@ def _new_partial(partial: Path, config: dict, plan: BlockPlan, prob_dtype: str, 
             "overlap", "flips", "precision", "skip_empty", "background_view")}},
         **ome_metadata(spacing, volume.name)})
     group.create_array("0", shape=plan.shape, dtype=prob_dtype, fill_value=0,
-                       chunks=tuple(min(b, n) for b, n in zip(plan.block, plan.shape,
-                                                               strict=True)))
+                       chunks=plan.chunks)
     (partial / FRAGMENTS).mkdir()
     with atomic_file(partial / CONFIG) as tmp:
         tmp.write_text(json.dumps(config, indent=2))
@@ -427,8 +426,7 @@ def _new_mask(partial: Path, plan: BlockPlan, spacing, threshold: float, mask: s
                    + (", the pieces the trace runs through" if mask == "traced" else ""),
         "threshold": threshold, "mask": mask}, **ome_metadata(spacing, name)})
     group.create_array("0", shape=plan.shape, dtype="uint8", fill_value=0,
-                       chunks=tuple(min(b, n) for b, n in zip(plan.block, plan.shape,
-                                                               strict=True)))
+                       chunks=plan.chunks)
     return group
 
 
