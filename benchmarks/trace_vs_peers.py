@@ -245,8 +245,8 @@ def run(data: Path, pred: Path | None, model: Path | str | None, split: str, thr
                        (raw, partial(trace_raw_image, image.array, spacing, method=method))]
             if not rivulet.not_run:
                 methods.append((rivulet, partial(rivulet_trace, image.array)))
-            trees = {result.label: score(result, name, make_tree, gold, threshold,
-                                         dataset.unlabelled(name))
+            unlabelled = dataset.unlabelled(name)
+            trees = {result.label: score(result, name, make_tree, gold, threshold, unlabelled)
                      for result, make_tree in methods}
             mask = prob > MAP_THRESHOLD
             model_map.dice.append(dice(mask, label))
