@@ -10,7 +10,7 @@ import zarr
 
 from dineuro.io import SwcTree
 from dineuro.scale import BlockPlan
-from dineuro.scale.mask import mask_block, segments_in
+from dineuro.scale.mask import mask_block, segments_in, segments_per_block
 from dineuro.trace import traced_mask
 from dineuro.trace._mask import cable_segments
 
@@ -24,6 +24,28 @@ def test_segments_near_a_region_are_kept_and_shifted():
     ])
     kept = segments_in(segments, (0, 0, 5), (1, 5, 12))
     assert kept.tolist() == [[[0, 0, -5], [0, 0, 25]], [[0, 0, 7.5], [0, 0, 7.5]]]
+
+
+@pytest.mark.parametrize("halo", [(0, 0, 0), (3, 5, 5), (12, 30, 30)])
+def test_segments_per_block_equal_testing_every_block(halo):
+    # Binned by the lattice, the same segments (same order) as segments_in on every block:
+    # short edges, long bridges, points on the faces and beyond the volume, uneven last blocks.
+    rng = np.random.default_rng(4)
+    plan = BlockPlan((45, 100, 70), (16, 32, 32), halo)
+    start = rng.uniform(-0.02, 1.02, (300, 3)) * [45, 100, 70]
+    step = rng.normal(0, 1, (300, 3)) * rng.choice([1.0, 4.0, 25.0], (300, 1))
+    segments = np.stack([start, start + step], axis=1)
+    segments[:20, 1] = segments[:20, 0]                       # roots: zero-length segments
+    segments[20:28, :, 1] = [[32.0, 32.0], [31.5, 31.5], [63.9, 64.1], [0, 0], [99.6, 99.6],
+                             [-1.4, -1.4], [100.4, 100.4], [-1.6, -1.6]]
+    by_block = segments_per_block(plan, segments)
+
+    expected = [segments_in(segments, b.region_begin, b.region_end) for b in plan.blocks()]
+    assert len(by_block) == len(plan)
+    for got, want in zip(by_block, expected, strict=True):
+        assert np.array_equal(got, want)
+    assert sum(len(e) for e in expected) >= len(segments) - 8  # the test reaches most blocks
+    assert [len(b) for b in segments_per_block(plan, segments[:0])] == [0] * len(plan)
 
 
 def _fibre(points):

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from dineuro.scale.plan import Block
+from dineuro.scale.plan import Block, BlockPlan
 from dineuro.trace._mask import pieces_on_segments
 from dineuro.trace._probability import as_probability
 
@@ -47,13 +47,43 @@ def mask_block(prob: str, mask: str, block: Block, threshold: float,
     return int(owned.sum())
 
 
-def write_mask(client, prob: str, mask: str, blocks: Sequence[Block], threshold: float,
+def segments_per_block(plan: BlockPlan, segments: np.ndarray) -> list[np.ndarray]:
+    """:func:`segments_in` of every block of ``plan`` (in ``plan.blocks()`` order).
+
+    Each segment is binned into the few blocks whose regions its bounding box can reach (the
+    lattice range it spans, grown by the halo and the voxel of slack ``segments_in`` allows),
+    and only those candidates are tested: a whole brain has 10^4 blocks and 10^6 segments,
+    too many to test every pair.
+    """
+    count = np.asarray(plan.counts)
+    block = np.asarray(plan.block, dtype=np.float64)
+    halo = np.asarray(plan.halo, dtype=np.float64)
+    low = segments.min(axis=1)
+    high = segments.max(axis=1)
+    first = np.clip(np.ceil((low - halo - 0.5) / block - 1), 0, count - 1).astype(np.int64)
+    last = np.clip(np.floor((high + halo + 1.5) / block), 0, count - 1).astype(np.int64)
+    span = (last - first).max(axis=0, initial=0) + 1
+    pairs_block, pairs_segment = [], []
+    for offset in np.ndindex(*span):
+        index = first + np.asarray(offset)
+        reach = np.all(index <= last, axis=1)
+        pairs_block.append(np.ravel_multi_index(tuple(index[reach].T), tuple(count)))
+        pairs_segment.append(np.flatnonzero(reach))
+    by_block = np.concatenate(pairs_block)
+    segment_ids = np.concatenate(pairs_segment)
+    order = np.lexsort((segment_ids, by_block))  # by block, then in the segments' order
+    bounds = np.searchsorted(by_block[order], np.arange(len(plan) + 1))
+    return [segments_in(segments[segment_ids[order[a:b]]], blk.region_begin, blk.region_end)
+            for blk, a, b in zip(plan.blocks(), bounds[:-1], bounds[1:], strict=True)]
+
+
+def write_mask(client, prob: str, mask: str, plan: BlockPlan, threshold: float,
                segments: np.ndarray | None) -> int:
-    """:func:`mask_block` for every block on the dask ``client``, each handed only the
-    segments near its region; returns the mask's voxels."""
+    """:func:`mask_block` for every block of ``plan`` on the dask ``client``, each handed only
+    the segments near its region (:func:`segments_per_block`); returns the mask's voxels."""
+    blocks = list(plan.blocks())
+    near = ([None] * len(blocks) if segments is None
+            else segments_per_block(plan, segments))
     futures = client.map(mask_block, [prob] * len(blocks), [mask] * len(blocks), blocks,
-                         [threshold] * len(blocks),
-                         [None if segments is None
-                          else segments_in(segments, b.region_begin, b.region_end)
-                          for b in blocks], pure=False)
+                         [threshold] * len(blocks), near, pure=False)
     return int(sum(client.gather(futures)))

@@ -326,7 +326,7 @@ units, neurite_type
         mask_started = time.perf_counter()
         mask_group = _new_mask(partial, plan, spacing, threshold, mask, paths["mask"].name)
         mask_voxels = write_mask(dask, str(partial / MAP / "0"), str(partial / MASK / "0"),
-                                 blocks, threshold,
+                                 plan, threshold,
                                  cable_segments(tree) if mask == "traced" else None)
         mask_seconds = time.perf_counter() - mask_started
         pyramid_started = time.perf_counter()
