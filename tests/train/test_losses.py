@@ -1,14 +1,22 @@
-"""Training losses: the soft skeleton, soft-clDice on hand-made tubes, and the loss choice."""
+"""Training losses: the soft skeleton, soft-clDice and Skeleton Recall on hand-made tubes, and
+the loss choice."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from monai.losses import DiceCELoss
 from monai.losses.cldice import soft_skel
 
 from dineuro.errors import InputError
-from dineuro.train.losses import CLDICE_ITERATIONS, cldice_loss, make_loss
+from dineuro.train.losses import (
+    CLDICE_ITERATIONS,
+    SkeletonRecallLoss,
+    cldice_loss,
+    make_loss,
+    tubed_skeleton,
+)
 
 #: Logit of a confident voxel: softmax gives 1 - 4e-18, so probabilities are 0/1 to float32.
 SURE = 20.0
@@ -101,6 +109,71 @@ def test_dice_ce_cldice_adds_the_weighted_cldice_to_dice_ce():
     assert float(total) == pytest.approx(float(expected), rel=1e-6)
     assert float(make_loss()(logits, labels)) == pytest.approx(
         float(DiceCELoss(to_onehot_y=True, softmax=True)(logits, labels)), rel=1e-6)
+
+
+def _cross(shape=SHAPE) -> np.ndarray:
+    """The axis AXIS along x and its four neighbours in z and y, in every x slice."""
+    cross = np.zeros(shape, bool)
+    z, y = AXIS
+    cross[z, y, :] = cross[z - 1, y, :] = cross[z + 1, y, :] = True
+    cross[z, y - 1, :] = cross[z, y + 1, :] = True
+    return cross
+
+
+@pytest.mark.parametrize("radius", [2, 4])
+def test_tubed_skeleton_is_the_axis_grown_by_a_voxel_whatever_the_radius(radius):
+    tube = _tube(radius).numpy()
+    tubes = tubed_skeleton(tube)
+    assert not (tubes & (tube == 0)).any()                     # inside the label
+    inner = slice(radius + 2, SHAPE[2] - radius - 2)           # away from the tube's ends
+    assert np.array_equal(tubes[:, :, inner], _cross()[:, :, inner])
+    assert not tubed_skeleton(np.zeros(SHAPE)).any()
+
+
+def test_skeleton_recall_by_closed_forms():
+    label = _tube_with_twig()
+    tubes = torch.from_numpy(tubed_skeleton(label.numpy())).float()
+    n = float(tubes.sum())
+    loss = SkeletonRecallLoss()
+    assert float(loss(_logits(label), _label(label))) < 1e-6                     # all found
+    assert float(loss(_logits(tubes), _label(label))) < 1e-6                     # axis enough
+    assert float(loss(_logits(torch.zeros(SHAPE)), _label(label))) == pytest.approx(
+        1 - 1 / (n + 1), rel=1e-6)                                              # nothing found
+    assert float(loss(torch.zeros(1, 2, *SHAPE), _label(label))) == pytest.approx(
+        1 - (0.5 * n + 1) / (n + 1), rel=1e-6)                                  # unsure: 0.5
+    missed = float((tubes * (1 - _tube(2))).sum())                              # the twig's axis
+    assert missed > 0
+    assert float(loss(_logits(_tube(2)), _label(label))) == pytest.approx(
+        missed / (n + 1), rel=1e-5)
+    everything = torch.ones(SHAPE)                                              # no precision term
+    assert float(loss(_logits(everything), _label(label))) < 1e-6
+    empty = torch.zeros(SHAPE)
+    assert float(loss(torch.randn(1, 2, *SHAPE), _label(empty))) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_skeleton_recall_is_a_batch_mean_with_gradient_only_on_the_tubes():
+    torch.manual_seed(2)
+    logits = torch.randn(2, 2, *SHAPE, requires_grad=True)
+    labels = torch.stack([_tube(4), _tube_with_twig()])[:, None]
+    loss = SkeletonRecallLoss()
+    batch = loss(logits, labels)
+    with torch.no_grad():
+        each = [float(loss(logits[i:i + 1], labels[i:i + 1])) for i in range(2)]
+    assert float(batch.detach()) == pytest.approx(sum(each) / 2, rel=1e-6)
+    batch.backward()
+    tubes = np.stack([tubed_skeleton(label[0].numpy()) for label in labels])
+    grad = logits.grad.abs().sum(dim=1).numpy()
+    assert (grad[tubes] > 0).all() and not grad[~tubes].any()
+
+
+def test_dice_ce_skeleton_recall_adds_the_weighted_recall_to_dice_ce():
+    torch.manual_seed(3)
+    logits = torch.randn(2, 2, *SHAPE)
+    labels = torch.stack([_tube(2), _tube_with_twig()])[:, None]
+    total = make_loss("dice_ce_skeleton_recall", skeleton_recall_weight=0.7)(logits, labels)
+    expected = (DiceCELoss(to_onehot_y=True, softmax=True)(logits, labels)
+                + 0.7 * SkeletonRecallLoss()(logits, labels))
+    assert float(total) == pytest.approx(float(expected), rel=1e-6)
 
 
 def test_unknown_loss_is_refused():

@@ -74,7 +74,8 @@ def test_unknown_config_keys_are_named(override, named):
     ("foreground_prob=1.5", "foreground_prob"), ("warmup_steps=-1", "warmup_steps"),
     ("teacher=[1]", "teacher"), ("model_options=3", "model_options"), ("steps=null", "steps"),
     ("normalization.low=99.95", "percentiles"), ("loss=nope", "'loss'"),
-    ("cldice_weight=-1", "cldice_weight"), ("cldice_iterations=0", "cldice_iterations")])
+    ("cldice_weight=-1", "cldice_weight"), ("cldice_iterations=0", "cldice_iterations"),
+    ("skeleton_recall_weight=-0.5", "skeleton_recall_weight")])
 def test_bad_config_values_are_input_errors(override, key):
     with pytest.raises(InputError, match=key):
         load_config(None, ["data=ds", "out=run", override])
@@ -356,7 +357,8 @@ def test_run_older_than_the_loss_keys_resumes_with_their_defaults(tiny_training_
     config = _config(tiny_training_set, tmp_path / "old", "steps=1")
     last = train(config).last
     checkpoint = load_checkpoint(last)
-    for key in ("loss", "cldice_weight", "cldice_iterations", "extra_data"):
+    for key in ("loss", "cldice_weight", "cldice_iterations", "skeleton_recall_weight",
+                "extra_data"):
         del checkpoint["train_config"][key]
     torch.save(checkpoint, last)
     with pytest.raises(InputError, match="other settings of \\['loss'\\]"):
@@ -416,13 +418,14 @@ def test_a_folder_named_twice_is_refused(tiny_training_set, tmp_path, how):
     assert not (tmp_path / "run" / "last.pt").exists()
 
 
-def test_cldice_loss_trains(tiny_training_set, tmp_path):
+@pytest.mark.parametrize("loss_name", ["dice_ce_cldice", "dice_ce_skeleton_recall"])
+def test_topology_losses_train(tiny_training_set, tmp_path, loss_name):
     losses = []
     config = _config(tiny_training_set, tmp_path / "run", "steps=3", "val_every=3",
-                     "loss=dice_ce_cldice")
+                     f"loss={loss_name}")
     result = train(config, progress=lambda step, total, loss, dice: losses.append(loss))
     assert len(losses) == 3 and all(math.isfinite(loss) for loss in losses)
-    assert load_model(result.last)[1]["train_config"]["loss"] == "dice_ce_cldice"
+    assert load_model(result.last)[1]["train_config"]["loss"] == loss_name
 
 
 def test_resume_without_a_checkpoint_starts_from_step_0(tiny_training_set, tmp_path):

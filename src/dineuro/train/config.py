@@ -34,7 +34,7 @@ from dineuro.config import (
 )
 from dineuro.data.normalize import NormalizationConfig
 from dineuro.errors import InputError
-from dineuro.train.losses import CLDICE_ITERATIONS, CLDICE_WEIGHT, LOSSES
+from dineuro.train.losses import CLDICE_ITERATIONS, CLDICE_WEIGHT, LOSSES, SKELETON_RECALL_WEIGHT
 
 SCHEDULES = ("cosine", "poly")
 AMP_MODES = ("none", "bf16")
@@ -140,13 +140,17 @@ class TrainConfig:
     grad_clip : float or None
         Largest global gradient norm; None or 0 disables clipping.
     loss : str
-        "dice_ce" (Dice + cross-entropy), or "dice_ce_cldice" to add soft-clDice, which rewards
-        keeping thin branches connected (:mod:`dineuro.train.losses`).
+        "dice_ce" (Dice + cross-entropy), "dice_ce_cldice" to add soft-clDice, which rewards
+        keeping thin branches connected, or "dice_ce_skeleton_recall" to add Skeleton Recall,
+        which counts every voxel of a neurite's axis alike, whatever its radius
+        (:mod:`dineuro.train.losses`).
     cldice_weight : float
         Weight of soft-clDice in "dice_ce_cldice"; ignored by "dice_ce".
     cldice_iterations : int
         Soft-skeleton iterations of "dice_ce_cldice": about the largest neurite radius, in voxels,
         that clDice sees; ignored by "dice_ce".
+    skeleton_recall_weight : float
+        Weight of Skeleton Recall in "dice_ce_skeleton_recall"; ignored by the others.
     amp : str
         "none", or "bf16" for bfloat16 autocast (CUDA only; ignored on CPU with a warning).
     val_every : int
@@ -193,6 +197,7 @@ class TrainConfig:
     loss: str = "dice_ce"
     cldice_weight: float = CLDICE_WEIGHT
     cldice_iterations: int = CLDICE_ITERATIONS
+    skeleton_recall_weight: float = SKELETON_RECALL_WEIGHT
     amp: str = "none"
     val_every: int = 200
     val_overlap: float = 0.5
@@ -226,6 +231,8 @@ class TrainConfig:
         require(self.loss in LOSSES, "loss", f"should be one of {list(LOSSES)}", self.loss)
         require(self.cldice_weight >= 0 and math.isfinite(self.cldice_weight), "cldice_weight",
                 "should be >= 0", self.cldice_weight)
+        require(self.skeleton_recall_weight >= 0 and math.isfinite(self.skeleton_recall_weight),
+                "skeleton_recall_weight", "should be >= 0", self.skeleton_recall_weight)
         require(self.cldice_iterations >= 1, "cldice_iterations", "should be at least 1",
                 self.cldice_iterations)
         require(self.amp in AMP_MODES, "amp", f"should be one of {list(AMP_MODES)}", self.amp)

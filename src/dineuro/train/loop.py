@@ -288,7 +288,8 @@ class _Run:
     # -- the loop -------------------------------------------------------------------------
     def _loop(self) -> TrainResult:
         config = self.config
-        loss_fn = make_loss(config.loss, config.cldice_weight, config.cldice_iterations)
+        loss_fn = make_loss(config.loss, config.cldice_weight, config.cldice_iterations,
+                            config.skeleton_recall_weight)
         amp_device = None
         if config.amp == "bf16":
             if self.device.type == "cuda":
