@@ -21,13 +21,13 @@ predicted skeleton.
 - ``"dice_ce_skeleton_recall"``: Dice + cross-entropy plus ``skeleton_recall_weight`` times the
   Skeleton Recall loss (Kirchhoff et al., "Skeleton Recall Loss for connectivity conserving and
   resource efficient segmentation of thin tubular structures", ECCV 2024). The label's skeleton
-  is computed (not soft, not differentiated: labels need no gradient), grown into a tube one
-  voxel wide around it (:func:`tubed_skeleton`), and the loss is one minus the soft recall of
-  that tube by the foreground probability: every voxel of every neurite's axis counts the
+  is computed (not soft, not differentiated: labels need no gradient) on the CPU each step,
+  grown by a voxel on every side (:func:`tubed_skeleton`), and the loss is one minus the soft
+  recall of that tube by the foreground probability: every voxel of every neurite's axis counts the
   same, whatever the neurite's radius, so a missed dim twig costs as much per voxel of length
   as a missed trunk. With ``R = (sum P . T + 1) / (|T| + 1)`` per crop (P foreground softmax, T
-  tubed skeleton), ``loss = 1 - R``, averaged over the batch; a crop without foreground has R =
-  1. Unlike clDice it does not penalise what the prediction adds.
+  tubed skeleton), ``loss = 1 - R``, averaged over the batch (R is 1 on a crop without
+  foreground). Unlike clDice it does not penalise what the prediction adds.
 """
 
 from __future__ import annotations
