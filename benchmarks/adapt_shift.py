@@ -207,7 +207,9 @@ def main() -> None:
         found["adapted"]["labels"] = label_quality(
             AdaptConfig(stacks=("-",), out=str(models["adapted"])).work, data)
         rows += found.values()
-        print(f"{name}: {time.perf_counter() - start:.0f} s", flush=True)
+        # Each shift's rows as soon as they are scored: a whole run takes an hour or more.
+        print(f"{name}: {time.perf_counter() - start:.0f} s\n\n{table(list(found.values()))}",
+              flush=True)
     settings = "".join(f", {item}" for item in args.sets)
     if view:
         settings += f", labelled and predicted with --background-view {view:g}"
