@@ -13,9 +13,7 @@ or the first stacks of a held-out set's train split), report on the test split. 
         --grid prune_length=4,10 --grid spur_radii=3,6 --grid min_tree_length=30,80
 
 ``--rule NAME=V1,V2`` varies a constant of the bead rule (:mod:`dineuro.trace._beads`, e.g.
-``BEAD_MAX_TURN=60,90``) or of the straight-line rule for short trees
-(:mod:`dineuro.trace._forest`, e.g. ``LINE_MIN_LENGTH=30,15``; 30, the debris floor, turns it
-off), which have no options of their own, as ``--grid`` varies an option.
+``BEAD_MAX_TURN=60,90``), which has no option of its own, as ``--grid`` varies an option.
 
 ``--zero-floor P`` traces beside each stack less its P-th percentile, clipped at 0, as
 background subtraction or an 8-bit export of a dim confocal stack leaves it: a background that
@@ -35,15 +33,12 @@ from unittest import mock
 import numpy as np
 
 import dineuro.trace._beads as bead_rule
-import dineuro.trace._forest as forest
 from dineuro.data.dataset import open_dataset
 from dineuro.evaluate import PROB_SUFFIX, compare_trees, labelled_precision
 from dineuro.io import Volume, read_volume
 from dineuro.trace import EmptyTraceWarning, trace
 
 COLUMNS = ("precision", "labelled_precision", "recall", "f1", "hairiness_ratio")
-#: The modules whose rule constants ``--rule`` varies, by the constants' prefix.
-RULES = {"BEAD_": bead_rule, "LINE_": forest}
 
 
 def parse_grid(items: list[str]) -> dict[str, list[float]]:
@@ -105,20 +100,16 @@ def main() -> None:
     parser = map_arguments(__doc__.splitlines()[0], "val")
     parser.add_argument("--grid", action="append", default=[], metavar="OPTION=V1,V2",
                         help="a trace() option and its values (repeatable)")
-    parser.add_argument("--rule", action="append", default=[], metavar="NAME=V1,V2",
-                        help="a constant of the bead rule (BEAD_...) or of the straight-line "
-                             "rule (LINE_...) and its values (repeatable)")
+    parser.add_argument("--rule", action="append", default=[], metavar="BEAD_NAME=V1,V2",
+                        help="a constant of the bead rule and its values (repeatable)")
     parser.add_argument("--zero-floor", type=float, default=None, metavar="P",
                         help="trace beside each stack less its P-th percentile, clipped at 0")
     args = parser.parse_args()
     grid, rules = parse_grid(args.grid), parse_grid(args.rule)
-    modules = {name: next((module for prefix, module in RULES.items()
-                           if name.startswith(prefix) and hasattr(module, name)), None)
-               for name in rules}
-    unknown = [name for name, module in modules.items() if module is None]
+    unknown = [name for name in rules if not name.startswith("BEAD_")
+               or not hasattr(bead_rule, name)]
     if unknown:
-        parser.error("--rule takes the bead rule's (BEAD_...) and the straight-line rule's "
-                     f"(LINE_...) constants, not {unknown}")
+        parser.error(f"--rule takes the bead rule's constants (BEAD_...), not {unknown}")
     floored = "" if args.zero_floor is None else f", less their {args.zero_floor:g}th " \
         "percentile, clipped at 0"
     dataset, names = split_names(args, floored)
@@ -135,7 +126,7 @@ def main() -> None:
         options = dict(zip(grid, values[:len(grid)], strict=True))
         with contextlib.ExitStack() as constants:  # the rule as it was afterwards
             for name, value in zip(rules, values[len(grid):], strict=True):
-                constants.enter_context(mock.patch.object(modules[name], name, value))
+                constants.enter_context(mock.patch.object(bead_rule, name, value))
             means = scores(maps, images, golds, options, unlabelled)
         print("| " + " | ".join([*(f"{v:g}" for v in values), *(f"{m:.3f}" for m in means)])
               + " |")

@@ -79,16 +79,8 @@ BEAD_REACH = 14.0
 BEAD_MAX_TURN = 60.0
 BEAD_MIN_COUNT = 3
 BEAD_MIN_MAP = 0.75
-#: A separate tree shorter than this (x voxels of cable) is debris, unless it is the largest or a
-#: straight stretch of fibre (LINE_*).
+#: A separate tree shorter than this (x voxels of cable) is debris, unless it is the largest.
 DEFAULT_MIN_TREE_LENGTH = 30.0
-#: A separate tree shorter than DEFAULT_MIN_TREE_LENGTH is kept as a stretch of a fibre whose
-#: neighbours the network lost when it is unbranched, has at least LINE_MIN_LENGTH x voxels of
-#: foreground centre line, and its ends lie at least LINE_STRAIGHTNESS of its cable apart: noise
-#: chains wander, a fibre's stretch is straight. Chosen on traced maps of train and validation
-#: stacks (:mod:`dineuro.trace._forest`; README, "Straight stretches of a fibre").
-LINE_MIN_LENGTH = 15.0
-LINE_STRAIGHTNESS = 0.85
 #: A separate tree is speckle, dropped as debris, when the median map value (normalised intensity
 #: for a raw image) on its centre line is below SPECKLE_MAP and it has more than SPECKLE_TIPS tips
 #: per 100 x voxels of cable; how they were chosen: :mod:`dineuro.trace._speckle`.

@@ -141,14 +141,14 @@ def test_graph_trees_of_two_separate_lines_is_two_trees_largest_first():
 
 
 def test_graph_trees_drops_short_separate_trees_unless_fragments_are_kept():
-    short = (4, 15, 3, 14)  # 11 voxels of cable: below min_tree_length 30 and a line's 15
+    short = (4, 15, 3, 20)  # 17 voxels of cable, less than min_tree_length 30
     graph = stitch(line_fragments([short, LONG], cut=10), np.ones(3), DEFAULT_MIN_PIECE_LENGTH)
     dropped = finish(graph, (1.0, 1.0, 1.0), LINES_SHAPE)
     assert len(neurons(dropped)) == 1
     assert any(c.startswith("dropped 1 separate tree") for c in dropped.comments)
     kept = finish(graph, (1.0, 1.0, 1.0), LINES_SHAPE, keep_fragments=True)
     assert [cable_length(p, (1.0, 1.0, 1.0), "voxel") for p in neurons(kept)] == pytest.approx(
-        [42.0, 11.0], abs=0.5)
+        [42.0, 17.0], abs=0.5)
 
 
 def test_graph_trees_in_micrometres_is_the_voxel_tree_scaled():
@@ -269,6 +269,5 @@ def test_block_by_block_a_fibre_the_map_lost_is_followed_as_in_the_whole_map():
         assert tree.xyz[:, 0].min() < 10 and tree.xyz[:, 0].max() > 70
     assert cable_length(blocks, (1.0, 1.0, 1.0), "voxel") == pytest.approx(
         cable_length(whole, (1.0, 1.0, 1.0), "voxel"), rel=0.01)
-    # without the image the pieces stay apart: the larger first, the other a straight stretch
-    alone = neurons(in_blocks(prob, (1.0, 1.0, 1.0), (16, 16, 40)))
-    assert len(alone) == 2 and alone[0].xyz[:, 0].min() > 40 and alone[1].xyz[:, 0].max() < 35
+    alone = in_blocks(prob, (1.0, 1.0, 1.0), (16, 16, 40))  # the larger piece, the other debris
+    assert alone.xyz[:, 0].min() > 40

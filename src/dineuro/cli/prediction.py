@@ -50,7 +50,6 @@ from dineuro.defaults import (
     DEFAULT_SPUR_RADII,
     DEFAULT_SWC_UNITS,
     DEFAULT_THRESHOLD,
-    LINE_MIN_LENGTH,
     NEURITE_TYPES,
     PASS_VOXELS,
     PROB_DTYPES,
@@ -236,10 +235,8 @@ MinPiece = Annotated[float, typer.Option(
                   "removed, never bridged. Longer pieces of a beaded fibre stay to be bridged, "
                   "and are dropped as debris if left alone.")]
 MinTree = Annotated[float, typer.Option(
-    min=0.0, help="Separate trees with less cable than this (x voxels) are dropped as debris, "
-                  f"except straight, unbranched pieces of {LINE_MIN_LENGTH:g} voxels or more "
-                  "(stretches of a dim fibre); larger ones (other neurons, fibres) are written "
-                  "as trees of their own.")]
+    min=0.0, help="Separate trees with less cable than this (x voxels) are dropped as debris; "
+                  "larger ones (other neurons, fibres) are written as trees of their own.")]
 Smooth = Annotated[float, typer.Option(
     min=0.0, help="Gaussian smoothing (sigma, x voxels) of the centre line along each branch; "
                   "0 keeps the voxel path.")]

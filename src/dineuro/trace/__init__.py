@@ -51,21 +51,18 @@ says what it does against that.
    nearest, least turning candidates go first
    (:func:`dineuro.trace._tree.bridge_gaps`). A binary mask alone has no evidence in its gaps,
    so nothing is bridged.
-5. **Trees**: every piece left apart after bridging is its own tree (another neuron, or a trunk
-   that leaves the stack). The first tree is the one holding a given ``root``, else the one with
-   the most cable; it is always kept. Others are kept when their cable is at least
-   ``min_tree_length`` both on the foreground alone (bridges add none, so specks chained across
-   gaps stay debris) and after pruning and smoothing, or when they are one straight, unbranched
-   piece of the foreground with at least 15 voxels of centre line (a stretch of a dim fibre
-   whose neighbours the network lost; :func:`dineuro.trace._forest.is_straight_line`), and
-   dropped as debris otherwise; so are trees that look like speckle: the map's median along the
-   centre line below 0.7 with more than 4 tips per 100 voxels of cable, what a network's
-   scattered firing on noisy haze chains into (:mod:`dineuro.trace._speckle`). After pruning
-   (step 6), a branch that looks like speckle is removed from every tree: at least 4 tips, more
-   than 3.5 per 100 voxels of centre line, a map median below 0.75, and less than half its
-   tree's cable (a network's tangles hanging off the neuron it traces; maps only: a raw image's
-   dim arbor looks the same). ``keep_fragments`` keeps them all. Trees are written largest
-   first.
+5. **Trees**: every piece left apart after bridging is its own tree (another neuron, or a
+   trunk that leaves the stack). The first tree is the one holding a given ``root``, else the
+   one with the most cable; it is always kept. Others are kept when their cable is at least
+   ``min_tree_length`` both on the foreground alone (bridges add none, so specks chained
+   across gaps stay debris) and after pruning and smoothing, and dropped as debris otherwise;
+   so are trees that look like speckle: the map's median along the centre line below 0.7 with
+   more than 4 tips per 100 voxels of cable, what a network's scattered firing on noisy haze
+   chains into (:mod:`dineuro.trace._speckle`). After pruning (step 6), a branch that looks
+   like speckle is removed from every tree: at least 4 tips, more than 3.5 per 100 voxels of
+   centre line, a map median below 0.75, and less than half its tree's cable (a network's
+   tangles hanging off the neuron it traces; maps only: a raw image's dim arbor looks the
+   same). ``keep_fragments`` keeps them all. Trees are written largest first.
 6. **Spurs**: a terminal branch is removed when it reaches less than ``prune_length`` beyond
    the radius r of the branch point it leaves, or less than ``spur_radii`` * r from that
    point (r at most ``SOMA_RADIUS_RATIO`` times the tree's median radius, so that a soma does

@@ -5,11 +5,7 @@ by cable), debris trees dropped, each tree rooted, pruned, smoothed and resample
 them written as one :class:`~dineuro.io.swc.SwcTree` with a header line per root.
 
 Debris is a separate tree that is short, or one that looks like speckle; branches that look
-like speckle are removed from every tree after pruning (:mod:`dineuro.trace._speckle`). A short
-tree that is one piece of the foreground (no bridge) and a straight line is not debris
-(:func:`is_straight_line`): where the network loses most of a dim fibre, it keeps stretches of
-it too far apart to bridge, and those are straight, while the specks its firing on noise makes
-wander (README, "Straight stretches of a fibre").
+like speckle are removed from every tree after pruning (:mod:`dineuro.trace._speckle`).
 """
 
 from __future__ import annotations
@@ -21,8 +17,6 @@ import numpy as np
 from scipy.sparse import csgraph
 
 from dineuro.defaults import (
-    LINE_MIN_LENGTH,
-    LINE_STRAIGHTNESS,
     SPECKLE_BRANCH_MAP,
     SPECKLE_BRANCH_MIN_TIPS,
     SPECKLE_BRANCH_TIPS,
@@ -111,11 +105,9 @@ def _separate_trees(zyx, radius, brightness, confidence, ends, edges, given, sca
     the branches.
     """
     floor = -math.inf if min_tree_length is None else min_tree_length
-    shortest = min(floor, LINE_MIN_LENGTH)  # a straight line may be shorter than the floor
     trees, hows, dropped = [], [], {"short": 0, "speckle": 0, "branches": 0}
-    for rank, (nodes, piece_edges, shown, whole) in enumerate(
-            _pieces(zyx, edges, scale, given)):
-        if rank and shown < shortest:
+    for rank, (nodes, piece_edges, shown) in enumerate(_pieces(zyx, edges, scale, given)):
+        if rank and shown < floor:
             dropped["short"] += 1
             continue
         start = int(np.flatnonzero(nodes == given)[0]) if rank == 0 and given is not None \
@@ -125,9 +117,7 @@ def _separate_trees(zyx, radius, brightness, confidence, ends, edges, given, sca
         if rank and min_tree_length is not None:
             tree = finish(pruned[0], pruned[1], parent)
             cable = edge_lengths(tree[0], tree[2], scale).sum()
-            line = whole and min(shown, cable) >= LINE_MIN_LENGTH \
-                and is_straight_line(tree[0], tree[2], scale)
-            if min(shown, cable) < floor and not line:
+            if cable < floor:
                 dropped["short"] += 1
                 continue
             if looks_like_speckle(confidence[nodes], tree[2], cable):
@@ -147,32 +137,6 @@ def _separate_trees(zyx, radius, brightness, confidence, ends, edges, given, sca
     return trees, hows, dropped
 
 
-def is_straight_line(zyx: np.ndarray, parent: np.ndarray, scale: np.ndarray) -> bool:
-    """Whether a tree (``parent`` array, nodes ``zyx``) is unbranched, with its two ends at least
-    :data:`~dineuro.defaults.LINE_STRAIGHTNESS` of its cable apart (lengths in x voxels by
-    ``scale``): a stretch of one fibre, not a chain of noise.
-
-    Examples
-    --------
-    >>> scale = np.ones(3)
-    >>> line = np.array([[0, 0, x] for x in range(10)], dtype=float)
-    >>> is_straight_line(line, np.arange(-1, 9), scale)
-    True
-    >>> zigzag = np.array([[0, x % 2 * 3, x] for x in range(10)], dtype=float)  # 3 up, 1 on
-    >>> is_straight_line(zigzag, np.arange(-1, 9), scale)
-    False
-    >>> fork = np.array([[0, 0, 0], [0, 0, 1], [0, 0, 2], [0, 1, 2]], dtype=float)
-    >>> is_straight_line(fork, np.array([-1, 0, 1, 1]), scale)
-    False
-    """
-    degree = np.bincount(parent[parent >= 0], minlength=len(parent)) + (parent >= 0)
-    ends = np.flatnonzero(degree <= 1)
-    if len(parent) < 2 or degree.max() > 2 or len(ends) != 2:
-        return False
-    span = np.linalg.norm((zyx[ends[0]] - zyx[ends[1]]) * scale)
-    return bool(span >= LINE_STRAIGHTNESS * edge_lengths(zyx, parent, scale).sum())
-
-
 def _count_roots(parent, keep) -> int:
     """How many removed subtrees ``keep`` cuts from a rooted tree: removed nodes whose parent
     stays."""
@@ -182,9 +146,9 @@ def _count_roots(parent, keep) -> int:
 
 
 def _pieces(zyx, edges, scale, first):
-    """Each tree of the forest: ``(nodes, edges, shown, whole)``, edges in indices into
-    ``nodes``, ``shown`` its cable (x voxels) without bridges: edges longer than a step between
-    neighbouring voxels, which the map does not show; ``whole`` whether it has no bridge.
+    """Each tree of the forest: ``(nodes, edges, shown)``, edges in indices into ``nodes``,
+    ``shown`` its cable (x voxels) without bridges: edges longer than a step between
+    neighbouring voxels, which the map does not show.
 
     Sorted by cable with bridges, largest first, except that the tree holding node ``first``
     (when given) comes first.
@@ -206,8 +170,7 @@ def _pieces(zyx, edges, scale, first):
     edges_of = np.split(by_piece, np.cumsum(np.bincount(edge_piece, minlength=count))[:-1])
     ranking = sorted(range(count), key=lambda k: (first is None or piece_of[first] != k,
                                                   -cable[k], k))
-    return [(nodes_of[k], edges_of[k], float(shown[k]), bool(cable[k] - shown[k] < 1e-6))
-            for k in ranking]
+    return [(nodes_of[k], edges_of[k], float(shown[k])) for k in ranking]
 
 
 def _rooted_pruned(zyx, radius, brightness, confidence, ends, edges, given, *, scale, offset,

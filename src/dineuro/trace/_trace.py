@@ -125,9 +125,8 @@ def trace(prob: np.ndarray, spacing: Sequence[float] = (1.0, 1.0, 1.0), *,
     min_tree_length : float, optional
         Separate trees with less cable than this, on the foreground alone (bridges not
         counted) or after pruning and smoothing, are dropped as debris, except the first (the
-        one holding a given ``root``, else the largest) and straight, unbranched pieces of the
-        foreground with at least :data:`~dineuro.defaults.LINE_MIN_LENGTH` of centre line; so
-        are unsure, much-branched trees that look like speckle (:mod:`dineuro.trace._forest`).
+        one holding a given ``root``, else the largest); so are unsure, much-branched trees
+        that look like speckle (:mod:`dineuro.trace._forest`).
     smooth : float, optional
         Gaussian sigma along the centre lines (0: the voxel staircase as it is).
     node_step : float, optional
