@@ -39,6 +39,7 @@ import torch
 from dineuro import Predictor
 from dineuro.data.dataset import open_dataset
 from dineuro.evaluate import compare_trees
+from dineuro.evaluate.voxels import dice
 from dineuro.models.build import build_model
 from dineuro.models.vit2d import VisionTransformer2d
 from dineuro.trace import trace
@@ -51,12 +52,6 @@ CONFIGS = {"default model": Path("configs/default_model.yaml"),
 #: DINO ViT-B/16's shape, the paper's teacher.
 PAPER_TEACHER = {"embed_dim": 768, "depth": 12, "num_heads": 12}
 WARMUP_STEPS = 3
-
-
-def dice(a: np.ndarray, b: np.ndarray) -> float:
-    """Dice of two boolean masks (1 when both are empty)."""
-    total = a.sum() + b.sum()
-    return 1.0 if total == 0 else float(2 * np.logical_and(a, b).sum() / total)
 
 
 def prediction_table(dataset, names: list[str]) -> str:
