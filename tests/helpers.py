@@ -98,8 +98,9 @@ TINY = ["size=tiny", "transfer=scratch", "crop=[16, 32, 32]", "model_options={pa
 
 
 def weights_of(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """A copy of the model's weights now, to compare with its weights later."""
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+    """A copy of the model's weights now, on the CPU (where checkpoints load), to compare with
+    its weights later."""
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
 
 
 def assert_same_weights(a: dict, b: dict) -> None:
