@@ -26,19 +26,15 @@ from pathlib import Path
 import numpy as np
 
 from dineuro.errors import InputError
-from dineuro.evaluate import PROB_SUFFIX
+from dineuro.evaluate import PROB_SUFFIX, find_predictions
 from dineuro.io import Volume, read_volume, write_volume
 from dineuro.trace import as_probability
 
 
 def common_names(folders: list[Path]) -> list[str]:
     """The stack names whose map every folder holds, sorted."""
-    held = []
-    for folder in folders:
-        if not folder.is_dir():
-            raise InputError("is not a folder of probability maps.", folder)
-        held.append({p.name[: -len(PROB_SUFFIX)] for p in folder.glob(f"*{PROB_SUFFIX}")
-                     if not p.name.startswith(".")})
+    held = [{name for name, path in find_predictions(folder, prefer_prob=True).items()
+             if path.name.endswith(PROB_SUFFIX)} for folder in folders]
     names = sorted(set.intersection(*held))
     if not names:
         raise InputError(f"these folders hold no NAME{PROB_SUFFIX} in common.", folders[0])
