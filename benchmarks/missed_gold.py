@@ -10,6 +10,8 @@ tracer's own ceiling. For example::
 
     dineuro predict data/noisy/images -o pred/noisy --prob-dtype float32
     python benchmarks/missed_gold.py data/noisy --pred pred/noisy --split test
+
+``--method geodesic`` traces with the minimal-path centre lines instead of thinning.
 """
 
 from __future__ import annotations
@@ -25,18 +27,23 @@ from trace_vs_peers import trace_quietly
 from dineuro.evaluate import PROB_SUFFIX
 from dineuro.evaluate.missed import MISSED_CLASSES, MissedGold, missed_gold
 from dineuro.io import read_volume
+from dineuro.trace import METHODS
 
 
-def per_stack(dataset, names, pred: Path) -> tuple[dict[str, MissedGold], MissedGold]:
-    """Each stack's :class:`MissedGold` of its traced map, and the gold masks' traces pooled."""
+def per_stack(dataset, names, pred: Path, method: str = "thinning"
+              ) -> tuple[dict[str, MissedGold], MissedGold]:
+    """Each stack's :class:`MissedGold` of its map traced with ``method``, and the gold masks'
+    traces pooled (the same method)."""
     results, ceiling = {}, []
     for name in names:
         image, gold = dataset.image(name), dataset.tree(name)
         prob = read_volume(pred / f"{name}{PROB_SUFFIX}").array
-        tree = trace_quietly(prob, image.spacing, kind="probability", image=image.array)
+        tree = trace_quietly(prob, image.spacing, kind="probability", image=image.array,
+                             method=method)
         results[name] = missed_gold(tree, gold, prob)
         label = dataset.label(name, image)
-        ceiling.append(missed_gold(trace_quietly(label, image.spacing, kind="mask"), gold,
+        ceiling.append(missed_gold(trace_quietly(label, image.spacing, kind="mask",
+                                                 method=method), gold,
                                    (label > 0).astype(np.float32)))
         print(f"  {name}", flush=True)
     return results, reduce(add, ceiling)
@@ -57,9 +64,12 @@ def table(results: dict[str, MissedGold], ceiling: MissedGold) -> str:
 
 
 def main() -> None:
-    args = map_arguments(__doc__.splitlines()[0], "test").parse_args()
+    parser = map_arguments(__doc__.splitlines()[0], "test")
+    parser.add_argument("--method", choices=METHODS, default="thinning",
+                        help="how the tracer finds centre lines (dineuro trace --method)")
+    args = parser.parse_args()
     dataset, names = split_names(args)
-    print("\n" + table(*per_stack(dataset, names, args.pred)))
+    print("\n" + table(*per_stack(dataset, names, args.pred, args.method)))
 
 
 if __name__ == "__main__":

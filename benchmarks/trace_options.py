@@ -3,14 +3,17 @@
 Traces every map of a split (``PRED/NAME_prob.tif``, from ``dineuro predict``), with the raw
 stack beside it as ``dineuro run`` traces, with each combination of the options given, and
 prints mean precision, recall, F1 and hairiness ratio against the gold SWCs
-(:func:`dineuro.evaluate.compare_trees`, threshold 2), and the precision with a stack's
-unlabelled neurites set aside (:func:`dineuro.evaluate.labelled_precision`). Choose
+(:func:`dineuro.evaluate.compare_trees`, threshold 2), the precision with a stack's
+unlabelled neurites set aside (:func:`dineuro.evaluate.labelled_precision`), and the seconds
+each trace took (wall clock: compare settings within one run, on one machine). Choose
 defaults on stacks no model was trained on and the card does not score (the validation split,
 or the first stacks of a held-out set's train split), report on the test split. For example::
 
     dineuro predict data/bench/images -o pred/bench
     python benchmarks/trace_options.py data/bench --pred pred/bench --split val \\
         --grid prune_length=4,10 --grid spur_radii=3,6 --grid min_tree_length=30,80
+
+An option that takes a word takes words the same way: ``--grid method=thinning,geodesic``.
 
 ``--rule NAME=V1,V2`` varies a constant of the bead rule (:mod:`dineuro.trace._beads`, e.g.
 ``BEAD_MAX_TURN=60,90``), which has no option of its own, as ``--grid`` varies an option.
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import time
 import warnings
 from pathlib import Path
 from unittest import mock
@@ -38,33 +42,46 @@ from dineuro.evaluate import PROB_SUFFIX, compare_trees, labelled_precision
 from dineuro.io import Volume, read_volume
 from dineuro.trace import EmptyTraceWarning, trace
 
-COLUMNS = ("precision", "labelled_precision", "recall", "f1", "hairiness_ratio")
+COLUMNS = ("precision", "labelled_precision", "recall", "f1", "hairiness_ratio",
+           "s_per_trace")
 
 
-def parse_grid(items: list[str]) -> dict[str, list[float]]:
-    """``["prune_length=4,10"]`` -> ``{"prune_length": [4.0, 10.0]}``."""
+def parse_grid(items: list[str]) -> dict[str, list[float | str]]:
+    """``["prune_length=4,10", "method=thinning,geodesic"]`` -> ``{"prune_length": [4.0, 10.0],
+    "method": ["thinning", "geodesic"]}``: numbers where they parse, words as given."""
     grid = {}
     for item in items:
         key, _, values = item.partition("=")
-        grid[key] = [float(v) for v in values.split(",")]
+        grid[key] = [_number_or_word(v) for v in values.split(",")]
     return grid
 
 
+def _number_or_word(value: str) -> float | str:
+    try:
+        return float(value)
+    except ValueError:
+        return value
+
+
 def scores(maps, images, golds, options, unlabelled) -> list[float]:
-    """Mean of each column over the stacks; an empty trace scores 0 (hairiness: none)."""
+    """Mean of each column over the stacks; an empty trace scores 0 (hairiness: none). The
+    last column is the wall-clock seconds of the trace alone, scoring left out."""
     rows = []
     for name, prob in maps.items():
+        start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", EmptyTraceWarning)
             tree = trace(prob, images[name].spacing, kind="probability",
                          image=images[name].array, **options)
+        seconds = time.perf_counter() - start
         if not len(tree):
-            rows.append([0.0, 0.0, 0.0, 0.0, np.nan])
+            rows.append([0.0, 0.0, 0.0, 0.0, np.nan, seconds])
             continue
         result = compare_trees(tree, golds[name], 2.0)
         rows.append([result.precision, labelled_precision(tree, golds[name], unlabelled[name], 2.0),
                      result.recall, result.f1,
-                     np.nan if result.hairiness_ratio is None else result.hairiness_ratio])
+                     np.nan if result.hairiness_ratio is None else result.hairiness_ratio,
+                     seconds])
     return np.nanmean(np.asarray(rows, dtype=float), axis=0).tolist()
 
 
@@ -128,7 +145,8 @@ def main() -> None:
             for name, value in zip(rules, values[len(grid):], strict=True):
                 constants.enter_context(mock.patch.object(bead_rule, name, value))
             means = scores(maps, images, golds, options, unlabelled)
-        print("| " + " | ".join([*(f"{v:g}" for v in values), *(f"{m:.3f}" for m in means)])
+        print("| " + " | ".join([*(f"{v:g}" if isinstance(v, float) else v for v in values),
+                                 *(f"{m:.3f}" for m in means)])
               + " |")
 
 
