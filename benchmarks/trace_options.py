@@ -57,6 +57,7 @@ def parse_grid(items: list[str]) -> dict[str, list[float | str]]:
 
 
 def _number_or_word(value: str) -> float | str:
+    """A grid value: most options are numbers, ``method`` and ``neurite_type`` take words."""
     try:
         return float(value)
     except ValueError:
