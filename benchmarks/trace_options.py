@@ -128,6 +128,10 @@ def main() -> None:
                or not hasattr(bead_rule, name)]
     if unknown:
         parser.error(f"--rule takes the bead rule's constants (BEAD_...), not {unknown}")
+    words = [f"{name}={value}" for name, values in rules.items() for value in values
+             if isinstance(value, str)]
+    if words:
+        parser.error(f"--rule takes numbers, not {words}")
     floored = "" if args.zero_floor is None else f", less their {args.zero_floor:g}th " \
         "percentile, clipped at 0"
     dataset, names = split_names(args, floored)
