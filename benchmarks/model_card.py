@@ -46,7 +46,15 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from trace_vs_peers import MASK_METRICS, METRICS, header, markdown, metric_values, run
+from trace_vs_peers import (
+    MASK_METRICS,
+    METRICS,
+    hairiness_median,
+    header,
+    markdown,
+    metric_values,
+    run,
+)
 
 from dineuro import __version__
 from dineuro.checkpoint import (
@@ -86,12 +94,16 @@ def shown_path(path: str | None) -> str | None:
 
 
 def summary(result) -> dict:
-    """Mean and std of every score of one row, plus seconds per stack."""
+    """Mean and std of every score of one row, the hairiness ratio's median, and seconds per
+    stack."""
     out = {}
     for metric in MASK_METRICS + METRICS:
         values = metric_values(result, metric)
         if values:
             out[metric] = [round(float(np.mean(values)), 4), round(float(np.std(values)), 4)]
+    median = hairiness_median(result)
+    if median is not None:
+        out["hairiness_median"] = round(median, 4)
     out["seconds_per_stack"] = round(float(np.mean(result.seconds)), 2)
     out["stacks"] = len(result.seconds)
     return out

@@ -3,7 +3,8 @@
 Traces every map of a split (``PRED/NAME_prob.tif``, from ``dineuro predict``), with the raw
 stack beside it as ``dineuro run`` traces, with each combination of the options given, and
 prints mean precision, recall, F1 and hairiness ratio against the gold SWCs
-(:func:`dineuro.evaluate.compare_trees`, threshold 2), the precision with a stack's
+(:func:`dineuro.evaluate.compare_trees`, threshold 2), the hairiness ratio's median over
+the stacks (which one outlying stack moves less than the mean), the precision with a stack's
 unlabelled neurites set aside (:func:`dineuro.evaluate.labelled_precision`), and the seconds
 each trace took (wall clock: compare settings within one run, on one machine). Choose
 defaults on stacks no model was trained on and the card does not score (the validation split,
@@ -43,7 +44,7 @@ from dineuro.io import Volume, read_volume
 from dineuro.trace import EmptyTraceWarning, trace
 
 COLUMNS = ("precision", "labelled_precision", "recall", "f1", "hairiness_ratio",
-           "s_per_trace")
+           "hairiness_median", "s_per_trace")
 
 
 def parse_grid(items: list[str]) -> dict[str, list[float | str]]:
@@ -66,7 +67,8 @@ def _number_or_word(value: str) -> float | str:
 
 def scores(maps, images, golds, options, unlabelled) -> list[float]:
     """Mean of each column over the stacks; an empty trace scores 0 (hairiness: none). The
-    last column is the wall-clock seconds of the trace alone, scoring left out."""
+    hairiness ratio's median is over the same stacks as its mean; the last column is the
+    wall-clock seconds of the trace alone, scoring left out."""
     rows = []
     for name, prob in maps.items():
         start = time.perf_counter()
@@ -83,7 +85,10 @@ def scores(maps, images, golds, options, unlabelled) -> list[float]:
                      result.recall, result.f1,
                      np.nan if result.hairiness_ratio is None else result.hairiness_ratio,
                      seconds])
-    return np.nanmean(np.asarray(rows, dtype=float), axis=0).tolist()
+    rows = np.asarray(rows, dtype=float)
+    means = np.nanmean(rows, axis=0).tolist()
+    median = np.nanmedian(rows[:, COLUMNS.index("hairiness_ratio")])
+    return [*means[:-1], float(median), means[-1]]
 
 
 def zero_floored(volume: Volume, percentile: float) -> Volume:

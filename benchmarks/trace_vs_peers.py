@@ -9,7 +9,8 @@ precision with the stack's unlabelled neurites set aside (``unlabelled/NAME.swc`
 ``synth`` writes for the fragments of other neurons it draws but leaves out of the gold;
 :func:`dineuro.evaluate.labelled_precision`; plain precision where a stack has none), and
 the hairiness ratio (terminal tips per 100 voxels of cable, over the gold's own; 1 = as hairy
-as the gold) and seconds per stack; the model row also gives the Dice against
+as the gold; also its median over the stacks, which one outlying stack moves less than the
+mean) and seconds per stack; the model row also gives the Dice against
 ``labels/NAME.tif`` of its map above 0.5 (the mask ``dineuro predict`` writes) and of the
 pieces of it that its trace runs through (:func:`dineuro.trace.traced_mask`, the mask
 ``dineuro run`` writes):
@@ -179,19 +180,28 @@ def mean_std(result: MethodResult, metric: str) -> str:
     return f"{np.mean(values):.{decimals}f} ± {np.std(values):.{decimals}f}"
 
 
+def hairiness_median(result: MethodResult) -> float | None:
+    """The median of the method's per-stack hairiness ratios (None without any)."""
+    values = metric_values(result, "hairiness_ratio")
+    return float(np.median(values)) if values else None
+
+
 def markdown(results: list[MethodResult], header: str) -> str:
     lines = [header, "",
              "| method | Dice | Dice, traced mask | ESA | DSA | PDS | precision "
-             "| precision, unlabelled aside | recall | F1 | hairiness ratio | s / stack | note |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| precision, unlabelled aside | recall | F1 | hairiness ratio | hairiness, median "
+             "| s / stack | note |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for result in results:
         if result.not_run:
-            lines.append(f"| {result.label} |" + " |" * 11 + f" {result.not_run} |")
+            lines.append(f"| {result.label} |" + " |" * 12 + f" {result.not_run} |")
             continue
         notes = [result.extra_note] if result.extra_note else []
         if result.failures:
             notes.append(f"{len(result.failures)} empty or refused ({'; '.join(result.failures)})")
+        median = hairiness_median(result)
         cells = [result.label, *(mean_std(result, m) for m in MASK_METRICS + METRICS),
+                 "n/a" if median is None else f"{median:.2f}",
                  f"{np.mean(result.seconds):.2f}", ", ".join(notes)]
         lines.append("| " + " | ".join(c.replace("|", r"\|") for c in cells) + " |")
     return "\n".join(lines) + "\n"

@@ -125,3 +125,25 @@ def test_model_row_scores_the_traced_mask_without_the_specks_it_drops(tiny_train
     table = bench.markdown([with_speck], "header")
     row = next(line for line in table.splitlines() if line.startswith("| model map"))
     assert row.split(" | ")[2] == bench.mean_std(with_speck, "traced_dice")
+
+
+
+def test_the_hairiness_median_column_is_not_moved_by_one_outlying_stack():
+    # Against a gold line of 40 (2 tips): the line itself (ratio 1), a trace with two spurs of 2
+    # (4 tips along 44) and the trace of a speck (2 tips along 2: ratio 20); an empty trace has
+    # no ratio and is left out of both columns.
+    bench = load_benchmark("trace_vs_peers")
+    result = bench.MethodResult("model map, traced")
+    gold = SwcTree([1, 2], [3, 3], [[0, 0, 0], [40, 0, 0]], [1, 1], [-1, 1])
+    spurred = SwcTree([1, 2, 3, 4, 5, 6], [3] * 6,
+                      [[0, 0, 0], [10, 0, 0], [20, 0, 0], [40, 0, 0], [10, 2, 0], [20, 2, 0]],
+                      [1] * 6, [-1, 1, 2, 3, 2, 3])
+    speck = SwcTree([1, 2], [3, 3], [[0, 0, 0], [2, 0, 0]], [1, 1], [-1, 1])
+    empty = SwcTree([], [], np.zeros((0, 3)), [], [])
+    for name, tree in (("a", gold), ("b", spurred), ("c", speck), ("d", empty)):
+        bench.score(result, name, lambda tree=tree: tree, gold, 2.0)
+    ratios = [1.0, (4 / 44) / (2 / 40), (2 / 2) / (2 / 40)]
+    assert bench.metric_values(result, "hairiness_ratio") == pytest.approx(ratios)
+    assert bench.hairiness_median(result) == pytest.approx(ratios[1])
+    row = bench.markdown([result], "header").splitlines()[-1]
+    assert f"| {bench.mean_std(result, 'hairiness_ratio')} | {ratios[1]:.2f} |" in row

@@ -117,6 +117,28 @@ def test_a_trace_with_spurs_has_a_hairiness_ratio_above_1(tmp_path):
     assert f"| {expected:.2f} |  |" in markdown_table(table)  # the last cell: no note
 
 
+def test_the_hairiness_median_is_not_moved_by_one_outlying_stack(tmp_path):
+    # "a" traced as it is (ratio 1), "b" with 2 spurs of length 2 (4 tips along 15: ratio
+    # (4 / 15) / (2 / 11)), "c" a speck of length 1 (2 tips: ratio (2 / 1) / (2 / 11) = 11).
+    spurred = SwcTree([1, 2, 3, 4, 5, 6], [3] * 6, [[3, 8, 5], [7, 8, 5], [11, 8, 5], [14, 8, 5],
+                                                    [7, 10, 5], [11, 6, 5]],
+                      [1] * 6, [-1, 1, 2, 3, 2, 3])
+    speck = SwcTree([1, 2], [3, 3], [[3, 8, 5], [4, 8, 5]], [1, 1], [-1, 1])
+    for name, traced in (("a", line()), ("b", spurred), ("c", speck)):
+        write_volume(tmp_path / "gold" / f"{name}.tif", box_mask(), SPACING)
+        write_swc(tmp_path / "gold" / f"{name}.swc", line())
+        write_volume(tmp_path / "pred" / f"{name}_mask.tif", box_mask())
+        write_swc(tmp_path / "pred" / f"{name}.swc", traced)
+    table = evaluate_folder(tmp_path / "pred", tmp_path / "gold")
+    summary = table.summary().traces
+    ratios = [1.0, (4 / 15) / (2 / 11), 11.0]
+    assert [row.trace.hairiness_ratio for row in table.rows] == pytest.approx(ratios)
+    assert summary.hairiness_ratio.mean == pytest.approx(sum(ratios) / 3)  # 4.5: the speck's
+    assert summary.hairiness_median == pytest.approx(ratios[1])
+    assert f"median over the stacks, which one outlying stack moves less than the mean, is " \
+           f"{ratios[1]:.2f}." in markdown_table(table)
+
+
 def test_missing_and_empty_traces_are_listed(table):
     traces = traces_by_name(table)
     assert list(traces) == ["empty", "no_gold_swc", "same", "shifted_y", "shifted_z",

@@ -94,7 +94,14 @@ def _trace_note(s: TraceSummary, threshold: float) -> str:
             f"fraction of points at least {threshold:g} from the other tree, F1 of the lengths "
             f"within {threshold:g} of it; the hairiness ratio is the trace's terminal tips per "
             f"100 units of length over the gold's (above 1: spurious spurs). Means over the "
-            f"{s.n_scored} stacks with both SWCs{empty}.")
+            f"{s.n_scored} stacks with both SWCs{empty}.{_median_note(s)}")
+
+
+def _median_note(s: TraceSummary) -> str:
+    if s.hairiness_median is None:
+        return ""
+    return (f" The hairiness ratio's median over the stacks, which one outlying stack moves "
+            f"less than the mean, is {s.hairiness_median:.2f}.")
 
 
 def _threshold_note(threshold: float | None) -> str:

@@ -1,0 +1,37 @@
+"""``benchmarks/trace_options.py``: its columns against the same traces scored by hand."""
+
+from __future__ import annotations
+
+import statistics
+
+import numpy as np
+import pytest
+from helpers import load_benchmark
+
+from dineuro.data.dataset import open_dataset
+from dineuro.evaluate import compare_trees
+from dineuro.trace import trace
+
+
+def test_the_columns_are_the_means_and_the_median_of_the_same_traces(tiny_training_set):
+    # The gold masks at p = 0.9 as maps: the script's columns against the same traces scored
+    # here one by one.
+    benchmark = load_benchmark("trace_options")
+    dataset = open_dataset(tiny_training_set)
+    names = dataset.split()["train"]
+    images = {n: dataset.image(n) for n in names}
+    maps = {n: np.where(dataset.label(n, images[n]), 0.9, 0.0).astype(np.float32)
+            for n in names}
+    golds = {n: dataset.tree(n) for n in names}
+    unlabelled = {n: dataset.unlabelled(n) for n in names}
+
+    columns = dict(zip(benchmark.COLUMNS, benchmark.scores(maps, images, golds, {}, unlabelled),
+                       strict=True))
+
+    results = [compare_trees(trace(maps[n], images[n].spacing, kind="probability",
+                                   image=images[n].array), golds[n], 2.0) for n in names]
+    ratios = [r.hairiness_ratio for r in results]
+    assert columns["hairiness_ratio"] == pytest.approx(np.mean(ratios))
+    assert columns["hairiness_median"] == pytest.approx(statistics.median(ratios))
+    assert columns["recall"] == pytest.approx(np.mean([r.recall for r in results]))
+    assert columns["s_per_trace"] > 0
