@@ -127,7 +127,6 @@ def test_model_row_scores_the_traced_mask_without_the_specks_it_drops(tiny_train
     assert row.split(" | ")[2] == bench.mean_std(with_speck, "traced_dice")
 
 
-
 def test_the_hairiness_median_column_is_not_moved_by_one_outlying_stack():
     # Against a gold line of 40 (2 tips): the line itself (ratio 1), a trace with two spurs of 2
     # (4 tips along 44) and the trace of a speck (2 tips along 2: ratio 20); an empty trace has

@@ -133,7 +133,7 @@ def test_the_hairiness_median_is_not_moved_by_one_outlying_stack(tmp_path):
     summary = table.summary().traces
     ratios = [1.0, (4 / 15) / (2 / 11), 11.0]
     assert [row.trace.hairiness_ratio for row in table.rows] == pytest.approx(ratios)
-    assert summary.hairiness_ratio.mean == pytest.approx(sum(ratios) / 3)  # 4.5: the speck's
+    assert summary.hairiness_ratio.mean == pytest.approx(sum(ratios) / 3)  # 4.5: the speck's 11
     assert summary.hairiness_median == pytest.approx(ratios[1])
     assert f"median over the stacks, which one outlying stack moves less than the mean, is " \
            f"{ratios[1]:.2f}." in markdown_table(table)
