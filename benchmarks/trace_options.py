@@ -19,6 +19,9 @@ An option that takes a word takes words the same way: ``--grid method=thinning,g
 ``--rule NAME=V1,V2`` varies a constant of the bead rule (:mod:`dineuro.trace._beads`, e.g.
 ``BEAD_MAX_TURN=60,90``), which has no option of its own, as ``--grid`` varies an option.
 
+``--per-stack`` adds, after each setting's row, a row per stack: its recall, hairiness ratio,
+and the tips and cable of its trace and of its gold behind that ratio.
+
 ``--zero-floor P`` traces beside each stack less its P-th percentile, clipped at 0, as
 background subtraction or an 8-bit export of a dim confocal stack leaves it: a background that
 is mostly 0, which the options that read the raw image (the line test) must survive. The maps
@@ -65,11 +68,10 @@ def _number_or_word(value: str) -> float | str:
         return value
 
 
-def scores(maps, images, golds, options, unlabelled) -> list[float]:
-    """Mean of each column over the stacks; an empty trace scores 0 (hairiness: none). The
-    hairiness ratio's median is over the same stacks as its mean; the last column is the
-    wall-clock seconds of the trace alone, scoring left out."""
-    rows = []
+def traced(maps, images, golds, options, unlabelled) -> dict[str, tuple[list[float], object]]:
+    """Each stack's columns (all but the median) and its :func:`compare_trees` scores (None for
+    an empty trace, which scores 0, with no hairiness)."""
+    stacks = {}
     for name, prob in maps.items():
         start = time.perf_counter()
         with warnings.catch_warnings():
@@ -78,17 +80,38 @@ def scores(maps, images, golds, options, unlabelled) -> list[float]:
                          image=images[name].array, **options)
         seconds = time.perf_counter() - start
         if not len(tree):
-            rows.append([0.0, 0.0, 0.0, 0.0, np.nan, seconds])
+            stacks[name] = [0.0, 0.0, 0.0, 0.0, np.nan, seconds], None
             continue
         result = compare_trees(tree, golds[name], 2.0)
-        rows.append([result.precision, labelled_precision(tree, golds[name], unlabelled[name], 2.0),
-                     result.recall, result.f1,
-                     np.nan if result.hairiness_ratio is None else result.hairiness_ratio,
-                     seconds])
-    rows = np.asarray(rows, dtype=float)
+        stacks[name] = [result.precision,
+                        labelled_precision(tree, golds[name], unlabelled[name], 2.0),
+                        result.recall, result.f1,
+                        np.nan if result.hairiness_ratio is None else result.hairiness_ratio,
+                        seconds], result
+    return stacks
+
+
+def summarised(stacks: dict[str, tuple[list[float], object]]) -> list[float]:
+    """Mean of each column over the stacks, and the hairiness ratio's median over the same
+    stacks as its mean; the last column is the wall-clock seconds of the trace alone, scoring
+    left out."""
+    rows = np.asarray([row for row, _ in stacks.values()], dtype=float)
     means = np.nanmean(rows, axis=0).tolist()
     median = np.nanmedian(rows[:, COLUMNS.index("hairiness_ratio")])
     return [*means[:-1], float(median), means[-1]]
+
+
+def per_stack_lines(stacks: dict[str, tuple[list[float], object]]) -> list[str]:
+    """One Markdown row per stack: its recall and hairiness ratio, and the tips and cable of
+    its trace and of its gold that the ratio divides (the gold's tips per 100 voxels too)."""
+    lines = []
+    for name, (row, result) in stacks.items():
+        recall, ratio = row[COLUMNS.index("recall")], row[COLUMNS.index("hairiness_ratio")]
+        counts = ["", "", "", "", ""] if result is None else [
+            f"{result.test_tips}", f"{result.test_length:.0f}", f"{result.gold_tips}",
+            f"{result.gold_length:.0f}", f"{result.gold_hairiness:.1f}"]
+        lines.append("| " + " | ".join([name, f"{recall:.3f}", f"{ratio:.2f}", *counts]) + " |")
+    return lines
 
 
 def zero_floored(volume: Volume, percentile: float) -> Volume:
@@ -127,6 +150,9 @@ def main() -> None:
                         help="a constant of the bead rule and its values (repeatable)")
     parser.add_argument("--zero-floor", type=float, default=None, metavar="P",
                         help="trace beside each stack less its P-th percentile, clipped at 0")
+    parser.add_argument("--per-stack", action="store_true",
+                        help="after each setting's row, a row per stack: recall, hairiness "
+                             "ratio, and the tips and cable of its trace and its gold")
     args = parser.parse_args()
     grid, rules = parse_grid(args.grid), parse_grid(args.rule)
     unknown = [name for name in rules if not name.startswith("BEAD_")
@@ -154,10 +180,14 @@ def main() -> None:
         with contextlib.ExitStack() as constants:  # the rule as it was afterwards
             for name, value in zip(rules, values[len(grid):], strict=True):
                 constants.enter_context(mock.patch.object(bead_rule, name, value))
-            means = scores(maps, images, golds, options, unlabelled)
+            stacks = traced(maps, images, golds, options, unlabelled)
         print("| " + " | ".join([*(f"{v:g}" if isinstance(v, float) else v for v in values),
-                                 *(f"{m:.3f}" for m in means)])
+                                 *(f"{m:.3f}" for m in summarised(stacks))])
               + " |")
+        if args.per_stack:
+            print("\n| stack | recall | hairiness ratio | trace tips | trace cable | gold tips "
+                  "| gold cable | gold tips per 100 |\n|---|---:|---:|---:|---:|---:|---:|---:|")
+            print("\n".join(per_stack_lines(stacks)) + "\n")
 
 
 if __name__ == "__main__":
